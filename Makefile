@@ -1,0 +1,57 @@
+# gitops-engine v3 needs Go 1.27: the go command fetches this toolchain
+# itself from the module proxy on first use.
+export GOTOOLCHAIN := go1.27.3
+
+GO      ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo v0.1.0-dev)
+LDFLAGS := -X kubetunnel/version.Version=$(VERSION)
+
+# Packages whose tests run with the race detector: the tunnel, and the code
+# on both ends of it.
+RACE_PKGS := ./tunnel/... ./kas/... ./agentk/... ./kasproxy/...
+
+.PHONY: all build testbin test test-unit test-race test-e2e demo lint fuzz clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/ ./cmd/kas ./cmd/agentk
+
+# The test control plane, built from our own module graph (go.mod `tool`
+# lines). Rebuilt only when the module graph changes.
+testbin: bin/etcd bin/kube-apiserver
+
+bin/etcd: go.mod go.sum
+	$(GO) build -o $@ go.etcd.io/etcd/server/v3
+
+bin/kube-apiserver: go.mod go.sum
+	$(GO) build -o $@ k8s.io/kubernetes/cmd/kube-apiserver
+
+# Everything: unit, integration (race) and end-to-end tests on a real API server.
+test: build testbin lint
+	$(GO) test -race -timeout 20m $(RACE_PKGS)
+	$(GO) test -timeout 30m $$($(GO) list ./... | grep -v -E '/(tunnel|kas|agentk|kasproxy)(/|$$)')
+
+test-e2e: build testbin
+	$(GO) test -timeout 30m ./test/e2e/...
+
+# A local control plane, a git repo with an example agent config, kas and
+# agentk, all on loopback; stays up until Ctrl-C.
+demo: build testbin
+	$(GO) run ./test/e2e/demo
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+# Run each fuzz target for a while (make fuzz FUZZTIME=1m).
+FUZZTIME ?= 20s
+fuzz:
+	$(GO) test -run XXX -fuzz FuzzReadHello -fuzztime $(FUZZTIME) ./tunnel
+	$(GO) test -run XXX -fuzz FuzzHelloFromHeader -fuzztime $(FUZZTIME) ./tunnel
+	$(GO) test -run XXX -fuzz FuzzReadReply -fuzztime $(FUZZTIME) ./tunnel
+	$(GO) test -run XXX -fuzz FuzzParse -fuzztime $(FUZZTIME) ./agentcfg
+
+clean:
+	rm -rf bin

@@ -1,0 +1,97 @@
+package agentcfg
+
+// Config is the whole config.yaml. The zero value is a valid, empty
+// configuration once Default has filled it.
+type Config struct {
+	GitOps        GitOps        `yaml:"gitops" json:"gitops"`
+	UserAccess    UserAccess    `yaml:"user_access" json:"user_access"`
+	Observability Observability `yaml:"observability" json:"observability"`
+}
+
+// GitOps is the gitops section: the manifest projects the agent keeps its
+// cluster in sync with.
+type GitOps struct {
+	ManifestProjects []ManifestProject `yaml:"manifest_projects" json:"manifest_projects"`
+}
+
+// ManifestProject is one repository (and ref) whose manifests the agent
+// applies. Empty fields take the defaults in defaults.go.
+type ManifestProject struct {
+	// ID is a repository id from kas's repositories list. Defaults to the
+	// agent's config project.
+	ID  string `yaml:"id" json:"id"`
+	Ref Ref    `yaml:"ref" json:"ref"`
+	// DefaultNamespace is used for namespaced objects that have none.
+	DefaultNamespace string `yaml:"default_namespace" json:"default_namespace"`
+	// Paths select the files to apply; defaults to every YAML and JSON file.
+	Paths            []Path   `yaml:"paths" json:"paths"`
+	ReconcileTimeout Duration `yaml:"reconcile_timeout" json:"reconcile_timeout"`
+	// DryRunStrategy is one of none, client, server.
+	DryRunStrategy string `yaml:"dry_run_strategy" json:"dry_run_strategy"`
+	// Prune deletes objects that are no longer in the repository. A pointer
+	// because false is a choice and nil means the default (true).
+	Prune        *bool    `yaml:"prune" json:"prune"`
+	PruneTimeout Duration `yaml:"prune_timeout" json:"prune_timeout"`
+	// PrunePropagationPolicy is one of orphan, background, foreground.
+	PrunePropagationPolicy string `yaml:"prune_propagation_policy" json:"prune_propagation_policy"`
+	// InventoryPolicy is one of must_match, adopt_if_no_inventory, adopt_all.
+	InventoryPolicy string `yaml:"inventory_policy" json:"inventory_policy"`
+	// ResourceInclusions and ResourceExclusions limit which kinds the agent
+	// watches and manages. Empty inclusions include everything; empty
+	// exclusions exclude nothing.
+	ResourceInclusions []ResourceFilter `yaml:"resource_inclusions" json:"resource_inclusions"`
+	ResourceExclusions []ResourceFilter `yaml:"resource_exclusions" json:"resource_exclusions"`
+}
+
+// Ref is the git ref to follow: at most one field is set; none means the
+// repository's default branch.
+type Ref struct {
+	Branch string `yaml:"branch" json:"branch,omitempty"`
+	Tag    string `yaml:"tag" json:"tag,omitempty"`
+	// Commit is a full commit SHA: it pins the manifests.
+	Commit string `yaml:"commit" json:"commit,omitempty"`
+}
+
+// Path selects files of a manifest project.
+type Path struct {
+	// Glob is a doublestar pattern relative to the repository root, such as
+	// /manifests/**/*.yaml.
+	Glob string `yaml:"glob" json:"glob"`
+}
+
+// ResourceFilter matches Kubernetes kinds; '*' matches any group or kind.
+type ResourceFilter struct {
+	APIGroups []string `yaml:"api_groups" json:"api_groups"`
+	Kinds     []string `yaml:"kinds" json:"kinds"`
+}
+
+// UserAccess is how callers of the Kubernetes API proxy reach the cluster
+// through this agent.
+type UserAccess struct {
+	AccessAs AccessAs `yaml:"access_as" json:"access_as"`
+}
+
+// AccessAs says whose identity requests carry: exactly one field is set.
+type AccessAs struct {
+	// Agent: requests use the agent's own service account.
+	Agent *AccessAsAgent `yaml:"agent" json:"agent,omitempty"`
+	// User: the agent impersonates the caller.
+	User *AccessAsUser `yaml:"user" json:"user,omitempty"`
+}
+
+// AccessAsAgent has no options; its presence selects the mode.
+type AccessAsAgent struct{}
+
+// AccessAsUser has no options; its presence selects the mode.
+type AccessAsUser struct{}
+
+// Observability is the agent's logging.
+type Observability struct {
+	Logging Logging `yaml:"logging" json:"logging"`
+}
+
+// Logging configures agentk's logger.
+type Logging struct {
+	// Level is one of debug, info, warn, error.
+	Level string `yaml:"level" json:"level"`
+}

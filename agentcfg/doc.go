@@ -1,0 +1,9 @@
+// Package agentcfg is the schema of the agent's config.yaml
+// (.gitlab/agents/<agent-name>/config.yaml in the agent's config project),
+// with the keys of the GitLab agent so existing files keep working.
+//
+// kas reads the file with Parse, which rejects unknown keys and values of the
+// wrong shape with the line and key path, fills the defaults and validates.
+// kas sends the result to agentk as JSON (ToJSON); agentk reads it with
+// FromJSON. Defaults live in defaults.go and nowhere else.
+package agentcfg

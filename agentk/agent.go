@@ -1,0 +1,161 @@
+package agentk
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials/insecure"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"kubetunnel/agentcfg"
+	"kubetunnel/api/rpc"
+	"kubetunnel/internal/httpserve"
+)
+
+// Agent is a configured agentk, ready to Run.
+type Agent struct {
+	opts    *Options
+	logger  *slog.Logger
+	level   *slog.LevelVar
+	metrics *prometheus.Registry
+	rest    *rest.Config
+
+	conn   *connManager
+	config *configWatcher
+
+	mu      sync.Mutex // guards obsAddr
+	obsAddr net.Addr
+	ready   chan struct{}
+}
+
+// New validates opts and loads the cluster credentials. level may be nil;
+// when set, the config's observability.logging.level adjusts it.
+func New(opts *Options, logger *slog.Logger, level *slog.LevelVar) (*Agent, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	restCfg := opts.REST
+	if restCfg == nil {
+		var err error
+		if restCfg, err = loadRESTConfig(opts.Kubeconfig); err != nil {
+			return nil, err
+		}
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a := &Agent{opts: opts, logger: logger, level: level, metrics: reg, rest: restCfg, ready: make(chan struct{})}
+	var err error
+	a.conn, err = newConnManager(opts, logger, a.tunnelHandler(), reg)
+	if err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+func loadRESTConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig != "" {
+		cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+		if err != nil {
+			return nil, fmt.Errorf("--kubeconfig: %w", err)
+		}
+		return cfg, nil
+	}
+	cfg, err := rest.InClusterConfig()
+	if err != nil {
+		return nil, fmt.Errorf("not running in a cluster and no --kubeconfig given: %w", err)
+	}
+	return cfg, nil
+}
+
+// tunnelHandler serves the requests kas sends through the tunnel.
+func (a *Agent) tunnelHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "agentk does not serve this path", http.StatusNotFound)
+	})
+}
+
+// ObservabilityAddr is the bound observability address, after Ready.
+func (a *Agent) ObservabilityAddr() net.Addr {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.obsAddr
+}
+
+// Ready is closed once the observability listener is bound.
+func (a *Agent) Ready() <-chan struct{} { return a.ready }
+
+// Config returns the config in force and its commit.
+func (a *Agent) Config() (string, *agentcfg.Config) {
+	if a.config == nil {
+		return "", nil
+	}
+	return a.config.current()
+}
+
+// Run connects to kas and serves until ctx is done.
+func (a *Agent) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", a.opts.ObservabilityListen)
+	if err != nil {
+		return fmt.Errorf("--observability-listen %s: %w", a.opts.ObservabilityListen, err)
+	}
+	a.mu.Lock()
+	a.obsAddr = ln.Addr()
+	a.mu.Unlock()
+
+	cc, err := grpc.NewClient("passthrough:///kas",
+		grpc.WithContextDialer(a.conn.dialStream),
+		// The tunnel is already authenticated and, with wss/grpcs, encrypted.
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
+			MinConnectTimeout: 20 * time.Second,
+		}),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)),
+	)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer cc.Close()
+	a.config = &configWatcher{client: rpc.NewConfigurationClient(cc), logger: a.logger, level: a.level}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return a.conn.Run(gctx) })
+	g.Go(func() error { return a.config.Run(gctx) })
+	g.Go(func() error { return a.serveObservability(gctx, ln) })
+	close(a.ready)
+	return g.Wait()
+}
+
+func (a *Agent) serveObservability(ctx context.Context, ln net.Listener) error {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.metrics, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		ok, lastErr := a.conn.status()
+		if !ok {
+			msg := "not connected to kas"
+			if lastErr != nil {
+				msg += ": " + lastErr.Error()
+			}
+			http.Error(w, msg, http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ok\n"))
+	})
+	return httpserve.Serve(ctx, ln, mux)
+}

@@ -1,0 +1,250 @@
+package agentk
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/yamux"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"kubetunnel/tunnel"
+	"kubetunnel/version"
+)
+
+// connManager keeps one current tunnel session to kas. It dials with
+// backoff, serves kas's streams on every session it has (a rotated one
+// keeps serving until kas closes it) and hands gRPC the current one.
+type connManager struct {
+	opts    *Options
+	logger  *slog.Logger
+	handler http.Handler // serves streams kas opens
+	dialer  func(ctx context.Context) (*yamux.Session, error)
+
+	mu      sync.Mutex // guards current, changed and lastErr
+	current *yamux.Session
+	changed chan struct{} // closed and replaced whenever current changes
+	lastErr error
+
+	goaway chan *yamux.Session
+
+	connected prometheus.Gauge
+	connects  *prometheus.CounterVec
+}
+
+func newConnManager(opts *Options, logger *slog.Logger, handler http.Handler, reg prometheus.Registerer) (*connManager, error) {
+	tlsCfg, err := opts.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	m := &connManager{
+		opts:    opts,
+		logger:  logger,
+		changed: make(chan struct{}),
+		goaway:  make(chan *yamux.Session, 1),
+		connected: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "agentk_tunnel_connected",
+			Help: "1 while agentk has a live connection to kas.",
+		}),
+		connects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "agentk_tunnel_connects_total",
+			Help: "Connection attempts to kas by result (ok, refused, error).",
+		}, []string{"result"}),
+	}
+	for _, r := range []string{"ok", "refused", "error"} {
+		m.connects.WithLabelValues(r)
+	}
+	reg.MustRegister(m.connected, m.connects)
+	m.handler = m.withGoAway(handler)
+	m.dialer = func(ctx context.Context) (*yamux.Session, error) {
+		token, err := opts.token()
+		if err != nil {
+			return nil, err
+		}
+		d := &tunnel.Dialer{
+			Address: opts.KasAddress,
+			Hello:   tunnel.Hello{Token: token, AgentVersion: version.Version, Protocol: tunnel.MaxProtocol},
+			TLS:     tlsCfg,
+			Header:  opts.header(),
+			Session: opts.Session,
+			Logger:  logger,
+		}
+		return d.Dial(ctx)
+	}
+	return m, nil
+}
+
+// sessionKey carries the session a request arrived on.
+type sessionKey struct{}
+
+// withGoAway answers kas's GoAway signal and passes everything else on.
+func (m *connManager) withGoAway(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == tunnel.GoAwayPath && r.Method == http.MethodPost {
+			sess, _ := r.Context().Value(sessionKey{}).(*yamux.Session)
+			select {
+			case m.goaway <- sess:
+			default:
+			}
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// Run keeps a connection up until ctx is done.
+func (m *connManager) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	bo := tunnel.Backoff{Initial: m.opts.ReconnectInitial, Max: m.opts.ReconnectMax}
+	wait := func() bool {
+		t := time.NewTimer(bo.Next())
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+			return true
+		}
+	}
+	for ctx.Err() == nil {
+		sess, err := m.dialer(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			m.setErr(err)
+			var refused *tunnel.RefusedError
+			if errors.As(err, &refused) {
+				m.connects.WithLabelValues("refused").Inc()
+				m.logger.Error("kas refused the connection", "status", refused.Status, "reason", refused.Reason)
+			} else {
+				m.connects.WithLabelValues("error").Inc()
+				m.logger.Warn("Cannot connect to kas", "err", err)
+			}
+			if !wait() {
+				break
+			}
+			continue
+		}
+		m.connects.WithLabelValues("ok").Inc()
+		m.logger.Info("Connected to kas", "kas_address", m.opts.KasAddress)
+		start := time.Now()
+		m.setCurrent(sess)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.serve(ctx, sess)
+		}()
+	waitLoop:
+		for {
+			select {
+			case <-ctx.Done():
+				break waitLoop
+			case <-sess.CloseChan():
+				bo.Connected(time.Since(start))
+				m.setErr(errors.New("connection to kas lost"))
+				m.logger.Warn("Connection to kas lost; reconnecting")
+				if !wait() {
+					break waitLoop
+				}
+				break waitLoop
+			case s := <-m.goaway:
+				if s != sess {
+					continue // a late signal from an older session
+				}
+				// kas is rotating or stopping: connect anew at once; the
+				// old session keeps serving until kas closes it.
+				bo.Connected(time.Since(start))
+				m.logger.Info("kas asked agentk to reconnect (GoAway)")
+				break waitLoop
+			}
+		}
+	}
+	m.setCurrent(nil)
+	return nil
+}
+
+// serve runs an http.Server on the session for streams kas opens; it
+// returns when the session closes or ctx is done.
+func (m *connManager) serve(ctx context.Context, sess *yamux.Session) {
+	srv := &http.Server{
+		Handler:           m.handler,
+		ReadHeaderTimeout: 30 * time.Second,
+		ConnContext: func(c context.Context, _ net.Conn) context.Context {
+			return context.WithValue(c, sessionKey{}, sess)
+		},
+	}
+	stop := context.AfterFunc(ctx, func() {
+		srv.Close()
+		sess.Close()
+	})
+	defer stop()
+	_ = srv.Serve(sess)
+	srv.Close()
+	sess.Close()
+	m.clearIfCurrent(sess)
+}
+
+func (m *connManager) setCurrent(sess *yamux.Session) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.current = sess
+	if sess != nil {
+		m.lastErr = nil
+		m.connected.Set(1)
+	} else {
+		m.connected.Set(0)
+	}
+	close(m.changed)
+	m.changed = make(chan struct{})
+}
+
+func (m *connManager) clearIfCurrent(sess *yamux.Session) {
+	m.mu.Lock()
+	cur := m.current
+	m.mu.Unlock()
+	if cur == sess {
+		m.setCurrent(nil)
+	}
+}
+
+func (m *connManager) setErr(err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.lastErr = err
+}
+
+// status says whether agentk is connected, and if not, why.
+func (m *connManager) status() (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.current != nil && !m.current.IsClosed(), m.lastErr
+}
+
+// dialStream opens a stream to kas on the current session, waiting for a
+// session when there is none (gRPC calls this to connect).
+func (m *connManager) dialStream(ctx context.Context, _ string) (net.Conn, error) {
+	for {
+		m.mu.Lock()
+		cur, changed := m.current, m.changed
+		m.mu.Unlock()
+		if cur != nil && !cur.IsClosed() {
+			st, err := cur.OpenStream()
+			if err == nil {
+				return st, nil
+			}
+			// GoAway or closing: wait for the next session.
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-changed:
+		}
+	}
+}

@@ -1,0 +1,115 @@
+package agentk
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"k8s.io/client-go/rest"
+
+	"kubetunnel/tunnel"
+)
+
+// Defaults, in one place.
+const (
+	DefaultObservabilityListen = ":8080"
+	DefaultReconnectInitial    = 100 * time.Millisecond
+	DefaultReconnectMax        = 30 * time.Second
+)
+
+// Options are agentk's flags, as upstream's so existing manifests work.
+type Options struct {
+	KasAddress               string
+	TokenFile                string
+	Token                    string // from AGENTK_TOKEN when no file is given
+	KasCACertFile            string
+	KasTLSServerName         string
+	KasHeaders               []string // "Name: value"
+	KasInsecureSkipTLSVerify bool
+	Kubeconfig               string
+	ObservabilityListen      string
+
+	// REST, when set, is used instead of --kubeconfig (embedders, tests).
+	REST *rest.Config
+
+	// Timers tests shorten; zero means the default.
+	ReconnectInitial time.Duration
+	ReconnectMax     time.Duration
+	Session          tunnel.SessionConfig
+}
+
+// Validate checks the options and names the flag to fix.
+func (o *Options) Validate() error {
+	var errs []error
+	if o.KasAddress == "" {
+		errs = append(errs, errors.New("--kas-address is required (e.g. wss://kas.example.com/)"))
+	} else if _, err := tunnel.ParseAddress(o.KasAddress); err != nil {
+		errs = append(errs, fmt.Errorf("--kas-address: %w", err))
+	}
+	if o.TokenFile == "" && o.Token == "" {
+		errs = append(errs, errors.New("no agent token: set --token-file or the AGENTK_TOKEN environment variable"))
+	}
+	for _, h := range o.KasHeaders {
+		if name, _, ok := strings.Cut(h, ":"); !ok || strings.TrimSpace(name) == "" {
+			errs = append(errs, fmt.Errorf("--kas-header %q: want \"Name: value\"", h))
+		}
+	}
+	if o.ObservabilityListen == "" {
+		o.ObservabilityListen = DefaultObservabilityListen
+	}
+	return errors.Join(errs...)
+}
+
+// token reads the agent token. The file is read on every dial, so a
+// rotated Secret takes effect without a restart.
+func (o *Options) token() (string, error) {
+	if o.TokenFile == "" {
+		return strings.TrimSpace(o.Token), nil
+	}
+	b, err := os.ReadFile(o.TokenFile)
+	if err != nil {
+		return "", fmt.Errorf("--token-file: %w", err)
+	}
+	t := strings.TrimSpace(string(b))
+	if t == "" {
+		return "", fmt.Errorf("--token-file %s is empty", o.TokenFile)
+	}
+	return t, nil
+}
+
+func (o *Options) tlsConfig() (*tls.Config, error) {
+	cfg := &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		ServerName:         o.KasTLSServerName,
+		InsecureSkipVerify: o.KasInsecureSkipTLSVerify, //nolint:gosec // an explicit flag
+	}
+	if o.KasCACertFile != "" {
+		pem, err := os.ReadFile(o.KasCACertFile)
+		if err != nil {
+			return nil, fmt.Errorf("--kas-ca-cert-file: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--kas-ca-cert-file %s: no PEM certificate in it", o.KasCACertFile)
+		}
+		cfg.RootCAs = pool
+	}
+	return cfg, nil
+}
+
+func (o *Options) header() http.Header {
+	h := http.Header{}
+	for _, kv := range o.KasHeaders {
+		name, value, _ := strings.Cut(kv, ":")
+		h.Add(strings.TrimSpace(name), strings.TrimSpace(value))
+	}
+	return h
+}

@@ -1,0 +1,93 @@
+// Command kas is the agent server: agentk connects to it, and callers reach
+// the agents' clusters through it.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"kubetunnel/kas"
+	"kubetunnel/version"
+)
+
+const usage = `kas: the agent server. agentk connects to it from clusters behind NAT;
+kubectl and other callers reach those clusters through it.
+
+Usage:
+  kas --config FILE            run the server
+  kas token create --agent NAME
+                               make an agent token: prints the token once and
+                               the agents[].token_sha256 line for the config
+  kas --version                print the version
+
+Flags:
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) >= 2 && args[0] == "token" && args[1] == "create" {
+		return tokenCreate(args[2:], stdout, stderr)
+	}
+	fs := flag.NewFlagSet("kas", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configFile := fs.String("config", "", "path of the kas config file (YAML); see README.md for the keys")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, "kas", version.Version)
+		return 0
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "kas: unexpected argument %q\n", fs.Arg(0))
+		fs.Usage()
+		return 2
+	}
+	if *configFile == "" {
+		fmt.Fprintln(stderr, "kas: --config is required")
+		fs.Usage()
+		return 2
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(stderr, "kas: --log-level %q: want debug, info, warn or error\n", *logLevel)
+		return 2
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	cfg, err := kas.LoadConfig(*configFile)
+	if err != nil {
+		fmt.Fprintf(stderr, "kas: %v\n", err)
+		return 1
+	}
+	srv, err := kas.New(cfg, logger)
+	if err != nil {
+		fmt.Fprintf(stderr, "kas: %v\n", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := srv.Run(ctx); err != nil {
+		logger.Error("kas failed", "err", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,118 @@
+// Package testutil holds small helpers shared by tests: a git repository
+// driven by the real git command, a log sink that tests can search, and
+// polling for a condition.
+package testutil
+
+import (
+	"bytes"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// GitRepo is a real git repository in a temp dir, on branch main.
+type GitRepo struct {
+	t   testing.TB
+	Dir string
+}
+
+// NewGitRepo makes an empty repository.
+func NewGitRepo(t testing.TB) *GitRepo {
+	t.Helper()
+	r := &GitRepo{t: t, Dir: t.TempDir()}
+	r.Git("init", "-q", "-b", "main")
+	r.Git("config", "user.email", "test@example.com")
+	r.Git("config", "user.name", "test")
+	r.Git("config", "commit.gpgsign", "false")
+	return r
+}
+
+// Git runs git in the repository and returns its trimmed output.
+func (r *GitRepo) Git(args ...string) string {
+	r.t.Helper()
+	cmd := exec.Command("git", args...)
+	cmd.Dir = r.Dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		r.t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// Commit writes files (path → content; empty content deletes the file),
+// commits them and returns the commit id.
+func (r *GitRepo) Commit(msg string, files map[string]string) string {
+	r.t.Helper()
+	for path, content := range files {
+		full := filepath.Join(r.Dir, path)
+		if content == "" {
+			r.Git("rm", "-q", "--ignore-unmatch", path)
+			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			r.t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
+			r.t.Fatal(err)
+		}
+		r.Git("add", path)
+	}
+	r.Git("commit", "-q", "--allow-empty", "-m", msg)
+	return r.Git("rev-parse", "HEAD")
+}
+
+// URL is the repository as a file:// URL.
+func (r *GitRepo) URL() string { return "file://" + r.Dir }
+
+// LogSink collects log output so a test can assert what a user would read.
+type LogSink struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+	tb  testing.TB
+}
+
+// NewLogger returns a debug-level logger writing to a sink (and to t.Log
+// when verbose).
+func NewLogger(t testing.TB) (*slog.Logger, *LogSink) {
+	s := &LogSink{tb: t}
+	return slog.New(slog.NewTextHandler(s, &slog.HandlerOptions{Level: slog.LevelDebug})), s
+}
+
+func (s *LogSink) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if testing.Verbose() {
+		os.Stderr.Write(p)
+	}
+	return s.buf.Write(p)
+}
+
+// String is everything logged so far.
+func (s *LogSink) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
+}
+
+// Contains reports whether any log line contains sub.
+func (s *LogSink) Contains(sub string) bool { return strings.Contains(s.String(), sub) }
+
+// Eventually polls cond every 20ms until it is true or timeout passes.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if cond() {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

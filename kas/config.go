@@ -1,0 +1,283 @@
+package kas
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"kubetunnel/gitops/gitrepo"
+)
+
+// Defaults, in one place.
+const (
+	DefaultAgentListen         = "127.0.0.1:8150"
+	DefaultObservabilityListen = "127.0.0.1:8151"
+	DefaultKubernetesAPIListen = "127.0.0.1:8154"
+	DefaultMaxConnectionAge    = 2 * time.Hour
+	DefaultPollPeriod          = 20 * time.Second
+	DefaultDrainTimeout        = 30 * time.Second
+	DefaultCacheDir            = "kas-cache"
+)
+
+// Config is the kas config file. Zero values mean "use the default".
+type Config struct {
+	Agent         AgentSection         `yaml:"agent"`
+	Observability ObservabilitySection `yaml:"observability"`
+	Repositories  []gitrepo.Repository `yaml:"repositories"`
+	Agents        []AgentEntry         `yaml:"agents"`
+	Users         []UserEntry          `yaml:"users"`
+	Redis         *RedisSection        `yaml:"redis"`
+	PrivateAPI    *PrivateAPISection   `yaml:"private_api"`
+	Git           GitSection           `yaml:"git"`
+}
+
+// AgentSection configures the agent-facing side.
+type AgentSection struct {
+	Listen        AgentListen          `yaml:"listen"`
+	Configuration PollSection          `yaml:"configuration"`
+	GitOps        PollSection          `yaml:"gitops"`
+	KubernetesAPI KubernetesAPISection `yaml:"kubernetes_api"`
+}
+
+// AgentListen is where agentk connects.
+type AgentListen struct {
+	Address string `yaml:"address"`
+	// Websocket false serves raw TCP (grpc://, grpcs://) instead.
+	Websocket        *bool         `yaml:"websocket"`
+	CertificateFile  string        `yaml:"certificate_file"`
+	KeyFile          string        `yaml:"key_file"`
+	MaxConnectionAge time.Duration `yaml:"max_connection_age"`
+	// DrainTimeout bounds how long a rotated or shutting-down connection
+	// waits for requests in flight before it is closed.
+	DrainTimeout time.Duration `yaml:"drain_timeout"`
+}
+
+// PollSection holds a poll period.
+type PollSection struct {
+	PollPeriod time.Duration `yaml:"poll_period"`
+}
+
+// KubernetesAPISection is the Kubernetes API proxy listener.
+type KubernetesAPISection struct {
+	Listen Listen `yaml:"listen"`
+}
+
+// Listen is a plain listener with optional TLS.
+type Listen struct {
+	Address         string `yaml:"address"`
+	CertificateFile string `yaml:"certificate_file"`
+	KeyFile         string `yaml:"key_file"`
+}
+
+// ObservabilitySection serves /metrics, /healthz and /readyz.
+type ObservabilitySection struct {
+	Listen Listen `yaml:"listen"`
+}
+
+// GitSection configures the local git cache.
+type GitSection struct {
+	// CacheDir holds bare mirrors of the repositories; relative paths are
+	// relative to the working directory.
+	CacheDir string `yaml:"cache_dir"`
+}
+
+// AgentEntry is an agent in the standalone registry.
+type AgentEntry struct {
+	Name          string   `yaml:"name"`
+	ConfigProject string   `yaml:"config_project"`
+	TokenSHA256   []string `yaml:"token_sha256"`
+}
+
+// UserEntry is a caller of the Kubernetes API proxy.
+type UserEntry struct {
+	Name        string   `yaml:"name"`
+	TokenSHA256 []string `yaml:"token_sha256"`
+	Groups      []string `yaml:"groups"`
+	Agents      []string `yaml:"agents"`
+}
+
+// RedisSection enables several kas replicas (not implemented yet: an
+// error says so rather than silently running alone).
+type RedisSection struct {
+	Address string `yaml:"address"`
+}
+
+// PrivateAPISection is the kas-to-kas listener (see RedisSection).
+type PrivateAPISection struct {
+	Listen Listen `yaml:"listen"`
+}
+
+// LoadConfig reads, defaults and validates a config file.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading kas config: %w", err)
+	}
+	cfg, err := ParseConfig(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// ParseConfig parses a config document strictly: an unknown key is an
+// error that names it and its line.
+func ParseConfig(data []byte) (*Config, error) {
+	cfg := &Config{}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return nil, explainYAML(err)
+	}
+	cfg.Default()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// explainYAML turns yaml.v3's "field x not found in type kas.Foo" into a
+// message about the user's key.
+func explainYAML(err error) error {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return err
+	}
+	msgs := make([]string, 0, len(te.Errors))
+	for _, m := range te.Errors {
+		if i := strings.Index(m, ": field "); i >= 0 && strings.Contains(m, " not found in type ") {
+			key := strings.SplitN(m[i+len(": field "):], " ", 2)[0]
+			m = fmt.Sprintf("%s: unknown key %q", m[:i], key)
+		}
+		msgs = append(msgs, m)
+	}
+	return errors.New(strings.Join(msgs, "; "))
+}
+
+// Default fills in defaults for zero values.
+func (c *Config) Default() {
+	l := &c.Agent.Listen
+	if l.Address == "" {
+		l.Address = DefaultAgentListen
+	}
+	if l.Websocket == nil {
+		t := true
+		l.Websocket = &t
+	}
+	if l.MaxConnectionAge == 0 {
+		l.MaxConnectionAge = DefaultMaxConnectionAge
+	}
+	if l.DrainTimeout == 0 {
+		l.DrainTimeout = DefaultDrainTimeout
+	}
+	if c.Agent.Configuration.PollPeriod == 0 {
+		c.Agent.Configuration.PollPeriod = DefaultPollPeriod
+	}
+	if c.Agent.GitOps.PollPeriod == 0 {
+		c.Agent.GitOps.PollPeriod = DefaultPollPeriod
+	}
+	if c.Agent.KubernetesAPI.Listen.Address == "" {
+		c.Agent.KubernetesAPI.Listen.Address = DefaultKubernetesAPIListen
+	}
+	if c.Observability.Listen.Address == "" {
+		c.Observability.Listen.Address = DefaultObservabilityListen
+	}
+	if c.Git.CacheDir == "" {
+		c.Git.CacheDir = DefaultCacheDir
+	}
+}
+
+// Validate checks every section and names the first bad key.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	checkListen := func(key string, l Listen) {
+		if _, _, err := net.SplitHostPort(l.Address); err != nil {
+			bad(key+".address", "%q is not host:port", l.Address)
+		}
+		if (l.CertificateFile == "") != (l.KeyFile == "") {
+			bad(key, "certificate_file and key_file must be set together")
+		}
+	}
+	al := c.Agent.Listen
+	checkListen("agent.listen", Listen{Address: al.Address, CertificateFile: al.CertificateFile, KeyFile: al.KeyFile})
+	if al.MaxConnectionAge < 0 {
+		bad("agent.listen.max_connection_age", "must not be negative")
+	}
+	if al.DrainTimeout < 0 {
+		bad("agent.listen.drain_timeout", "must not be negative")
+	}
+	checkListen("agent.kubernetes_api.listen", c.Agent.KubernetesAPI.Listen)
+	checkListen("observability.listen", c.Observability.Listen)
+	if c.Agent.Configuration.PollPeriod < 0 {
+		bad("agent.configuration.poll_period", "must be positive")
+	}
+	if c.Agent.GitOps.PollPeriod < 0 {
+		bad("agent.gitops.poll_period", "must be positive")
+	}
+	if err := gitrepo.ValidateRepositories(c.Repositories); err != nil {
+		errs = append(errs, err)
+	}
+	repos := map[string]bool{}
+	for _, r := range c.Repositories {
+		repos[r.ID] = true
+	}
+	agents := map[string]bool{}
+	for i, a := range c.Agents {
+		key := fmt.Sprintf("agents[%d]", i)
+		switch {
+		case a.Name == "":
+			bad(key+".name", "missing")
+		case agents[a.Name]:
+			bad(key+".name", "agent %q is declared twice", a.Name)
+		case strings.ContainsAny(a.Name, "/ \t"):
+			bad(key+".name", "%q must not contain slashes or spaces", a.Name)
+		}
+		agents[a.Name] = true
+		if a.ConfigProject != "" && !repos[a.ConfigProject] {
+			bad(key+".config_project", "%q is not a repositories[].id", a.ConfigProject)
+		}
+		checkHashes(key+".token_sha256", a.TokenSHA256, bad)
+	}
+	users := map[string]bool{}
+	for i, u := range c.Users {
+		key := fmt.Sprintf("users[%d]", i)
+		if u.Name == "" {
+			bad(key+".name", "missing")
+		} else if users[u.Name] {
+			bad(key+".name", "user %q is declared twice", u.Name)
+		}
+		users[u.Name] = true
+		checkHashes(key+".token_sha256", u.TokenSHA256, bad)
+		for j, a := range u.Agents {
+			if !agents[a] {
+				bad(fmt.Sprintf("%s.agents[%d]", key, j), "%q is not an agents[].name", a)
+			}
+		}
+	}
+	if c.Redis != nil {
+		bad("redis", "several kas replicas are not supported by this version yet; remove the redis section")
+	}
+	if c.PrivateAPI != nil {
+		bad("private_api", "several kas replicas are not supported by this version yet; remove the private_api section")
+	}
+	return errors.Join(errs...)
+}
+
+func checkHashes(key string, hashes []string, bad func(key, format string, args ...any)) {
+	for j, h := range hashes {
+		if b, err := hex.DecodeString(h); err != nil || len(b) != 32 || strings.ToLower(h) != h {
+			bad(fmt.Sprintf("%s[%d]", key, j), "must be a lowercase hex SHA-256 (64 characters), e.g. from: printf %%s \"$TOKEN\" | sha256sum")
+		}
+	}
+}

@@ -1,0 +1,102 @@
+package kas
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"path"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"kubetunnel/agentcfg"
+	"kubetunnel/api/rpc"
+	"kubetunnel/gitops/gitrepo"
+)
+
+// configurationServer streams each agent's config.yaml from its config
+// project whenever the commit changes.
+type configurationServer struct {
+	rpc.UnimplementedConfigurationServer
+	repos  *gitrepo.Cache
+	logger *slog.Logger
+}
+
+// AgentConfigPath is where an agent's config lives in its config project.
+func AgentConfigPath(agent string) string {
+	return path.Join(".gitlab", "agents", agent, "config.yaml")
+}
+
+func (s *configurationServer) GetConfiguration(req *rpc.ConfigurationRequest, stream rpc.Configuration_GetConfigurationServer) error {
+	ctx := stream.Context()
+	agent, ok := agentFromContext(ctx)
+	if !ok {
+		return status.Error(codes.Unauthenticated, "not an agent")
+	}
+	log := s.logger.With("agent", agent.Name, "project", agent.ConfigProject)
+	if agent.ConfigProject == "" {
+		// No config project: the defaults, once; the stream stays open so
+		// the agent does not reconnect for nothing.
+		if err := s.send(stream, s.build(agent, "", nil, gitrepo.ErrNotFound)); err != nil {
+			return err
+		}
+		<-ctx.Done()
+		return nil
+	}
+	changed, cancel := s.repos.Subscribe(agent.ConfigProject)
+	defer cancel()
+	last := req.GetCommitId()
+	for {
+		commit, err := s.repos.Resolve(agent.ConfigProject, gitrepo.Ref{})
+		switch {
+		case err != nil:
+			// Not fetched yet, or the repository is unreachable: wait for
+			// the poller rather than fail the agent's stream.
+			log.Debug("Config project not available yet", "err", err)
+		case commit != last:
+			data, rerr := s.repos.ReadFile(agent.ConfigProject, commit, AgentConfigPath(agent.Name))
+			resp := s.build(agent, commit, data, rerr)
+			if resp.Error != "" {
+				log.Warn("Agent config is invalid; the agent keeps its last good config", "commit", commit, "err", resp.Error)
+			} else {
+				log.Info("Sending agent config", "commit", commit)
+			}
+			if err := s.send(stream, resp); err != nil {
+				return err
+			}
+			last = commit
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changed:
+		}
+	}
+}
+
+func (s *configurationServer) send(stream rpc.Configuration_GetConfigurationServer, resp *rpc.ConfigurationResponse) error {
+	return stream.Send(resp)
+}
+
+// build makes the response for one commit: a missing file is the default
+// config (as upstream), an unreadable or invalid one is an error message.
+func (s *configurationServer) build(agent Agent, commit string, data []byte, readErr error) *rpc.ConfigurationResponse {
+	resp := &rpc.ConfigurationResponse{CommitId: commit}
+	file := AgentConfigPath(agent.Name)
+	if readErr != nil && !errors.Is(readErr, gitrepo.ErrNotFound) {
+		resp.Error = fmt.Sprintf("%s: %v", file, readErr)
+		return resp
+	}
+	cfg, err := agentcfg.Parse(data, agent.ConfigProject)
+	if err != nil {
+		resp.Error = fmt.Sprintf("%s at commit %s: %v", file, commit, err)
+		return resp
+	}
+	js, err := cfg.ToJSON()
+	if err != nil {
+		resp.Error = fmt.Sprintf("%s: encoding: %v", file, err)
+		return resp
+	}
+	resp.ConfigJson = js
+	return resp
+}

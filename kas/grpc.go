@@ -1,0 +1,116 @@
+package kas
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
+)
+
+// streamListener hands streams that agents open to one grpc.Server. Each
+// conn carries the session it came from, which agentCreds turns into the
+// peer's AuthInfo so a handler knows which agent is calling.
+type streamListener struct {
+	conns  chan net.Conn
+	done   chan struct{}
+	closed sync.Once
+}
+
+var _ net.Listener = (*streamListener)(nil)
+
+func newStreamListener() *streamListener {
+	return &streamListener{conns: make(chan net.Conn), done: make(chan struct{})}
+}
+
+// deliver passes conn to the gRPC server, or closes it if the listener is
+// closed or ctx ends first.
+func (l *streamListener) deliver(ctx context.Context, conn net.Conn) {
+	select {
+	case l.conns <- conn:
+	case <-l.done:
+		conn.Close()
+	case <-ctx.Done():
+		conn.Close()
+	}
+}
+
+func (l *streamListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *streamListener) Close() error {
+	l.closed.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *streamListener) Addr() net.Addr { return tunnelAddr{} }
+
+type tunnelAddr struct{}
+
+func (tunnelAddr) Network() string { return "tunnel" }
+func (tunnelAddr) String() string  { return "tunnel" }
+
+// agentConn is a stream from an agent, tagged with the agent.
+type agentConn struct {
+	net.Conn
+	agent Agent
+	once  sync.Once
+	done  func()
+}
+
+func (c *agentConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.done)
+	return err
+}
+
+// AgentInfo is the credentials.AuthInfo of a gRPC call from an agent.
+type AgentInfo struct {
+	credentials.CommonAuthInfo
+	Agent Agent
+}
+
+// AuthType implements credentials.AuthInfo.
+func (AgentInfo) AuthType() string { return "kas-tunnel" }
+
+// agentCreds authenticates nothing itself (the tunnel handshake did): it
+// only lifts the agent identity from the stream into the gRPC peer.
+type agentCreds struct{}
+
+var _ credentials.TransportCredentials = agentCreds{}
+
+func (agentCreds) ClientHandshake(context.Context, string, net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	return nil, nil, errors.New("agentCreds is server-side only")
+}
+
+func (agentCreds) ServerHandshake(c net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	ac, ok := c.(*agentConn)
+	if !ok {
+		return nil, nil, errors.New("connection did not come through the agent tunnel")
+	}
+	return c, AgentInfo{CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity}, Agent: ac.agent}, nil
+}
+
+func (agentCreds) Info() credentials.ProtocolInfo {
+	return credentials.ProtocolInfo{SecurityProtocol: "kas-tunnel"}
+}
+func (c agentCreds) Clone() credentials.TransportCredentials { return c }
+func (agentCreds) OverrideServerName(string) error           { return nil }
+
+// agentFromContext returns the calling agent of a gRPC handler.
+func agentFromContext(ctx context.Context) (Agent, bool) {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return Agent{}, false
+	}
+	info, ok := p.AuthInfo.(AgentInfo)
+	return info.Agent, ok
+}

@@ -1,0 +1,91 @@
+package kas
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+)
+
+// ErrUnknownToken is a token that matches no agent. The caller must not
+// learn whether the agent it claims to be exists.
+var ErrUnknownToken = errors.New("unknown token")
+
+// Agent is an agent as the registry knows it.
+type Agent struct {
+	Name          string
+	ConfigProject string
+}
+
+// AgentRegistry answers "which agent owns this token?". The standalone
+// registry reads the kas config; a GitLab-backed one can sit behind the
+// same interface.
+type AgentRegistry interface {
+	AuthenticateAgent(ctx context.Context, token string) (Agent, error)
+}
+
+// tokenEntry is one accepted token hash and who it belongs to.
+type tokenEntry[T any] struct {
+	hash  [sha256.Size]byte
+	owner T
+}
+
+// tokenTable matches a token against every stored hash in constant time:
+// the loop never stops early, so timing does not tell how many hashes
+// exist or which one matched.
+type tokenTable[T any] struct {
+	entries []tokenEntry[T]
+}
+
+func (t *tokenTable[T]) add(hexHash string, owner T) {
+	b, err := hex.DecodeString(hexHash)
+	if err != nil || len(b) != sha256.Size {
+		return // Validate has already refused it
+	}
+	t.entries = append(t.entries, tokenEntry[T]{hash: [sha256.Size]byte(b), owner: owner})
+}
+
+func (t *tokenTable[T]) lookup(token string) (T, bool) {
+	sum := sha256.Sum256([]byte(token))
+	var found T
+	match := 0
+	for i := range t.entries {
+		if subtle.ConstantTimeCompare(sum[:], t.entries[i].hash[:]) == 1 {
+			found = t.entries[i].owner
+			match = 1
+		}
+	}
+	return found, match == 1
+}
+
+// staticRegistry is the standalone registry from the kas config file.
+type staticRegistry struct {
+	tokens tokenTable[Agent]
+}
+
+var _ AgentRegistry = (*staticRegistry)(nil)
+
+func newStaticRegistry(cfg *Config) *staticRegistry {
+	r := &staticRegistry{}
+	for _, a := range cfg.Agents {
+		for _, h := range a.TokenSHA256 {
+			r.tokens.add(h, Agent{Name: a.Name, ConfigProject: a.ConfigProject})
+		}
+	}
+	return r
+}
+
+func (r *staticRegistry) AuthenticateAgent(_ context.Context, token string) (Agent, error) {
+	a, ok := r.tokens.lookup(token)
+	if !ok {
+		return Agent{}, ErrUnknownToken
+	}
+	return a, nil
+}
+
+// HashToken is how a token is stored: lowercase hex SHA-256.
+func HashToken(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}

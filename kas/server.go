@@ -1,0 +1,281 @@
+package kas
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+
+	"kubetunnel/api/rpc"
+	"kubetunnel/gitops/gitrepo"
+	"kubetunnel/internal/httpserve"
+	"kubetunnel/tunnel"
+	"kubetunnel/version"
+)
+
+// Server is a configured kas, ready to Run.
+type Server struct {
+	cfg      *Config
+	logger   *slog.Logger
+	registry AgentRegistry
+	metrics  *prometheus.Registry
+	sessions *sessionRegistry
+	repos    *gitrepo.Cache
+	poller   *gitrepo.Poller
+	tunnel   *tunnel.Server
+	grpc     *grpc.Server
+	grpcLn   *streamListener
+
+	// Session holds tunnel session settings; tests shorten keepalives.
+	Session tunnel.SessionConfig
+
+	mu    sync.Mutex // guards addrs
+	addrs map[string]net.Addr
+	ready chan struct{}
+}
+
+// New wires a kas from a validated config. Nothing listens until Run.
+func New(cfg *Config, logger *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	repos, err := gitrepo.New(cfg.Git.CacheDir, cfg.Repositories, logger)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:      cfg,
+		logger:   logger,
+		registry: newStaticRegistry(cfg),
+		metrics:  reg,
+		sessions: newSessionRegistry(reg),
+		repos:    repos,
+		grpcLn:   newStreamListener(),
+		addrs:    map[string]net.Addr{},
+		ready:    make(chan struct{}),
+	}
+	s.poller = gitrepo.NewPoller(repos, gitrepo.PollerConfig{
+		Period: min(cfg.Agent.Configuration.PollPeriod, cfg.Agent.GitOps.PollPeriod),
+	}, logger)
+	s.grpc = grpc.NewServer(grpc.Creds(agentCreds{}))
+	rpc.RegisterConfigurationServer(s.grpc, &configurationServer{repos: repos, logger: logger})
+	return s, nil
+}
+
+// Metrics is the registry kas serves on /metrics.
+func (s *Server) Metrics() *prometheus.Registry { return s.metrics }
+
+// Addr returns the bound address of a listener ("agent", "observability")
+// once Ready is closed; useful with port 0.
+func (s *Server) Addr(name string) net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addrs[name]
+}
+
+// Ready is closed once every listener is bound.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// ConnectedSessions is the number of live sessions of an agent.
+func (s *Server) ConnectedSessions(agent string) int { return s.sessions.count(agent) }
+
+func (s *Server) listen(name string, l Listen) (net.Listener, error) {
+	ln, err := net.Listen("tcp", l.Address)
+	if err != nil {
+		return nil, fmt.Errorf("%s listener on %s: %w", name, l.Address, err)
+	}
+	if l.CertificateFile != "" {
+		cert, err := tls.LoadX509KeyPair(l.CertificateFile, l.KeyFile)
+		if err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("%s listener TLS: %w", name, err)
+		}
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}})
+	}
+	s.mu.Lock()
+	s.addrs[name] = ln.Addr()
+	s.mu.Unlock()
+	return ln, nil
+}
+
+// Run serves until ctx is done, then stops in reverse order: listeners
+// stop accepting, agents are sent GoAway and drained, then the rest stops.
+func (s *Server) Run(ctx context.Context) error {
+	defer s.repos.Close()
+	al := s.cfg.Agent.Listen
+	agentLn, err := s.listen("agent", Listen{Address: al.Address, CertificateFile: al.CertificateFile, KeyFile: al.KeyFile})
+	if err != nil {
+		return err
+	}
+	obsLn, err := s.listen("observability", s.cfg.Observability.Listen)
+	if err != nil {
+		agentLn.Close()
+		return err
+	}
+
+	s.tunnel = &tunnel.Server{
+		Authenticate: s.authenticate,
+		OnSession:    s.handleSession,
+		KasVersion:   version.Version,
+		Session:      s.Session,
+		Logger:       s.logger,
+		Metrics:      tunnel.NewServerMetrics(s.metrics),
+	}
+	// Sessions outlive ctx long enough to drain: they get their own
+	// context, cancelled after the listeners have stopped.
+	sessCtx, stopSessions := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSessions()
+	s.tunnel.Start(sessCtx)
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.poller.Run(gctx) })
+	g.Go(func() error {
+		err := s.grpc.Serve(s.grpcLn)
+		if errors.Is(err, grpc.ErrServerStopped) {
+			return nil
+		}
+		return err
+	})
+	g.Go(func() error { return httpserve.Serve(gctx, obsLn, s.observabilityHandler()) })
+	if *al.Websocket {
+		g.Go(func() error { return httpserve.Serve(gctx, agentLn, s.tunnel) })
+	} else {
+		g.Go(func() error { return s.tunnel.ServeListener(gctx, agentLn) })
+	}
+	s.logger.Info("kas is running", "version", version.Version, "agent_listen", agentLn.Addr().String(),
+		"websocket", *al.Websocket, "tls", al.CertificateFile != "", "observability_listen", obsLn.Addr().String())
+	close(s.ready)
+
+	<-gctx.Done()
+	// Listeners are closing (serveHTTP and ServeListener return on gctx);
+	// now ask every agent to move and wait for the drains.
+	stopSessions()
+	s.tunnel.Wait()
+	s.grpcLn.Close()
+	s.grpc.Stop()
+	err = g.Wait()
+	s.logger.Info("kas stopped")
+	return err
+}
+
+func (s *Server) authenticate(ctx context.Context, h tunnel.Hello) (string, error) {
+	a, err := s.registry.AuthenticateAgent(ctx, h.Token)
+	if errors.Is(err, ErrUnknownToken) {
+		// The same answer for every bad token: it must not tell whether an
+		// agent by some name exists.
+		return "", &tunnel.RefusedError{Status: http.StatusUnauthorized, Reason: "unknown agent token: check --token-file and agents[].token_sha256 in the kas config"}
+	}
+	if err != nil {
+		return "", err
+	}
+	return a.Name, nil
+}
+
+func (s *Server) agentByName(name string) Agent {
+	for _, a := range s.cfg.Agents {
+		if a.Name == name {
+			return Agent{Name: a.Name, ConfigProject: a.ConfigProject}
+		}
+	}
+	return Agent{Name: name}
+}
+
+// handleSession owns one agent connection: it routes the agent's streams
+// to gRPC, rotates the connection at max_connection_age, and drains it
+// when kas stops.
+func (s *Server) handleSession(ctx context.Context, ts *tunnel.Session) {
+	sess := s.sessions.add(ts)
+	defer s.sessions.remove(sess)
+	log := s.logger.With("agent", ts.Agent, "session", sess.id)
+	log.Info("Agent connected", "agent_version", ts.AgentVersion, "remote", ts.Remote)
+	agent := s.agentByName(ts.Agent)
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			st, err := ts.AcceptStream()
+			if err != nil {
+				return
+			}
+			s.sessions.streamsOpened.WithLabelValues("from_agent").Inc()
+			gauge := s.sessions.streamsOpen.WithLabelValues("from_agent")
+			gauge.Inc()
+			s.grpcLn.deliver(ctx, &agentConn{Conn: st, agent: agent, done: gauge.Dec})
+		}
+	}()
+
+	age := s.cfg.Agent.Listen.MaxConnectionAge
+	// ±10% jitter so agents connected together are not rotated together.
+	age += time.Duration(rand.Int64N(int64(age)/5+1)) - age/10
+	timer := time.NewTimer(age)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		log.Info("Rotating agent connection (max_connection_age)")
+		s.drain(sess, log)
+	case <-ctx.Done():
+		if !ts.IsClosed() {
+			log.Info("Draining agent connection: kas is stopping")
+			s.drain(sess, log)
+		}
+	}
+	ts.Close()
+	log.Info("Agent disconnected")
+}
+
+// drain asks the agent to reconnect, refuses new streams on this session
+// and waits (bounded) for the requests in flight.
+func (s *Server) drain(sess *agentSession, log *slog.Logger) {
+	done := sess.startDrain()
+	if err := sendGoAway(sess); err != nil {
+		log.Debug("GoAway signal not delivered", "err", err)
+	}
+	_ = sess.GoAway()
+	timeout := time.NewTimer(s.cfg.Agent.Listen.DrainTimeout)
+	defer timeout.Stop()
+	select {
+	case <-done:
+	case <-sess.CloseChan():
+	case <-timeout.C:
+		log.Warn("Drain timeout: closing the agent connection with requests in flight", "open_streams", sess.open.Load())
+	}
+}
+
+// sendGoAway tells agentk, over a stream of its own, to dial anew.
+func sendGoAway(sess *agentSession) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := sess.Session.OpenStream()
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	tr := &http.Transport{DialContext: func(context.Context, string, string) (net.Conn, error) { return st, nil }}
+	defer tr.CloseIdleConnections()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://agentk"+tunnel.GoAwayPath, nil)
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("agentk answered %s", resp.Status)
+	}
+	return nil
+}

@@ -1,0 +1,168 @@
+package kas
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"kubetunnel/tunnel"
+)
+
+// ErrAgentNotConnected is a request for an agent with no live session.
+var ErrAgentNotConnected = errors.New("agent is not connected")
+
+// agentSession is a live tunnel session plus what kas tracks about it.
+type agentSession struct {
+	*tunnel.Session
+	id       uint64
+	draining atomic.Bool
+	// open counts streams kas opened to the agent that are still open, so
+	// a draining session can close once they are done.
+	open    atomic.Int64
+	drained chan struct{} // closed when draining and open reaches zero
+	once    sync.Once
+	reg     *sessionRegistry
+}
+
+// OpenStream opens a stream to agentk (for a proxied HTTP request).
+func (s *agentSession) OpenStream(ctx context.Context) (net.Conn, error) {
+	st, err := s.Session.OpenStream()
+	if err != nil {
+		return nil, err
+	}
+	s.open.Add(1)
+	s.reg.streamsOpened.WithLabelValues("to_agent").Inc()
+	s.reg.streamsOpen.WithLabelValues("to_agent").Inc()
+	return &trackedStream{Conn: st, done: func() {
+		s.reg.streamsOpen.WithLabelValues("to_agent").Dec()
+		if s.open.Add(-1) == 0 && s.draining.Load() {
+			s.once.Do(func() { close(s.drained) })
+		}
+	}}, nil
+}
+
+// trackedStream runs done once, on the first Close.
+type trackedStream struct {
+	net.Conn
+	once sync.Once
+	done func()
+}
+
+func (t *trackedStream) Close() error {
+	err := t.Conn.Close()
+	t.once.Do(t.done)
+	return err
+}
+
+// startDrain stops new requests from picking this session and returns a
+// channel closed once the requests in flight are done.
+func (s *agentSession) startDrain() <-chan struct{} {
+	s.draining.Store(true)
+	if s.open.Load() == 0 {
+		s.once.Do(func() { close(s.drained) })
+	}
+	return s.drained
+}
+
+// sessionRegistry holds every live session per agent. Several agentk
+// replicas of one agent may be connected at once.
+type sessionRegistry struct {
+	mu      sync.Mutex // guards byAgent and next
+	byAgent map[string][]*agentSession
+	next    uint64
+	rr      atomic.Uint64
+
+	connected     prometheus.Gauge
+	streamsOpened *prometheus.CounterVec
+	streamsOpen   *prometheus.GaugeVec
+}
+
+func newSessionRegistry(reg prometheus.Registerer) *sessionRegistry {
+	r := &sessionRegistry{
+		byAgent: map[string][]*agentSession{},
+		connected: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "kas_connected_agents",
+			Help: "Live agent connections (one per connected agentk replica).",
+		}),
+		streamsOpened: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kas_tunnel_streams_opened_total",
+			Help: "Tunnel streams opened, by direction (from_agent: gRPC from agentk; to_agent: proxied requests).",
+		}, []string{"direction"}),
+		streamsOpen: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "kas_tunnel_streams_open",
+			Help: "Tunnel streams currently open, by direction.",
+		}, []string{"direction"}),
+	}
+	for _, d := range []string{"to_agent", "from_agent"} {
+		r.streamsOpened.WithLabelValues(d)
+		r.streamsOpen.WithLabelValues(d)
+	}
+	reg.MustRegister(r.connected, r.streamsOpened, r.streamsOpen)
+	return r
+}
+
+func (r *sessionRegistry) add(ts *tunnel.Session) *agentSession {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.next++
+	s := &agentSession{Session: ts, id: r.next, drained: make(chan struct{}), reg: r}
+	r.byAgent[ts.Agent] = append(r.byAgent[ts.Agent], s)
+	r.connected.Inc()
+	return s
+}
+
+func (r *sessionRegistry) remove(s *agentSession) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	list := r.byAgent[s.Agent]
+	for i, x := range list {
+		if x == s {
+			list = append(list[:i:i], list[i+1:]...)
+			r.connected.Dec()
+			break
+		}
+	}
+	if len(list) == 0 {
+		delete(r.byAgent, s.Agent)
+	} else {
+		r.byAgent[s.Agent] = list
+	}
+}
+
+// pick returns a live session of the agent, spreading callers round-robin
+// over its replicas. A draining session is used only when there is no
+// other: during a rotation the agent's new connection may not be up yet,
+// and the old one still takes requests until it closes.
+func (r *sessionRegistry) pick(agent string) (*agentSession, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	list := r.byAgent[agent]
+	n := len(list)
+	start := int(r.rr.Add(1) % uint64(max(n, 1)))
+	var fallback *agentSession
+	for i := range n {
+		s := list[(start+i)%n]
+		switch {
+		case s.IsClosed():
+		case !s.draining.Load():
+			return s, nil
+		case fallback == nil:
+			fallback = s
+		}
+	}
+	if fallback != nil {
+		return fallback, nil
+	}
+	return nil, ErrAgentNotConnected
+}
+
+// count is the number of live sessions of an agent.
+func (r *sessionRegistry) count(agent string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.byAgent[agent])
+}

@@ -1,0 +1,299 @@
+package kas
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"kubetunnel/agentk"
+	"kubetunnel/gitops/gitrepo"
+	tu "kubetunnel/internal/testutil"
+)
+
+func repoEntry(id, url string) gitrepo.Repository { return gitrepo.Repository{ID: id, URL: url} }
+
+const goodConfig = `gitops:
+  manifest_projects:
+  - id: group/config
+    paths:
+    - glob: '/manifests/**/*.yaml'
+observability:
+  logging:
+    level: debug
+`
+
+// The agent connects over every transport and follows its config.yaml:
+// a new commit is applied, a broken one is refused and the last good one
+// kept, with the bad key named in both logs.
+func TestAgentConnectsAndFollowsConfig(t *testing.T) {
+	for _, scheme := range []string{"ws", "wss", "grpc", "grpcs"} {
+		t.Run(scheme, func(t *testing.T) {
+			e := newEnv(t, scheme)
+			first := e.repo.Commit("config", map[string]string{AgentConfigPath(agentName): goodConfig})
+			e.start()
+			a := e.startAgent(nil)
+			e.waitConnected(1)
+			tu.Eventually(t, 10*time.Second, "first config", func() bool { c, _ := a.Config(); return c == first })
+			if _, cfg := a.Config(); cfg.GitOps.ManifestProjects[0].Paths[0].Glob != "/manifests/**/*.yaml" {
+				t.Fatalf("config not delivered: %+v", cfg)
+			}
+			if !a.log.Contains("Config: new commit") || !a.log.Contains(first) {
+				t.Errorf("agent log lacks 'Config: new commit' with %s:\n%s", first, a.log)
+			}
+
+			second := e.repo.Commit("change", map[string]string{AgentConfigPath(agentName): strings.Replace(goodConfig, "debug", "warn", 1)})
+			tu.Eventually(t, 10*time.Second, "second config", func() bool { c, _ := a.Config(); return c == second })
+
+			broken := e.repo.Commit("broken", map[string]string{AgentConfigPath(agentName): "gitops:\n  manifest_projectz: []\n"})
+			tu.Eventually(t, 10*time.Second, "agent to log the broken config", func() bool { return a.log.Contains(broken) })
+			if c, cfg := a.Config(); c != second || cfg == nil {
+				t.Errorf("agent runs %s after a broken commit, want the last good %s", c, second)
+			}
+			for name, log := range map[string]*tu.LogSink{"agent": a.log, "kas": e.kasLog} {
+				if !log.Contains("manifest_projectz") || !log.Contains("line 2") {
+					t.Errorf("%s log does not name the bad key and line:\n%s", name, log)
+				}
+				if log.Contains(agentToken) {
+					t.Errorf("%s log contains the agent token", name)
+				}
+			}
+			a.stop()
+			e.waitConnected(0)
+		})
+	}
+}
+
+// Each way a connection is refused gives the agent a message that says
+// what to fix, and never leaks the token.
+func TestAgentRefusals(t *testing.T) {
+	e := newEnv(t, "ws")
+	e.start()
+	cases := []struct {
+		name   string
+		mutate func(*agentk.Options)
+		want   string
+	}{
+		{"bad token", func(o *agentk.Options) { o.Token = "not-a-registered-token" }, "unknown agent token"},
+		{"token of no agent", func(o *agentk.Options) { o.Token = agentToken + "x" }, "unknown agent token"},
+		{"nothing listening", func(o *agentk.Options) { o.KasAddress = "ws://" + freePort(t) + "/" }, "connection refused"},
+		{"grpc to a websocket listener", func(o *agentk.Options) { o.KasAddress = "grpc://" + e.cfg.Agent.Listen.Address }, "use ws:// or wss://"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			a := e.startAgent(c.mutate)
+			tu.Eventually(t, 5*time.Second, "refusal in the agent log", func() bool { return a.log.Contains(c.want) })
+			a.stop()
+			if n := e.kas.ConnectedSessions(agentName); n != 0 {
+				t.Errorf("a refused agent is registered (%d sessions)", n)
+			}
+			if a.log.Contains(agentToken) || e.kasLog.Contains(agentToken) || e.kasLog.Contains("not-a-registered-token") {
+				t.Error("token in logs")
+			}
+		})
+	}
+	// A wrong scheme is caught before any dial.
+	if _, err := agentk.New(&agentk.Options{KasAddress: "https://kas.example.com", Token: "x"}, nil, nil); err == nil ||
+		!strings.Contains(err.Error(), "use wss://, ws://, grpcs:// or grpc://") {
+		t.Errorf("wrong scheme: %v", err)
+	}
+	if v := testutil.ToFloat64(e.kas.tunnel.Metrics.Handshakes.WithLabelValues("unauthorized")); v < 2 {
+		t.Errorf("unauthorized handshakes = %v, want at least 2", v)
+	}
+}
+
+// kas is killed and restarted five times; the agent is back every time.
+func TestKasRestarts(t *testing.T) {
+	e := newEnv(t, "grpc")
+	e.start()
+	a := e.startAgent(nil)
+	e.waitConnected(1)
+	for i := range 5 {
+		e.stop()
+		e.start()
+		e.waitConnected(1)
+		tu.Eventually(t, 10*time.Second, "agent config after restart", func() bool { c, _ := a.Config(); return c != "" })
+		t.Logf("restart %d: agent back", i+1)
+	}
+}
+
+// A link that goes silent (packets dropped, no FIN or RST) is detected by
+// keepalive on both ends and the agent reconnects.
+func TestSilentLinkCutDetected(t *testing.T) {
+	e := newEnv(t, "grpc")
+	e.start()
+	px := newBlackholeProxy(t, e.cfg.Agent.Listen.Address)
+	a := e.startAgent(func(o *agentk.Options) { o.KasAddress = "grpc://" + px.addr })
+	e.waitConnected(1)
+	px.blackhole()
+	start := time.Now()
+	// kas notices the dead session, and a new connection (the proxy
+	// forwards new connections again) brings the agent back.
+	tu.Eventually(t, 10*time.Second, "agent to reconnect", func() bool { return px.accepted.Load() >= 2 && e.kas.ConnectedSessions(agentName) == 1 })
+	if !a.log.Contains("Connection to kas lost") {
+		t.Errorf("agent did not log the lost connection:\n%s", a.log)
+	}
+	t.Logf("dead link detected and replaced in %v", time.Since(start))
+}
+
+// GoAway rotation at max_connection_age: requests through the tunnel keep
+// succeeding while the connection is replaced several times.
+func TestGoAwayRotationLosesNoRequest(t *testing.T) {
+	e := newEnv(t, "ws")
+	e.cfg.Agent.Listen.MaxConnectionAge = 700 * time.Millisecond
+	e.start()
+	e.startAgent(nil)
+	e.waitConnected(1)
+	rotations := func() float64 {
+		return testutil.ToFloat64(e.kas.tunnel.Metrics.Handshakes.WithLabelValues("ok"))
+	}
+	var ok, failed atomic.Int64
+	var wg sync.WaitGroup
+	ctx, cancel := context.WithCancel(context.Background())
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				if err := roundTripToAgent(e.kas); err != nil {
+					failed.Add(1)
+					t.Errorf("request through the tunnel failed: %v", err)
+					return
+				}
+				ok.Add(1)
+			}
+		}()
+	}
+	tu.Eventually(t, 15*time.Second, "three rotations", func() bool { return rotations() >= 4 })
+	cancel()
+	wg.Wait()
+	t.Logf("%d requests, %d failed, %v connections", ok.Load(), failed.Load(), rotations())
+	if ok.Load() == 0 {
+		t.Fatal("no request went through")
+	}
+	tu.Eventually(t, 5*time.Second, "streams to close", func() bool {
+		return testutil.ToFloat64(e.kas.sessions.streamsOpen.WithLabelValues("to_agent")) == 0
+	})
+}
+
+// roundTripToAgent sends one HTTP request to agentk over a fresh stream,
+// as the proxy does, and expects agentk's answer.
+func roundTripToAgent(s *Server) error {
+	sess, err := s.sessions.pick(agentName)
+	if err != nil {
+		return err
+	}
+	st, err := sess.OpenStream(context.Background())
+	if err != nil {
+		return fmt.Errorf("open stream: %w", err)
+	}
+	defer st.Close()
+	tr := &http.Transport{DialContext: func(context.Context, string, string) (net.Conn, error) { return st, nil }}
+	defer tr.CloseIdleConnections()
+	req, _ := http.NewRequest(http.MethodGet, "http://agentk/version", nil)
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, err = io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusNotFound {
+		return fmt.Errorf("agentk answered %s", resp.Status)
+	}
+	return err
+}
+
+// blackholeProxy forwards TCP to a target until blackhole() makes every
+// existing connection silently drop data (no FIN, no RST), like a NAT
+// table entry that expired.
+type blackholeProxy struct {
+	addr     string
+	target   string
+	dead     atomic.Bool
+	accepted atomic.Int64
+	mu       sync.Mutex
+	conns    []*holeConn
+}
+
+type holeConn struct{ dead atomic.Bool }
+
+func newBlackholeProxy(t *testing.T, target string) *blackholeProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &blackholeProxy{addr: ln.Addr().String(), target: target}
+	var wg sync.WaitGroup
+	var open []net.Conn
+	var mu sync.Mutex
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range open {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			p.accepted.Add(1)
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			hc := &holeConn{}
+			p.mu.Lock()
+			p.conns = append(p.conns, hc)
+			p.mu.Unlock()
+			mu.Lock()
+			open = append(open, c, up)
+			mu.Unlock()
+			pipe := func(dst, src net.Conn) {
+				defer wg.Done()
+				buf := make([]byte, 32<<10)
+				for {
+					n, err := src.Read(buf)
+					if err != nil {
+						dst.Close()
+						return
+					}
+					if hc.dead.Load() {
+						continue // swallow: the link is silent
+					}
+					if _, err := dst.Write(buf[:n]); err != nil {
+						return
+					}
+				}
+			}
+			wg.Add(2)
+			go pipe(up, c)
+			go pipe(c, up)
+		}
+	}()
+	return p
+}
+
+// blackhole silences every connection open now; new ones work.
+func (p *blackholeProxy) blackhole() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.dead.Store(true)
+	}
+}

@@ -1,0 +1,47 @@
+package controlplane
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"os"
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+// Main runs a test package against one control plane: it starts one (or
+// wraps KUBECONFIG's cluster), stores it in *cp, runs the tests, stops it and
+// then fails the run if goroutines were leaked. Use it from TestMain:
+//
+//	var cp *controlplane.ControlPlane
+//
+//	func TestMain(m *testing.M) { os.Exit(controlplane.Main(m, &cp, controlplane.Options{})) }
+//
+// Goroutines already running when Main starts (klog's flush daemon and the
+// like) are not leaks; leakOpts may ignore more.
+func Main(m *testing.M, cp **ControlPlane, opts Options, leakOpts ...goleak.Option) int {
+	leakOpts = append([]goleak.Option{goleak.IgnoreCurrent()}, leakOpts...)
+	if opts.Logf == nil {
+		opts.Logf = log.New(os.Stderr, "controlplane: ", log.Ltime|log.Lmicroseconds).Printf
+	}
+	c, err := StartOrExisting(context.Background(), opts)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "FAIL: %v\n", err)
+		return 1
+	}
+	*cp = c
+	code := m.Run()
+	if err := c.Stop(); err != nil {
+		fmt.Fprintf(os.Stderr, "FAIL: stop control plane: %v\n", err)
+		code = 1
+	}
+	*cp = nil
+	if code == 0 {
+		if err := goleak.Find(leakOpts...); err != nil {
+			fmt.Fprintf(os.Stderr, "FAIL: goroutines leaked by the tests: %v\n", err)
+			code = 1
+		}
+	}
+	return code
+}

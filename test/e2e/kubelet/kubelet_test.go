@@ -1,0 +1,261 @@
+package kubelet_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"kubetunnel/test/e2e/controlplane"
+	"kubetunnel/test/e2e/kubelet"
+)
+
+var cp *controlplane.ControlPlane
+
+func TestMain(m *testing.M) {
+	// LocalOnly: kube-apiserver must be able to dial the stand-in kubelet
+	// on this machine's loopback, which a kind cluster's cannot.
+	os.Exit(controlplane.Main(m, &cp, controlplane.Options{LocalOnly: true}))
+}
+
+const podName = "app"
+
+// setup starts a stand-in kubelet with its own node and a running pod in a
+// fresh namespace, and returns the kubelet and the namespace.
+func setup(t *testing.T) (*kubelet.Kubelet, string) {
+	t.Helper()
+	ctx := t.Context()
+	k, err := kubelet.Start(ctx, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// By now every kubectl has exited or been killed. Each session must
+		// end because its client went away, not only when Close forces it.
+		waitIdle(t, k)
+		if err := k.Close(); err != nil {
+			t.Errorf("close kubelet: %v", err)
+		}
+	})
+	ns, err := cp.CreateNamespace(ctx, t.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := k.RegisterNode(ctx, cp.Clientset(), "node-"+ns); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.CreatePod(ctx, cp.Clientset(), ns, podName); err != nil {
+		t.Fatal(err)
+	}
+	return k, ns
+}
+
+// kubectl runs the real kubectl as admin and returns stdout, stderr and
+// the error of the run.
+func kubectl(t *testing.T, stdin string, args ...string) (string, string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	cmd := kubectlCmd(ctx, args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	t.Logf("kubectl %s: err=%v\nstdout: %s\nstderr: %s", strings.Join(args, " "), err, stdout.String(), stderr.String())
+	return stdout.String(), stderr.String(), err
+}
+
+func kubectlCmd(ctx context.Context, args ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, "kubectl", append([]string{"--kubeconfig", cp.KubeconfigPath}, args...)...)
+}
+
+func TestExec(t *testing.T) {
+	t.Parallel()
+	_, ns := setup(t)
+	stdout, _, err := kubectl(t, "", "exec", "-n", ns, podName, "--", "echo", "hi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stdout != "hi\n" {
+		t.Fatalf("stdout = %q, want %q", stdout, "hi\n")
+	}
+}
+
+func TestExecStdin(t *testing.T) {
+	t.Parallel()
+	_, ns := setup(t)
+	const input = "hello\nthrough the tunnel\n"
+	stdout, _, err := kubectl(t, input, "exec", "-i", "-n", ns, podName, "--", "cat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stdout != input {
+		t.Fatalf("stdout = %q, want %q", stdout, input)
+	}
+}
+
+func TestExecExitCodeAndStderr(t *testing.T) {
+	t.Parallel()
+	_, ns := setup(t)
+	stdout, stderr, err := kubectl(t, "", "exec", "-n", ns, podName, "--", "sh", "-c", "echo out; echo err >&2; exit 3")
+	var exitErr *exec.ExitError
+	if !errors.As(err, &exitErr) || exitErr.ExitCode() != 3 {
+		t.Fatalf("err = %v, want exit status 3", err)
+	}
+	if stdout != "out\n" || !strings.Contains(stderr, "err\n") {
+		t.Fatalf("stdout = %q, stderr = %q; want out and err", stdout, stderr)
+	}
+}
+
+func TestAttach(t *testing.T) {
+	t.Parallel()
+	_, ns := setup(t)
+	stdout, _, err := kubectl(t, "ping\n", "attach", "-i", "-n", ns, podName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("%s%s_%s/%s\nping\n", kubelet.AttachGreeting, podName, ns, kubelet.ContainerName)
+	if stdout != want {
+		t.Fatalf("stdout = %q, want %q", stdout, want)
+	}
+}
+
+func TestLogs(t *testing.T) {
+	t.Parallel()
+	k, ns := setup(t)
+	k.SetLogs([]string{"first", "second", "third"}, time.Second)
+	stdout, _, err := kubectl(t, "", "logs", "-n", ns, podName, "--tail=2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stdout != "second\nthird\n" {
+		t.Fatalf("stdout = %q, want the last two lines", stdout)
+	}
+}
+
+func TestLogsFollow(t *testing.T) {
+	t.Parallel()
+	k, ns := setup(t)
+	k.SetLogs([]string{"first"}, 100*time.Millisecond)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	lines := startAndScan(t, kubectlCmd(ctx, "logs", "-f", "-n", ns, podName))
+	want := []string{"first", kubelet.FollowLinePrefix + "1", kubelet.FollowLinePrefix + "2", kubelet.FollowLinePrefix + "3"}
+	for _, w := range want {
+		if got := nextLine(t, lines); got != w {
+			t.Fatalf("line = %q, want %q", got, w)
+		}
+	}
+	// Killing kubectl at the end of the test must end the follow loop;
+	// setup's cleanup checks that.
+}
+
+func TestPortForward(t *testing.T) {
+	t.Parallel()
+	k, ns := setup(t)
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "hello from the target, path %s", r.URL.Path)
+	}))
+	defer target.Close()
+	k.SetPortForward(8080, target.Listener.Addr().String())
+
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	// ":8080" lets kubectl choose a free local port, which it reports.
+	lines := startAndScan(t, kubectlCmd(ctx, "port-forward", "-n", ns, "pod/"+podName, "--address=127.0.0.1", ":8080"))
+	local := regexp.MustCompile(`^Forwarding from (127\.0\.0\.1:\d+) -> 8080$`).FindStringSubmatch(nextLine(t, lines))
+	if local == nil {
+		t.Fatal("kubectl port-forward did not report its local address")
+	}
+	// No keep-alive: every request opens a new forwarded stream, and no
+	// idle connection outlives the test.
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
+	for _, path := range []string{"/one", "/two"} {
+		resp, err := client.Get("http://" + local[1] + path)
+		if err != nil {
+			t.Fatalf("GET %s through port-forward: %v", path, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := "hello from the target, path " + path; string(body) != want {
+			t.Fatalf("body = %q, want %q", body, want)
+		}
+	}
+}
+
+// startAndScan starts cmd and returns a channel of its stdout lines. The
+// command is killed and reaped when the test ends.
+func startAndScan(t *testing.T, cmd *exec.Cmd) <-chan string {
+	t.Helper()
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer close(lines)
+		s := bufio.NewScanner(stdout)
+		for s.Scan() {
+			select {
+			case lines <- s.Text():
+			case <-t.Context().Done():
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-done
+		_ = cmd.Wait()
+		if stderr.Len() > 0 {
+			t.Logf("kubectl %s stderr: %s", strings.Join(cmd.Args[1:], " "), stderr.String())
+		}
+	})
+	return lines
+}
+
+func waitIdle(t *testing.T, k *kubelet.Kubelet) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for k.Active() > 0 {
+		if time.Now().After(deadline) {
+			t.Errorf("%d stand-in kubelet sessions still running 10s after their clients ended", k.Active())
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func nextLine(t *testing.T, lines <-chan string) string {
+	t.Helper()
+	select {
+	case l, ok := <-lines:
+		if !ok {
+			t.Fatal("command ended early")
+		}
+		return l
+	case <-time.After(15 * time.Second):
+		t.Fatal("timed out waiting for output")
+	}
+	return ""
+}

@@ -1,0 +1,51 @@
+package tunnel
+
+import (
+	"math/rand/v2"
+	"time"
+)
+
+// Backoff is exponential backoff with full jitter: the n-th wait is drawn
+// uniformly from [0, min(Max, Initial*2^n)). Full jitter spreads a thousand
+// agents reconnecting after a kas restart over the whole window instead of
+// having them knock in lockstep.
+type Backoff struct {
+	Initial time.Duration // default 100ms
+	Max     time.Duration // default 30s
+	// Reset is how long a connection must stay up before the next failure
+	// starts again from Initial. Default 1 minute.
+	Reset time.Duration
+
+	attempt int
+}
+
+// Next returns how long to wait before the next attempt.
+func (b *Backoff) Next() time.Duration {
+	initial, limit := b.Initial, b.Max
+	if initial <= 0 {
+		initial = 100 * time.Millisecond
+	}
+	if limit <= 0 {
+		limit = 30 * time.Second
+	}
+	ceiling := limit
+	if b.attempt < 32 {
+		if c := initial << b.attempt; c > 0 && c < limit {
+			ceiling = c
+		}
+	}
+	b.attempt++
+	return rand.N(ceiling) + 1
+}
+
+// Connected tells the backoff that a connection was up for d: a stable
+// connection resets the sequence.
+func (b *Backoff) Connected(d time.Duration) {
+	reset := b.Reset
+	if reset <= 0 {
+		reset = time.Minute
+	}
+	if d >= reset {
+		b.attempt = 0
+	}
+}

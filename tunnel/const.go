@@ -1,0 +1,50 @@
+package tunnel
+
+import (
+	"errors"
+	"time"
+)
+
+// Protocol versions this build speaks. kas accepts agents whose protocol is
+// within [MinProtocol, MaxProtocol]; bump MaxProtocol for a compatible
+// extension and MinProtocol when old agents can no longer be served.
+const (
+	MinProtocol = 1
+	MaxProtocol = 1
+)
+
+// Handshake headers on the WebSocket upgrade request. For raw TCP the same
+// fields travel in the hello frame (see frame.go).
+const (
+	HeaderProtocol     = "Kas-Tunnel-Protocol"
+	HeaderAgentVersion = "Kas-Agentk-Version"
+)
+
+// Defaults for the session; every one can be overridden in Config.
+const (
+	DefaultKeepAliveInterval  = 10 * time.Second
+	DefaultKeepAliveTimeout   = 10 * time.Second
+	DefaultHandshakeTimeout   = 10 * time.Second
+	DefaultMaxStreamWindow    = 4 << 20
+	DefaultAcceptBacklog      = 256
+	DefaultStreamCloseTimeout = 5 * time.Minute
+	// MaxHelloSize bounds the raw-TCP hello frame so that a peer cannot make
+	// kas buffer arbitrary amounts of data before it has authenticated.
+	MaxHelloSize = 8 << 10
+)
+
+// Errors callers branch on.
+var (
+	// ErrMalformedHandshake is a hello that cannot be parsed.
+	ErrMalformedHandshake = errors.New("malformed handshake")
+	// ErrHelloTooLarge is a raw hello frame over MaxHelloSize.
+	ErrHelloTooLarge = errors.New("handshake frame too large")
+	// ErrUnsupportedScheme is a kas address whose scheme is not ws, wss, grpc or grpcs.
+	ErrUnsupportedScheme = errors.New("unsupported kas address scheme")
+)
+
+// GoAwayPath is the HTTP request kas sends agentk over a new stream before
+// it stops taking streams on a session (yamux GoAway has no callback on
+// the receiving side). agentk answers 204 and dials a new connection at
+// once, while the old session drains.
+const GoAwayPath = "/-/tunnel/goaway"

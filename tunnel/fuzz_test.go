@@ -1,0 +1,61 @@
+package tunnel
+
+import (
+	"bytes"
+	"errors"
+	"net/http"
+	"testing"
+)
+
+// FuzzReadHello feeds arbitrary bytes to the raw-TCP hello parser, which
+// reads from unauthenticated peers: it must never panic, never accept a
+// hello without a token and protocol, and never read past MaxHelloSize.
+func FuzzReadHello(f *testing.F) {
+	var good bytes.Buffer
+	WriteHello(&good, Hello{Token: "t", AgentVersion: "v1", Protocol: 1})
+	f.Add(good.Bytes())
+	f.Add([]byte("GET / HTTP/1.1\r\n\r\n"))
+	f.Add(append(frameMagic[:], 0xff, 0xff, 0xff, 0xff))
+	f.Add(append(frameMagic[:], 0, 0, 0, 2, '{', '}'))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r := bytes.NewReader(data)
+		h, err := ReadHello(r)
+		if read := len(data) - r.Len(); read > 12+MaxHelloSize {
+			t.Fatalf("read %d bytes", read)
+		}
+		if err == nil && (h.Token == "" || h.Protocol <= 0) {
+			t.Fatalf("accepted incomplete hello %+v", h)
+		}
+		if err != nil && !errors.Is(err, ErrMalformedHandshake) && !errors.Is(err, ErrHelloTooLarge) {
+			t.Fatalf("unexpected error class: %v", err)
+		}
+	})
+}
+
+// FuzzHelloFromHeader covers the WebSocket handshake headers.
+func FuzzHelloFromHeader(f *testing.F) {
+	f.Add("Bearer abc", "1", "v1")
+	f.Add("Basic abc", "x", "")
+	f.Add("bearer   ", "-1", "v")
+	f.Fuzz(func(t *testing.T, auth, proto, version string) {
+		hdr := http.Header{}
+		hdr.Set("Authorization", auth)
+		hdr.Set(HeaderProtocol, proto)
+		hdr.Set(HeaderAgentVersion, version)
+		h, err := HelloFromHeader(hdr)
+		if err == nil && (h.Token == "" || h.Protocol <= 0) {
+			t.Fatalf("accepted incomplete hello %+v", h)
+		}
+	})
+}
+
+// FuzzReadReply covers what agentk reads from whatever answers its dial.
+func FuzzReadReply(f *testing.F) {
+	var good bytes.Buffer
+	WriteReply(&good, 401, "nope")
+	f.Add(good.Bytes())
+	f.Add([]byte("HTTP/1.1 400 Bad Request\r\n\r\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		_ = ReadReply(bytes.NewReader(data))
+	})
+}

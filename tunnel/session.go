@@ -1,0 +1,56 @@
+package tunnel
+
+import (
+	"io"
+	"log"
+	"log/slog"
+	"time"
+
+	"github.com/hashicorp/yamux"
+)
+
+// SessionConfig tunes the yamux session; the zero value uses the defaults.
+// Both ends should agree on keepalive so each detects a dead peer.
+type SessionConfig struct {
+	// KeepAliveInterval is how often a ping is sent on a silent link; keep it
+	// below the idle timeout of load balancers on the path.
+	KeepAliveInterval time.Duration
+	// KeepAliveTimeout is how long a ping (and any write) may wait before
+	// the session is declared dead. A dead peer is detected within
+	// KeepAliveInterval+KeepAliveTimeout.
+	KeepAliveTimeout time.Duration
+	// MaxStreamWindow is the per-stream receive window. yamux's 256 KiB
+	// default caps one stream at window/RTT; see docs/benchmarks.md.
+	MaxStreamWindow uint32
+}
+
+func (c SessionConfig) withDefaults() SessionConfig {
+	if c.KeepAliveInterval <= 0 {
+		c.KeepAliveInterval = DefaultKeepAliveInterval
+	}
+	if c.KeepAliveTimeout <= 0 {
+		c.KeepAliveTimeout = DefaultKeepAliveTimeout
+	}
+	if c.MaxStreamWindow == 0 {
+		c.MaxStreamWindow = DefaultMaxStreamWindow
+	}
+	return c
+}
+
+func (c SessionConfig) yamux(logger *slog.Logger) *yamux.Config {
+	c = c.withDefaults()
+	y := yamux.DefaultConfig()
+	y.AcceptBacklog = DefaultAcceptBacklog
+	y.EnableKeepAlive = true
+	y.KeepAliveInterval = c.KeepAliveInterval
+	y.ConnectionWriteTimeout = c.KeepAliveTimeout
+	y.MaxStreamWindowSize = c.MaxStreamWindow
+	y.StreamCloseTimeout = DefaultStreamCloseTimeout
+	y.LogOutput = nil
+	if logger == nil {
+		y.Logger = log.New(io.Discard, "", 0)
+	} else {
+		y.Logger = slog.NewLogLogger(logger.Handler(), slog.LevelDebug)
+	}
+	return y
+}
