@@ -69,6 +69,31 @@ type ResourceFilter struct {
 // through this agent.
 type UserAccess struct {
 	AccessAs AccessAs `yaml:"access_as" json:"access_as"`
+	// Groups, when set, admits only callers in one of these groups (the
+	// groups kas gives them: users[].groups in the kas config). agentk
+	// enforces it itself, whatever kas lets through. Empty admits every
+	// caller kas lets reach this agent.
+	Groups []GroupAccess `yaml:"groups" json:"groups,omitempty"`
+}
+
+// GroupAccess names a group of callers, in upstream's shape ({id: …}).
+type GroupAccess struct {
+	ID string `yaml:"id" json:"id"`
+}
+
+// Admits reports whether a caller in groups may use the agent.
+func (u UserAccess) Admits(groups []string) bool {
+	if len(u.Groups) == 0 {
+		return true
+	}
+	for _, g := range u.Groups {
+		for _, have := range groups {
+			if g.ID == have {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // AccessAs says whose identity requests carry: exactly one field is set.

@@ -6,7 +6,7 @@ import (
 	"strings"
 )
 
-// FileName is how errors from Parse name the file.
+// FileName is how errors from Parse name the file (see ParseNamed).
 const FileName = "config.yaml"
 
 // maxErrors caps how many problems one error reports: enough to fix a file
@@ -17,7 +17,7 @@ const maxErrors = 20
 // Parse and Validate return one Error, or several joined with errors.Join;
 // find them with errors.As.
 type Error struct {
-	// File is FileName for errors from Parse, empty from Validate.
+	// File names the file for errors from Parse, empty from Validate.
 	File string
 	// Line is the 1-based line in the file, 0 when unknown.
 	Line int

@@ -21,14 +21,20 @@ var configGoType = reflect.TypeFor[Config]()
 // Every problem found is reported as an *Error with the line and key path,
 // several joined with errors.Join.
 func Parse(data []byte, configProject string) (*Config, error) {
+	return ParseNamed(FileName, data, configProject)
+}
+
+// ParseNamed is Parse with errors that name the file as given, such as
+// ".gitlab/agents/production/config.yaml", instead of FileName.
+func ParseNamed(file string, data []byte, configProject string) (*Config, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, syntaxError(err)
+		return nil, syntaxError(file, err)
 	}
 	sc := newShapeChecker()
 	sc.check(&root, configGoType, "")
 	if len(sc.errs) > 0 {
-		return nil, joinErrors(withFile(sc.errs))
+		return nil, joinErrors(withFile(file, sc.errs))
 	}
 
 	cfg := &Config{}
@@ -39,7 +45,7 @@ func Parse(data []byte, configProject string) (*Config, error) {
 	dec.KnownFields(true)
 	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
 		msg := strings.ReplaceAll(strings.TrimPrefix(err.Error(), "yaml: "), "\n  ", " ")
-		return nil, &Error{File: FileName, Msg: msg}
+		return nil, &Error{File: file, Msg: msg}
 	}
 
 	cfg.Default(configProject)
@@ -47,7 +53,7 @@ func Parse(data []byte, configProject string) (*Config, error) {
 		for _, e := range errs {
 			e.Line = sc.lineOf(e.Path)
 		}
-		return nil, joinErrors(withFile(errs))
+		return nil, joinErrors(withFile(file, errs))
 	}
 	return cfg, nil
 }
@@ -68,19 +74,19 @@ func (c *shapeChecker) lineOf(path string) int {
 	return 0
 }
 
-func withFile(errs []*Error) []*Error {
+func withFile(file string, errs []*Error) []*Error {
 	for _, e := range errs {
-		e.File = FileName
+		e.File = file
 	}
 	return errs
 }
 
 // syntaxError turns a yaml error ("yaml: line 3: did not find expected key")
 // into an *Error, with a hint where yaml's own words do not say what to fix.
-func syntaxError(err error) error {
+func syntaxError(file string, err error) error {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	msg = strings.ReplaceAll(msg, "\n  ", " ")
-	e := &Error{File: FileName}
+	e := &Error{File: file}
 	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
 		e.Line, _ = strconv.Atoi(m[1])
 		msg = msg[len(m[0]):]

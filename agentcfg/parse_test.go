@@ -386,3 +386,11 @@ func TestYAMLAndJSONNamesMatch(t *testing.T) {
 	}
 	check(configGoType)
 }
+
+func TestParseNamed(t *testing.T) {
+	_, err := ParseNamed(".gitlab/agents/prod/config.yaml", []byte("gitops: []\n"), configProject)
+	want := ".gitlab/agents/prod/config.yaml: line 1: gitops: must be a mapping of keys to values, got a list"
+	if err == nil || err.Error() != want {
+		t.Errorf("ParseNamed: %v, want %s", err, want)
+	}
+}

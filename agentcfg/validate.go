@@ -54,6 +54,11 @@ func (c *Config) validate() []*Error {
 	case a.Agent == nil && a.User == nil:
 		v.fail("user_access.access_as", "set one of agent: {}, user: {}")
 	}
+	for i, g := range c.UserAccess.Groups {
+		if g.ID == "" {
+			v.fail(fmt.Sprintf("user_access.groups[%d].id", i), "required: the name of a group of callers")
+		}
+	}
 	v.oneOf("observability.logging.level", c.Observability.Logging.Level, logLevels)
 	return v.errs
 }

@@ -56,8 +56,13 @@ func New(opts *Options, logger *slog.Logger, level *slog.LevelVar) (*Agent, erro
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a := &Agent{opts: opts, logger: logger, level: level, metrics: reg, rest: restCfg, ready: make(chan struct{})}
+	a.config = &configWatcher{logger: logger, level: level}
 	var err error
-	a.conn, err = newConnManager(opts, logger, a.tunnelHandler(), reg)
+	fwd, err := newForwarder(restCfg, func() *agentcfg.Config { _, c := a.Config(); return c }, logger)
+	if err != nil {
+		return nil, err
+	}
+	a.conn, err = newConnManager(opts, logger, fwd, reg)
 	if err != nil {
 		return nil, err
 	}
@@ -79,13 +84,6 @@ func loadRESTConfig(kubeconfig string) (*rest.Config, error) {
 	return cfg, nil
 }
 
-// tunnelHandler serves the requests kas sends through the tunnel.
-func (a *Agent) tunnelHandler() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		http.Error(w, "agentk does not serve this path", http.StatusNotFound)
-	})
-}
-
 // ObservabilityAddr is the bound observability address, after Ready.
 func (a *Agent) ObservabilityAddr() net.Addr {
 	a.mu.Lock()
@@ -98,9 +96,6 @@ func (a *Agent) Ready() <-chan struct{} { return a.ready }
 
 // Config returns the config in force and its commit.
 func (a *Agent) Config() (string, *agentcfg.Config) {
-	if a.config == nil {
-		return "", nil
-	}
 	return a.config.current()
 }
 
@@ -129,7 +124,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	defer cc.Close()
-	a.config = &configWatcher{client: rpc.NewConfigurationClient(cc), logger: a.logger, level: a.level}
+	a.config.client = rpc.NewConfigurationClient(cc)
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return a.conn.Run(gctx) })

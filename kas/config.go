@@ -25,6 +25,8 @@ const (
 	DefaultPollPeriod          = 20 * time.Second
 	DefaultDrainTimeout        = 30 * time.Second
 	DefaultCacheDir            = "kas-cache"
+	// proxyMaxHeaderBytes bounds a proxied request's headers (431 above).
+	proxyMaxHeaderBytes = 1 << 20
 )
 
 // Config is the kas config file. Zero values mean "use the default".

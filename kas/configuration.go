@@ -87,9 +87,9 @@ func (s *configurationServer) build(agent Agent, commit string, data []byte, rea
 		resp.Error = fmt.Sprintf("%s: %v", file, readErr)
 		return resp
 	}
-	cfg, err := agentcfg.Parse(data, agent.ConfigProject)
+	cfg, err := agentcfg.ParseNamed(file, data, agent.ConfigProject)
 	if err != nil {
-		resp.Error = fmt.Sprintf("%s at commit %s: %v", file, commit, err)
+		resp.Error = fmt.Sprintf("commit %s: %v", commit, err)
 		return resp
 	}
 	js, err := cfg.ToJSON()

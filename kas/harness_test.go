@@ -19,6 +19,10 @@ import (
 const (
 	agentToken = "agent-token-0123456789"
 	agentName  = "prod"
+	aliceToken = "alice-token-0123456789"
+	bobToken   = "bob-token-0123456789"
+	// saToken is agentk's own credential towards the stand-in API server.
+	saToken = "agentk-service-account-token"
 )
 
 // fastSession makes dead links show up in about a second.
@@ -34,6 +38,8 @@ type env struct {
 	kas    *Server
 	kasLog *testutil.LogSink
 	stop   func()
+	// api stands in for the cluster's API server behind agentk.
+	api *fakeAPI
 }
 
 // newEnv makes a config with one agent whose config project is a fresh
@@ -51,7 +57,13 @@ func newEnv(t *testing.T, scheme string) *env {
 		Observability: ObservabilitySection{Listen: Listen{Address: "127.0.0.1:0"}},
 		Git:           GitSection{CacheDir: filepath.Join(t.TempDir(), "cache")},
 		Agents:        []AgentEntry{{Name: agentName, ConfigProject: "group/config", TokenSHA256: []string{HashToken(agentToken)}}},
+		Users: []UserEntry{
+			{Name: "alice", TokenSHA256: []string{HashToken(aliceToken)}, Groups: []string{"developers"}, Agents: []string{agentName}},
+			{Name: "bob", TokenSHA256: []string{HashToken(bobToken)}},
+		},
 	}
+	e.cfg.Agent.KubernetesAPI.Listen.Address = "127.0.0.1:0"
+	e.api = newFakeAPI(t)
 	e.cfg.Repositories = append(e.cfg.Repositories, repoEntry("group/config", e.repo.URL()))
 	if scheme == "wss" || scheme == "grpcs" {
 		ca, err := testpki.NewCA()
@@ -91,6 +103,7 @@ func (e *env) start() {
 		e.t.Fatal("kas stopped before it was ready")
 	}
 	e.cfg.Agent.Listen.Address = srv.Addr("agent").String()
+	e.cfg.Agent.KubernetesAPI.Listen.Address = srv.Addr("kubernetes_api").String()
 	e.kas, e.kasLog = srv, sink
 	var once sync.Once
 	e.stop = func() {
@@ -131,7 +144,7 @@ func (e *env) startAgent(mutate func(*agentk.Options)) *runningAgent {
 		Token:               agentToken,
 		KasCACertFile:       e.caFile,
 		ObservabilityListen: "127.0.0.1:0",
-		REST:                &rest.Config{Host: "https://127.0.0.1:1"},
+		REST:                &rest.Config{Host: e.api.URL, BearerToken: saToken},
 		ReconnectInitial:    20 * time.Millisecond,
 		ReconnectMax:        300 * time.Millisecond,
 		Session:             fastSession,
@@ -160,6 +173,11 @@ func (e *env) startAgent(mutate func(*agentk.Options)) *runningAgent {
 func (e *env) waitConnected(n int) {
 	e.t.Helper()
 	testutil.Eventually(e.t, 10*time.Second, "agent sessions", func() bool { return e.kas.ConnectedSessions(agentName) == n })
+}
+
+// proxyURL is the kubeconfig server URL for the agent.
+func (e *env) proxyURL() string {
+	return "http://" + e.cfg.Agent.KubernetesAPI.Listen.Address + "/agents/" + agentName
 }
 
 // freePort reserves nothing: it finds a port that was free a moment ago.

@@ -6,6 +6,8 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"errors"
+
+	"kubetunnel/kasproxy"
 )
 
 // ErrUnknownToken is a token that matches no agent. The caller must not
@@ -88,4 +90,30 @@ func (r *staticRegistry) AuthenticateAgent(_ context.Context, token string) (Age
 func HashToken(token string) string {
 	sum := sha256.Sum256([]byte(token))
 	return hex.EncodeToString(sum[:])
+}
+
+// userRegistry authenticates callers of the Kubernetes API proxy from
+// users[] in the kas config.
+type userRegistry struct {
+	tokens tokenTable[kasproxy.User]
+}
+
+var _ kasproxy.Authenticator = (*userRegistry)(nil)
+
+func newUserRegistry(cfg *Config) *userRegistry {
+	r := &userRegistry{}
+	for _, u := range cfg.Users {
+		for _, h := range u.TokenSHA256 {
+			r.tokens.add(h, kasproxy.User{Name: u.Name, Groups: u.Groups, Agents: u.Agents})
+		}
+	}
+	return r
+}
+
+func (r *userRegistry) AuthenticateUser(_ context.Context, token string) (kasproxy.User, error) {
+	u, ok := r.tokens.lookup(token)
+	if !ok {
+		return kasproxy.User{}, kasproxy.ErrUnauthenticated
+	}
+	return u, nil
 }

@@ -20,6 +20,7 @@ import (
 	"kubetunnel/api/rpc"
 	"kubetunnel/gitops/gitrepo"
 	"kubetunnel/internal/httpserve"
+	"kubetunnel/kasproxy"
 	"kubetunnel/tunnel"
 	"kubetunnel/version"
 )
@@ -36,6 +37,7 @@ type Server struct {
 	tunnel   *tunnel.Server
 	grpc     *grpc.Server
 	grpcLn   *streamListener
+	proxy    *kasproxy.Proxy
 
 	// Session holds tunnel session settings; tests shorten keepalives.
 	Session tunnel.SessionConfig
@@ -70,6 +72,12 @@ func New(cfg *Config, logger *slog.Logger) (*Server, error) {
 	s.poller = gitrepo.NewPoller(repos, gitrepo.PollerConfig{
 		Period: min(cfg.Agent.Configuration.PollPeriod, cfg.Agent.GitOps.PollPeriod),
 	}, logger)
+	s.proxy = kasproxy.New(kasproxy.Config{
+		Users:   newUserRegistry(cfg),
+		Tunnels: s.sessions,
+		Logger:  logger,
+		Metrics: kasproxy.NewMetrics(reg),
+	})
 	s.grpc = grpc.NewServer(grpc.Creds(agentCreds{}))
 	rpc.RegisterConfigurationServer(s.grpc, &configurationServer{repos: repos, logger: logger})
 	return s, nil
@@ -125,6 +133,12 @@ func (s *Server) Run(ctx context.Context) error {
 		agentLn.Close()
 		return err
 	}
+	apiLn, err := s.listen("kubernetes_api", s.cfg.Agent.KubernetesAPI.Listen)
+	if err != nil {
+		agentLn.Close()
+		obsLn.Close()
+		return err
+	}
 
 	s.tunnel = &tunnel.Server{
 		Authenticate: s.authenticate,
@@ -150,18 +164,26 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	})
 	g.Go(func() error { return httpserve.Serve(gctx, obsLn, s.observabilityHandler()) })
+	// The proxy drains before the sessions it needs go away.
+	proxyDone := make(chan struct{})
+	g.Go(func() error {
+		defer close(proxyDone)
+		return s.serveProxy(gctx, apiLn)
+	})
 	if *al.Websocket {
 		g.Go(func() error { return httpserve.Serve(gctx, agentLn, s.tunnel) })
 	} else {
 		g.Go(func() error { return s.tunnel.ServeListener(gctx, agentLn) })
 	}
 	s.logger.Info("kas is running", "version", version.Version, "agent_listen", agentLn.Addr().String(),
-		"websocket", *al.Websocket, "tls", al.CertificateFile != "", "observability_listen", obsLn.Addr().String())
+		"websocket", *al.Websocket, "tls", al.CertificateFile != "", "kubernetes_api_listen", apiLn.Addr().String(),
+		"observability_listen", obsLn.Addr().String())
 	close(s.ready)
 
 	<-gctx.Done()
-	// Listeners are closing (serveHTTP and ServeListener return on gctx);
-	// now ask every agent to move and wait for the drains.
+	// Listeners are closing (they return on gctx). Proxied requests drain
+	// first; then every agent is asked to move and its session drained.
+	<-proxyDone
 	stopSessions()
 	s.tunnel.Wait()
 	s.grpcLn.Close()
@@ -169,6 +191,21 @@ func (s *Server) Run(ctx context.Context) error {
 	err = g.Wait()
 	s.logger.Info("kas stopped")
 	return err
+}
+
+// serveProxy serves the Kubernetes API proxy. On stop, watches end at
+// once (clients re-establish them) and other requests get the drain
+// timeout to finish.
+func (s *Server) serveProxy(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s.proxy,
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       5 * time.Minute,
+		MaxHeaderBytes:    proxyMaxHeaderBytes,
+	}
+	stop := context.AfterFunc(ctx, s.proxy.StopWatches)
+	defer stop()
+	return httpserve.ServeServer(ctx, ln, srv, s.cfg.Agent.Listen.DrainTimeout)
 }
 
 func (s *Server) authenticate(ctx context.Context, h tunnel.Hello) (string, error) {
@@ -249,11 +286,22 @@ func (s *Server) drain(sess *agentSession, log *slog.Logger) {
 	_ = sess.GoAway()
 	timeout := time.NewTimer(s.cfg.Agent.Listen.DrainTimeout)
 	defer timeout.Stop()
-	select {
-	case <-done:
-	case <-sess.CloseChan():
-	case <-timeout.C:
-		log.Warn("Drain timeout: closing the agent connection with requests in flight", "open_streams", sess.open.Load())
+	// Idle pooled streams would hold the drain open: close them now, and
+	// again as requests in flight finish and return theirs to the pool.
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		sess.transport.CloseIdleConnections()
+		select {
+		case <-done:
+			return
+		case <-sess.CloseChan():
+			return
+		case <-timeout.C:
+			log.Warn("Drain timeout: closing the agent connection with requests in flight", "open_streams", sess.open.Load())
+			return
+		case <-tick.C:
+		}
 	}
 }
 

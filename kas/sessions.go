@@ -2,18 +2,26 @@ package kas
 
 import (
 	"context"
-	"errors"
 	"net"
+	"net/http"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"kubetunnel/kasproxy"
 	"kubetunnel/tunnel"
 )
 
+// The pool of idle proxy connections (tunnel streams) kept per session.
+const (
+	proxyMaxIdleStreams    = 100
+	proxyIdleStreamTimeout = 90 * time.Second
+)
+
 // ErrAgentNotConnected is a request for an agent with no live session.
-var ErrAgentNotConnected = errors.New("agent is not connected")
+var ErrAgentNotConnected = kasproxy.ErrAgentNotConnected
 
 // agentSession is a live tunnel session plus what kas tracks about it.
 type agentSession struct {
@@ -26,6 +34,9 @@ type agentSession struct {
 	drained chan struct{} // closed when draining and open reaches zero
 	once    sync.Once
 	reg     *sessionRegistry
+	// transport pools HTTP connections (streams) to this session, so
+	// requests reuse streams instead of opening one each.
+	transport *http.Transport
 }
 
 // OpenStream opens a stream to agentk (for a proxied HTTP request).
@@ -110,6 +121,15 @@ func (r *sessionRegistry) add(ts *tunnel.Session) *agentSession {
 	defer r.mu.Unlock()
 	r.next++
 	s := &agentSession{Session: ts, id: r.next, drained: make(chan struct{}), reg: r}
+	s.transport = &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return s.OpenStream(ctx)
+		},
+		MaxIdleConns:        proxyMaxIdleStreams,
+		MaxIdleConnsPerHost: proxyMaxIdleStreams,
+		IdleConnTimeout:     proxyIdleStreamTimeout,
+		DisableCompression:  true, // pass the caller's Accept-Encoding through untouched
+	}
 	r.byAgent[ts.Agent] = append(r.byAgent[ts.Agent], s)
 	r.connected.Inc()
 	return s
@@ -126,6 +146,7 @@ func (r *sessionRegistry) remove(s *agentSession) {
 			break
 		}
 	}
+	s.transport.CloseIdleConnections()
 	if len(list) == 0 {
 		delete(r.byAgent, s.Agent)
 	} else {
@@ -158,6 +179,15 @@ func (r *sessionRegistry) pick(agent string) (*agentSession, error) {
 		return fallback, nil
 	}
 	return nil, ErrAgentNotConnected
+}
+
+// RoundTripper implements kasproxy.Tunnels.
+func (r *sessionRegistry) RoundTripper(agent string) (http.RoundTripper, error) {
+	s, err := r.pick(agent)
+	if err != nil {
+		return nil, err
+	}
+	return s.transport, nil
 }
 
 // count is the number of live sessions of an agent.

@@ -150,8 +150,9 @@ func TestGoAwayRotationLosesNoRequest(t *testing.T) {
 	e := newEnv(t, "ws")
 	e.cfg.Agent.Listen.MaxConnectionAge = 700 * time.Millisecond
 	e.start()
-	e.startAgent(nil)
+	a := e.startAgent(nil)
 	e.waitConnected(1)
+	tu.Eventually(t, 10*time.Second, "config", func() bool { _, c := a.Config(); return c != nil })
 	rotations := func() float64 {
 		return testutil.ToFloat64(e.kas.tunnel.Metrics.Handshakes.WithLabelValues("ok"))
 	}
@@ -163,7 +164,7 @@ func TestGoAwayRotationLosesNoRequest(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for ctx.Err() == nil {
-				if err := roundTripToAgent(e.kas); err != nil {
+				if err := roundTripToAgent(e); err != nil {
 					failed.Add(1)
 					t.Errorf("request through the tunnel failed: %v", err)
 					return
@@ -184,29 +185,19 @@ func TestGoAwayRotationLosesNoRequest(t *testing.T) {
 	})
 }
 
-// roundTripToAgent sends one HTTP request to agentk over a fresh stream,
-// as the proxy does, and expects agentk's answer.
-func roundTripToAgent(s *Server) error {
-	sess, err := s.sessions.pick(agentName)
-	if err != nil {
-		return err
-	}
-	st, err := sess.OpenStream(context.Background())
-	if err != nil {
-		return fmt.Errorf("open stream: %w", err)
-	}
-	defer st.Close()
-	tr := &http.Transport{DialContext: func(context.Context, string, string) (net.Conn, error) { return st, nil }}
-	defer tr.CloseIdleConnections()
-	req, _ := http.NewRequest(http.MethodGet, "http://agentk/version", nil)
-	resp, err := tr.RoundTrip(req)
+// roundTripToAgent sends one request through the kas proxy, as kubectl
+// would, and expects the stand-in API server's answer.
+func roundTripToAgent(e *env) error {
+	req, _ := http.NewRequest(http.MethodGet, e.proxyURL()+"/api/v1/namespaces", nil)
+	req.Header.Set("Authorization", "Bearer "+aliceToken)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
-	_, err = io.Copy(io.Discard, resp.Body)
-	if resp.StatusCode != http.StatusNotFound {
-		return fmt.Errorf("agentk answered %s", resp.Status)
+	body, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("kas answered %s: %s", resp.Status, body)
 	}
 	return err
 }

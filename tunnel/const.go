@@ -48,3 +48,11 @@ var (
 // the receiving side). agentk answers 204 and dials a new connection at
 // once, while the old session drains.
 const GoAwayPath = "/-/tunnel/goaway"
+
+// Headers kas sets on every proxied request it sends agentk, after
+// removing any a caller sent: they say who the caller is, so agentk can
+// impersonate them (user_access.access_as: user) and apply its own policy.
+const (
+	HeaderProxyUser  = "Kas-Proxy-User"
+	HeaderProxyGroup = "Kas-Proxy-Group" // repeated, one per group
+)

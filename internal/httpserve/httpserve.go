@@ -10,12 +10,17 @@ import (
 	"time"
 )
 
-// ShutdownTimeout bounds the graceful part of a stop.
-const ShutdownTimeout = 5 * time.Second
+// DefaultGrace bounds the graceful part of a stop.
+const DefaultGrace = 5 * time.Second
 
 // Serve serves h on ln until ctx is done, then shuts down gracefully.
 func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	return ServeServer(ctx, ln, &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}, DefaultGrace)
+}
+
+// ServeServer serves srv on ln until ctx is done. Then it stops accepting,
+// lets requests in flight finish for up to grace, and closes what is left.
+func ServeServer(ctx context.Context, ln net.Listener, srv *http.Server, grace time.Duration) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
@@ -23,9 +28,11 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
 		return err
 	case <-ctx.Done():
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
-	_ = srv.Shutdown(sctx)
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close()
+	}
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}

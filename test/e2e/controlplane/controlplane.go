@@ -84,3 +84,15 @@ func (c *ControlPlane) initClients(base *rest.Config) error {
 	c.clientset = cs
 	return nil
 }
+
+func (c *ControlPlane) stopProcesses() error {
+	var errs []error
+	// apiserver first: the other way round it logs a burst of etcd
+	// connection errors.
+	for _, p := range []*process{c.apiserver, c.etcd} {
+		if p != nil {
+			errs = append(errs, p.stop())
+		}
+	}
+	return errors.Join(errs...)
+}

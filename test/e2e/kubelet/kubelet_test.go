@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -193,6 +194,58 @@ func TestPortForward(t *testing.T) {
 		if want := "hello from the target, path " + path; string(body) != want {
 			t.Fatalf("body = %q, want %q", body, want)
 		}
+	}
+}
+
+// TestPortForwardClientGone kills kubectl while a forwarded connection to a
+// target that never hangs up is open; the session must still end.
+func TestPortForwardClientGone(t *testing.T) {
+	t.Parallel()
+	k, ns := setup(t)
+	echo, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer echo.Close()
+	go func() {
+		for {
+			c, err := echo.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_, _ = io.Copy(c, c)
+			}()
+		}
+	}()
+	k.SetPortForward(7000, echo.Addr().String())
+
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	// Registered before startAndScan, so it runs after kubectl is killed:
+	// the connection is still open when the client goes away.
+	var conn net.Conn
+	t.Cleanup(func() {
+		if conn != nil {
+			conn.Close()
+		}
+	})
+	lines := startAndScan(t, kubectlCmd(ctx, "port-forward", "-n", ns, "pod/"+podName, "--address=127.0.0.1", ":7000"))
+	local := regexp.MustCompile(`^Forwarding from (127\.0\.0\.1:\d+) -> 7000$`).FindStringSubmatch(nextLine(t, lines))
+	if local == nil {
+		t.Fatal("kubectl port-forward did not report its local address")
+	}
+	if conn, err = net.DialTimeout("tcp", local[1], 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(conn, "ping\n"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil || got != "ping\n" {
+		t.Fatalf("echo through port-forward = %q, %v; want ping", got, err)
 	}
 }
 

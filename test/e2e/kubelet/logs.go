@@ -12,7 +12,8 @@ import (
 const FollowLinePrefix = "follow line "
 
 // SetLogs sets the lines every container's log starts with, and how often a
-// following client (kubectl logs -f) gets one more line after them.
+// following client (kubectl logs -f) gets one more line after them. With a
+// zero interval, followed logs end after the canned lines.
 func (k *Kubelet) SetLogs(lines []string, followInterval time.Duration) {
 	k.mu.Lock()
 	defer k.mu.Unlock()

@@ -62,12 +62,18 @@ func (f localForwarder) PortForward(_ context.Context, _, _ string, port int32, 
 		return fmt.Errorf("dial %s for port %d: %w", target, port, err)
 	}
 	defer conn.Close()
+	// Close ends sessions whose target never hangs up.
+	stop := context.AfterFunc(f.k.baseCtx, func() { conn.Close() })
+	defer stop()
 
-	// Client to target: when the client closes its side, half-close the
-	// target connection so the target sees end of input but can still reply.
+	// Client to target. When the client closes its side, half-close the
+	// target connection so the target sees end of input but can still
+	// reply; when the client is gone, drop the target connection, which
+	// also ends the copy below.
 	f.k.goTracked(func() {
-		_, _ = io.Copy(conn, stream)
-		if tcp, ok := conn.(*net.TCPConn); ok {
+		if _, err := io.Copy(conn, stream); err != nil {
+			conn.Close()
+		} else if tcp, ok := conn.(*net.TCPConn); ok {
 			_ = tcp.CloseWrite()
 		}
 	})

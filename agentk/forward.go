@@ -1,0 +1,112 @@
+package agentk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+
+	"k8s.io/client-go/rest"
+
+	"kubetunnel/agentcfg"
+	"kubetunnel/internal/kubehttp"
+	"kubetunnel/tunnel"
+)
+
+// forwarder sends the Kubernetes API requests kas proxies through the
+// tunnel on to the cluster's API server, with agentk's own credentials,
+// as the identity its config's user_access decides.
+type forwarder struct {
+	config func() *agentcfg.Config
+	base   *url.URL
+	// rt may speak HTTP/2; upgrades (exec, attach, port-forward) need
+	// HTTP/1.1, which upgradeRT is restricted to.
+	rt, upgradeRT http.RoundTripper
+	rp            *httputil.ReverseProxy
+	logger        *slog.Logger
+}
+
+type fwdKey struct{}
+
+func newForwarder(cfg *rest.Config, config func() *agentcfg.Config, logger *slog.Logger) (*forwarder, error) {
+	host := cfg.Host
+	if !strings.Contains(host, "://") {
+		host = "https://" + host
+	}
+	base, err := url.Parse(host)
+	if err != nil {
+		return nil, fmt.Errorf("API server address %q: %w", cfg.Host, err)
+	}
+	rt, err := rest.TransportFor(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("API server transport: %w", err)
+	}
+	h1 := rest.CopyConfig(cfg)
+	h1.TLSClientConfig.NextProtos = []string{"http/1.1"}
+	upgradeRT, err := rest.TransportFor(h1)
+	if err != nil {
+		return nil, fmt.Errorf("API server transport: %w", err)
+	}
+	f := &forwarder{config: config, base: base, rt: rt, upgradeRT: upgradeRT, logger: logger}
+	f.rp = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.Out.URL.Scheme = base.Scheme
+			pr.Out.URL.Host = base.Host
+			pr.Out.URL.Path = strings.TrimSuffix(base.Path, "/") + pr.In.URL.Path
+			pr.Out.URL.RawPath = ""
+			pr.Out.Host = base.Host
+		},
+		Transport:     http.RoundTripper(f),
+		FlushInterval: -1, // watches and logs -f stream as they arrive
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+				return // kas (the caller) went away
+			}
+			logger.Warn("Request to the API server failed", "path", r.URL.Path, "err", err)
+			kubehttp.WriteStatus(w, http.StatusBadGateway, fmt.Sprintf("agentk could not reach the cluster's API server: %v", err))
+		},
+	}
+	return f, nil
+}
+
+// RoundTrip picks the transport: HTTP/1.1 for upgrades.
+func (f *forwarder) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Header.Get("Upgrade") != "" {
+		return f.upgradeRT.RoundTrip(r)
+	}
+	return f.rt.RoundTrip(r)
+}
+
+func (f *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	cfg := f.config()
+	if cfg == nil {
+		kubehttp.WriteStatus(w, http.StatusServiceUnavailable, "agentk has not received its configuration from kas yet: retry in a moment")
+		return
+	}
+	user := r.Header.Get(tunnel.HeaderProxyUser)
+	groups := r.Header.Values(tunnel.HeaderProxyGroup)
+	if user == "" {
+		// Only kas opens streams to agentk, and it always says who the
+		// caller is; anything else is refused rather than served as agentk.
+		kubehttp.WriteStatus(w, http.StatusForbidden, "agentk refuses a proxied request that does not name its caller")
+		return
+	}
+	ua := cfg.UserAccess
+	if !ua.Admits(groups) {
+		kubehttp.WriteStatus(w, http.StatusForbidden, fmt.Sprintf("user %q is in none of the groups this agent's user_access.groups admits", user))
+		return
+	}
+	out := r.Clone(r.Context())
+	kubehttp.StripCallerHeaders(out.Header)
+	if ua.AccessAs.User != nil {
+		out.Header.Set("Impersonate-User", user)
+		for _, g := range groups {
+			out.Header.Add("Impersonate-Group", g)
+		}
+	}
+	f.rp.ServeHTTP(w, out)
+}

@@ -1,0 +1,74 @@
+package kas
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// fakeAPI stands in for a cluster's API server in the tunnel tests: it
+// reports what reached it (path, credentials, impersonation), streams a
+// watch on /watch, and refuses anything but agentk's own token.
+type fakeAPI struct {
+	*httptest.Server
+}
+
+// seen is what fakeAPI answers: the request as it arrived.
+type seen struct {
+	Path       string   `json:"path"`
+	Query      string   `json:"query"`
+	Auth       string   `json:"auth"`
+	ImpUser    string   `json:"impersonate_user"`
+	ImpGroups  []string `json:"impersonate_groups"`
+	KasHeaders []string `json:"kas_headers"`
+	BodyLen    int      `json:"body_len"`
+}
+
+func newFakeAPI(t *testing.T) *fakeAPI {
+	f := &fakeAPI{}
+	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer "+saToken {
+			http.Error(w, "not agentk", http.StatusUnauthorized)
+			return
+		}
+		if strings.HasPrefix(r.URL.Path, "/watch") {
+			w.Header().Set("Content-Type", "application/json")
+			for i := 0; ; i++ {
+				fmt.Fprintf(w, "{\"type\":\"ADDED\",\"n\":%d}\n", i)
+				w.(http.Flusher).Flush()
+				select {
+				case <-r.Context().Done():
+					return
+				case <-time.After(50 * time.Millisecond):
+				}
+			}
+		}
+		s := seen{Path: r.URL.Path, Query: r.URL.RawQuery, Auth: r.Header.Get("Authorization"),
+			ImpUser: r.Header.Get("Impersonate-User"), ImpGroups: r.Header.Values("Impersonate-Group")}
+		for k := range r.Header {
+			if strings.HasPrefix(k, "Kas-") {
+				s.KasHeaders = append(s.KasHeaders, k)
+			}
+		}
+		if r.Body != nil {
+			n := 0
+			buf := make([]byte, 64<<10)
+			for {
+				m, err := r.Body.Read(buf)
+				n += m
+				if err != nil {
+					break
+				}
+			}
+			s.BodyLen = n
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(s)
+	}))
+	t.Cleanup(f.Close)
+	return f
+}

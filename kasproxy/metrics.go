@@ -1,0 +1,89 @@
+package kasproxy
+
+import (
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the proxy's Prometheus metrics.
+type Metrics struct {
+	Requests *prometheus.CounterVec   // code, verb
+	Duration *prometheus.HistogramVec // verb
+	Inflight prometheus.Gauge
+	Bytes    *prometheus.CounterVec // direction: to_agent, from_agent
+}
+
+// NewMetrics registers the proxy metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kas_proxy_requests_total",
+			Help: "Kubernetes API requests through kas, by HTTP status code and verb.",
+		}, []string{"code", "verb"}),
+		Duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "kas_proxy_request_duration_seconds",
+			Help:    "Time to serve a proxied request, to the end of the response (watches included).",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
+		}, []string{"verb"}),
+		Inflight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "kas_proxy_inflight",
+			Help: "Proxied requests in flight (watches and exec sessions included).",
+		}),
+		Bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kas_proxy_bytes_total",
+			Help: "Proxied body bytes, by direction (to_agent: request bodies; from_agent: responses).",
+		}, []string{"direction"}),
+	}
+	reg.MustRegister(m.Requests, m.Duration, m.Inflight, m.Bytes)
+	return m
+}
+
+func (m *Metrics) observe(verb string, code int, d time.Duration) {
+	m.Requests.WithLabelValues(strconv.Itoa(code), verb).Inc()
+	m.Duration.WithLabelValues(verb).Observe(d.Seconds())
+}
+
+// countingWriter counts response bytes while keeping the ResponseWriter's
+// optional interfaces (Flusher, Hijacker) reachable through Unwrap, which
+// http.ResponseController uses.
+func (m *Metrics) countingWriter(w http.ResponseWriter) http.ResponseWriter {
+	return &countingWriter{ResponseWriter: w, c: m.Bytes.WithLabelValues("from_agent")}
+}
+
+type countingWriter struct {
+	http.ResponseWriter
+	c prometheus.Counter
+}
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(p)
+	w.c.Add(float64(n))
+	return n, err
+}
+
+func (w *countingWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (w *countingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (m *Metrics) countingBody(b io.ReadCloser) io.ReadCloser {
+	return &countingBody{ReadCloser: b, c: m.Bytes.WithLabelValues("to_agent")}
+}
+
+type countingBody struct {
+	io.ReadCloser
+	c prometheus.Counter
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.c.Add(float64(n))
+	return n, err
+}

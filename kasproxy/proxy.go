@@ -1,0 +1,366 @@
+package kasproxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"kubetunnel/internal/kubehttp"
+	"kubetunnel/tunnel"
+)
+
+// Errors the proxy branches on.
+var (
+	// ErrUnauthenticated is a missing or unknown caller token.
+	ErrUnauthenticated = errors.New("unauthenticated")
+	// ErrAgentNotConnected is an agent with no live tunnel.
+	ErrAgentNotConnected = errors.New("agent is not connected")
+	errShuttingDown      = errors.New("kas is shutting down")
+)
+
+// Defaults, in one place.
+const (
+	DefaultMaxStreamsPerAgent = 500
+	DefaultIdleConnTimeout    = 90 * time.Second
+	DefaultMaxIdleConns       = 100
+)
+
+// User is an authenticated caller.
+type User struct {
+	Name   string
+	Groups []string
+	// Agents the caller may reach.
+	Agents []string
+}
+
+// Authenticator checks a caller's bearer token; ErrUnauthenticated when it
+// matches nobody.
+type Authenticator interface {
+	AuthenticateUser(ctx context.Context, token string) (User, error)
+}
+
+// Tunnels picks one of an agent's live sessions and returns its HTTP
+// transport (a pool of connections that are tunnel streams);
+// ErrAgentNotConnected when there is none. Picking per request spreads
+// load over the agent's replicas.
+type Tunnels interface {
+	RoundTripper(agent string) (http.RoundTripper, error)
+}
+
+// Config configures a Proxy; zero fields take the defaults.
+type Config struct {
+	Users   Authenticator
+	Tunnels Tunnels
+	Logger  *slog.Logger
+	// Metrics may be nil (no metrics).
+	Metrics *Metrics
+	// MaxStreamsPerAgent bounds requests in flight per agent; over it is a
+	// 429 rather than a queue.
+	MaxStreamsPerAgent int
+	// AuthFailures limits failed authentications per client address.
+	AuthFailures *FailureLimiter
+}
+
+// Proxy is the http.Handler for agent.kubernetes_api.listen.
+type Proxy struct {
+	cfg Config
+	rp  *httputil.ReverseProxy
+
+	mu      sync.Mutex // guards slots, watches and stopped
+	slots   map[string]chan struct{}
+	watches map[*stoppableBody]struct{}
+	stopped bool
+}
+
+type ctxKey int
+
+const (
+	keyTransport ctxKey = iota
+	keyInfo
+)
+
+// reqInfo is what the handler learns about a request, for the error
+// handler, metrics and the audit line.
+type reqInfo struct {
+	agent  string
+	verb   string
+	watch  *stoppableBody
+	status int
+	err    error
+}
+
+// New makes a proxy.
+func New(cfg Config) *Proxy {
+	if cfg.MaxStreamsPerAgent <= 0 {
+		cfg.MaxStreamsPerAgent = DefaultMaxStreamsPerAgent
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.AuthFailures == nil {
+		cfg.AuthFailures = NewFailureLimiter(DefaultAuthFailureBurst, DefaultAuthFailureWindow)
+	}
+	p := &Proxy{cfg: cfg, slots: map[string]chan struct{}{}, watches: map[*stoppableBody]struct{}{}}
+	p.rp = &httputil.ReverseProxy{
+		Rewrite:       func(*httputil.ProxyRequest) {}, // the handler has rewritten the request
+		Transport:     roundTripperFunc(p.roundTrip),
+		FlushInterval: -1, // watches and logs -f stream as they arrive
+		ErrorHandler:  p.errorHandler,
+		ModifyResponse: func(resp *http.Response) error {
+			ri := info(resp.Request.Context())
+			ri.status = resp.StatusCode
+			if ri.verb == "watch" && resp.StatusCode == http.StatusOK {
+				b := &stoppableBody{ReadCloser: resp.Body}
+				if !p.trackWatch(b) {
+					return errShuttingDown
+				}
+				resp.Body = b
+				ri.watch = b
+			}
+			return nil
+		},
+	}
+	return p
+}
+
+type roundTripperFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+func info(ctx context.Context) *reqInfo {
+	i, _ := ctx.Value(keyInfo).(*reqInfo)
+	if i == nil {
+		return &reqInfo{}
+	}
+	return i
+}
+
+// stoppableBody is a watch response that kas can end cleanly: after stop,
+// Read reports EOF, so the response to the caller ends as a watch the
+// server closed (which clients re-establish) instead of a broken stream.
+type stoppableBody struct {
+	io.ReadCloser
+	stopped atomic.Bool
+}
+
+func (b *stoppableBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if b.stopped.Load() {
+		return n, io.EOF
+	}
+	return n, err
+}
+
+func (b *stoppableBody) stop() {
+	b.stopped.Store(true)
+	b.ReadCloser.Close() // unblocks a Read waiting for the next event
+}
+
+func (p *Proxy) trackWatch(b *stoppableBody) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopped {
+		return false
+	}
+	p.watches[b] = struct{}{}
+	return true
+}
+
+func (p *Proxy) untrackWatch(b *stoppableBody) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.watches, b)
+}
+
+// StopWatches ends every watch in flight cleanly and refuses new ones.
+// kas calls it when it shuts down: watches never finish by themselves,
+// while the other requests are left to drain.
+func (p *Proxy) StopWatches() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stopped = true
+	for b := range p.watches {
+		b.stop()
+	}
+}
+
+// agentSlots is the semaphore bounding requests in flight to an agent.
+func (p *Proxy) agentSlots(agent string) chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c := p.slots[agent]
+	if c == nil {
+		c = make(chan struct{}, p.cfg.MaxStreamsPerAgent)
+		p.slots[agent] = c
+	}
+	return c
+}
+
+func (p *Proxy) roundTrip(r *http.Request) (*http.Response, error) {
+	rt, _ := r.Context().Value(keyTransport).(http.RoundTripper)
+	if rt == nil {
+		return nil, errors.New("kasproxy: no transport for the request")
+	}
+	return rt.RoundTrip(r)
+}
+
+// ParsePath splits /agents/<name>/<rest> into the agent and the API path.
+func ParsePath(path string) (agent, rest string, ok bool) {
+	after, found := strings.CutPrefix(path, "/agents/")
+	if !found {
+		return "", "", false
+	}
+	agent, rest, _ = strings.Cut(after, "/")
+	if agent == "" || strings.ContainsAny(agent, "\x00%") {
+		return "", "", false
+	}
+	return agent, "/" + rest, true
+}
+
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	agent, rest, ok := ParsePath(r.URL.Path)
+	verb := Verb(r)
+	ri := &reqInfo{agent: agent, verb: verb}
+	user := ""
+	defer func() {
+		d := time.Since(start)
+		if p.cfg.Metrics != nil {
+			p.cfg.Metrics.observe(verb, ri.status, d)
+		}
+		attrs := []any{"user", user, "agent", agent, "verb", verb, "path", rest, "status", ri.status, "duration", d}
+		if ri.err != nil {
+			attrs = append(attrs, "err", ri.err)
+		}
+		p.cfg.Logger.Info("Proxied request", attrs...)
+	}()
+	fail := func(code int, msg string) {
+		ri.status = code
+		kubehttp.WriteStatus(w, code, msg)
+	}
+	if !ok {
+		fail(http.StatusNotFound, "kas serves the Kubernetes API at /agents/<agent-name>/: set the kubeconfig server to <kas URL>/agents/<agent-name>")
+		return
+	}
+	client := clientAddr(r)
+	if !p.cfg.AuthFailures.Allow(client) {
+		fail(http.StatusTooManyRequests, "too many failed authentications from this address; wait a minute")
+		return
+	}
+	token, hasToken := bearerToken(r)
+	u, err := p.cfg.Users.AuthenticateUser(r.Context(), token)
+	if !hasToken || err != nil {
+		p.cfg.AuthFailures.Fail(client)
+		if err != nil && !errors.Is(err, ErrUnauthenticated) {
+			ri.err = err
+		}
+		fail(http.StatusUnauthorized, "Unauthorized: kas needs a valid user token (Authorization: Bearer <token>)")
+		return
+	}
+	user = u.Name
+	// The same answer whether or not the agent exists.
+	if !slices.Contains(u.Agents, agent) {
+		fail(http.StatusForbidden, fmt.Sprintf("user %q may not use agent %q", u.Name, agent))
+		return
+	}
+	if h := kubehttp.ImpersonationHeader(r.Header); h != "" {
+		fail(http.StatusForbidden, fmt.Sprintf("%s is not allowed through kas: the agent's user_access.access_as decides the identity of requests", h))
+		return
+	}
+	slots := p.agentSlots(agent)
+	select {
+	case slots <- struct{}{}:
+		defer func() { <-slots }()
+	default:
+		fail(http.StatusTooManyRequests, fmt.Sprintf("agent %q has %d requests in flight, the limit: retry later", agent, cap(slots)))
+		return
+	}
+	rt, err := p.cfg.Tunnels.RoundTripper(agent)
+	if err != nil {
+		ri.err = err
+		if errors.Is(err, ErrAgentNotConnected) {
+			fail(http.StatusServiceUnavailable, notConnected(agent))
+		} else {
+			fail(http.StatusBadGateway, fmt.Sprintf("agent %q: %v", agent, err))
+		}
+		return
+	}
+	if p.cfg.Metrics != nil {
+		p.cfg.Metrics.Inflight.Inc()
+		defer p.cfg.Metrics.Inflight.Dec()
+	}
+
+	ctx := context.WithValue(context.WithValue(r.Context(), keyTransport, rt), keyInfo, ri)
+	defer func() {
+		if ri.watch != nil {
+			p.untrackWatch(ri.watch)
+		}
+	}()
+	out := r.Clone(ctx)
+	out.URL = &url.URL{Scheme: "http", Host: "agentk", Path: rest, RawQuery: r.URL.RawQuery}
+	out.Host = "agentk"
+	out.RequestURI = ""
+	kubehttp.StripCallerHeaders(out.Header)
+	out.Header.Set(tunnel.HeaderProxyUser, u.Name)
+	for _, g := range u.Groups {
+		out.Header.Add(tunnel.HeaderProxyGroup, g)
+	}
+	if p.cfg.Metrics != nil {
+		w = p.cfg.Metrics.countingWriter(w)
+		if out.Body != nil && out.Body != http.NoBody {
+			out.Body = p.cfg.Metrics.countingBody(out.Body)
+		}
+	}
+	p.rp.ServeHTTP(w, out)
+}
+
+func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	ri := info(r.Context())
+	ri.err = err
+	agent := ri.agent
+	switch {
+	case errors.Is(err, errShuttingDown):
+		ri.status = http.StatusServiceUnavailable
+		kubehttp.WriteStatus(w, ri.status, "kas is shutting down: retry")
+	case errors.Is(err, ErrAgentNotConnected):
+		ri.status = http.StatusServiceUnavailable
+		kubehttp.WriteStatus(w, ri.status, notConnected(agent))
+	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		// The caller went away: nothing to answer; 499 as nginx logs it.
+		ri.status = 499
+	default:
+		ri.status = http.StatusBadGateway
+		kubehttp.WriteStatus(w, ri.status, fmt.Sprintf("request to agent %q failed: %v", agent, err))
+	}
+}
+
+func notConnected(agent string) string {
+	return fmt.Sprintf("agent %q is not connected to kas: check that agentk is running and can reach kas", agent)
+}
+
+func bearerToken(r *http.Request) (string, bool) {
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
+		return "", false
+	}
+	return strings.TrimSpace(token), true
+}
+
+func clientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
