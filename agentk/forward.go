@@ -62,6 +62,7 @@ func newForwarder(cfg *rest.Config, config func() *agentcfg.Config, logger *slog
 		},
 		Transport:     http.RoundTripper(f),
 		FlushInterval: -1, // watches and logs -f stream as they arrive
+		ErrorLog:      slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 				return // kas (the caller) went away

@@ -14,6 +14,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"kubetunnel/gitops/gitrepo"
+	"kubetunnel/kasproxy"
 )
 
 // Defaults, in one place.
@@ -70,6 +71,9 @@ type PollSection struct {
 // KubernetesAPISection is the Kubernetes API proxy listener.
 type KubernetesAPISection struct {
 	Listen Listen `yaml:"listen"`
+	// MaxStreamsPerAgent bounds proxied requests in flight per agent
+	// (watches and exec sessions count); over it callers get 429.
+	MaxStreamsPerAgent int `yaml:"max_streams_per_agent"`
 }
 
 // Listen is a plain listener with optional TLS.
@@ -189,6 +193,9 @@ func (c *Config) Default() {
 	if c.Agent.KubernetesAPI.Listen.Address == "" {
 		c.Agent.KubernetesAPI.Listen.Address = DefaultKubernetesAPIListen
 	}
+	if c.Agent.KubernetesAPI.MaxStreamsPerAgent == 0 {
+		c.Agent.KubernetesAPI.MaxStreamsPerAgent = kasproxy.DefaultMaxStreamsPerAgent
+	}
 	if c.Observability.Listen.Address == "" {
 		c.Observability.Listen.Address = DefaultObservabilityListen
 	}
@@ -220,6 +227,9 @@ func (c *Config) Validate() error {
 		bad("agent.listen.drain_timeout", "must not be negative")
 	}
 	checkListen("agent.kubernetes_api.listen", c.Agent.KubernetesAPI.Listen)
+	if c.Agent.KubernetesAPI.MaxStreamsPerAgent < 0 {
+		bad("agent.kubernetes_api.max_streams_per_agent", "must be positive")
+	}
 	checkListen("observability.listen", c.Observability.Listen)
 	if c.Agent.Configuration.PollPeriod < 0 {
 		bad("agent.configuration.poll_period", "must be positive")

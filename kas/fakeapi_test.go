@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -15,6 +16,8 @@ import (
 // watch on /watch, and refuses anything but agentk's own token.
 type fakeAPI struct {
 	*httptest.Server
+	// watches counts watches the API server is serving right now.
+	watches atomic.Int64
 }
 
 // seen is what fakeAPI answers: the request as it arrived.
@@ -36,6 +39,8 @@ func newFakeAPI(t *testing.T) *fakeAPI {
 			return
 		}
 		if strings.HasPrefix(r.URL.Path, "/watch") {
+			f.watches.Add(1)
+			defer f.watches.Add(-1)
 			w.Header().Set("Content-Type", "application/json")
 			for i := 0; ; i++ {
 				fmt.Fprintf(w, "{\"type\":\"ADDED\",\"n\":%d}\n", i)

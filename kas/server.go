@@ -77,6 +77,8 @@ func New(cfg *Config, logger *slog.Logger) (*Server, error) {
 		Tunnels: s.sessions,
 		Logger:  logger,
 		Metrics: kasproxy.NewMetrics(reg),
+
+		MaxStreamsPerAgent: cfg.Agent.KubernetesAPI.MaxStreamsPerAgent,
 	})
 	s.grpc = grpc.NewServer(grpc.Creds(agentCreds{}))
 	rpc.RegisterConfigurationServer(s.grpc, &configurationServer{repos: repos, logger: logger})

@@ -117,6 +117,7 @@ func New(cfg Config) *Proxy {
 		Transport:     roundTripperFunc(p.roundTrip),
 		FlushInterval: -1, // watches and logs -f stream as they arrive
 		ErrorHandler:  p.errorHandler,
+		ErrorLog:      slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
 		ModifyResponse: func(resp *http.Response) error {
 			ri := info(resp.Request.Context())
 			ri.status = resp.StatusCode

@@ -40,7 +40,9 @@ func WriteStatus(w http.ResponseWriter, code int, msg string) {
 		w.Header().Set("Retry-After", "1")
 	}
 	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(status{
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(status{
 		Kind: "Status", APIVersion: "v1", Status: "Failure",
 		Message: msg, Reason: reasons[code], Code: code,
 	})

@@ -198,10 +198,14 @@ func TestPortForward(t *testing.T) {
 }
 
 // TestPortForwardClientGone kills kubectl while a forwarded connection to a
-// target that never hangs up is open; the session must still end.
+// target that does not hang up is open; the session must still end.
 func TestPortForwardClientGone(t *testing.T) {
 	t.Parallel()
-	k, ns := setup(t)
+	// The echo target keeps each connection open even after end of input,
+	// until release is closed: after setup's cleanup, which registered
+	// later, runs earlier and checks the session ended.
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
 	echo, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -216,9 +220,11 @@ func TestPortForwardClientGone(t *testing.T) {
 			go func() {
 				defer c.Close()
 				_, _ = io.Copy(c, c)
+				<-release
 			}()
 		}
 	}()
+	k, ns := setup(t)
 	k.SetPortForward(7000, echo.Addr().String())
 
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)

@@ -1,0 +1,295 @@
+package kas
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	tu "kubetunnel/internal/testutil"
+)
+
+// call sends a request through the kas proxy with a token and returns the
+// status and body.
+func (e *env) call(method, path, token string, body io.Reader, hdr map[string]string) (int, []byte) {
+	e.t.Helper()
+	req, err := http.NewRequest(method, e.proxyURL()+path, body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, unquote(b)
+}
+
+// unquote turns a Kubernetes Status body into "kind=Status: message" so
+// tests match the message a user reads; other bodies pass unchanged.
+func unquote(b []byte) []byte {
+	var st struct{ Kind, Message string }
+	if json.Unmarshal(b, &st) == nil && st.Kind == "Status" {
+		return []byte(`"kind":"Status": ` + st.Message)
+	}
+	return b
+}
+
+func (e *env) callSeen(token string, hdr map[string]string) seen {
+	e.t.Helper()
+	code, body := e.call("GET", "/api/v1/pods?limit=1", token, nil, hdr)
+	if code != 200 {
+		e.t.Fatalf("status %d: %s", code, body)
+	}
+	var s seen
+	if err := json.Unmarshal(body, &s); err != nil {
+		e.t.Fatalf("%v: %s", err, body)
+	}
+	return s
+}
+
+// startWithConfig runs kas and an agent whose config.yaml is cfg, and
+// waits until the agent has it.
+func startWithConfig(t *testing.T, cfg string) (*env, *runningAgent) {
+	e := newEnv(t, "ws")
+	commit := e.repo.Commit("config", map[string]string{AgentConfigPath(agentName): cfg})
+	e.start()
+	a := e.startAgent(nil)
+	tu.Eventually(t, 10*time.Second, "agent config", func() bool { c, _ := a.Config(); return c == commit })
+	return e, a
+}
+
+func TestProxyIdentityAndHeaders(t *testing.T) {
+	e, _ := startWithConfig(t, "")
+	s := e.callSeen(aliceToken, map[string]string{"Kas-Proxy-User": "root", "Cookie": "a=b"})
+	if s.Path != "/api/v1/pods" || s.Query != "limit=1" {
+		t.Errorf("path %q query %q", s.Path, s.Query)
+	}
+	if s.Auth != "Bearer "+saToken {
+		t.Errorf("API server saw Authorization %q, want agentk's own token", s.Auth)
+	}
+	if s.ImpUser != "" || len(s.KasHeaders) != 0 {
+		t.Errorf("access_as agent leaked identity headers: %+v", s)
+	}
+
+	// access_as user: agentk impersonates the caller with their groups.
+	e.repo.Commit("as user", map[string]string{AgentConfigPath(agentName): "user_access:\n  access_as:\n    user: {}\n"})
+	tu.Eventually(t, 10*time.Second, "impersonation", func() bool { return e.callSeen(aliceToken, nil).ImpUser == "alice" })
+	if s := e.callSeen(aliceToken, nil); len(s.ImpGroups) != 1 || s.ImpGroups[0] != "developers" {
+		t.Errorf("impersonated groups %v, want [developers]", s.ImpGroups)
+	}
+
+	// user_access.groups that alice is not in: agentk itself refuses.
+	e.repo.Commit("groups", map[string]string{AgentConfigPath(agentName): "user_access:\n  access_as:\n    user: {}\n  groups:\n  - id: ops\n"})
+	tu.Eventually(t, 10*time.Second, "agentk refusal", func() bool {
+		code, body := e.call("GET", "/api/v1/pods", aliceToken, nil, nil)
+		return code == 403 && strings.Contains(string(body), "user_access.groups")
+	})
+}
+
+func TestProxyRefusals(t *testing.T) {
+	e, _ := startWithConfig(t, "")
+	cases := []struct {
+		name, path, token string
+		hdr               map[string]string
+		code              int
+		msg               string
+	}{
+		{"no token", "/api", "", nil, 401, "Unauthorized"},
+		{"bad token", "/api", "nope", nil, 401, "Unauthorized"},
+		{"agent token is not a user token", "/api", agentToken, nil, 401, "Unauthorized"},
+		{"user without the agent", "/api", bobToken, nil, 403, `user "bob" may not use agent "prod"`},
+		{"impersonation", "/api", aliceToken, map[string]string{"Impersonate-User": "admin"}, 403, "Impersonate-User is not allowed"},
+		{"impersonated group", "/api", aliceToken, map[string]string{"Impersonate-Group": "system:masters"}, 403, "Impersonate-Group is not allowed"},
+	}
+	for _, c := range cases {
+		code, body := e.call("GET", c.path, c.token, nil, c.hdr)
+		if code != c.code || !strings.Contains(string(body), c.msg) {
+			t.Errorf("%s: %d %s, want %d containing %q", c.name, code, body, c.code, c.msg)
+		}
+		if c.code >= 400 && !strings.Contains(string(body), `"kind":"Status"`) {
+			t.Errorf("%s: not a Kubernetes Status body: %s", c.name, body)
+		}
+	}
+	// An agent that does not exist gets the same answer as one that does
+	// but is not allowed: nothing tells them apart.
+	req, _ := http.NewRequest("GET", strings.Replace(e.proxyURL(), "/agents/prod", "/agents/nosuch", 1)+"/api", nil)
+	req.Header.Set("Authorization", "Bearer "+bobToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	b = unquote(b)
+	resp.Body.Close()
+	if resp.StatusCode != 403 || !strings.Contains(string(b), "may not use agent") {
+		t.Errorf("unknown agent: %d %s", resp.StatusCode, b)
+	}
+	// No path prefix: a clear pointer to the URL scheme.
+	resp, err = http.Get("http://" + e.cfg.Agent.KubernetesAPI.Listen.Address + "/api/v1/pods")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(resp.Body)
+	b = unquote(b)
+	resp.Body.Close()
+	if resp.StatusCode != 404 || !strings.Contains(string(b), "/agents/<agent-name>") {
+		t.Errorf("no agent in path: %d %s", resp.StatusCode, b)
+	}
+	if e.kasLog.Contains(aliceToken) || e.kasLog.Contains(bobToken) {
+		t.Error("a caller token is in the kas log")
+	}
+	if !e.kasLog.Contains(`msg="Proxied request" user=bob agent=prod verb=get path=/api status=403`) {
+		t.Errorf("no audit line for bob's refused request:\n%s", e.kasLog)
+	}
+}
+
+func TestProxyAuthFailuresAreRateLimited(t *testing.T) {
+	e, _ := startWithConfig(t, "")
+	var last int
+	for range 25 {
+		last, _ = e.call("GET", "/api", "guess", nil, nil)
+	}
+	if last != http.StatusTooManyRequests {
+		t.Fatalf("after 25 failures: %d, want 429", last)
+	}
+	// The limit applies to the address, so even a good token waits.
+	if code, _ := e.call("GET", "/api", aliceToken, nil, nil); code != http.StatusTooManyRequests {
+		t.Errorf("good token from a limited address: %d", code)
+	}
+}
+
+func TestProxyAgentNotConnected(t *testing.T) {
+	e, a := startWithConfig(t, "")
+	a.stop()
+	e.waitConnected(0)
+	start := time.Now()
+	code, body := e.call("GET", "/api", aliceToken, nil, nil)
+	if code != 503 || !strings.Contains(string(body), `agent "prod" is not connected to kas`) {
+		t.Fatalf("%d %s", code, body)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("503 took %v, want fast", d)
+	}
+	e.startAgent(nil)
+	tu.Eventually(t, 10*time.Second, "requests to work again", func() bool {
+		code, _ := e.call("GET", "/api", aliceToken, nil, nil)
+		return code == 200
+	})
+}
+
+func TestProxyLargeBodiesAndWatch(t *testing.T) {
+	e, _ := startWithConfig(t, "")
+	// A 20 MB request body arrives whole.
+	code, body := e.call("POST", "/api/v1/namespaces/default/configmaps", aliceToken, bytes.NewReader(make([]byte, 20<<20)), nil)
+	var s seen
+	json.Unmarshal(body, &s)
+	if code != 200 || s.BodyLen != 20<<20 {
+		t.Fatalf("%d, body of %d bytes arrived", code, s.BodyLen)
+	}
+
+	// A watch streams events as they come, and ends cleanly (no error,
+	// just EOF) when kas shuts down.
+	req, _ := http.NewRequest("GET", e.proxyURL()+"/watch/pods?watch=true", nil)
+	req.Header.Set("Authorization", "Bearer "+aliceToken)
+	start := time.Now()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for i := range 3 {
+		if !sc.Scan() {
+			t.Fatalf("watch ended early: %v", sc.Err())
+		}
+		if i == 0 && time.Since(start) > time.Second {
+			t.Errorf("first event after %v", time.Since(start))
+		}
+	}
+	if v := metric(t, e, "kas_proxy_inflight"); v != 1 {
+		t.Errorf("kas_proxy_inflight = %v during a watch, want 1", v)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		e.stop()
+	}()
+	for sc.Scan() {
+	}
+	if err := sc.Err(); err != nil && !errors.Is(err, io.EOF) {
+		t.Errorf("watch ended with %v, want a clean end", err)
+	}
+	wg.Wait()
+}
+
+func TestProxyStreamLimit(t *testing.T) {
+	e := newEnv(t, "ws")
+	e.cfg.Agent.KubernetesAPI.MaxStreamsPerAgent = 2
+	e.start()
+	a := e.startAgent(nil)
+	tu.Eventually(t, 10*time.Second, "agent config", func() bool { _, c := a.Config(); return c != nil })
+	var bodies []io.Closer
+	defer func() {
+		for _, b := range bodies {
+			b.Close()
+		}
+	}()
+	for range 2 {
+		req, _ := http.NewRequest("GET", e.proxyURL()+"/watch/pods?watch=true", nil)
+		req.Header.Set("Authorization", "Bearer "+aliceToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("watch: %v %v", err, resp)
+		}
+		bodies = append(bodies, resp.Body)
+	}
+	code, body := e.call("GET", "/api", aliceToken, nil, nil)
+	if code != http.StatusTooManyRequests || !strings.Contains(string(body), "2 requests in flight") {
+		t.Fatalf("third request: %d %s, want 429", code, body)
+	}
+	// A caller that goes away cancels its request in the cluster, and
+	// frees its slot.
+	if n := e.api.watches.Load(); n != 2 {
+		t.Fatalf("API server serves %d watches, want 2", n)
+	}
+	for _, b := range bodies {
+		b.Close()
+	}
+	bodies = nil
+	tu.Eventually(t, 5*time.Second, "watches to end in the cluster", func() bool { return e.api.watches.Load() == 0 })
+	tu.Eventually(t, 5*time.Second, "a free slot", func() bool { code, _ := e.call("GET", "/api", aliceToken, nil, nil); return code == 200 })
+}
+
+// metric sums the values of a metric family in kas's registry.
+func metric(t *testing.T, e *env, name string) float64 {
+	t.Helper()
+	mfs, err := e.kas.Metrics().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			sum += m.GetGauge().GetValue() + m.GetCounter().GetValue()
+		}
+	}
+	return sum
+}
