@@ -68,7 +68,7 @@ func newForwarder(cfg *rest.Config, config func() *agentcfg.Config, logger *slog
 				return // kas (the caller) went away
 			}
 			logger.Warn("Request to the API server failed", "path", r.URL.Path, "err", err)
-			kubehttp.WriteStatus(w, http.StatusBadGateway, fmt.Sprintf("agentk could not reach the cluster's API server: %v", err))
+			kubehttp.WriteStatus(w, r, http.StatusBadGateway, fmt.Sprintf("agentk could not reach the cluster's API server: %v", err))
 		},
 	}
 	return f, nil
@@ -85,7 +85,7 @@ func (f *forwarder) RoundTrip(r *http.Request) (*http.Response, error) {
 func (f *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	cfg := f.config()
 	if cfg == nil {
-		kubehttp.WriteStatus(w, http.StatusServiceUnavailable, "agentk has not received its configuration from kas yet: retry in a moment")
+		kubehttp.WriteStatus(w, r, http.StatusServiceUnavailable, "agentk has not received its configuration from kas yet: retry in a moment")
 		return
 	}
 	user := r.Header.Get(tunnel.HeaderProxyUser)
@@ -93,12 +93,12 @@ func (f *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if user == "" {
 		// Only kas opens streams to agentk, and it always says who the
 		// caller is; anything else is refused rather than served as agentk.
-		kubehttp.WriteStatus(w, http.StatusForbidden, "agentk refuses a proxied request that does not name its caller")
+		kubehttp.WriteStatus(w, r, http.StatusForbidden, "agentk refuses a proxied request that does not name its caller")
 		return
 	}
 	ua := cfg.UserAccess
 	if !ua.Admits(groups) {
-		kubehttp.WriteStatus(w, http.StatusForbidden, fmt.Sprintf("user %q is in none of the groups this agent's user_access.groups admits", user))
+		kubehttp.WriteStatus(w, r, http.StatusForbidden, fmt.Sprintf("user %q is in none of the groups this agent's user_access.groups admits", user))
 		return
 	}
 	out := r.Clone(r.Context())

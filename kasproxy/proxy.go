@@ -248,7 +248,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 	fail := func(code int, msg string) {
 		ri.status = code
-		kubehttp.WriteStatus(w, code, msg)
+		kubehttp.WriteStatus(w, r, code, msg)
 	}
 	if !ok {
 		fail(http.StatusNotFound, "kas serves the Kubernetes API at /agents/<agent-name>/: set the kubeconfig server to <kas URL>/agents/<agent-name>")
@@ -333,16 +333,16 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 	switch {
 	case errors.Is(err, errShuttingDown):
 		ri.status = http.StatusServiceUnavailable
-		kubehttp.WriteStatus(w, ri.status, "kas is shutting down: retry")
+		kubehttp.WriteStatus(w, r, ri.status, "kas is shutting down: retry")
 	case errors.Is(err, ErrAgentNotConnected):
 		ri.status = http.StatusServiceUnavailable
-		kubehttp.WriteStatus(w, ri.status, notConnected(agent))
+		kubehttp.WriteStatus(w, r, ri.status, notConnected(agent))
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		// The caller went away: nothing to answer; 499 as nginx logs it.
 		ri.status = 499
 	default:
 		ri.status = http.StatusBadGateway
-		kubehttp.WriteStatus(w, ri.status, fmt.Sprintf("request to agent %q failed: %v", agent, err))
+		kubehttp.WriteStatus(w, r, ri.status, fmt.Sprintf("request to agent %q failed: %v", agent, err))
 	}
 }
 

@@ -25,6 +25,9 @@ Usage:
   kas token create --agent NAME
                                make an agent token: prints the token once and
                                the agents[].token_sha256 line for the config
+  kas kubeconfig --config FILE --agent NAME --user NAME [--token-file F]
+                               print a kubeconfig that reaches the agent's
+                               cluster through kas as that user
   kas --version                print the version
 
 Flags:
@@ -37,6 +40,9 @@ func main() {
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) >= 2 && args[0] == "token" && args[1] == "create" {
 		return tokenCreate(args[2:], stdout, stderr)
+	}
+	if len(args) >= 1 && args[0] == "kubeconfig" {
+		return kubeconfigCmd(args[1:], stdout, stderr)
 	}
 	fs := flag.NewFlagSet("kas", flag.ContinueOnError)
 	fs.SetOutput(stderr)

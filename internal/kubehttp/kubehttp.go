@@ -12,12 +12,13 @@ import (
 // status is the Kubernetes API's error body (metav1.Status), so kubectl
 // prints our message instead of a generic one.
 type status struct {
-	Kind       string `json:"kind"`
-	APIVersion string `json:"apiVersion"`
-	Status     string `json:"status"`
-	Message    string `json:"message"`
-	Reason     string `json:"reason"`
-	Code       int    `json:"code"`
+	Kind       string   `json:"kind"`
+	APIVersion string   `json:"apiVersion"`
+	Metadata   struct{} `json:"metadata"`
+	Status     string   `json:"status"`
+	Message    string   `json:"message"`
+	Reason     string   `json:"reason"`
+	Code       int      `json:"code"`
 }
 
 var reasons = map[int]string{
@@ -32,13 +33,26 @@ var reasons = map[int]string{
 	http.StatusInternalServerError: "InternalError",
 }
 
-// WriteStatus answers with a Kubernetes Status object.
-func WriteStatus(w http.ResponseWriter, code int, msg string) {
-	w.Header().Set("Content-Type", "application/json")
+// WriteStatus answers with a Kubernetes Status object, which client-go
+// turns into the error kubectl prints. Discovery, the first thing kubectl
+// asks for, is different: client-go reads a discovery error's message only
+// from a text body (it prints "unknown" for JSON), and for some codes (503)
+// not even then. So a discovery error is text, and carries the message in
+// a Warning header too, which kubectl always prints.
+func WriteStatus(w http.ResponseWriter, r *http.Request, code int, msg string) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
-	if code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable {
+	if code == http.StatusTooManyRequests {
+		// client-go retries on Retry-After; a full agent may free up.
 		w.Header().Set("Retry-After", "1")
 	}
+	if isDiscovery(r) {
+		w.Header().Set("Warning", `299 kas "`+strings.ReplaceAll(msg, `"`, `'`)+`"`)
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(code)
+		_, _ = w.Write([]byte(msg + "\n"))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
@@ -46,6 +60,24 @@ func WriteStatus(w http.ResponseWriter, code int, msg string) {
 		Kind: "Status", APIVersion: "v1", Status: "Failure",
 		Message: msg, Reason: reasons[code], Code: code,
 	})
+}
+
+func isDiscovery(r *http.Request) bool {
+	if r == nil {
+		return false
+	}
+	if strings.Contains(r.Header.Get("Accept"), "apidiscovery.k8s.io") {
+		return true
+	}
+	p := strings.TrimSuffix(r.URL.Path, "/")
+	if i := strings.Index(p, "/agents/"); i == 0 {
+		if j := strings.Index(p[len("/agents/"):], "/"); j >= 0 {
+			p = p[len("/agents/")+j:]
+		} else {
+			p = ""
+		}
+	}
+	return p == "/api" || p == "/apis" || p == "/version" || p == ""
 }
 
 // ImpersonationHeader returns the first Impersonate-* header in h, or "".

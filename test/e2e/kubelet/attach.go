@@ -26,8 +26,8 @@ const AttachGreeting = "attached to "
 
 // echoAttacher plays a container whose main process greets the attaching
 // client and then echoes its stdin back to stdout until end of input. A
-// client that sends no stdin gets a tick line every second instead; a
-// failed write is how a session without stdin notices that the client left.
+// client that sends no stdin gets a tick line every second instead, until
+// it goes away.
 type echoAttacher struct{}
 
 func (echoAttacher) AttachContainer(ctx context.Context, name, _, container string, in io.Reader, out, _ io.WriteCloser, _ bool, _ <-chan remotecommand.TerminalSize) error {

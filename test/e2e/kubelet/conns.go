@@ -1,6 +1,8 @@
 package kubelet
 
 import (
+	"context"
+	"crypto/tls"
 	"net"
 	"sync"
 )
@@ -51,6 +53,10 @@ type trackedConn struct {
 	net.Conn
 	l    *trackingListener
 	once sync.Once
+
+	mu     sync.Mutex
+	closed bool
+	cancel context.CancelFunc // set by connContext
 }
 
 func (c *trackedConn) Close() error {
@@ -58,6 +64,37 @@ func (c *trackedConn) Close() error {
 		c.l.mu.Lock()
 		delete(c.l.conns, c)
 		c.l.mu.Unlock()
+		c.mu.Lock()
+		c.closed = true
+		if c.cancel != nil {
+			c.cancel()
+		}
+		c.mu.Unlock()
 	})
 	return c.Conn.Close()
+}
+
+// connContext is http.Server.ConnContext: it gives each connection a
+// context that ends when the connection is closed. net/http stops watching
+// a connection once a handler hijacks it, so without this an exec'd command
+// that prints nothing would run on after its client left; the SPDY layer
+// does close the connection when the client goes away.
+func connContext(ctx context.Context, c net.Conn) context.Context {
+	tc, ok := c.(*tls.Conn)
+	if !ok {
+		return ctx
+	}
+	tracked, ok := tc.NetConn().(*trackedConn)
+	if !ok {
+		return ctx
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	tracked.mu.Lock()
+	defer tracked.mu.Unlock()
+	// Close may already have run, from Kubelet.Close on another goroutine.
+	if tracked.closed {
+		cancel()
+	}
+	tracked.cancel = cancel
+	return ctx
 }

@@ -49,10 +49,12 @@ func (e localExecutor) ExecInContainer(ctx context.Context, _, _, _ string, cmd 
 	// A child that leaves a grandchild holding stdout open must not hang
 	// the session.
 	c.WaitDelay = time.Second
+	c.SysProcAttr = sysProcAttr()
 	var stdin io.WriteCloser
 	if in != nil {
 		// Not c.Stdin = in: Wait would then also wait for the client to
-		// close stdin, and "kubectl exec -i pod -- true" would never end.
+		// close its input, so "kubectl exec -i pod -- true" would hang
+		// until the user pressed Ctrl-D.
 		var err error
 		if stdin, err = c.StdinPipe(); err != nil {
 			return fmt.Errorf("stdin pipe: %w", err)

@@ -73,6 +73,7 @@ func Start(ctx context.Context, logf func(string, ...any)) (*Kubelet, error) {
 	k.server = &http.Server{
 		Handler:     k.routes(),
 		BaseContext: func(net.Listener) context.Context { return k.baseCtx },
+		ConnContext: connContext,
 		TLSConfig:   &tls.Config{Certificates: []tls.Certificate{cert}},
 		// SPDY upgrades need HTTP/1.1; an empty map turns HTTP/2 off.
 		TLSNextProto:      map[string]func(*http.Server, *tls.Conn, http.Handler){},

@@ -118,6 +118,19 @@ func TestExecExitCodeAndStderr(t *testing.T) {
 	}
 }
 
+// TestExecClientGone kills kubectl while the exec'd command is still
+// running silently; the command must be killed and the session end.
+func TestExecClientGone(t *testing.T) {
+	t.Parallel()
+	_, ns := setup(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	lines := startAndScan(t, kubectlCmd(ctx, "exec", "-n", ns, podName, "--", "sh", "-c", "echo started; exec sleep 60"))
+	if got := nextLine(t, lines); got != "started" {
+		t.Fatalf("line = %q, want started", got)
+	}
+}
+
 func TestAttach(t *testing.T) {
 	t.Parallel()
 	_, ns := setup(t)

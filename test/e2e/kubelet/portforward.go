@@ -33,7 +33,10 @@ func (k *Kubelet) servePortForward(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	portforward.ServePortForward(w, r, localForwarder{k}, podName(r), r.PathValue("uid"), opts,
+	// The library hands PortForward a background context; the request's
+	// context ends when the client's connection is gone (see connContext)
+	// or the kubelet is closed.
+	portforward.ServePortForward(w, r, localForwarder{k: k, session: r.Context()}, podName(r), r.PathValue("uid"), opts,
 		streamIdleTimeout, portforwardStreamCreationTimeout, portforward.SupportedProtocols)
 }
 
@@ -43,7 +46,10 @@ const portforwardStreamCreationTimeout = remotecommand.DefaultStreamCreationTime
 
 // localForwarder connects each forwarded stream to the target registered
 // with SetPortForward.
-type localForwarder struct{ k *Kubelet }
+type localForwarder struct {
+	k       *Kubelet
+	session context.Context // done when the client's connection is gone
+}
 
 func (f localForwarder) PortForward(_ context.Context, _, _ string, port int32, stream io.ReadWriteCloser) error {
 	// The library calls this from its own goroutines, outside any tracked
@@ -57,23 +63,23 @@ func (f localForwarder) PortForward(_ context.Context, _, _ string, port int32, 
 		return fmt.Errorf("no target registered for port %d", port)
 	}
 	var d net.Dialer
-	conn, err := d.DialContext(f.k.baseCtx, "tcp", target)
+	conn, err := d.DialContext(f.session, "tcp", target)
 	if err != nil {
 		return fmt.Errorf("dial %s for port %d: %w", target, port, err)
 	}
 	defer conn.Close()
-	// Close ends sessions whose target never hangs up.
-	stop := context.AfterFunc(f.k.baseCtx, func() { conn.Close() })
+	// When the client is gone, drop the target connection, which ends
+	// both copies even if the target never hangs up. A stream read cannot
+	// tell: it reports a vanished client as a clean end of input.
+	stop := context.AfterFunc(f.session, func() { conn.Close() })
 	defer stop()
 
 	// Client to target. When the client closes its side, half-close the
 	// target connection so the target sees end of input but can still
-	// reply; when the client is gone, drop the target connection, which
-	// also ends the copy below.
+	// reply.
 	f.k.goTracked(func() {
-		if _, err := io.Copy(conn, stream); err != nil {
-			conn.Close()
-		} else if tcp, ok := conn.(*net.TCPConn); ok {
+		_, _ = io.Copy(conn, stream)
+		if tcp, ok := conn.(*net.TCPConn); ok {
 			_ = tcp.CloseWrite()
 		}
 	})

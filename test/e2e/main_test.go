@@ -1,0 +1,141 @@
+// Package e2e runs the real kas and agentk binaries against a real
+// kube-apiserver, with the real kubectl as the client.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"kubetunnel/test/e2e/controlplane"
+	"kubetunnel/test/e2e/stack"
+)
+
+var cp *controlplane.ControlPlane
+
+func TestMain(m *testing.M) {
+	// LocalOnly: exec and port-forward go through a stand-in kubelet on
+	// this machine's loopback, which only a local API server can dial.
+	os.Exit(controlplane.Main(m, &cp, controlplane.Options{
+		LocalOnly: true,
+		Users:     []controlplane.User{{Name: stack.AgentkUser, Token: stack.AgentkToken}},
+	}))
+}
+
+var (
+	setupOnce sync.Once
+	binDir    string
+	setupErr  error
+)
+
+// newStack starts kas and agentk for one test, with the agent's
+// config.yaml set to agentConfig.
+func newStack(t *testing.T, agentConfig string) *stack.Stack {
+	t.Helper()
+	ctx := t.Context()
+	setupOnce.Do(func() {
+		// agentk's identity is cluster-admin, as upstream's default install.
+		_, setupErr = cp.Clientset().RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: "agentk-cluster-admin"},
+			RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "cluster-admin"},
+			Subjects:   []rbacv1.Subject{{Kind: "User", Name: stack.AgentkUser}},
+		}, metav1.CreateOptions{})
+		if setupErr != nil {
+			return
+		}
+		dir, err := os.MkdirTemp("", "e2e-bin")
+		if err != nil {
+			setupErr = err
+			return
+		}
+		s, err := stack.New(ctx, dir, "", cp)
+		if err != nil {
+			setupErr = err
+			return
+		}
+		binDir = s.BinDir
+	})
+	if setupErr != nil {
+		t.Fatal(setupErr)
+	}
+	s, err := stack.New(ctx, t.TempDir(), binDir, cp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if agentConfig != "" {
+		if _, err := s.Commit("agent config", map[string]string{stack.AgentConfigPath(): agentConfig}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.StartKas(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		s.Stop()
+		if t.Failed() {
+			t.Logf("kas log:\n%s\nagentk log:\n%s", s.KasLog(), s.AgentLog())
+		}
+	})
+	if err := s.StartAgentk(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// agentk is ready once connected; requests need its config too.
+	waitFor(t, 15*time.Second, "agentk to receive its config", func() bool {
+		return strings.Contains(s.AgentLog(), "Config: new commit")
+	})
+	return s
+}
+
+// kubectl runs the real kubectl with a kubeconfig and returns stdout,
+// stderr and the error.
+func kubectl(t *testing.T, kubeconfig string, stdin string, args ...string) (string, string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "kubectl", append([]string{"--kubeconfig", kubeconfig}, args...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
+	err := cmd.Run()
+	return out.String(), errb.String(), err
+}
+
+// mustKubectl fails the test when kubectl fails.
+func mustKubectl(t *testing.T, kubeconfig string, stdin string, args ...string) string {
+	t.Helper()
+	out, errOut, err := kubectl(t, kubeconfig, stdin, args...)
+	if err != nil {
+		t.Fatalf("kubectl %s: %v\n%s%s", strings.Join(args, " "), err, out, errOut)
+	}
+	return out
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func namespace(t *testing.T) string {
+	t.Helper()
+	ns, err := cp.CreateNamespace(t.Context(), strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ns
+}

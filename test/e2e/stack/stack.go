@@ -1,0 +1,352 @@
+// Package stack runs the real kas and agentk binaries against a control
+// plane, with a real git repository as the agent's config project: the
+// whole product as a user runs it, for the e2e tests and `make demo`.
+package stack
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"kubetunnel/internal/testpki"
+	"kubetunnel/test/e2e/controlplane"
+)
+
+// Names used by the stack's config.
+const (
+	AgentName     = "demo"
+	ConfigProject = "demo/config"
+	User          = "alice"
+	UserGroup     = "developers"
+	// AgentkUser is agentk's identity at the API server (a static token
+	// bound to cluster-admin, as upstream's default install).
+	AgentkUser = "agentk"
+)
+
+// Stack is kas + agentk + a config repository in one directory.
+type Stack struct {
+	Dir       string
+	BinDir    string
+	RepoDir   string
+	CP        *controlplane.ControlPlane
+	AgentAddr string // kas agent listener, host:port
+	APIAddr   string // kas Kubernetes API listener
+	ObsAddr   string // kas observability
+	AgentObs  string // agentk observability
+	// UserToken is alice's token for the Kubernetes API proxy.
+	UserToken string
+	// Kubeconfig reaches the agent's cluster through kas as alice.
+	Kubeconfig string
+	// KasConfig is the kas config file.
+	KasConfig string
+	// CAFile verifies the Kubernetes API listener's certificate.
+	CAFile string
+
+	agentToken string
+	kas, agent *proc
+	kasLog     string
+	agentLog   string
+}
+
+// AgentkToken is the static API server token agentk runs with; pass a
+// controlplane.User with it in Options.Users.
+var AgentkToken = "agentk-" + randomHex(16)
+
+// New prepares a stack in dir: binaries built into bin (or taken from
+// binDir when set), a config repository, kas config and tokens.
+func New(ctx context.Context, dir, binDir string, cp *controlplane.ControlPlane) (*Stack, error) {
+	s := &Stack{Dir: dir, CP: cp, RepoDir: filepath.Join(dir, "config-repo"), UserToken: "u-" + randomHex(20), agentToken: "a-" + randomHex(20)}
+	if binDir == "" {
+		root, err := controlplane.RepoRoot()
+		if err != nil {
+			return nil, err
+		}
+		binDir = filepath.Join(dir, "bin")
+		build := exec.CommandContext(ctx, "go", "build", "-o", binDir+"/", "./cmd/kas", "./cmd/agentk")
+		build.Dir = root
+		if out, err := build.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("building kas and agentk: %v\n%s", err, out)
+		}
+	}
+	s.BinDir = binDir
+	ports, err := freePorts(3)
+	if err != nil {
+		return nil, err
+	}
+	s.AgentAddr, s.APIAddr, s.ObsAddr = ports[0], ports[1], ports[2]
+	if err := s.initRepo(); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "agent-token"), []byte(s.agentToken+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "user-token"), []byte(s.UserToken+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+	// kubectl sends tokens only over TLS, so the Kubernetes API listener
+	// gets a certificate from a throwaway CA.
+	ca, err := testpki.NewCA()
+	if err != nil {
+		return nil, err
+	}
+	tlsDir := filepath.Join(dir, "tls")
+	if err := os.MkdirAll(tlsDir, 0o700); err != nil {
+		return nil, err
+	}
+	certFile, keyFile, caFile, err := ca.Issue(tlsDir, "127.0.0.1", "localhost")
+	if err != nil {
+		return nil, err
+	}
+	s.CAFile = caFile
+	s.KasConfig = filepath.Join(dir, "kas.yaml")
+	cfg := fmt.Sprintf(`agent:
+  listen:
+    address: %s
+    drain_timeout: 5s
+  configuration:
+    poll_period: 1s
+  gitops:
+    poll_period: 1s
+  kubernetes_api:
+    listen:
+      address: %s
+      certificate_file: %s
+      key_file: %s
+observability:
+  listen:
+    address: %s
+git:
+  cache_dir: %s
+repositories:
+  - id: %s
+    url: file://%s
+agents:
+  - name: %s
+    config_project: %s
+    token_sha256: [%q]
+users:
+  - name: %s
+    token_sha256: [%q]
+    groups: [%s]
+    agents: [%s]
+`, s.AgentAddr, s.APIAddr, certFile, keyFile, s.ObsAddr, filepath.Join(dir, "kas-cache"), ConfigProject, s.RepoDir,
+		AgentName, ConfigProject, sha(s.agentToken), User, sha(s.UserToken), UserGroup, AgentName)
+	if err := os.WriteFile(s.KasConfig, []byte(cfg), 0o600); err != nil {
+		return nil, err
+	}
+	kc, err := exec.CommandContext(ctx, filepath.Join(binDir, "kas"), "kubeconfig", "--config", s.KasConfig,
+		"--agent", AgentName, "--user", User, "--token-file", filepath.Join(dir, "user-token"), "--ca-file", caFile).Output()
+	if err != nil {
+		return nil, fmt.Errorf("kas kubeconfig: %w", err)
+	}
+	s.Kubeconfig = filepath.Join(dir, "kubeconfig-via-kas")
+	if err := os.WriteFile(s.Kubeconfig, kc, 0o600); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Stack) git(args ...string) (string, error) {
+	cmd := exec.Command("git", args...)
+	cmd.Dir = s.RepoDir
+	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=demo", "GIT_AUTHOR_EMAIL=demo@example.com",
+		"GIT_COMMITTER_NAME=demo", "GIT_COMMITTER_EMAIL=demo@example.com")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("git %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+func (s *Stack) initRepo() error {
+	if err := os.MkdirAll(s.RepoDir, 0o755); err != nil {
+		return err
+	}
+	if _, err := s.git("init", "-q", "-b", "main"); err != nil {
+		return err
+	}
+	_, err := s.Commit("initial", map[string]string{"README.md": "The agent's config project.\n"})
+	return err
+}
+
+// AgentConfigPath is the agent's config.yaml inside the repository.
+func AgentConfigPath() string { return filepath.Join(".gitlab", "agents", AgentName, "config.yaml") }
+
+// Commit writes files into the config repository and commits them.
+func (s *Stack) Commit(msg string, files map[string]string) (string, error) {
+	for path, content := range files {
+		full := filepath.Join(s.RepoDir, path)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
+			return "", err
+		}
+		if _, err := s.git("add", path); err != nil {
+			return "", err
+		}
+	}
+	if _, err := s.git("commit", "-q", "--allow-empty", "-m", msg); err != nil {
+		return "", err
+	}
+	return s.git("rev-parse", "HEAD")
+}
+
+// StartKas runs kas and waits until it answers /readyz.
+func (s *Stack) StartKas(ctx context.Context) error {
+	s.kasLog = filepath.Join(s.Dir, "kas.log")
+	cmd, err := start(filepath.Join(s.BinDir, "kas"), s.kasLog, "--config", s.KasConfig)
+	if err != nil {
+		return err
+	}
+	s.kas = cmd
+	return waitHTTP(ctx, "http://"+s.ObsAddr+"/readyz", 30*time.Second, cmd, s.kasLog)
+}
+
+// StartAgentk runs agentk with a kubeconfig for its own API server user.
+func (s *Stack) StartAgentk(ctx context.Context) error {
+	kubeconfig, err := s.CP.KubeconfigFor(controlplane.User{Name: AgentkUser, Token: AgentkToken})
+	if err != nil {
+		return err
+	}
+	obs, err := freePorts(1)
+	if err != nil {
+		return err
+	}
+	s.AgentObs = obs[0]
+	s.agentLog = filepath.Join(s.Dir, "agentk.log")
+	cmd, err := start(filepath.Join(s.BinDir, "agentk"), s.agentLog,
+		"--kas-address", "ws://"+s.AgentAddr+"/",
+		"--token-file", filepath.Join(s.Dir, "agent-token"),
+		"--kubeconfig", kubeconfig,
+		"--observability-listen", s.AgentObs)
+	if err != nil {
+		return err
+	}
+	s.agent = cmd
+	return waitHTTP(ctx, "http://"+s.AgentObs+"/readyz", 30*time.Second, cmd, s.agentLog)
+}
+
+// StopKas sends SIGTERM and waits (kas drains, then exits).
+func (s *Stack) StopKas() error { return stop(s.kas, syscall.SIGTERM) }
+
+// KillKas is kill -9.
+func (s *Stack) KillKas() error { return stop(s.kas, syscall.SIGKILL) }
+
+// StopAgentk stops agentk.
+func (s *Stack) StopAgentk() error { return stop(s.agent, syscall.SIGTERM) }
+
+// Stop stops both.
+func (s *Stack) Stop() {
+	_ = s.StopAgentk()
+	_ = s.StopKas()
+}
+
+// KasLog and AgentLog return the processes' output so far.
+func (s *Stack) KasLog() string   { return readFile(s.kasLog) }
+func (s *Stack) AgentLog() string { return readFile(s.agentLog) }
+
+func readFile(p string) string {
+	b, _ := os.ReadFile(p)
+	return string(b)
+}
+
+// proc is a started process and a channel closed when it has exited.
+type proc struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+func start(bin, logPath string, args ...string) (*proc, error) {
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return nil, err
+	}
+	p := &proc{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		cmd.Wait()
+		f.Close()
+	}()
+	return p, nil
+}
+
+// stop signals the process and waits for it, killing it after 15 s.
+func stop(p *proc, sig syscall.Signal) error {
+	if p == nil {
+		return nil
+	}
+	_ = p.cmd.Process.Signal(sig)
+	select {
+	case <-p.done:
+	case <-time.After(15 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+	return nil
+}
+
+func waitHTTP(ctx context.Context, url string, timeout time.Duration, p *proc, logPath string) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-p.done:
+			return fmt.Errorf("the process exited; log:\n%s", readFile(logPath))
+		default:
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("%s not ready within %v; log:\n%s", url, timeout, readFile(logPath))
+}
+
+func freePorts(n int) ([]string, error) {
+	var out []string
+	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}()
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		lns = append(lns, ln)
+		out = append(out, ln.Addr().String())
+	}
+	return out, nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,173 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"kubetunnel/test/e2e/kubelet"
+)
+
+// streamSetup starts kas+agentk and a stand-in kubelet with a running pod.
+func streamSetup(t *testing.T) (kubeconfig, ns string, k *kubelet.Kubelet) {
+	t.Helper()
+	s := newStack(t, "")
+	ns = namespace(t)
+	k, err := kubelet.Start(t.Context(), t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { k.Close() })
+	if err := k.RegisterNode(t.Context(), cp.Clientset(), "node-"+ns); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.CreatePod(t.Context(), cp.Clientset(), ns, "app"); err != nil {
+		t.Fatal(err)
+	}
+	return s.Kubeconfig, ns, k
+}
+
+// protocols runs f once with kubectl's WebSocket protocols (the default of
+// kubectl 1.30+) and once with SPDY.
+func protocols(t *testing.T, f func(t *testing.T, env []string)) {
+	for _, p := range []struct {
+		name string
+		env  []string
+	}{
+		{"websocket", []string{"KUBECTL_REMOTE_COMMAND_WEBSOCKETS=true", "KUBECTL_PORT_FORWARD_WEBSOCKETS=true"}},
+		{"spdy", []string{"KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false", "KUBECTL_PORT_FORWARD_WEBSOCKETS=false"}},
+	} {
+		t.Run(p.name, func(t *testing.T) { f(t, p.env) })
+	}
+}
+
+func kubectlEnv(ctx context.Context, kubeconfig string, env []string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, "kubectl", append([]string{"--kubeconfig", kubeconfig}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	return cmd
+}
+
+// exec, attach, logs -f and port-forward through kas → agentk → the API
+// server → a stand-in kubelet, over both of kubectl's protocols.
+func TestStreamingThroughKas(t *testing.T) {
+	kc, ns, k := streamSetup(t)
+	protocols(t, func(t *testing.T, env []string) {
+		ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+		defer cancel()
+
+		out, err := kubectlEnv(ctx, kc, env, "exec", "-n", ns, "app", "--", "echo", "hi").CombinedOutput()
+		if err != nil || string(out) != "hi\n" {
+			t.Errorf("exec: %v %q", err, out)
+		}
+
+		cmd := kubectlEnv(ctx, kc, env, "exec", "-i", "-n", ns, "app", "--", "cat")
+		input := strings.Repeat("through the tunnel\n", 10000)
+		cmd.Stdin = strings.NewReader(input)
+		out, err = cmd.Output()
+		if err != nil || string(out) != input {
+			t.Errorf("exec -i cat: %v, %d bytes back of %d", err, len(out), len(input))
+		}
+
+		cmd = kubectlEnv(ctx, kc, env, "exec", "-n", ns, "app", "--", "sh", "-c", "echo err >&2; exit 3")
+		err = cmd.Run()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 3 {
+			t.Errorf("exit code through the tunnel: %v", err)
+		}
+
+		cmd = kubectlEnv(ctx, kc, env, "attach", "-i", "-n", ns, "app")
+		cmd.Stdin = strings.NewReader("ping\n")
+		out, err = cmd.Output()
+		if err != nil || !strings.Contains(string(out), "ping") {
+			t.Errorf("attach: %v %q", err, out)
+		}
+
+		// port-forward to an HTTP server "in the pod".
+		backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprint(w, "hello from the pod")
+		}))
+		defer backend.Close()
+		k.SetPortForward(8080, strings.TrimPrefix(backend.URL, "http://"))
+		local := freeLocalPort(t)
+		pf := kubectlEnv(ctx, kc, env, "port-forward", "-n", ns, "pod/app", local+":8080")
+		pfOut, _ := pf.StdoutPipe()
+		if err := pf.Start(); err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(pfOut)
+		if !sc.Scan() || !strings.Contains(sc.Text(), "Forwarding from") {
+			t.Fatalf("port-forward did not start: %q", sc.Text())
+		}
+		go io.Copy(io.Discard, pfOut)
+		for i := range 3 {
+			resp, err := http.Get("http://127.0.0.1:" + local + "/")
+			if err != nil {
+				t.Fatalf("request %d through port-forward: %v", i, err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if string(b) != "hello from the pod" {
+				t.Errorf("port-forward answer %q", b)
+			}
+		}
+		pf.Process.Kill()
+		pf.Wait()
+	})
+
+	// logs -f streams lines as the kubelet writes them.
+	k.SetLogs([]string{"first line"}, 100*time.Millisecond)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	logs := kubectlEnv(ctx, kc, nil, "logs", "-f", "-n", ns, "app")
+	lout, _ := logs.StdoutPipe()
+	if err := logs.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(lout)
+	var got []string
+	deadline := time.After(10 * time.Second)
+	for len(got) < 4 {
+		line := make(chan string, 1)
+		go func() {
+			if sc.Scan() {
+				line <- sc.Text()
+			}
+			close(line)
+		}()
+		select {
+		case l, ok := <-line:
+			if !ok {
+				t.Fatalf("logs -f ended after %q", got)
+			}
+			got = append(got, l)
+		case <-deadline:
+			t.Fatalf("logs -f: only %q", got)
+		}
+	}
+	if got[0] != "first line" || !strings.HasPrefix(got[3], kubelet.FollowLinePrefix) {
+		t.Errorf("logs -f lines %q", got)
+	}
+	cancel()
+	logs.Wait()
+	// Every session ends once its kubectl is gone: nothing stays open in
+	// the cluster behind a client that left.
+	waitFor(t, 10*time.Second, "kubelet sessions to end", func() bool { return k.Active() == 0 })
+}
+
+func freeLocalPort(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	return port
+}
