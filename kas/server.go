@@ -188,8 +188,10 @@ func (s *Server) Run(ctx context.Context) error {
 	<-proxyDone
 	stopSessions()
 	s.tunnel.Wait()
-	s.grpcLn.Close()
+	// Stop before closing the listener: Serve treats a listener closed
+	// under it as an error, but not one closed by Stop.
 	s.grpc.Stop()
+	s.grpcLn.Close()
 	err = g.Wait()
 	s.logger.Info("kas stopped")
 	return err

@@ -24,15 +24,20 @@ var cp *controlplane.ControlPlane
 func TestMain(m *testing.M) {
 	// LocalOnly: exec and port-forward go through a stand-in kubelet on
 	// this machine's loopback, which only a local API server can dial.
-	os.Exit(controlplane.Main(m, &cp, controlplane.Options{
+	code := controlplane.Main(m, &cp, controlplane.Options{
 		LocalOnly: true,
 		Users:     []controlplane.User{{Name: stack.AgentkUser, Token: stack.AgentkToken}},
-	}))
+	})
+	if binTmp != "" {
+		os.RemoveAll(binTmp)
+	}
+	os.Exit(code)
 }
 
 var (
 	setupOnce sync.Once
 	binDir    string
+	binTmp    string
 	setupErr  error
 )
 
@@ -56,6 +61,7 @@ func newStack(t *testing.T, agentConfig string) *stack.Stack {
 			setupErr = err
 			return
 		}
+		binTmp = dir
 		s, err := stack.New(ctx, dir, "", cp)
 		if err != nil {
 			setupErr = err

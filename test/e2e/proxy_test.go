@@ -64,12 +64,29 @@ func TestKubectlWatch(t *testing.T) {
 	ns := namespace(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "kubectl", "--kubeconfig", s.Kubeconfig, "get", "configmaps", "-n", ns, "--watch-only", "-o", "name")
+	// -v=6 makes kubectl log each response's status line: "watch=true 200
+	// OK" says the watch is established, so no event can be missed.
+	cmd := exec.CommandContext(ctx, "kubectl", "--kubeconfig", s.Kubeconfig, "get", "configmaps", "-n", ns, "--watch-only", "-o", "name", "-v=6")
 	stdout, _ := cmd.StdoutPipe()
+	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer cmd.Wait()
+	var stderrLog strings.Builder
+	established := make(chan struct{})
+	stderrDone := make(chan struct{})
+	go func() {
+		defer close(stderrDone)
+		sc := bufio.NewScanner(stderr)
+		once := false
+		for sc.Scan() {
+			stderrLog.WriteString(sc.Text() + "\n")
+			if !once && strings.Contains(sc.Text(), "watch=true") && strings.Contains(sc.Text(), "200 OK") {
+				once = true
+				close(established)
+			}
+		}
+	}()
 	lines := make(chan string, 10)
 	go func() {
 		sc := bufio.NewScanner(stdout)
@@ -78,9 +95,21 @@ func TestKubectlWatch(t *testing.T) {
 		}
 		close(lines)
 	}()
+	defer func() {
+		cancel()
+		<-stderrDone
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("kubectl stderr:\n%s", stderrLog.String())
+		}
+	}()
+	select {
+	case <-established:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the watch was not established")
+	}
 	expect := func(name string) {
 		t.Helper()
-		time.Sleep(500 * time.Millisecond) // let the watch be established
 		start := time.Now()
 		if _, err := cp.Clientset().CoreV1().ConfigMaps(ns).Create(t.Context(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
@@ -90,10 +119,12 @@ func TestKubectlWatch(t *testing.T) {
 			if l != "configmap/"+name {
 				t.Fatalf("watch printed %q", l)
 			}
-			if d := time.Since(start); d > time.Second {
+			d := time.Since(start)
+			if d > time.Second {
 				t.Errorf("event after %v, want within 1s", d)
 			}
-		case <-time.After(5 * time.Second):
+			t.Logf("%s: event through kas after %v", name, d.Round(time.Millisecond))
+		case <-time.After(10 * time.Second):
 			t.Fatalf("no watch event for %s", name)
 		}
 	}
@@ -190,4 +221,27 @@ func TestKasRestartDuringWatch(t *testing.T) {
 		_, _, err := kubectl(t, s.Kubeconfig, "", "get", "ns", "default")
 		return err == nil
 	})
+}
+
+// kas is killed (SIGKILL: no GoAway, no drain) and restarted five times in
+// a row; each time agentk comes back and kubectl works through it.
+func TestKasKilledFiveTimes(t *testing.T) {
+	s := newStack(t, "")
+	for i := range 5 {
+		if err := s.KillKas(); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		if err := s.StartKas(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 30*time.Second, "kubectl through the restarted kas", func() bool {
+			_, _, err := kubectl(t, s.Kubeconfig, "", "get", "ns", "default", "--request-timeout=2s")
+			return err == nil
+		})
+		t.Logf("kill %d: back in %v", i+1, time.Since(start).Round(time.Millisecond))
+	}
+	if n := strings.Count(s.AgentLog(), "Connected to kas"); n < 6 {
+		t.Errorf("agentk connected %d times, want 6", n)
+	}
 }

@@ -1,0 +1,100 @@
+package kasproxy
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParsePath(t *testing.T) {
+	cases := []struct {
+		in, agent, rest string
+		ok              bool
+	}{
+		{"/agents/prod/api/v1/pods", "prod", "/api/v1/pods", true},
+		{"/agents/prod", "prod", "/", true},
+		{"/agents/prod/", "prod", "/", true},
+		{"/agents//api", "", "", false},
+		{"/api/v1/pods", "", "", false},
+		{"/agentsprod/api", "", "", false},
+		{"/agents/a%2Fb/api", "", "", false},
+	}
+	for _, c := range cases {
+		agent, rest, ok := ParsePath(c.in)
+		if agent != c.agent || rest != c.rest || ok != c.ok {
+			t.Errorf("ParsePath(%q) = %q %q %v, want %q %q %v", c.in, agent, rest, ok, c.agent, c.rest, c.ok)
+		}
+	}
+}
+
+// FuzzParsePath: routing never panics, never yields an agent name with a
+// slash (which would address another agent's path), and the rest is always
+// an absolute path that is a suffix of the input.
+func FuzzParsePath(f *testing.F) {
+	for _, s := range []string{"/agents/prod/api", "/agents/", "/agents/a/b/c", "/x", "/agents/%00/"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, path string) {
+		agent, rest, ok := ParsePath(path)
+		if !ok {
+			return
+		}
+		if agent == "" || strings.Contains(agent, "/") {
+			t.Fatalf("agent %q from %q", agent, path)
+		}
+		if !strings.HasPrefix(rest, "/") || !strings.HasSuffix(path, strings.TrimPrefix(rest, "/")) {
+			t.Fatalf("rest %q from %q", rest, path)
+		}
+	})
+}
+
+func TestVerb(t *testing.T) {
+	cases := []struct {
+		method, url string
+		hdr         map[string]string
+		want        string
+	}{
+		{"GET", "/api/v1/pods", nil, "get"},
+		{"GET", "/api/v1/pods?watch=true", nil, "watch"},
+		{"GET", "/api/v1/watch/pods", nil, "watch"},
+		{"POST", "/api/v1/namespaces/x/pods/p/exec?command=ls", map[string]string{"Upgrade": "websocket"}, "connect"},
+		{"POST", "/api/v1/namespaces/x/pods/p/portforward", map[string]string{"Upgrade": "SPDY/3.1"}, "connect"},
+		{"POST", "/api/v1/pods", nil, "create"},
+		{"PUT", "/x", nil, "update"},
+		{"PATCH", "/x", nil, "patch"},
+		{"DELETE", "/x", nil, "delete"},
+		{"OPTIONS", "/x", nil, "other"},
+	}
+	for _, c := range cases {
+		u, _ := url.Parse(c.url)
+		r := &http.Request{Method: c.method, URL: u, Header: http.Header{}}
+		for k, v := range c.hdr {
+			r.Header.Set(k, v)
+		}
+		if got := Verb(r); got != c.want {
+			t.Errorf("%s %s = %q, want %q", c.method, c.url, got, c.want)
+		}
+	}
+}
+
+func TestFailureLimiter(t *testing.T) {
+	l := NewFailureLimiter(3, 50*time.Millisecond)
+	for range 3 {
+		if !l.Allow("a") {
+			t.Fatal("refused before the burst")
+		}
+		l.Fail("a")
+	}
+	if l.Allow("a") {
+		t.Fatal("allowed after the burst")
+	}
+	if !l.Allow("b") {
+		t.Fatal("another address is limited too")
+	}
+	time.Sleep(60 * time.Millisecond)
+	if !l.Allow("a") {
+		t.Fatal("still limited after the window")
+	}
+}
