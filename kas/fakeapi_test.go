@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,6 +19,15 @@ type fakeAPI struct {
 	*httptest.Server
 	// watches counts watches the API server is serving right now.
 	watches atomic.Int64
+	// clients records the agentk credentials seen (tests give replicas
+	// different ones).
+	clients sync.Map
+}
+
+func (f *fakeAPI) clientCount() int {
+	n := 0
+	f.clients.Range(func(any, any) bool { n++; return true })
+	return n
 }
 
 // seen is what fakeAPI answers: the request as it arrived.
@@ -34,10 +44,12 @@ type seen struct {
 func newFakeAPI(t *testing.T) *fakeAPI {
 	f := &fakeAPI{}
 	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Authorization") != "Bearer "+saToken {
+		auth := r.Header.Get("Authorization")
+		if !strings.HasPrefix(auth, "Bearer "+saToken) {
 			http.Error(w, "not agentk", http.StatusUnauthorized)
 			return
 		}
+		f.clients.Store(auth, true)
 		if strings.HasPrefix(r.URL.Path, "/watch") {
 			f.watches.Add(1)
 			defer f.watches.Add(-1)

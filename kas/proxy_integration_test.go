@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"kubetunnel/agentk"
 	tu "kubetunnel/internal/testutil"
 )
 
@@ -293,4 +294,42 @@ func metric(t *testing.T, e *env, name string) float64 {
 		}
 	}
 	return sum
+}
+
+// Several agentk replicas of one agent: requests spread over them, and
+// when one goes the others carry on.
+func TestProxySpreadsOverReplicas(t *testing.T) {
+	e, a1 := startWithConfig(t, "")
+	a2 := e.startAgent(func(o *agentk.Options) { o.REST.BearerToken = saToken + "-replica-2" })
+	e.waitConnected(2)
+	tu.Eventually(t, 10*time.Second, "second replica's config", func() bool { _, c := a2.Config(); return c != nil })
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	for range 20 {
+		req, _ := http.NewRequest("GET", e.proxyURL()+"/api/v1/pods", nil)
+		req.Header.Set("Authorization", "Bearer "+aliceToken)
+		resp, err := client.Do(req)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%v %v", err, resp)
+		}
+		resp.Body.Close()
+	}
+	if n := e.api.clientCount(); n != 2 {
+		t.Errorf("the API server saw requests from %d agentk replicas, want 2", n)
+	}
+	a1.stop()
+	e.waitConnected(1)
+	for range 5 {
+		if code, body := e.call("GET", "/api/v1/pods", aliceToken, nil, nil); code != 200 {
+			t.Fatalf("after one replica left: %d %s", code, body)
+		}
+	}
+}
+
+// Oversized request headers are refused with 431, not buffered.
+func TestProxyHeaderLimit(t *testing.T) {
+	e, _ := startWithConfig(t, "")
+	code, _ := e.call("GET", "/api/v1/pods", aliceToken, nil, map[string]string{"X-Big": strings.Repeat("a", 2<<20)})
+	if code != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("2 MiB header: %d, want 431", code)
+	}
 }

@@ -116,10 +116,12 @@ func (d *Dialer) dialWebSocket(ctx context.Context, u *url.URL) (net.Conn, error
 	d.Hello.SetHeader(hdr)
 	client := &http.Client{
 		Transport: &http.Transport{
-			Proxy:           d.proxyFunc(),
+			// The proxy, if any, is reached with CONNECT for ws:// too: a
+			// plain forward proxy would not pass the upgrade through.
+			Proxy:           nil,
 			TLSClientConfig: d.TLS,
-			DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
-				return d.netDial(ctx, addr)
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				return d.dialThroughProxy(ctx, u)
 			},
 			ForceAttemptHTTP2: false,
 		},
@@ -209,13 +211,21 @@ func (d *Dialer) dialRaw(ctx context.Context, u *url.URL) (net.Conn, error) {
 	return conn, nil
 }
 
-// dialThroughProxy honours HTTPS_PROXY/NO_PROXY for raw TCP with an HTTP
-// CONNECT tunnel, as the WebSocket path gets from http.Transport.
+// dialThroughProxy honours HTTPS_PROXY/HTTP_PROXY/NO_PROXY with an HTTP
+// CONNECT tunnel, for every scheme.
 func (d *Dialer) dialThroughProxy(ctx context.Context, u *url.URL) (net.Conn, error) {
 	target := u.Host
-	// The proxy environment is keyed by scheme: grpcs is https-like.
+	if u.Port() == "" {
+		port := "80"
+		if u.Scheme == "wss" {
+			port = "443"
+		}
+		target = net.JoinHostPort(u.Hostname(), port)
+	}
+	// The proxy environment is keyed by scheme: wss and grpcs are
+	// https-like, ws and grpc http-like.
 	probe := &http.Request{URL: &url.URL{Scheme: "https", Host: target}}
-	if u.Scheme == "grpc" {
+	if u.Scheme == "grpc" || u.Scheme == "ws" {
 		probe.URL.Scheme = "http"
 	}
 	proxyURL, err := d.proxyFunc()(probe)

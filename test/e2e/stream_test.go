@@ -171,3 +171,55 @@ func freeLocalPort(t *testing.T) string {
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	return port
 }
+
+// kubectl cp (tar over exec) both ways, and kubectl proxy on top of kas.
+func TestCopyAndKubectlProxy(t *testing.T) {
+	kc, ns, _ := streamSetup(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+
+	// The stand-in kubelet runs exec'd commands on this machine, so "the
+	// container's filesystem" is a temp dir here.
+	dir := t.TempDir()
+	src := dir + "/from-laptop.txt"
+	if err := os.WriteFile(src, []byte("copied through the tunnel\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	podDir := t.TempDir()
+	if out, err := kubectlEnv(ctx, kc, nil, "cp", src, ns+"/app:"+podDir+"/in-pod.txt").CombinedOutput(); err != nil {
+		t.Fatalf("cp to pod: %v %s", err, out)
+	}
+	if b, err := os.ReadFile(podDir + "/in-pod.txt"); err != nil || string(b) != "copied through the tunnel\n" {
+		t.Fatalf("file in the pod: %q %v", b, err)
+	}
+	back := dir + "/back.txt"
+	if out, err := kubectlEnv(ctx, kc, nil, "cp", ns+"/app:"+podDir+"/in-pod.txt", back).CombinedOutput(); err != nil {
+		t.Fatalf("cp from pod: %v %s", err, out)
+	}
+	if b, err := os.ReadFile(back); err != nil || string(b) != "copied through the tunnel\n" {
+		t.Fatalf("file copied back: %q %v", b, err)
+	}
+
+	// kubectl proxy serves the cluster's API on a local port, through kas.
+	// --append-server-path keeps /agents/<name> of the server URL.
+	proxy := kubectlEnv(ctx, kc, nil, "proxy", "--port=0", "--append-server-path")
+	out, _ := proxy.StdoutPipe()
+	if err := proxy.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { proxy.Process.Kill(); proxy.Wait() }()
+	sc := bufio.NewScanner(out)
+	if !sc.Scan() || !strings.HasPrefix(sc.Text(), "Starting to serve on ") {
+		t.Fatalf("kubectl proxy: %q", sc.Text())
+	}
+	addr := strings.TrimPrefix(sc.Text(), "Starting to serve on ")
+	resp, err := http.Get("http://" + addr + "/api/v1/namespaces/" + ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"name": "`+ns+`"`) && !strings.Contains(string(body), `"name":"`+ns+`"`) {
+		t.Errorf("through kubectl proxy: %d %s", resp.StatusCode, body)
+	}
+}
