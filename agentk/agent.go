@@ -2,6 +2,7 @@ package agentk
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -104,6 +105,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	ln, err := net.Listen("tcp", a.opts.ObservabilityListen)
 	if err != nil {
 		return fmt.Errorf("--observability-listen %s: %w", a.opts.ObservabilityListen, err)
+	}
+	if a.opts.ObservabilityCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(a.opts.ObservabilityCertFile, a.opts.ObservabilityKeyFile)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("--observability-tls-cert-file: %w", err)
+		}
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 	}
 	a.mu.Lock()
 	a.obsAddr = ln.Addr()

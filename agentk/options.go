@@ -33,6 +33,10 @@ type Options struct {
 	KasInsecureSkipTLSVerify bool
 	Kubeconfig               string
 	ObservabilityListen      string
+	// ObservabilityCertFile and ObservabilityKeyFile serve the
+	// observability listener over TLS when both are set.
+	ObservabilityCertFile string
+	ObservabilityKeyFile  string
 
 	// REST, when set, is used instead of --kubeconfig (embedders, tests).
 	REST *rest.Config
@@ -58,6 +62,9 @@ func (o *Options) Validate() error {
 		if name, _, ok := strings.Cut(h, ":"); !ok || strings.TrimSpace(name) == "" {
 			errs = append(errs, fmt.Errorf("--kas-header %q: want \"Name: value\"", h))
 		}
+	}
+	if (o.ObservabilityCertFile == "") != (o.ObservabilityKeyFile == "") {
+		errs = append(errs, errors.New("--observability-tls-cert-file and --observability-tls-key-file must be set together"))
 	}
 	if o.ObservabilityListen == "" {
 		o.ObservabilityListen = DefaultObservabilityListen

@@ -2,10 +2,13 @@ package kas
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,6 +19,7 @@ import (
 
 	"kubetunnel/agentk"
 	"kubetunnel/gitops/gitrepo"
+	"kubetunnel/internal/testpki"
 	tu "kubetunnel/internal/testutil"
 )
 
@@ -287,4 +291,50 @@ func (p *blackholeProxy) blackhole() {
 	for _, c := range p.conns {
 		c.dead.Store(true)
 	}
+}
+
+// Every listener speaks TLS when given a certificate: here both
+// observability listeners, whose /readyz also tells whether agentk is
+// connected.
+func TestObservabilityOverTLS(t *testing.T) {
+	ca, err := testpki.NewCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, key, caFile, err := ca.Issue(t.TempDir(), "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, "ws")
+	e.cfg.Observability.Listen.CertificateFile, e.cfg.Observability.Listen.KeyFile = cert, key
+	e.start()
+	a := e.startAgent(func(o *agentk.Options) { o.ObservabilityCertFile, o.ObservabilityKeyFile = cert, key })
+	e.waitConnected(1)
+	pool := x509.NewCertPool()
+	pem, _ := os.ReadFile(caFile)
+	pool.AppendCertsFromPEM(pem)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	defer client.CloseIdleConnections()
+	get := func(url string) (int, string) {
+		resp, err := client.Get(url)
+		if err != nil {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	<-a.Ready()
+	tu.Eventually(t, 5*time.Second, "agentk ready", func() bool {
+		code, _ := get("https://" + a.ObservabilityAddr().String() + "/readyz")
+		return code == 200
+	})
+	if code, body := get("https://" + e.kas.Addr("observability").String() + "/metrics"); code != 200 || !strings.Contains(body, "kas_connected_agents 1") {
+		t.Errorf("kas metrics over TLS: %d, kas_connected_agents 1 missing", code)
+	}
+	e.stop()
+	tu.Eventually(t, 10*time.Second, "agentk not ready without kas", func() bool {
+		code, body := get("https://" + a.ObservabilityAddr().String() + "/readyz")
+		return code == 503 && strings.Contains(body, "not connected to kas")
+	})
 }

@@ -51,6 +51,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&opts.KasInsecureSkipTLSVerify, "kas-insecure-skip-tls-verify", false, "do not verify kas's certificate (insecure: for tests only)")
 	fs.StringVar(&opts.Kubeconfig, "kubeconfig", "", "kubeconfig for the cluster's API server (default: the in-cluster service account)")
 	fs.StringVar(&opts.ObservabilityListen, "observability-listen", agentk.DefaultObservabilityListen, "address serving /metrics, /healthz and /readyz")
+	fs.StringVar(&opts.ObservabilityCertFile, "observability-tls-cert-file", "", "serve the observability listener over TLS with this certificate (PEM)")
+	fs.StringVar(&opts.ObservabilityKeyFile, "observability-tls-key-file", "", "key of --observability-tls-cert-file (PEM)")
 	logLevel := fs.String("log-level", "info", "initial log level (config.yaml's observability.logging.level overrides it)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
