@@ -10,7 +10,7 @@ LDFLAGS := -X kubetunnel/version.Version=$(VERSION)
 # on both ends of it.
 RACE_PKGS := ./tunnel/... ./kas/... ./agentk/... ./kasproxy/...
 
-.PHONY: all build testbin test test-unit test-race test-e2e demo lint fuzz clean
+.PHONY: all build testbin test test-e2e test-chart demo lint fuzz images deploy-manifest clean
 
 all: build
 
@@ -34,6 +34,18 @@ test: build testbin lint
 
 test-e2e: build testbin
 	$(GO) test -timeout 30m ./test/e2e/...
+
+test-chart: testbin
+	$(GO) test ./test/build/... ./test/chart/...
+
+# Container images (needs a Docker engine; CI checks the same build flags).
+images:
+	docker build -f Dockerfile.kas --build-arg VERSION=$(VERSION) -t kubetunnel/kas:$(VERSION) .
+	docker build -f Dockerfile.agentk --build-arg VERSION=$(VERSION) -t kubetunnel/agentk:$(VERSION) .
+
+# deploy/agentk.yaml is generated from chart/agentk.
+deploy-manifest:
+	$(GO) test ./test/chart -run TestDeployManifestUpToDate -update
 
 # A local control plane, a git repo with an example agent config, kas and
 # agentk, all on loopback; stays up until Ctrl-C.

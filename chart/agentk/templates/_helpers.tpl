@@ -1,0 +1,51 @@
+{{/* Name of the chart, or nameOverride. */}}
+{{- define "agentk.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name: the release name, with the chart name unless it already holds it. */}}
+{{- define "agentk.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else if contains (include "agentk.name" .) .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name (include "agentk.name" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{- define "agentk.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "agentk.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "agentk.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "agentk.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "agentk.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "agentk.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret holding the token. */}}
+{{- define "agentk.tokenSecret" -}}
+{{- if .Values.token.existingSecret }}
+{{- .Values.token.existingSecret }}
+{{- else if .Values.token.value }}
+{{- printf "%s-token" (include "agentk.fullname" .) }}
+{{- else }}
+{{- fail "agentk needs a token: set token.existingSecret (a Secret holding it under token.key) or token.value" }}
+{{- end }}
+{{- end }}
+
+{{/* Whether a CA certificate for kas is configured. */}}
+{{- define "agentk.hasCA" -}}
+{{- if or .Values.kasCACert.pem .Values.kasCACert.existingConfigMap .Values.kasCACert.existingSecret }}true{{ end }}
+{{- end }}

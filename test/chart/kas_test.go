@@ -1,0 +1,221 @@
+package chart_test
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"kubetunnel/kas"
+)
+
+// kasValues declares an agent and a user, as a real install does.
+const kasValues = `
+config:
+  repositories:
+  - id: platform/agents
+    url: https://git.example.com/platform/agents.git
+    token_file: /etc/kas/git/token
+  agents:
+  - name: production
+    config_project: platform/agents
+    token_sha256: ["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"]
+  users:
+  - name: alice
+    token_sha256: ["60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752"]
+    groups: [developers]
+    agents: [production]
+extraVolumes:
+- name: git-token
+  secret: {secretName: git-token}
+extraVolumeMounts:
+- name: git-token
+  mountPath: /etc/kas/git
+  readOnly: true
+`
+
+// kasConfig returns the rendered config.yaml after kas.ParseConfig (which
+// defaults and validates it, and rejects unknown keys).
+func kasConfig(t *testing.T, r *rendered) *kas.Config {
+	t.Helper()
+	data := str(r.one(t, "ConfigMap"), "data", "config.yaml")
+	cfg, err := kas.ParseConfig([]byte(data))
+	if err != nil {
+		t.Fatalf("kas rejects the rendered config: %v\n%s", err, data)
+	}
+	return cfg
+}
+
+// checkKasDeployment checks what every kas rendering must hold: the config
+// mounted where --config points, every file the config names on a mount,
+// listeners on the container and Service ports, probes on observability.
+func checkKasDeployment(t *testing.T, r *rendered, cfg *kas.Config) {
+	t.Helper()
+	d := r.one(t, "Deployment")
+	c := container(d)
+	checkArgs(t, binary(t, "kas"), c, "config")
+	files := []string{cfg.Git.CacheDir + "/x",
+		cfg.Agent.Listen.CertificateFile, cfg.Agent.Listen.KeyFile,
+		cfg.Agent.KubernetesAPI.Listen.CertificateFile, cfg.Agent.KubernetesAPI.Listen.KeyFile}
+	for _, repo := range cfg.Repositories {
+		files = append(files, repo.TokenFile, repo.PasswordFile, repo.SSHKeyFile, repo.KnownHostsFile, repo.CAFile)
+	}
+	for _, f := range files {
+		if f != "" && !mountsCover(c, f) {
+			t.Errorf("the config names %s, which is on no volume mount (%v)", f, get(c, "volumeMounts"))
+		}
+	}
+	ports := map[string]string{}
+	for _, p := range list(c, "ports") {
+		ports[str(p, "name")] = fmt.Sprint(get(p, "containerPort"))
+	}
+	for name, addr := range map[string]string{
+		"agent":          cfg.Agent.Listen.Address,
+		"kubernetes-api": cfg.Agent.KubernetesAPI.Listen.Address,
+		"observability":  cfg.Observability.Listen.Address,
+	} {
+		if ":"+ports[name] != addr {
+			t.Errorf("container port %s is %q; kas listens on %q", name, ports[name], addr)
+		}
+	}
+	svcPorts := map[string]string{}
+	for _, p := range list(r.one(t, "Service"), "spec", "ports") {
+		svcPorts[str(p, "name")] = str(p, "targetPort")
+	}
+	for _, name := range []string{"agent", "kubernetes-api", "observability"} {
+		if svcPorts[name] != name {
+			t.Errorf("Service port %s targets %q, want the container port %s (Service ports: %v)", name, svcPorts[name], name, svcPorts)
+		}
+	}
+	for probe, path := range map[string]string{"livenessProbe": "/healthz", "readinessProbe": "/readyz"} {
+		if str(c, probe, "httpGet", "path") != path || str(c, probe, "httpGet", "port") != "observability" {
+			t.Errorf("%s %v: want GET %s on the observability port", probe, get(c, probe), path)
+		}
+	}
+	if get(c, "securityContext", "readOnlyRootFilesystem") != true || !mountsCover(c, "/tmp/x") {
+		t.Errorf("want a read-only root filesystem and /tmp on a volume")
+	}
+	if fmt.Sprint(get(d, "spec", "template", "spec", "securityContext", "runAsUser")) != "65532" {
+		t.Errorf("pod securityContext %v: want runAsUser 65532", get(d, "spec", "template", "spec", "securityContext"))
+	}
+	// The config ConfigMap must be the one mounted.
+	cmName := r.one(t, "ConfigMap").name()
+	if !strings.Contains(fmt.Sprint(get(d, "spec", "template", "spec", "volumes")), "name:"+cmName) {
+		t.Errorf("ConfigMap %s is not among the volumes", cmName)
+	}
+}
+
+func TestKasDefaults(t *testing.T) {
+	ns := namespace(t)
+	r := mustRender(t, "kas", "kas", ns, "")
+	dryRunApply(t, r)
+	cfg := kasConfig(t, r)
+	checkKasDeployment(t, r, cfg)
+	if cfg.Agent.Listen.Address != ":8150" || cfg.Agent.KubernetesAPI.Listen.Address != ":8154" || cfg.Observability.Listen.Address != ":8151" {
+		t.Errorf("listeners %s %s %s, want :8150 :8154 :8151", cfg.Agent.Listen.Address, cfg.Agent.KubernetesAPI.Listen.Address, cfg.Observability.Listen.Address)
+	}
+	if cfg.Agent.Listen.CertificateFile != "" || cfg.Agent.KubernetesAPI.Listen.CertificateFile != "" {
+		t.Error("TLS configured without tls.*.secretName")
+	}
+	d := r.one(t, "Deployment")
+	if fmt.Sprint(get(d, "spec", "replicas")) != "1" {
+		t.Errorf("replicas %v, want 1", get(d, "spec", "replicas"))
+	}
+	if get(d, "spec", "template", "spec", "volumes", 1, "emptyDir") == nil {
+		t.Errorf("git cache volume %v: want an emptyDir by default", get(d, "spec", "template", "spec", "volumes", 1))
+	}
+	if n := len(r.find("PersistentVolumeClaim")); n != 0 {
+		t.Errorf("%d PVCs by default", n)
+	}
+}
+
+func TestKasWithAgentsAndTLS(t *testing.T) {
+	ns := namespace(t)
+	r := mustRender(t, "kas", "kas", ns, kasValues+`
+tls:
+  agent: {secretName: kas-tls}
+  kubernetesAPI: {secretName: kas-api-tls}
+service:
+  type: NodePort
+  nodePorts: {agent: 30150, kubernetesAPI: 30154}
+gitCache:
+  persistence: {enabled: true, size: 5Gi}
+`)
+	dryRunApply(t, r)
+	cfg := kasConfig(t, r)
+	checkKasDeployment(t, r, cfg)
+	if cfg.Agent.Listen.CertificateFile != "/etc/kas/tls/agent/tls.crt" || cfg.Agent.KubernetesAPI.Listen.KeyFile != "/etc/kas/tls/kubernetes-api/tls.key" {
+		t.Errorf("TLS files: agent %q, kubernetes_api %q", cfg.Agent.Listen.CertificateFile, cfg.Agent.KubernetesAPI.Listen.KeyFile)
+	}
+	if len(cfg.Agents) != 1 || len(cfg.Users) != 1 || cfg.Users[0].Agents[0] != "production" {
+		t.Errorf("agents %v users %v: the values' entries did not reach the config", cfg.Agents, cfg.Users)
+	}
+	d := r.one(t, "Deployment")
+	vols := fmt.Sprint(get(d, "spec", "template", "spec", "volumes"))
+	for _, want := range []string{"secretName:kas-tls", "secretName:kas-api-tls", "claimName:kas-git-cache", "secretName:git-token"} {
+		if !strings.Contains(vols, want) {
+			t.Errorf("volumes %s lack %s", vols, want)
+		}
+	}
+	if str(d, "spec", "strategy", "type") != "Recreate" {
+		t.Errorf("strategy %v: want Recreate with a ReadWriteOnce git cache", get(d, "spec", "strategy"))
+	}
+	pvc := r.one(t, "PersistentVolumeClaim")
+	if str(pvc, "spec", "resources", "requests", "storage") != "5Gi" {
+		t.Errorf("PVC %v", get(pvc, "spec"))
+	}
+	var nodePorts []string
+	for _, p := range list(r.one(t, "Service"), "spec", "ports") {
+		nodePorts = append(nodePorts, fmt.Sprint(get(p, "nodePort")))
+	}
+	if !slices.Contains(nodePorts, "30150") || !slices.Contains(nodePorts, "30154") {
+		t.Errorf("node ports %v", nodePorts)
+	}
+	if !strings.Contains(r.Notes, "wss://kas.") {
+		t.Errorf("NOTES do not suggest wss:// with TLS:\n%s", r.Notes)
+	}
+}
+
+func TestKasConfigChangeRollsPods(t *testing.T) {
+	sum := func(values string) string {
+		r := mustRender(t, "kas", "kas", "default", values)
+		return str(r.one(t, "Deployment"), "spec", "template", "metadata", "annotations", "checksum/config")
+	}
+	a, b := sum(""), sum(kasValues)
+	if a == "" || a == b {
+		t.Errorf("checksum/config %q and %q: want a pod annotation that changes with the config", a, b)
+	}
+}
+
+func TestKasServiceMonitor(t *testing.T) {
+	ns := namespace(t)
+	r := mustRender(t, "kas", "kas", ns, "serviceMonitor: {enabled: true}")
+	sm := r.one(t, "ServiceMonitor")
+	if str(sm, "spec", "endpoints", 0, "port") != "observability" {
+		t.Errorf("ServiceMonitor endpoints %v", get(sm, "spec", "endpoints"))
+	}
+	ensureServiceMonitorCRD(t)
+	dryRunApply(t, r)
+}
+
+func TestKasInvalidValues(t *testing.T) {
+	for _, c := range []struct {
+		name, values, want string
+	}{
+		{"replicas", "replicas: 2", "need Redis"},
+		{"redis", "config: {redis: {address: redis:6379}}", "not supported by this version"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := renderChart("kas", "kas", "default", c.values)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("render error %v, want one containing %q", err, c.want)
+			}
+		})
+	}
+	// Keys kas does not know are kas's errors: ParseConfig names them.
+	r := mustRender(t, "kas", "kas", "default", "config: {agent: {listen: {websocket: true, max_conection_age: 1h}}}")
+	_, err := kas.ParseConfig([]byte(str(r.one(t, "ConfigMap"), "data", "config.yaml")))
+	if err == nil || !strings.Contains(err.Error(), "max_conection_age") {
+		t.Errorf("ParseConfig of a misspelt key: %v", err)
+	}
+}
