@@ -14,6 +14,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"kubetunnel/gitops/gitrepo"
+	"kubetunnel/gitops/manifests"
 	"kubetunnel/kasproxy"
 )
 
@@ -26,6 +27,11 @@ const (
 	DefaultPollPeriod          = 20 * time.Second
 	DefaultDrainTimeout        = 30 * time.Second
 	DefaultCacheDir            = "kas-cache"
+	// GitOps limits per manifest project commit (agent.gitops.max_…).
+	DefaultMaxManifestFileSize      = manifests.DefaultMaxFileSize
+	DefaultMaxTotalManifestFileSize = manifests.DefaultMaxTotalSize
+	DefaultMaxNumberOfFiles         = manifests.DefaultMaxFiles
+	DefaultMaxNumberOfPaths         = manifests.DefaultMaxPaths
 	// proxyMaxHeaderBytes bounds a proxied request's headers (431 above).
 	proxyMaxHeaderBytes = 1 << 20
 )
@@ -46,7 +52,7 @@ type Config struct {
 type AgentSection struct {
 	Listen        AgentListen          `yaml:"listen"`
 	Configuration PollSection          `yaml:"configuration"`
-	GitOps        PollSection          `yaml:"gitops"`
+	GitOps        GitOpsSection        `yaml:"gitops"`
 	KubernetesAPI KubernetesAPISection `yaml:"kubernetes_api"`
 }
 
@@ -66,6 +72,20 @@ type AgentListen struct {
 // PollSection holds a poll period.
 type PollSection struct {
 	PollPeriod time.Duration `yaml:"poll_period"`
+}
+
+// GitOpsSection configures manifest delivery to agents
+// (GitOps.GetObjectsToSynchronize). Sizes are in bytes.
+type GitOpsSection struct {
+	PollPeriod time.Duration `yaml:"poll_period"`
+	// MaxManifestFileSize bounds one selected file.
+	MaxManifestFileSize int64 `yaml:"max_manifest_file_size"`
+	// MaxTotalManifestFileSize bounds the selected files of one commit.
+	MaxTotalManifestFileSize int64 `yaml:"max_total_manifest_file_size"`
+	// MaxNumberOfFiles bounds the selected files of one commit.
+	MaxNumberOfFiles int `yaml:"max_number_of_files"`
+	// MaxNumberOfPaths bounds a manifest project's paths[].glob.
+	MaxNumberOfPaths int `yaml:"max_number_of_paths"`
 }
 
 // KubernetesAPISection is the Kubernetes API proxy listener.
@@ -93,6 +113,10 @@ type GitSection struct {
 	// CacheDir holds bare mirrors of the repositories; relative paths are
 	// relative to the working directory.
 	CacheDir string `yaml:"cache_dir"`
+	// WebhookSecretFile holds the shared secret of push webhooks
+	// (POST /api/v1/webhooks/git on the observability listener); empty
+	// disables them. The file is read again on every webhook.
+	WebhookSecretFile string `yaml:"webhook_secret_file"`
 }
 
 // AgentEntry is an agent in the standalone registry.
@@ -190,6 +214,19 @@ func (c *Config) Default() {
 	if c.Agent.GitOps.PollPeriod == 0 {
 		c.Agent.GitOps.PollPeriod = DefaultPollPeriod
 	}
+	g := &c.Agent.GitOps
+	if g.MaxManifestFileSize == 0 {
+		g.MaxManifestFileSize = DefaultMaxManifestFileSize
+	}
+	if g.MaxTotalManifestFileSize == 0 {
+		g.MaxTotalManifestFileSize = DefaultMaxTotalManifestFileSize
+	}
+	if g.MaxNumberOfFiles == 0 {
+		g.MaxNumberOfFiles = DefaultMaxNumberOfFiles
+	}
+	if g.MaxNumberOfPaths == 0 {
+		g.MaxNumberOfPaths = DefaultMaxNumberOfPaths
+	}
 	if c.Agent.KubernetesAPI.Listen.Address == "" {
 		c.Agent.KubernetesAPI.Listen.Address = DefaultKubernetesAPIListen
 	}
@@ -236,6 +273,22 @@ func (c *Config) Validate() error {
 	}
 	if c.Agent.GitOps.PollPeriod < 0 {
 		bad("agent.gitops.poll_period", "must be positive")
+	}
+	g := c.Agent.GitOps
+	switch {
+	case g.MaxManifestFileSize < 0:
+		bad("agent.gitops.max_manifest_file_size", "must be positive")
+	case g.MaxManifestFileSize > gitrepo.MaxFileSize:
+		bad("agent.gitops.max_manifest_file_size", "%d is over %d bytes, the largest file kas reads from git", g.MaxManifestFileSize, gitrepo.MaxFileSize)
+	}
+	if g.MaxTotalManifestFileSize < 0 {
+		bad("agent.gitops.max_total_manifest_file_size", "must be positive")
+	}
+	if g.MaxNumberOfFiles < 0 {
+		bad("agent.gitops.max_number_of_files", "must be positive")
+	}
+	if g.MaxNumberOfPaths < 0 {
+		bad("agent.gitops.max_number_of_paths", "must be positive")
 	}
 	if err := gitrepo.ValidateRepositories(c.Repositories); err != nil {
 		errs = append(errs, err)

@@ -38,6 +38,9 @@ type Server struct {
 	grpc     *grpc.Server
 	grpcLn   *streamListener
 	proxy    *kasproxy.Proxy
+	gitops   *gitopsServer
+	status   *statusStore
+	webhook  *webhookHandler
 
 	// Session holds tunnel session settings; tests shorten keepalives.
 	Session tunnel.SessionConfig
@@ -70,8 +73,16 @@ func New(cfg *Config, logger *slog.Logger) (*Server, error) {
 		ready:    make(chan struct{}),
 	}
 	s.poller = gitrepo.NewPoller(repos, gitrepo.PollerConfig{
-		Period: min(cfg.Agent.Configuration.PollPeriod, cfg.Agent.GitOps.PollPeriod),
+		Period:  min(cfg.Agent.Configuration.PollPeriod, cfg.Agent.GitOps.PollPeriod),
+		OnFetch: newGitMetrics(reg, repos.IDs()).onFetch,
 	}, logger)
+	s.webhook, err = newWebhookHandler(cfg.Git.WebhookSecretFile, cfg.Repositories, s.poller.Trigger, logger, reg)
+	if err != nil {
+		repos.Close()
+		return nil, err
+	}
+	s.status = newStatusStore(reg)
+	s.gitops = newGitOpsServer(repos, cfg.Agent.GitOps, s.status, logger)
 	s.proxy = kasproxy.New(kasproxy.Config{
 		Users:   newUserRegistry(cfg),
 		Tunnels: s.sessions,
@@ -80,8 +91,9 @@ func New(cfg *Config, logger *slog.Logger) (*Server, error) {
 
 		MaxStreamsPerAgent: cfg.Agent.KubernetesAPI.MaxStreamsPerAgent,
 	})
-	s.grpc = grpc.NewServer(grpc.Creds(agentCreds{}))
+	s.grpc = grpc.NewServer(grpc.Creds(agentCreds{}), grpc.ChainStreamInterceptor(s.status.streamInterceptor))
 	rpc.RegisterConfigurationServer(s.grpc, &configurationServer{repos: repos, logger: logger})
+	rpc.RegisterGitOpsServer(s.grpc, s.gitops)
 	return s, nil
 }
 
@@ -165,7 +177,7 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		return err
 	})
-	g.Go(func() error { return httpserve.Serve(gctx, obsLn, s.observabilityHandler()) })
+	g.Go(func() error { return httpserve.Serve(gctx, obsLn, s.apiHandler(s.observabilityHandler())) })
 	// The proxy drains before the sessions it needs go away.
 	proxyDone := make(chan struct{})
 	g.Go(func() error {

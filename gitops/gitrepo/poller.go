@@ -26,6 +26,11 @@ type PollerConfig struct {
 	Period time.Duration
 	// FetchTimeout bounds one fetch.
 	FetchTimeout time.Duration
+	// OnFetch, when set, is called after each fetch the Poller makes
+	// (periodic or triggered) with how long it took and its error, for
+	// metrics. Fetches cut short by Run's context ending are not reported.
+	// It runs on the repository's polling goroutine: keep it fast.
+	OnFetch func(id string, d time.Duration, err error)
 }
 
 func (c PollerConfig) withDefaults() PollerConfig {
@@ -121,12 +126,17 @@ func (p *Poller) poll(ctx context.Context, id string, trigger <-chan struct{}) {
 }
 
 func (p *Poller) fetch(ctx context.Context, id string) {
-	ctx, cancel := context.WithTimeout(ctx, p.cfg.FetchTimeout)
+	fctx, cancel := context.WithTimeout(ctx, p.cfg.FetchTimeout)
 	defer cancel()
-	if _, err := p.cache.Fetch(ctx, id); err != nil {
-		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
-			return // shutting down
-		}
+	start := time.Now()
+	_, err := p.cache.Fetch(fctx, id)
+	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		return // shutting down
+	}
+	if p.cfg.OnFetch != nil {
+		p.cfg.OnFetch(id, time.Since(start), err)
+	}
+	if err != nil {
 		p.logger.Warn("Repository fetch failed", "repository", id, "err", err)
 	}
 }

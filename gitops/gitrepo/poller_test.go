@@ -164,3 +164,51 @@ func TestPollerWithoutRepositories(t *testing.T) {
 		t.Errorf("Run: %v", err)
 	}
 }
+
+func TestPollerOnFetch(t *testing.T) {
+	src := newSource(t)
+	src.commit(map[string]string{"a": "1"})
+	c := newCache(t,
+		Repository{ID: "ok", URL: "file://" + src.dir},
+		Repository{ID: "gone", URL: "file://" + t.TempDir() + "/missing"},
+	)
+	type report struct {
+		d   time.Duration
+		err error
+	}
+	var mu sync.Mutex
+	reports := map[string][]report{}
+	p := startPoller(t, c, PollerConfig{Period: time.Hour, OnFetch: func(id string, d time.Duration, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		reports[id] = append(reports[id], report{d, err})
+	}})
+	get := func(id string) []report {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]report(nil), reports[id]...)
+	}
+	deadline := time.Now().Add(waitTimeout)
+	for len(get("ok")) < 1 || len(get("gone")) < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("no OnFetch call for the first polls")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if r := get("ok")[0]; r.err != nil || r.d <= 0 {
+		t.Errorf("ok: %+v, want a duration and no error", r)
+	}
+	if r := get("gone")[0]; r.err == nil {
+		t.Errorf("gone: %+v, want an error", r)
+	}
+	// A triggered fetch is reported too.
+	if err := p.Trigger("ok"); err != nil {
+		t.Fatal(err)
+	}
+	for len(get("ok")) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("no OnFetch call for a triggered fetch")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

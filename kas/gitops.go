@@ -1,0 +1,262 @@
+package kas
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/go-git/go-git/v5/plumbing"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"kubetunnel/api/rpc"
+	"kubetunnel/gitops/gitrepo"
+	"kubetunnel/gitops/manifests"
+)
+
+const (
+	// objectChunkSize is the most file data one Object message carries,
+	// well under gRPC's default 4 MiB receive limit.
+	objectChunkSize = 1 << 20
+	// refWaitTimeout is how long a ref may stay unresolvable (not fetched
+	// yet, or not pushed yet) before the stream ends with NotFound.
+	refWaitTimeout = 30 * time.Second
+)
+
+// gitopsServer serves GitOps: the manifests of the agents' manifest
+// projects, and their sync reports.
+//
+// GetObjectsToSynchronize, as kas serves it:
+//
+//   - project_id must be a repositories[].id of the kas config (for now
+//     every agent may read every configured repository); another id ends
+//     the call with NotFound naming it. A malformed ref is InvalidArgument;
+//     a bad glob is InvalidArgument and too many globs FailedPrecondition
+//     (max_number_of_paths), both before anything is sent.
+//   - kas resolves ref (empty: the default branch) in its mirror. Whenever
+//     the commit differs from the last one sent on this stream (at first:
+//     the request's commit_id), it sends one set: a Header with the
+//     commit, then the selected files sorted by path, then a Trailer.
+//     A set always holds every selected file of the commit, never a diff;
+//     a set with no Objects means no file matches. Then kas waits for the
+//     repository to change (poll or webhook) and repeats. A commit that
+//     does not move the followed ref sends nothing.
+//   - Object.source is the file's path with a leading "/"
+//     ("/manifests/app.yaml"). A file larger than 1 MiB is split into
+//     consecutive Objects with the same source, each carrying at most
+//     1 MiB of data in order; the receiver concatenates consecutive Objects
+//     with the same source. Sources are unique within a set, so a change of
+//     source starts the next file. An empty file is one Object with no
+//     data. Every message stays under gRPC's default 4 MiB limit.
+//   - When the commit's selection breaks a limit (max_manifest_file_size,
+//     max_total_manifest_file_size, max_number_of_files), kas sends no set
+//     and ends the stream with FailedPrecondition; the message names the
+//     limit and the file, e.g. `manifest file "/big.yaml" is 6.2 MiB, over
+//     max_manifest_file_size (5 MiB)`. The agent keeps what it applied
+//     and calls again later: a fixed commit is then sent as usual.
+//   - A ref that cannot be resolved for refWaitTimeout (a branch that does
+//     not exist, a repository kas could not fetch yet) ends the stream
+//     with NotFound; a set interrupted by an error has no Trailer and must
+//     be dropped by the agent.
+//
+// ReportSyncStatus stores the report as the project's latest for the
+// calling agent (GET /api/v1/agents, kas_gitops_sync_status). project_id
+// must be a configured repository (NotFound) and result "synced" or
+// "failed" (InvalidArgument).
+type gitopsServer struct {
+	rpc.UnimplementedGitOpsServer
+	repos  *gitrepo.Cache
+	limits manifests.Limits
+	status *statusStore
+	logger *slog.Logger
+
+	// Timers and sizes, shortened by tests.
+	chunkSize int
+	refWait   time.Duration
+}
+
+func newGitOpsServer(repos *gitrepo.Cache, cfg GitOpsSection, st *statusStore, logger *slog.Logger) *gitopsServer {
+	return &gitopsServer{
+		repos: repos,
+		limits: manifests.Limits{
+			MaxFileSize:  cfg.MaxManifestFileSize,
+			MaxTotalSize: cfg.MaxTotalManifestFileSize,
+			MaxFiles:     cfg.MaxNumberOfFiles,
+			MaxPaths:     cfg.MaxNumberOfPaths,
+		}.WithDefaults(),
+		status:    st,
+		logger:    logger,
+		chunkSize: objectChunkSize,
+		refWait:   refWaitTimeout,
+	}
+}
+
+func (s *gitopsServer) GetObjectsToSynchronize(req *rpc.ObjectsToSynchronizeRequest, stream rpc.GitOps_GetObjectsToSynchronizeServer) error {
+	ctx := stream.Context()
+	agent, ok := agentFromContext(ctx)
+	if !ok {
+		return status.Error(codes.Unauthenticated, "not an agent")
+	}
+	project := req.GetProjectId()
+	if !s.repos.Has(project) {
+		return status.Errorf(codes.NotFound, "manifest project %q is not a repository kas knows: add it to repositories[] in the kas config, or fix gitops.manifest_projects[].id", project)
+	}
+	ref, err := decodeRef(req.GetRef())
+	if err != nil {
+		return status.Errorf(codes.InvalidArgument, "manifest project %q: %v", project, err)
+	}
+	matcher, err := manifests.NewMatcher(req.GetGlobs(), s.limits.MaxPaths)
+	if err != nil {
+		return s.fail(agent, project, selectionStatus(project, err))
+	}
+	log := s.logger.With("agent", agent.Name, "project", project, "ref", ref.String())
+	changed, cancel := s.repos.Subscribe(project)
+	defer cancel()
+
+	last := req.GetCommitId()
+	var missingSince time.Time       // when ref first failed to resolve
+	wait := time.NewTimer(time.Hour) // armed only while ref is missing
+	wait.Stop()
+	defer wait.Stop()
+	for {
+		commit, err := s.repos.Resolve(project, ref)
+		switch {
+		case errors.Is(err, gitrepo.ErrNotFound):
+			if missingSince.IsZero() {
+				missingSince = time.Now()
+				log.Debug("Manifest project ref not available yet", "err", err)
+			}
+			left := s.refWait - time.Since(missingSince)
+			if left <= 0 {
+				return s.fail(agent, project, status.Errorf(codes.NotFound, "%v: check gitops.manifest_projects[].ref, and that kas can fetch the repository", err))
+			}
+			wait.Reset(left)
+		case err != nil:
+			return s.fail(agent, project, status.Errorf(codes.Unavailable, "%v", err))
+		case commit != last:
+			missingSince = time.Time{}
+			wait.Stop()
+			if err := s.sendSet(stream, project, commit, matcher, log); err != nil {
+				if st, ok := status.FromError(err); ok && st.Code() == codes.FailedPrecondition {
+					log.Warn("Manifest project commit not sent", "commit", commit, "err", st.Message())
+					return s.fail(agent, project, err)
+				}
+				return err
+			}
+			s.status.sent(agent.Name, project, commit)
+			last = commit
+		default:
+			missingSince = time.Time{}
+			wait.Stop()
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changed:
+		case <-wait.C:
+		}
+	}
+}
+
+// sendSet sends the Header, Objects and Trailer of one commit. Limits are
+// checked before anything is sent; files are read one at a time.
+func (s *gitopsServer) sendSet(stream rpc.GitOps_GetObjectsToSynchronizeServer, project, commit string, m *manifests.Matcher, log *slog.Logger) error {
+	files, err := manifests.Select(s.repos, project, commit, m, s.limits)
+	if err != nil {
+		return selectionStatus(project, err)
+	}
+	start := time.Now()
+	err = stream.Send(&rpc.ObjectsToSynchronizeResponse{Message: &rpc.ObjectsToSynchronizeResponse_Header_{
+		Header: &rpc.ObjectsToSynchronizeResponse_Header{CommitId: commit},
+	}})
+	if err != nil {
+		return err
+	}
+	var total int
+	for _, f := range files {
+		data, err := f.Read()
+		if err != nil {
+			return status.Errorf(codes.Unavailable, "manifest project %q: %v", project, err)
+		}
+		total += len(data)
+		for off := 0; ; off += s.chunkSize {
+			chunk := data[off:min(off+s.chunkSize, len(data))]
+			err := stream.Send(&rpc.ObjectsToSynchronizeResponse{Message: &rpc.ObjectsToSynchronizeResponse_Object_{
+				Object: &rpc.ObjectsToSynchronizeResponse_Object{Source: f.Path, Data: chunk},
+			}})
+			if err != nil {
+				return err
+			}
+			if off+len(chunk) >= len(data) {
+				break
+			}
+		}
+	}
+	err = stream.Send(&rpc.ObjectsToSynchronizeResponse{Message: &rpc.ObjectsToSynchronizeResponse_Trailer_{
+		Trailer: &rpc.ObjectsToSynchronizeResponse_Trailer{},
+	}})
+	if err != nil {
+		return err
+	}
+	log.Info("Sent manifests", "commit", commit, "files", len(files), "bytes", total, "duration", time.Since(start))
+	return nil
+}
+
+// fail records why a stream ended, for the status API, and returns err.
+func (s *gitopsServer) fail(agent Agent, project string, err error) error {
+	s.status.streamError(agent.Name, project, status.Convert(err).Message())
+	return err
+}
+
+// selectionStatus maps a manifests error to the gRPC status the agent gets.
+func selectionStatus(project string, err error) error {
+	switch {
+	case errors.Is(err, manifests.ErrLimit):
+		return status.Errorf(codes.FailedPrecondition, "manifest project %q: %v", project, err)
+	case errors.Is(err, manifests.ErrInvalidGlob):
+		return status.Errorf(codes.InvalidArgument, "manifest project %q: %v", project, err)
+	default:
+		return status.Errorf(codes.Unavailable, "manifest project %q: %v", project, err)
+	}
+}
+
+// decodeRef turns the wire ref into a gitrepo.Ref, checking that a commit
+// is a full SHA (an abbreviated one cannot be resolved in a mirror).
+func decodeRef(s string) (gitrepo.Ref, error) {
+	branch, tag, commit, err := rpc.DecodeRef(s)
+	if err != nil {
+		return gitrepo.Ref{}, err
+	}
+	if commit != "" && !plumbing.IsHash(commit) {
+		return gitrepo.Ref{}, fmt.Errorf("ref %q: want a full commit SHA (40 hex digits)", s)
+	}
+	return gitrepo.Ref{Branch: branch, Tag: tag, Commit: commit}, nil
+}
+
+// syncResults are the values SyncStatus.result may take.
+var syncResults = []string{"synced", "failed"}
+
+func (s *gitopsServer) ReportSyncStatus(ctx context.Context, st *rpc.SyncStatus) (*rpc.SyncStatusAck, error) {
+	agent, ok := agentFromContext(ctx)
+	if !ok {
+		return nil, status.Error(codes.Unauthenticated, "not an agent")
+	}
+	if !s.repos.Has(st.GetProjectId()) {
+		return nil, status.Errorf(codes.NotFound, "manifest project %q is not a repository kas knows", st.GetProjectId())
+	}
+	switch st.GetResult() {
+	case syncResults[0], syncResults[1]:
+	default:
+		return nil, status.Errorf(codes.InvalidArgument, "result %q: want %q or %q", st.GetResult(), syncResults[0], syncResults[1])
+	}
+	s.status.report(agent.Name, st)
+	log := s.logger.With("agent", agent.Name, "project", st.GetProjectId(), "commit", st.GetCommitId())
+	if st.GetResult() == "failed" {
+		log.Warn("Agent sync failed", "reason", st.GetReason())
+	} else {
+		log.Debug("Agent synced", "applied", st.GetApplied(), "pruned", st.GetPruned(), "unchanged", st.GetUnchanged(), "health", st.GetHealth())
+	}
+	return &rpc.SyncStatusAck{}, nil
+}
