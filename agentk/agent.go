@@ -35,6 +35,9 @@ type Agent struct {
 
 	conn   *connManager
 	config *configWatcher
+	gitops *gitopsManager
+
+	gitopsMetrics *gitopsMetrics
 
 	mu      sync.Mutex // guards obsAddr
 	obsAddr net.Addr
@@ -58,6 +61,7 @@ func New(opts *Options, logger *slog.Logger, level *slog.LevelVar) (*Agent, erro
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a := &Agent{opts: opts, logger: logger, level: level, metrics: reg, rest: restCfg, ready: make(chan struct{})}
 	a.config = &configWatcher{logger: logger, level: level}
+	a.gitopsMetrics = newGitopsMetrics(reg)
 	var err error
 	fwd, err := newForwarder(restCfg, func() *agentcfg.Config { _, c := a.Config(); return c }, logger)
 	if err != nil {
@@ -134,10 +138,17 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	defer cc.Close()
 	a.config.client = rpc.NewConfigurationClient(cc)
+	newSyncer := a.opts.Syncer
+	if newSyncer == nil {
+		newSyncer = defaultSyncer(a.rest, a.logger)
+	}
+	a.gitops = newGitopsManager(rpc.NewGitOpsClient(cc), newSyncer, a.logger, a.gitopsMetrics, a.opts.ReconcilePeriod)
+	a.config.onConfig = func(name, _ string, cfg *agentcfg.Config) { a.gitops.update(name, cfg) }
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return a.conn.Run(gctx) })
 	g.Go(func() error { return a.config.Run(gctx) })
+	g.Go(func() error { return a.gitops.Run(gctx) })
 	g.Go(func() error { return a.serveObservability(gctx, ln) })
 	close(a.ready)
 	return g.Wait()

@@ -22,8 +22,9 @@ type configWatcher struct {
 	client rpc.ConfigurationClient
 	logger *slog.Logger
 	level  *slog.LevelVar
-	// onConfig is called with every new valid config, in order.
-	onConfig func(commit string, cfg *agentcfg.Config)
+	// onConfig is called with every new valid config, in order, and the
+	// agent's name as kas knows it.
+	onConfig func(agentName, commit string, cfg *agentcfg.Config)
 
 	mu     sync.Mutex // guards commit and cfg
 	commit string
@@ -94,7 +95,7 @@ func (w *configWatcher) apply(resp *rpc.ConfigurationResponse) {
 	w.mu.Unlock()
 	w.logger.Info("Config: new commit", "commit", resp.CommitId)
 	if w.onConfig != nil {
-		w.onConfig(resp.CommitId, cfg)
+		w.onConfig(resp.AgentName, resp.CommitId, cfg)
 	}
 }
 

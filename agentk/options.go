@@ -40,6 +40,12 @@ type Options struct {
 
 	// REST, when set, is used instead of --kubeconfig (embedders, tests).
 	REST *rest.Config
+	// Syncer makes what applies GitOps manifests; nil means gitops-engine
+	// against the cluster of REST/--kubeconfig.
+	Syncer SyncerFactory
+	// ReconcilePeriod is how often each manifest project is re-synced
+	// without a new commit, putting back what was changed by hand.
+	ReconcilePeriod time.Duration
 
 	// Timers tests shorten; zero means the default.
 	ReconnectInitial time.Duration

@@ -81,7 +81,7 @@ func (s *configurationServer) send(stream rpc.Configuration_GetConfigurationServ
 // build makes the response for one commit: a missing file is the default
 // config (as upstream), an unreadable or invalid one is an error message.
 func (s *configurationServer) build(agent Agent, commit string, data []byte, readErr error) *rpc.ConfigurationResponse {
-	resp := &rpc.ConfigurationResponse{CommitId: commit}
+	resp := &rpc.ConfigurationResponse{CommitId: commit, AgentName: agent.Name}
 	file := AgentConfigPath(agent.Name)
 	if readErr != nil && !errors.Is(readErr, gitrepo.ErrNotFound) {
 		resp.Error = fmt.Sprintf("%s: %v", file, readErr)

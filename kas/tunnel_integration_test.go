@@ -25,11 +25,9 @@ import (
 
 func repoEntry(id, url string) gitrepo.Repository { return gitrepo.Repository{ID: id, URL: url} }
 
-const goodConfig = `gitops:
-  manifest_projects:
-  - id: group/config
-    paths:
-    - glob: '/manifests/**/*.yaml'
+const goodConfig = `user_access:
+  access_as:
+    user: {}
 observability:
   logging:
     level: debug
@@ -47,7 +45,7 @@ func TestAgentConnectsAndFollowsConfig(t *testing.T) {
 			a := e.startAgent(nil)
 			e.waitConnected(1)
 			tu.Eventually(t, 10*time.Second, "first config", func() bool { c, _ := a.Config(); return c == first })
-			if _, cfg := a.Config(); cfg.GitOps.ManifestProjects[0].Paths[0].Glob != "/manifests/**/*.yaml" {
+			if _, cfg := a.Config(); cfg.UserAccess.AccessAs.User == nil || cfg.Observability.Logging.Level != "debug" {
 				t.Fatalf("config not delivered: %+v", cfg)
 			}
 			if !a.log.Contains("Config: new commit") || !a.log.Contains(first) {
@@ -58,7 +56,9 @@ func TestAgentConnectsAndFollowsConfig(t *testing.T) {
 			tu.Eventually(t, 10*time.Second, "second config", func() bool { c, _ := a.Config(); return c == second })
 
 			broken := e.repo.Commit("broken", map[string]string{AgentConfigPath(agentName): "gitops:\n  manifest_projectz: []\n"})
-			tu.Eventually(t, 10*time.Second, "agent to log the broken config", func() bool { return a.log.Contains(broken) })
+			tu.Eventually(t, 10*time.Second, "agent to log the broken config", func() bool {
+				return a.log.Contains("Config: invalid config.yaml") && a.log.Contains(broken)
+			})
 			if c, cfg := a.Config(); c != second || cfg == nil {
 				t.Errorf("agent runs %s after a broken commit, want the last good %s", c, second)
 			}

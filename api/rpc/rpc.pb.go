@@ -81,7 +81,10 @@ type ConfigurationResponse struct {
 	ConfigJson []byte `protobuf:"bytes,2,opt,name=config_json,json=configJson,proto3" json:"config_json,omitempty"`
 	// Non-empty when config.yaml at commit_id is invalid: the agent logs it and
 	// keeps running with its last good configuration.
-	Error         string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	Error string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	// The agent's name as kas knows it (agents[].name): agentk learns it here,
+	// since its token is all it is given. It names the objects GitOps manages.
+	AgentName     string `protobuf:"bytes,4,opt,name=agent_name,json=agentName,proto3" json:"agent_name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -133,6 +136,13 @@ func (x *ConfigurationResponse) GetConfigJson() []byte {
 func (x *ConfigurationResponse) GetError() string {
 	if x != nil {
 		return x.Error
+	}
+	return ""
+}
+
+func (x *ConfigurationResponse) GetAgentName() string {
+	if x != nil {
+		return x.AgentName
 	}
 	return ""
 }
@@ -592,12 +602,14 @@ const file_api_rpc_rpc_proto_rawDesc = "" +
 	"\n" +
 	"\x11api/rpc/rpc.proto\x12\x11kubetunnel.rpc.v1\"3\n" +
 	"\x14ConfigurationRequest\x12\x1b\n" +
-	"\tcommit_id\x18\x01 \x01(\tR\bcommitId\"k\n" +
+	"\tcommit_id\x18\x01 \x01(\tR\bcommitId\"\x8a\x01\n" +
 	"\x15ConfigurationResponse\x12\x1b\n" +
 	"\tcommit_id\x18\x01 \x01(\tR\bcommitId\x12\x1f\n" +
 	"\vconfig_json\x18\x02 \x01(\fR\n" +
 	"configJson\x12\x14\n" +
-	"\x05error\x18\x03 \x01(\tR\x05error\"\x81\x01\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\x12\x1d\n" +
+	"\n" +
+	"agent_name\x18\x04 \x01(\tR\tagentName\"\x81\x01\n" +
 	"\x1bObjectsToSynchronizeRequest\x12\x1d\n" +
 	"\n" +
 	"project_id\x18\x01 \x01(\tR\tprojectId\x12\x10\n" +

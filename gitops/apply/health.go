@@ -1,0 +1,49 @@
+package apply
+
+import (
+	"github.com/argoproj/argo-cd/gitops-engine/v3/pkg/health"
+	"github.com/argoproj/argo-cd/gitops-engine/v3/pkg/sync/hook"
+	"github.com/argoproj/argo-cd/gitops-engine/v3/pkg/utils/kube"
+)
+
+// health is the worst gitops-engine health of the project's objects (hooks
+// left out), judged on the freshest state known: the API server's answer
+// to this sync's apply, else the live state read at the last step. An
+// object that is not there is Missing (except in a dry run, where nothing
+// was created); objects gitops-engine has no assessment for count as
+// Healthy.
+func (s *syncRun) health(dryRun bool) string {
+	applied := s.applied.snapshot()
+	worst := health.HealthStatusHealthy
+	for _, t := range s.targets {
+		if hook.IsHook(t) {
+			continue
+		}
+		k := kube.GetResourceKey(t)
+		if _, refused := s.refused[k]; refused {
+			continue
+		}
+		obj := applied[k]
+		if obj == nil {
+			obj = s.live[k]
+		}
+		status := health.HealthStatusHealthy
+		switch {
+		case obj == nil && dryRun:
+		case obj == nil:
+			status = health.HealthStatusMissing
+		default:
+			h, err := health.GetResourceHealth(obj, nil)
+			switch {
+			case err != nil:
+				status = health.HealthStatusUnknown
+			case h != nil:
+				status = h.Status
+			}
+		}
+		if health.IsWorse(worst, status) {
+			worst = status
+		}
+	}
+	return string(worst)
+}
