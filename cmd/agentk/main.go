@@ -53,6 +53,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&opts.ObservabilityListen, "observability-listen", agentk.DefaultObservabilityListen, "address serving /metrics, /healthz and /readyz")
 	fs.StringVar(&opts.ObservabilityCertFile, "observability-tls-cert-file", "", "serve the observability listener over TLS with this certificate (PEM)")
 	fs.StringVar(&opts.ObservabilityKeyFile, "observability-tls-key-file", "", "key of --observability-tls-cert-file (PEM)")
+	fs.DurationVar(&opts.ReconcilePeriod, "gitops-reconcile-period", agentk.DefaultReconcilePeriod, "how often each manifest project is re-synced without a new commit, putting back objects changed by hand")
 	logLevel := fs.String("log-level", "info", "initial log level (config.yaml's observability.logging.level overrides it)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {

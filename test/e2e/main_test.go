@@ -43,7 +43,7 @@ var (
 
 // newStack starts kas and agentk for one test, with the agent's
 // config.yaml set to agentConfig.
-func newStack(t *testing.T, agentConfig string) *stack.Stack {
+func newStack(t *testing.T, agentConfig string, agentArgs ...string) *stack.Stack {
 	t.Helper()
 	ctx := t.Context()
 	setupOnce.Do(func() {
@@ -76,6 +76,7 @@ func newStack(t *testing.T, agentConfig string) *stack.Stack {
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.AgentArgs = agentArgs
 	if agentConfig != "" {
 		if _, err := s.Commit("agent config", map[string]string{stack.AgentConfigPath(): agentConfig}); err != nil {
 			t.Fatal(err)

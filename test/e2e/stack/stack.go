@@ -50,6 +50,8 @@ type Stack struct {
 	KasConfig string
 	// CAFile verifies the Kubernetes API listener's certificate.
 	CAFile string
+	// AgentArgs are extra agentk flags.
+	AgentArgs []string
 
 	agentToken string
 	kas, agent *proc
@@ -224,11 +226,11 @@ func (s *Stack) StartAgentk(ctx context.Context) error {
 	}
 	s.AgentObs = obs[0]
 	s.agentLog = filepath.Join(s.Dir, "agentk.log")
-	cmd, err := start(filepath.Join(s.BinDir, "agentk"), s.agentLog,
-		"--kas-address", "ws://"+s.AgentAddr+"/",
+	cmd, err := start(filepath.Join(s.BinDir, "agentk"), s.agentLog, append([]string{
+		"--kas-address", "ws://" + s.AgentAddr + "/",
 		"--token-file", filepath.Join(s.Dir, "agent-token"),
 		"--kubeconfig", kubeconfig,
-		"--observability-listen", s.AgentObs)
+		"--observability-listen", s.AgentObs}, s.AgentArgs...)...)
 	if err != nil {
 		return err
 	}
