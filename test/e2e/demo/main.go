@@ -25,6 +25,15 @@ import (
 
 const agentConfig = `# The agent's configuration: edit, commit, and watch agentk log
 # "Config: new commit".
+gitops:
+  manifest_projects:
+  - id: demo/config            # this same repository
+    default_namespace: default
+    paths:
+    - glob: '/manifests/**/*.yaml'
+    # The demo's control plane has no garbage collector, which foreground
+    # deletion waits for.
+    prune_propagation_policy: background
 user_access:
   access_as:
     agent: {}
@@ -104,7 +113,10 @@ func run(ctx context.Context, once bool) error {
 		return err
 	}
 	defer s.Stop()
-	commit, err := s.Commit("agent config", map[string]string{stack.AgentConfigPath(): agentConfig})
+	commit, err := s.Commit("agent config and the nginx example", map[string]string{
+		stack.AgentConfigPath(): agentConfig,
+		"manifests/nginx.yaml":  manifest,
+	})
 	if err != nil {
 		return err
 	}
@@ -125,46 +137,53 @@ func run(ctx context.Context, once bool) error {
 	}
 	step("agentk connected and running config commit %s", commit[:8])
 
-	step("kubectl through kas: apply a Deployment")
-	kubectl := func(stdin string, args ...string) (string, error) {
-		cmd := exec.CommandContext(ctx, "kubectl", append([]string{"--kubeconfig", s.Kubeconfig}, args...)...)
-		cmd.Stdin = strings.NewReader(stdin)
-		out, err := cmd.CombinedOutput()
-		return string(out), err
+	step("GitOps: agentk applies manifests/nginx.yaml from the repository")
+	deadline = time.Now().Add(60 * time.Second)
+	for !strings.Contains(s.AgentLog(), `msg="GitOps: synced"`) {
+		if strings.Contains(s.AgentLog(), "GitOps: sync failed") || time.Now().After(deadline) {
+			return fmt.Errorf("GitOps did not apply the example; agentk log:\n%s", s.AgentLog())
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	out, err := kubectl(manifest, "apply", "-f", "-")
-	fmt.Print(indent(out))
-	if err != nil {
-		return fmt.Errorf("kubectl apply through kas: %w", err)
-	}
-	out, err = kubectl("", "get", "deployments", "-n", "default")
-	fmt.Print(indent(out))
-	if err != nil {
-		return fmt.Errorf("kubectl get through kas: %w", err)
+	step("kubectl through kas: the Deployment is in the cluster")
+	cmd := exec.CommandContext(ctx, "kubectl", "--kubeconfig", s.Kubeconfig, "get", "deployments", "-n", "default",
+		"-o", "custom-columns=NAME:.metadata.name,REPLICAS:.spec.replicas,IMAGE:.spec.template.spec.containers[0].image")
+	out, err := cmd.CombinedOutput()
+	fmt.Print(indent(string(out)))
+	if err != nil || !strings.Contains(string(out), "nginx-deployment") {
+		return fmt.Errorf("kubectl get through kas: %v", err)
 	}
 	if once {
 		step("Demo works.")
 		return nil
 	}
 	rel := func(p string) string { r, _ := filepath.Rel(root, p); return r }
-	fmt.Printf(`
-Everything is up. Try, from %s:
+	fmt.Print(strings.NewReplacer(
+		"{root}", root, "{kubeconfig}", rel(s.Kubeconfig), "{user}", stack.User, "{repo}", rel(s.RepoDir),
+		"{config}", stack.AgentConfigPath(), "{agentlog}", rel(filepath.Join(dir, "agentk.log")),
+		"{kaslog}", rel(filepath.Join(dir, "kas.log")), "{kasobs}", s.ObsAddr, "{agentobs}", s.AgentObs,
+	).Replace(`
+Everything is up. Try, from {root}:
 
-  export KUBECONFIG=%s      # reaches the cluster through kas, as user %q
+  export KUBECONFIG={kubeconfig}      # reaches the cluster through kas, as user {user}
   kubectl get deployments -A
   kubectl get namespaces -w         # a watch through the tunnel (Ctrl-C to stop)
   kubectl auth whoami
 
+  # GitOps: change the manifest, commit, and watch it apply (within ~1 s):
+  kubectl get deployment nginx-deployment -w &
+  sed -i 's/replicas: 1/replicas: 3/' {repo}/manifests/nginx.yaml && git -C {repo} commit -qam "3 replicas"
+  curl -s http://{kasobs}/api/v1/agents/demo      # kas's view: last sync, counts, health
+
   # change the agent's config and watch agentk pick it up:
-  $EDITOR %s/%s && git -C %s commit -am change
-  tail -f %s
+  $EDITOR {repo}/{config} && git -C {repo} commit -qam change
+  tail -f {agentlog}
 
-  curl -s http://%s/metrics | grep '^kas_'    # kas metrics
-  curl -s http://%s/metrics | grep '^agentk_' # agentk metrics
+  curl -s http://{kasobs}/metrics | grep '^kas_'      # kas metrics
+  curl -s http://{agentobs}/metrics | grep '^agentk_' # agentk metrics
 
-Logs: %s and %s. Ctrl-C stops everything.
-`, root, rel(s.Kubeconfig), stack.User, rel(s.RepoDir), stack.AgentConfigPath(), rel(s.RepoDir), rel(filepath.Join(dir, "agentk.log")),
-		s.ObsAddr, s.AgentObs, rel(filepath.Join(dir, "kas.log")), rel(filepath.Join(dir, "agentk.log")))
+Logs: {kaslog} and {agentlog}. Ctrl-C stops everything.
+`))
 	<-ctx.Done()
 	step("Stopping")
 	return nil
