@@ -150,9 +150,7 @@ func (m *connManager) Run(ctx context.Context) error {
 				bo.Connected(time.Since(start))
 				m.setErr(errors.New("connection to kas lost"))
 				m.logger.Warn("Connection to kas lost; reconnecting")
-				if !wait() {
-					break waitLoop
-				}
+				wait()
 				break waitLoop
 			case s := <-m.goaway:
 				if s != sess {

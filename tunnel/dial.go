@@ -139,7 +139,7 @@ func (d *Dialer) dialWebSocket(ctx context.Context, u *url.URL) (net.Conn, error
 	}
 	// The session owns the connection from here: its lifetime is not the
 	// handshake's, so NetConn gets a context that only Close ends.
-	return websocket.NetConn(context.Background(), c, websocket.MessageBinary), nil
+	return &frameCoalescer{Conn: websocket.NetConn(context.Background(), c, websocket.MessageBinary)}, nil
 }
 
 func (d *Dialer) explainUpgradeFailure(u *url.URL, resp *http.Response, err error) error {

@@ -23,6 +23,9 @@ var frameMagic = [8]byte{'K', 'T', 'U', 'N', '/', '1', '\r', '\n'}
 
 const maxReasonSize = 1 << 10
 
+// errHTTPReply is a raw hello answered by an HTTP server.
+var errHTTPReply = fmt.Errorf("%w: kas answered with HTTP: this listener takes WebSocket connections, use ws:// or wss:// (or set websocket: false on the kas agent listener)", ErrMalformedHandshake)
+
 // WriteHello sends h as a hello frame.
 func WriteHello(w io.Writer, h Hello) error {
 	body, err := json.Marshal(h)
@@ -83,12 +86,12 @@ func ReadReply(r io.Reader) error {
 	var hdr [12]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		if bytes.HasPrefix(hdr[:], []byte("HTTP/")) {
-			return fmt.Errorf("%w: kas answered with HTTP: this listener takes WebSocket connections, use ws:// or wss:// (or set websocket: false on the kas agent listener)", ErrMalformedHandshake)
+			return errHTTPReply
 		}
 		return fmt.Errorf("reading the handshake reply: %w (is the address a kas agent listener with websocket: false?)", err)
 	}
 	if bytes.HasPrefix(hdr[:], []byte("HTTP/")) {
-		return fmt.Errorf("%w: kas answered with HTTP: this listener takes WebSocket connections, use ws:// or wss:// (or set websocket: false on the kas agent listener)", ErrMalformedHandshake)
+		return errHTTPReply
 	}
 	if [8]byte(hdr[:8]) != frameMagic {
 		return fmt.Errorf("%w: the reply is not a tunnel reply (is the address a kas agent listener with websocket: false? for a WebSocket listener use ws:// or wss://)", ErrMalformedHandshake)

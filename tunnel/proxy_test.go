@@ -37,7 +37,7 @@ func startConnectProxy(t *testing.T) *connectProxy {
 		}
 		p.connects.Add(1)
 		w.WriteHeader(http.StatusOK)
-		down, _, err := http.NewResponseController(w).Hijack()
+		down, brw, err := http.NewResponseController(w).Hijack()
 		if err != nil {
 			up.Close()
 			return
@@ -46,7 +46,9 @@ func startConnectProxy(t *testing.T) *connectProxy {
 		p.conns = append(p.conns, up, down)
 		p.mu.Unlock()
 		// Copy until either side closes; cleanup closes both.
-		go func() { io.Copy(up, down); up.Close() }()
+		// Read through brw: the server may have buffered the client's
+		// first bytes already.
+		go func() { io.Copy(up, brw); up.Close() }()
 		io.Copy(down, up)
 		down.Close()
 	})}

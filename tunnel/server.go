@@ -137,7 +137,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.logger().Info("WebSocket upgrade failed", "remote", r.RemoteAddr, "err", err)
 		return
 	}
-	conn := websocket.NetConn(context.Background(), c, websocket.MessageBinary)
+	conn := net.Conn(&frameCoalescer{Conn: websocket.NetConn(context.Background(), c, websocket.MessageBinary)})
 	s.wg.Add(1)
 	defer s.wg.Done()
 	s.serveSession(conn, agent, h, r.RemoteAddr)
