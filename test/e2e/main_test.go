@@ -45,6 +45,12 @@ var (
 // config.yaml set to agentConfig.
 func newStack(t *testing.T, agentConfig string, agentArgs ...string) *stack.Stack {
 	t.Helper()
+	return newStackWith(t, stack.Options{}, agentConfig, agentArgs...)
+}
+
+// newStackWith is newStack with kas options (poll period, webhook).
+func newStackWith(t testing.TB, opts stack.Options, agentConfig string, agentArgs ...string) *stack.Stack {
+	t.Helper()
 	ctx := t.Context()
 	setupOnce.Do(func() {
 		// agentk's identity is cluster-admin, as upstream's default install.
@@ -72,7 +78,7 @@ func newStack(t *testing.T, agentConfig string, agentArgs ...string) *stack.Stac
 	if setupErr != nil {
 		t.Fatal(setupErr)
 	}
-	s, err := stack.New(ctx, t.TempDir(), binDir, cp)
+	s, err := stack.New(ctx, t.TempDir(), binDir, cp, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +133,7 @@ func mustKubectl(t *testing.T, kubeconfig string, stdin string, args ...string) 
 	return out
 }
 
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
@@ -138,7 +144,7 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
-func namespace(t *testing.T) string {
+func namespace(t testing.TB) string {
 	t.Helper()
 	ns, err := cp.CreateNamespace(t.Context(), strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-")))
 	if err != nil {

@@ -65,7 +65,22 @@ var AgentkToken = "agentk-" + randomHex(16)
 
 // New prepares a stack in dir: binaries built into bin (or taken from
 // binDir when set), a config repository, kas config and tokens.
-func New(ctx context.Context, dir, binDir string, cp *controlplane.ControlPlane) (*Stack, error) {
+// Options change the kas config a Stack writes.
+type Options struct {
+	// PollPeriod is kas's git poll period (default 1s).
+	PollPeriod time.Duration
+	// WebhookSecret, when set, enables the push webhook with this secret.
+	WebhookSecret string
+}
+
+func New(ctx context.Context, dir, binDir string, cp *controlplane.ControlPlane, opts ...Options) (*Stack, error) {
+	var o Options
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	if o.PollPeriod == 0 {
+		o.PollPeriod = time.Second
+	}
 	s := &Stack{Dir: dir, CP: cp, RepoDir: filepath.Join(dir, "config-repo"), UserToken: "u-" + randomHex(20), agentToken: "a-" + randomHex(20)}
 	if binDir == "" {
 		root, err := controlplane.RepoRoot()
@@ -115,9 +130,9 @@ func New(ctx context.Context, dir, binDir string, cp *controlplane.ControlPlane)
     address: %s
     drain_timeout: 5s
   configuration:
-    poll_period: 1s
+    poll_period: {poll}
   gitops:
-    poll_period: 1s
+    poll_period: {poll}
   kubernetes_api:
     listen:
       address: %s
@@ -128,6 +143,7 @@ observability:
     address: %s
 git:
   cache_dir: %s
+  webhook_secret_file: {webhook}
 repositories:
   - id: %s
     url: file://%s
@@ -142,6 +158,14 @@ users:
     agents: [%s]
 `, s.AgentAddr, s.APIAddr, certFile, keyFile, s.ObsAddr, filepath.Join(dir, "kas-cache"), ConfigProject, s.RepoDir,
 		AgentName, ConfigProject, sha(s.agentToken), User, sha(s.UserToken), UserGroup, AgentName)
+	webhookFile := ""
+	if o.WebhookSecret != "" {
+		webhookFile = filepath.Join(dir, "webhook-secret")
+		if err := os.WriteFile(webhookFile, []byte(o.WebhookSecret), 0o600); err != nil {
+			return nil, err
+		}
+	}
+	cfg = strings.NewReplacer("{poll}", o.PollPeriod.String(), "{webhook}", fmt.Sprintf("%q", webhookFile)).Replace(cfg)
 	if err := os.WriteFile(s.KasConfig, []byte(cfg), 0o600); err != nil {
 		return nil, err
 	}
