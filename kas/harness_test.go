@@ -83,36 +83,7 @@ func newEnv(t *testing.T, scheme string) *env {
 // start runs kas; the agent listener keeps its port across restarts.
 func (e *env) start() {
 	e.t.Helper()
-	logger, sink := testutil.NewLogger(e.t)
-	srv, err := New(e.cfg, logger)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	srv.Session = fastSession
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := srv.Run(ctx); err != nil {
-			e.t.Errorf("kas Run: %v", err)
-		}
-	}()
-	select {
-	case <-srv.Ready():
-	case <-done:
-		e.t.Fatal("kas stopped before it was ready")
-	}
-	e.cfg.Agent.Listen.Address = srv.Addr("agent").String()
-	e.cfg.Agent.KubernetesAPI.Listen.Address = srv.Addr("kubernetes_api").String()
-	e.kas, e.kasLog = srv, sink
-	var once sync.Once
-	e.stop = func() {
-		once.Do(func() {
-			cancel()
-			<-done
-		})
-	}
-	e.t.Cleanup(e.stop)
+	e.startWith(nil)
 }
 
 // address is what agentk's --kas-address would be.
