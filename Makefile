@@ -30,7 +30,7 @@ bin/kube-apiserver: go.mod go.sum
 # Everything: unit, integration (race) and end-to-end tests on a real API server.
 test: build testbin lint
 	$(GO) test -race -timeout 20m $(RACE_PKGS)
-	$(GO) test -timeout 30m $$($(GO) list ./... | grep -v -E '/(tunnel|kas|agentk|kasproxy)(/|$$)')
+	$(GO) test -timeout 30m $$($(GO) list ./... | grep -v -E '^kubetunnel/(tunnel|kas|agentk|kasproxy)(/|$$)')
 
 test-e2e: build testbin
 	$(GO) test -timeout 30m ./test/e2e/...

@@ -28,6 +28,8 @@ Usage:
   kas kubeconfig --config FILE --agent NAME --user NAME [--token-file F]
                                print a kubeconfig that reaches the agent's
                                cluster through kas as that user
+  kas check --config FILE      validate the config and reach every repository,
+                               with a verdict per item
   kas --version                print the version
 
 Flags:
@@ -43,6 +45,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if len(args) >= 1 && args[0] == "kubeconfig" {
 		return kubeconfigCmd(args[1:], stdout, stderr)
+	}
+	if len(args) >= 1 && args[0] == "check" {
+		return checkCmd(args[1:], stdout, stderr)
 	}
 	fs := flag.NewFlagSet("kas", flag.ContinueOnError)
 	fs.SetOutput(stderr)
