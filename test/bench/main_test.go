@@ -1,0 +1,44 @@
+package bench
+
+import (
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+// TestMain starts nothing itself: the real control plane costs seconds and
+// only the proxy benchmarks need it, so they start it on first use
+// (sharedProxyEnv). After the run everything is stopped and the package
+// fails if goroutines are left behind.
+func TestMain(m *testing.M) {
+	// Goroutines running before any benchmark (klog's flush daemon and the
+	// like) are not leaks.
+	ignore := goleak.IgnoreCurrent()
+	code := m.Run()
+	if err := stopProxyEnv(); err != nil {
+		fmt.Fprintf(os.Stderr, "FAIL: stopping the proxy environment: %v\n", err)
+		code = 1
+	}
+	if code == 0 {
+		if err := findLeaks(ignore); err != nil {
+			fmt.Fprintf(os.Stderr, "FAIL: goroutines leaked: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// findLeaks retries goleak.Find for a while: connections to a killed API
+// server and yamux sessions take a moment to wind down after a clean stop.
+func findLeaks(opts ...goleak.Option) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := goleak.Find(opts...)
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+	}
+}
