@@ -16,8 +16,8 @@ import (
 )
 
 // kubePrometheus is a real-world manifest set: 95 files, CRDs up to 800 KB,
-// a 1 MB ConfigMap list.
-const kubePrometheus = "/work/shared/testdata/kube-prometheus/manifests"
+// a 1 MB ConfigMap list. shared/ sits beside the repository, as in CI.
+const kubePrometheus = "../../../shared/testdata/kube-prometheus/manifests"
 
 func readManifests(t testing.TB, dir string) []File {
 	t.Helper()

@@ -30,7 +30,7 @@ func newGitServer(t *testing.T, root, token string) *gitServer {
 	t.Helper()
 	out, err := exec.Command("git", "--exec-path").Output()
 	if err != nil {
-		t.Skipf("no git: %v", err)
+		t.Fatalf("git is required (the https test serves with git http-backend): %v", err)
 	}
 	backend := filepath.Join(strings.TrimSpace(string(out)), "git-http-backend")
 	s := &gitServer{}

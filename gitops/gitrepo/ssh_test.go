@@ -123,7 +123,7 @@ func (s *sshServer) session(ch ssh.Channel, reqs <-chan *ssh.Request) {
 
 func TestSSH(t *testing.T) {
 	if _, err := exec.LookPath("git-upload-pack"); err != nil {
-		t.Skip("no git-upload-pack in PATH")
+		t.Fatal("git-upload-pack is required in PATH (it comes with git)")
 	}
 	src := newSource(t)
 	commit := src.commit(map[string]string{"a.yaml": "1"})
