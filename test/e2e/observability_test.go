@@ -1,0 +1,117 @@
+package e2e
+
+import (
+	"bufio"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"sigs.k8s.io/yaml"
+
+	"kubetunnel/test/e2e/stack"
+)
+
+// scrape returns the metric families a /metrics endpoint exposes.
+func scrape(t *testing.T, url string) map[string]bool {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	names := map[string]bool{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) >= 3 && f[0] == "#" && f[1] == "TYPE" {
+			names[f[2]] = true
+		}
+	}
+	return names
+}
+
+var metricName = regexp.MustCompile(`\b(?:kas|agentk)_[a-z0-9_]+`)
+
+// Every metric the docs, the Grafana dashboard and the alert rules name is
+// one kas or agentk really exposes, after a GitOps sync and a proxied
+// request have given every labelled family a value.
+func TestDocumentedMetricsExist(t *testing.T) {
+	ns := namespace(t)
+	s := newStackWith(t, stack.Options{WebhookSecret: "s"}, gitopsConfig(ns))
+	c, err := s.Commit("one configmap", map[string]string{"manifests/a.yaml": configMap("cm-a", "1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitSync(t, s, c, "synced")
+	mustKubectl(t, s.Kubeconfig, "", "get", "ns", "default")
+	resp, err := http.Post("http://"+s.ObsAddr+"/api/v1/webhooks/git", "application/json",
+		strings.NewReader(`{"object_kind":"push","project":{"path_with_namespace":"nothing/here"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	time.Sleep(time.Second) // a poll, and the status report, after the sync
+	exposed := scrape(t, "http://"+s.ObsAddr+"/metrics")
+	for n := range scrape(t, "http://"+s.AgentObs+"/metrics") {
+		exposed[n] = true
+	}
+
+	root := filepath.Join("..", "..")
+	for _, file := range []string{"README.md", "docs/gitops.md", "deploy/observability/grafana-dashboard.json", "deploy/observability/prometheus-rules.yaml"} {
+		f, err := os.Open(filepath.Join(root, file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(f)
+		f.Close()
+		switch filepath.Ext(file) {
+		case ".json":
+			var dash struct {
+				Panels []struct {
+					Title   string
+					Targets []struct{ Expr string }
+				}
+			}
+			if err := json.Unmarshal(b, &dash); err != nil || len(dash.Panels) == 0 {
+				t.Errorf("%s: not a dashboard with panels: %v", file, err)
+			}
+		case ".yaml":
+			var rules struct {
+				Groups []struct {
+					Rules []struct{ Alert, Expr string }
+				}
+			}
+			if err := yaml.Unmarshal(b, &rules); err != nil || len(rules.Groups) == 0 {
+				t.Errorf("%s: not a rule file: %v", file, err)
+			}
+			for _, g := range rules.Groups {
+				for _, r := range g.Rules {
+					if r.Alert == "" || r.Expr == "" {
+						t.Errorf("%s: rule without alert or expr: %+v", file, r)
+					}
+				}
+			}
+		}
+		found := metricName.FindAllString(string(b), -1)
+		if len(found) == 0 {
+			t.Errorf("%s names no metric", file)
+		}
+		for _, n := range found {
+			base := n
+			for _, suffix := range []string{"_bucket", "_count", "_sum"} {
+				if trimmed, ok := strings.CutSuffix(n, suffix); ok && exposed[trimmed] {
+					base = trimmed
+				}
+			}
+			if !exposed[base] {
+				t.Errorf("%s names %s, which neither kas nor agentk exposes", file, n)
+			}
+		}
+	}
+}
