@@ -350,22 +350,3 @@ func Binary(ctx context.Context, root, dir, name, version string) (string, error
 	}
 	return out, nil
 }
-
-// RepoRoot returns the directory holding go.mod, walking up from the
-// working directory (tests run in their package directory).
-func RepoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the working directory")
-		}
-		dir = parent
-	}
-}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"debug/elf"
+	"kubetunnel/test/e2e/controlplane"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -124,7 +125,7 @@ func TestParseDockerfileWords(t *testing.T) {
 
 func repoRoot(t *testing.T) string {
 	t.Helper()
-	root, err := build.RepoRoot()
+	root, err := controlplane.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"kubetunnel/test/e2e/controlplane"
 	"os"
 	"path/filepath"
 	"testing"
@@ -11,8 +12,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	"kubetunnel/test/build"
 )
 
 var update = flag.Bool("update", false, "rewrite deploy/agentk.yaml from chart/agentk")
@@ -45,7 +44,7 @@ metadata:
 // deployManifest renders deploy/agentk.yaml as it should be.
 func deployManifest(t *testing.T) (path string, want []byte) {
 	t.Helper()
-	root, err := build.RepoRoot()
+	root, err := controlplane.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}

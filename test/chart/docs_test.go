@@ -1,6 +1,7 @@
 package chart_test
 
 import (
+	"kubetunnel/test/e2e/controlplane"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -9,8 +10,6 @@ import (
 
 	"helm.sh/helm/v3/pkg/strvals"
 	"sigs.k8s.io/yaml"
-
-	"kubetunnel/test/build"
 )
 
 // The docs' commands and values files are rendered and applied here, so
@@ -20,7 +19,7 @@ import (
 // sample values.
 func readDoc(t *testing.T, name string) string {
 	t.Helper()
-	root, err := build.RepoRoot()
+	root, err := controlplane.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,20 +1,19 @@
 package chart_test
 
 import (
+	"kubetunnel/test/e2e/controlplane"
 	"path/filepath"
 	"testing"
 
 	"helm.sh/helm/v3/pkg/chartutil"
 	"helm.sh/helm/v3/pkg/lint"
 	"helm.sh/helm/v3/pkg/lint/support"
-
-	"kubetunnel/test/build"
 )
 
 // TestHelmLint runs `helm lint`'s checks (Chart.yaml, values, templates,
 // deprecated APIs) on both charts; warnings fail the test.
 func TestHelmLint(t *testing.T) {
-	root, err := build.RepoRoot()
+	root, err := controlplane.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}

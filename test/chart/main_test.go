@@ -40,7 +40,7 @@ func binary(t *testing.T, name string) string {
 		if binErr != nil {
 			return
 		}
-		root, err := build.RepoRoot()
+		root, err := controlplane.RepoRoot()
 		if err != nil {
 			binErr = err
 			return

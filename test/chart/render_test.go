@@ -2,6 +2,7 @@ package chart_test
 
 import (
 	"fmt"
+	"kubetunnel/test/e2e/controlplane"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,8 +13,6 @@ import (
 	"helm.sh/helm/v3/pkg/chartutil"
 	"helm.sh/helm/v3/pkg/engine"
 	"sigs.k8s.io/yaml"
-
-	"kubetunnel/test/build"
 )
 
 // object is one rendered Kubernetes object.
@@ -51,7 +50,7 @@ func renderChart(name, release, namespace, values string) (*rendered, error) {
 // renderChartManagedBy is renderChart with another .Release.Service (the
 // app.kubernetes.io/managed-by label) than Helm.
 func renderChartManagedBy(name, release, namespace, values, managedBy string) (*rendered, error) {
-	root, err := build.RepoRoot()
+	root, err := controlplane.RepoRoot()
 	if err != nil {
 		return nil, err
 	}
