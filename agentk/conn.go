@@ -157,8 +157,11 @@ func (m *connManager) Run(ctx context.Context) error {
 					continue // a late signal from an older session
 				}
 				// kas is rotating or stopping: connect anew at once; the
-				// old session keeps serving until kas closes it.
-				bo.Connected(time.Since(start))
+				// old session keeps serving until kas closes it. A move kas
+				// asked for is not a failure: if the next dial finds kas
+				// gone (a single kas restarting), the waits start again
+				// from the shortest instead of climbing restart by restart.
+				bo.Restart()
 				m.logger.Info("kas asked agentk to reconnect (GoAway)")
 				break waitLoop
 			}

@@ -13,7 +13,10 @@ type Backoff struct {
 	Initial time.Duration // default 100ms
 	Max     time.Duration // default 30s
 	// Reset is how long a connection must stay up before the next failure
-	// starts again from Initial. Default 1 minute.
+	// starts again from Initial. Default 10 seconds: long enough that a
+	// kas which accepts and then drops every connection still pushes its
+	// agents up the ladder, short enough that a kas restarted twice
+	// within a minute does not cost its agents seconds.
 	Reset time.Duration
 
 	attempt int
@@ -43,9 +46,16 @@ func (b *Backoff) Next() time.Duration {
 func (b *Backoff) Connected(d time.Duration) {
 	reset := b.Reset
 	if reset <= 0 {
-		reset = time.Minute
+		reset = DefaultBackoffReset
 	}
 	if d >= reset {
 		b.attempt = 0
 	}
+}
+
+// Restart starts the sequence again from Initial. agentk calls it when a
+// connection ends because kas asked it to move (GoAway): that is kas
+// rotating or stopping on purpose, not a failure to back off from.
+func (b *Backoff) Restart() {
+	b.attempt = 0
 }

@@ -28,6 +28,9 @@ const (
 	DefaultMaxStreamWindow    = 4 << 20
 	DefaultAcceptBacklog      = 256
 	DefaultStreamCloseTimeout = 5 * time.Minute
+	// DefaultBackoffReset is how long a connection must have stayed up for
+	// the reconnect backoff to start again from its initial wait.
+	DefaultBackoffReset = 10 * time.Second
 	// MaxHelloSize bounds the raw-TCP hello frame so that a peer cannot make
 	// kas buffer arbitrary amounts of data before it has authenticated.
 	MaxHelloSize = 8 << 10

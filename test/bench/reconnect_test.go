@@ -24,12 +24,8 @@ import (
 //   - outage-p50-ms, outage-p99-ms: from the stop being asked until then,
 //     which is what a kubectl user waits.
 //
-// Each restart gets a freshly connected agentk. agentk only resets its
-// backoff after a connection that stayed up a minute (tunnel.Backoff.Reset,
-// not an option), so one agentk through 50 restarts in a row would wait
-// up to 30 s each from the ninth on: that case is
-// BenchmarkReconnectBackToBack. A fresh agentk starts its backoff where a
-// long-lived one does after a kas rollout.
+// Each restart gets a freshly connected agentk; one agentk through many
+// restarts in a row is BenchmarkReconnectBackToBack.
 //
 // Run it with -benchtime 50x.
 func BenchmarkReconnectAfterKasRestart(b *testing.B) {
@@ -72,10 +68,11 @@ func BenchmarkReconnectAfterKasRestart(b *testing.B) {
 }
 
 // BenchmarkReconnectBackToBack is the same restart with one agentk
-// throughout, so every restart comes soon after the previous one. Its
-// backoff never resets (the connection never lasts a minute), so the
-// waits grow with each restart: run it with -benchtime 8x (about 15 s);
-// at 50x it would take some ten minutes.
+// throughout, so every restart comes soon after the previous one. agentk
+// restarts its backoff on kas's GoAway; before it did, the waits grew
+// with each restart towards 30 s (hence the cap on -benchtime, kept so a
+// regression cannot make the run take ten minutes): run it with
+// -benchtime 8x.
 func BenchmarkReconnectBackToBack(b *testing.B) {
 	if n, ok := fixedBenchtime(); !ok || n > 10 {
 		b.Skip("waits grow towards 30 s per restart: run alone with -benchtime 8x")
