@@ -251,7 +251,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		kubehttp.WriteStatus(w, r, code, msg)
 	}
 	if !ok {
-		fail(http.StatusNotFound, "kas serves the Kubernetes API at /agents/<agent-name>/: set the kubeconfig server to <kas URL>/agents/<agent-name> (with kubectl proxy, add --append-server-path)")
+		fail(http.StatusNotFound, "kas serves the Kubernetes API at /agents/<agent-name>/: set the kubeconfig server to <kas URL>/agents/<agent-name> (with kubectl proxy, add --append-server-path; kubectl get --raw paths start with /agents/<agent-name>/)")
 		return
 	}
 	client := clientAddr(r)
