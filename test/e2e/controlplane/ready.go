@@ -33,19 +33,19 @@ func waitReady(ctx context.Context, cp *ControlPlane, caFile string) ([]byte, er
 		}
 		if client == nil {
 			// The certificate is written before the port is bound.
-			if data, err := os.ReadFile(caFile); err == nil {
-				pool := x509.NewCertPool()
-				if !pool.AppendCertsFromPEM(data) {
-					return nil, fmt.Errorf("no certificate in %s", caFile)
-				}
+			pool := x509.NewCertPool()
+			if data, err := os.ReadFile(caFile); err != nil {
+				lastErr = fmt.Errorf("serving certificate not written yet: %w", err)
+			} else if !pool.AppendCertsFromPEM(data) {
+				// Caught halfway through writing: read it again next tick.
+				lastErr = fmt.Errorf("no complete certificate in %s yet", caFile)
+			} else {
 				caData = data
 				client = &http.Client{
 					Timeout:   5 * time.Second,
 					Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}},
 				}
 				defer client.CloseIdleConnections()
-			} else {
-				lastErr = fmt.Errorf("serving certificate not written yet: %w", err)
 			}
 		}
 		if client != nil {
