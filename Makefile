@@ -27,10 +27,13 @@ bin/etcd: go.mod go.sum
 bin/kube-apiserver: go.mod go.sum
 	$(GO) build -o $@ k8s.io/kubernetes/cmd/kube-apiserver
 
-# Everything: unit, integration (race) and end-to-end tests on a real API server.
+# Everything: unit, integration (race) and end-to-end tests on a real API
+# server, then the load test (1,000 agents, 60 s of requests) on its own,
+# so that it neither slows the other packages nor is slowed by them.
 test: build testbin lint
 	$(GO) test -race -timeout 20m $(RACE_PKGS)
-	$(GO) test -timeout 30m $$($(GO) list ./... | grep -v -E '^kubetunnel/(tunnel|kas|agentk|kasproxy)(/|$$)')
+	$(GO) test -timeout 30m $$($(GO) list ./... | grep -v -E '^kubetunnel/(tunnel|kas|agentk|kasproxy|test/load)(/|$$)')
+	$(GO) test -timeout 10m -v ./test/load
 
 test-e2e: build testbin
 	$(GO) test -timeout 30m ./test/e2e/...

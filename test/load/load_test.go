@@ -1,0 +1,437 @@
+package load
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/rest"
+
+	"kubetunnel/agentk"
+	"kubetunnel/kas"
+	"kubetunnel/test/e2e/controlplane"
+)
+
+// The load: make test runs the full size (about 90 s in all); shrink it
+// while working on the harness, e.g. -load.duration=10s -load.agents=100.
+var (
+	numAgents   = flag.Int("load.agents", 1000, "agents connected at once")
+	concurrency = flag.Int("load.concurrency", 200, "proxied requests in flight at once")
+	duration    = flag.Duration("load.duration", 60*time.Second, "how long the request load runs")
+)
+
+const (
+	userName  = "load"
+	userToken = "load-user-token-0123456789"
+	// saToken is every agentk's credential towards the stand-in API server.
+	saToken = "load-agentk-sa-token"
+)
+
+func agentName(i int) string  { return fmt.Sprintf("agent-%04d", i) }
+func agentToken(i int) string { return fmt.Sprintf("load-agent-token-%04d-0123456789", i) }
+
+// TestLoad connects many agents to kas and sends a steady request load
+// through kas to random agents: no request may fail. Each agent is the
+// real agentk (agentk.New and Run: tunnel, config stream, request
+// forwarding) against a stand-in API server; kas is the real binary, so
+// its /metrics tell what the agents cost it.
+func TestLoad(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	backend := newBackend(t)
+	k := startKas(t, *numAgents)
+
+	base := k.scrape(t)
+	t.Logf("kas before agents: %s", base)
+
+	// Agents connect, a hundred at a time like a fleet coming back after
+	// a kas restart.
+	start := time.Now()
+	agents := startAgents(t, ctx, k.agentURL(), backend.URL, *numAgents)
+	waitFor(t, 2*time.Minute, "every agent connected and configured", func() bool {
+		return k.scrape(t).get("kas_connected_agents") == float64(*numAgents) && agents.allConfigured()
+	})
+	t.Logf("%d agents connected and configured in %v", *numAgents, time.Since(start).Round(time.Millisecond))
+	// Let connection-time garbage and the config streams settle.
+	time.Sleep(3 * time.Second)
+	idle := k.scrape(t)
+	t.Logf("kas with %d agents connected, idle: %s", *numAgents, idle)
+
+	// kas is scraped once more half-way through the load.
+	var loaded metrics
+	scraped := make(chan struct{})
+	go func() {
+		defer close(scraped)
+		time.Sleep(*duration / 2)
+		loaded, _ = k.tryScrape()
+	}()
+	res := runLoad(t, k.apiURL(), *numAgents, *concurrency, *duration)
+	<-scraped
+	if loaded == nil {
+		t.Fatal("kas /metrics did not answer under load")
+	}
+	t.Logf("kas under load: %s", loaded)
+	after := k.scrape(t)
+
+	n := float64(*numAgents)
+	t.Logf("LOAD RESULT agents=%d concurrency=%d duration=%v requests=%d failed=%d rps=%.0f p50=%v p90=%v p99=%v max=%v",
+		*numAgents, *concurrency, *duration, res.total, res.failed, float64(res.total)/duration.Seconds(),
+		res.pct(50), res.pct(90), res.pct(99), res.pct(100))
+	t.Logf("LOAD RESULT per connected agent (idle - before, /%d): heap_inuse=%.1f KiB rss=%.1f KiB goroutines=%.1f",
+		*numAgents, (idle.get("go_memstats_heap_inuse_bytes")-base.get("go_memstats_heap_inuse_bytes"))/n/1024,
+		(idle.get("process_resident_memory_bytes")-base.get("process_resident_memory_bytes"))/n/1024,
+		(idle.get("go_goroutines")-base.get("go_goroutines"))/n)
+	t.Logf("LOAD RESULT kas totals: idle heap_inuse=%.0f MiB rss=%.0f MiB goroutines=%.0f; under load heap_inuse=%.0f MiB rss=%.0f MiB goroutines=%.0f",
+		idle.get("go_memstats_heap_inuse_bytes")/(1<<20), idle.get("process_resident_memory_bytes")/(1<<20), idle.get("go_goroutines"),
+		loaded.get("go_memstats_heap_inuse_bytes")/(1<<20), loaded.get("process_resident_memory_bytes")/(1<<20), loaded.get("go_goroutines"))
+
+	if res.total == 0 {
+		t.Fatal("no request was sent")
+	}
+	if res.failed > 0 {
+		t.Errorf("%d of %d requests failed; first: %s", res.failed, res.total, res.firstErr)
+	}
+	// kas agrees: every request it counted was a 200.
+	var non200 float64
+	for name, v := range after {
+		if strings.HasPrefix(name, "kas_proxy_requests_total{") && !strings.Contains(name, `code="200"`) {
+			non200 += v
+		}
+	}
+	if non200 > 0 {
+		t.Errorf("kas counted %v proxied requests that were not 200", non200)
+	}
+
+	start = time.Now()
+	cancel()
+	agents.wait()
+	t.Logf("agents stopped in %v", time.Since(start).Round(time.Millisecond))
+	waitFor(t, 30*time.Second, "agents gone from kas", func() bool {
+		m := k.scrape(t)
+		return m.get("kas_connected_agents") == 0 && m.get(`kas_tunnel_streams_open{direction="to_agent"}`) == 0 &&
+			m.get(`kas_tunnel_streams_open{direction="from_agent"}`) == 0 && m.get("kas_proxy_inflight") == 0
+	})
+}
+
+// backend stands in for every agent's API server: a small JSON answer.
+func newBackend(t *testing.T) *httptest.Server {
+	body := []byte(`{"kind":"NamespaceList","apiVersion":"v1","metadata":{"resourceVersion":"1"},"items":[]}`)
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer "+saToken {
+			http.Error(w, "not agentk", http.StatusUnauthorized)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(body)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+// kasProc is the kas binary running with n agents in its config.
+type kasProc struct {
+	agentAddr, apiAddr, obsAddr string
+	cmd                         *exec.Cmd
+	done                        chan struct{}
+	logPath                     string
+}
+
+func (k *kasProc) agentURL() string { return "ws://" + k.agentAddr + "/" }
+func (k *kasProc) apiURL() string   { return "http://" + k.apiAddr }
+
+func startKas(t *testing.T, n int) *kasProc {
+	t.Helper()
+	dir := t.TempDir()
+	root, err := controlplane.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	build := exec.Command("go", "build", "-o", dir+"/", "./cmd/kas")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building kas: %v\n%s", err, out)
+	}
+	ports := freePorts(t, 3)
+	k := &kasProc{agentAddr: ports[0], apiAddr: ports[1], obsAddr: ports[2], done: make(chan struct{}), logPath: filepath.Join(dir, "kas.log")}
+	var cfg strings.Builder
+	fmt.Fprintf(&cfg, `agent:
+  listen:
+    address: %s
+    drain_timeout: 5s
+  kubernetes_api:
+    listen:
+      address: %s
+observability:
+  listen:
+    address: %s
+git:
+  cache_dir: %s
+agents:
+`, k.agentAddr, k.apiAddr, k.obsAddr, filepath.Join(dir, "cache"))
+	for i := range n {
+		fmt.Fprintf(&cfg, "  - name: %s\n    token_sha256: [%q]\n", agentName(i), kas.HashToken(agentToken(i)))
+	}
+	fmt.Fprintf(&cfg, "users:\n  - name: %s\n    token_sha256: [%q]\n    agents:\n", userName, kas.HashToken(userToken))
+	for i := range n {
+		fmt.Fprintf(&cfg, "      - %s\n", agentName(i))
+	}
+	cfgPath := filepath.Join(dir, "kas.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logf, err := os.Create(k.logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// warn: the audit line per proxied request would otherwise be most of
+	// what kas does here, and a log pipeline is not what is measured.
+	k.cmd = exec.Command(filepath.Join(dir, "kas"), "--config", cfgPath, "--log-level", "warn")
+	k.cmd.Stdout, k.cmd.Stderr = logf, logf
+	k.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := k.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer close(k.done)
+		k.cmd.Wait()
+		logf.Close()
+	}()
+	t.Cleanup(func() {
+		_ = k.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-k.done:
+		case <-time.After(20 * time.Second):
+			_ = k.cmd.Process.Kill()
+			<-k.done
+		}
+		if t.Failed() {
+			b, _ := os.ReadFile(k.logPath)
+			t.Logf("kas log (tail):\n%s", tail(string(b), 40))
+		}
+	})
+	waitFor(t, 30*time.Second, "kas /readyz", func() bool {
+		select {
+		case <-k.done:
+			b, _ := os.ReadFile(k.logPath)
+			t.Fatalf("kas exited:\n%s", b)
+		default:
+		}
+		resp, err := http.Get("http://" + k.obsAddr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	return k
+}
+
+// metrics is one /metrics scrape: "name{labels}" → value.
+type metrics map[string]float64
+
+func (m metrics) get(name string) float64 { return m[name] }
+
+func (m metrics) String() string {
+	return fmt.Sprintf("connected=%.0f heap_inuse=%.1f MiB rss=%.1f MiB goroutines=%.0f",
+		m.get("kas_connected_agents"), m.get("go_memstats_heap_inuse_bytes")/(1<<20),
+		m.get("process_resident_memory_bytes")/(1<<20), m.get("go_goroutines"))
+}
+
+func (k *kasProc) scrape(t *testing.T) metrics {
+	t.Helper()
+	m, err := k.tryScrape()
+	if err != nil {
+		t.Fatalf("scraping kas: %v", err)
+	}
+	return m
+}
+
+func (k *kasProc) tryScrape() (metrics, error) {
+	resp, err := http.Get("http://" + k.obsAddr + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	m := metrics{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err == nil {
+			m[line[:i]] = v
+		}
+	}
+	return m, sc.Err()
+}
+
+// fleet is the agents running in this process.
+type fleet struct {
+	agents []*agentk.Agent
+	wg     sync.WaitGroup
+}
+
+func startAgents(t *testing.T, ctx context.Context, kasURL, apiURL string, n int) *fleet {
+	t.Helper()
+	logger := slog.New(slog.DiscardHandler)
+	f := &fleet{}
+	for i := range n {
+		a, err := agentk.New(&agentk.Options{
+			KasAddress:          kasURL,
+			Token:               agentToken(i),
+			ObservabilityListen: "127.0.0.1:0",
+			REST:                &rest.Config{Host: apiURL, BearerToken: saToken},
+		}, logger, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.agents = append(f.agents, a)
+		f.wg.Add(1)
+		go func() {
+			defer f.wg.Done()
+			if err := a.Run(ctx); err != nil {
+				t.Errorf("agent %d: %v", i, err)
+			}
+		}()
+		if i%100 == 99 {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	return f
+}
+
+func (f *fleet) allConfigured() bool {
+	for _, a := range f.agents {
+		if _, c := a.Config(); c == nil {
+			return false
+		}
+	}
+	return true
+}
+
+func (f *fleet) wait() { f.wg.Wait() }
+
+// result is what the load saw.
+type result struct {
+	total, failed int64
+	firstErr      string
+	latencies     []time.Duration // sorted
+}
+
+func (r *result) pct(p float64) time.Duration {
+	if len(r.latencies) == 0 {
+		return 0
+	}
+	i := int(float64(len(r.latencies)-1) * p / 100)
+	return r.latencies[i]
+}
+
+// runLoad keeps c requests in flight for d, each a GET to a random agent,
+// as kubectl get namespaces would send it.
+func runLoad(t *testing.T, apiURL string, agents, c int, d time.Duration) *result {
+	tr := &http.Transport{MaxIdleConns: c, MaxIdleConnsPerHost: c}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	var (
+		res      result
+		mu       sync.Mutex
+		failed   atomic.Int64
+		firstErr atomic.Value
+		wg       sync.WaitGroup
+	)
+	deadline := time.Now().Add(d)
+	for range c {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var lat []time.Duration
+			for time.Now().Before(deadline) {
+				i := rand.IntN(agents)
+				req, _ := http.NewRequest("GET", apiURL+"/agents/"+agentName(i)+"/api/v1/namespaces", nil)
+				req.Header.Set("Authorization", "Bearer "+userToken)
+				start := time.Now()
+				resp, err := client.Do(req)
+				if err == nil {
+					_, err = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if err == nil && resp.StatusCode != 200 {
+						err = fmt.Errorf("%s: %s", agentName(i), resp.Status)
+					}
+				}
+				lat = append(lat, time.Since(start))
+				if err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+				}
+			}
+			mu.Lock()
+			res.latencies = append(res.latencies, lat...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	slices.Sort(res.latencies)
+	res.total = int64(len(res.latencies))
+	res.failed = failed.Load()
+	if e, ok := firstErr.Load().(string); ok {
+		res.firstErr = e
+	}
+	return &res
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func freePorts(t *testing.T, n int) []string {
+	var out []string
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		out = append(out, ln.Addr().String())
+	}
+	return out
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
