@@ -24,6 +24,8 @@ var cp *controlplane.ControlPlane
 func TestMain(m *testing.M) {
 	// LocalOnly: exec and port-forward go through a stand-in kubelet on
 	// this machine's loopback, which only a local API server can dial.
+	// With KUBECONFIG set, TestStreamingThroughKas uses that cluster too
+	// (streampod_test.go).
 	code := controlplane.Main(m, &cp, controlplane.Options{
 		LocalOnly: true,
 		Users:     []controlplane.User{{Name: stack.AgentkUser, Token: stack.AgentkToken}},
@@ -50,6 +52,14 @@ func newStack(t *testing.T, agentConfig string, agentArgs ...string) *stack.Stac
 
 // newStackWith is newStack with kas options (poll period, webhook).
 func newStackWith(t testing.TB, opts stack.Options, agentConfig string, agentArgs ...string) *stack.Stack {
+	t.Helper()
+	return newStackOn(t, cp, opts, agentConfig, agentArgs...)
+}
+
+// newStackOn is newStackWith for agentk in cluster c: the local control
+// plane cp, or an existing cluster, where agentk uses the cluster's own
+// kubeconfig.
+func newStackOn(t testing.TB, c *controlplane.ControlPlane, opts stack.Options, agentConfig string, agentArgs ...string) *stack.Stack {
 	t.Helper()
 	ctx := t.Context()
 	setupOnce.Do(func() {
@@ -78,7 +88,7 @@ func newStackWith(t testing.TB, opts stack.Options, agentConfig string, agentArg
 	if setupErr != nil {
 		t.Fatal(setupErr)
 	}
-	s, err := stack.New(ctx, t.TempDir(), binDir, cp, opts)
+	s, err := stack.New(ctx, t.TempDir(), binDir, c, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

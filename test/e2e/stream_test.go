@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"strings"
@@ -16,25 +15,6 @@ import (
 
 	"kubetunnel/test/e2e/kubelet"
 )
-
-// streamSetup starts kas+agentk and a stand-in kubelet with a running pod.
-func streamSetup(t *testing.T) (kubeconfig, ns string, k *kubelet.Kubelet) {
-	t.Helper()
-	s := newStack(t, "")
-	ns = namespace(t)
-	k, err := kubelet.Start(t.Context(), t.Logf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { k.Close() })
-	if err := k.RegisterNode(t.Context(), cp.Clientset(), "node-"+ns); err != nil {
-		t.Fatal(err)
-	}
-	if err := k.CreatePod(t.Context(), cp.Clientset(), ns, "app"); err != nil {
-		t.Fatal(err)
-	}
-	return s.Kubeconfig, ns, k
-}
 
 // protocols runs f once with kubectl's WebSocket protocols (the default of
 // kubectl 1.30+) and once with SPDY.
@@ -57,19 +37,21 @@ func kubectlEnv(ctx context.Context, kubeconfig string, env []string, args ...st
 }
 
 // exec, attach, logs -f and port-forward through kas → agentk → the API
-// server → a stand-in kubelet, over both of kubectl's protocols.
+// server → a kubelet, over both of kubectl's protocols: the stand-in
+// kubelet, or a real pod when KUBECONFIG names a cluster (streampod_test.go).
 func TestStreamingThroughKas(t *testing.T) {
-	kc, ns, k := streamSetup(t)
+	pod := newStreamPod(t)
+	kc, ns := pod.kubeconfig, pod.ns
 	protocols(t, func(t *testing.T, env []string) {
 		ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 		defer cancel()
 
-		out, err := kubectlEnv(ctx, kc, env, "exec", "-n", ns, "app", "--", "echo", "hi").CombinedOutput()
+		out, err := kubectlEnv(ctx, kc, env, "exec", "-n", ns, pod.name, "--", "echo", "hi").CombinedOutput()
 		if err != nil || string(out) != "hi\n" {
 			t.Errorf("exec: %v %q", err, out)
 		}
 
-		cmd := kubectlEnv(ctx, kc, env, "exec", "-i", "-n", ns, "app", "--", "cat")
+		cmd := kubectlEnv(ctx, kc, env, "exec", "-i", "-n", ns, pod.name, "--", "cat")
 		input := strings.Repeat("through the tunnel\n", 10000)
 		cmd.Stdin = strings.NewReader(input)
 		out, err = cmd.Output()
@@ -77,27 +59,22 @@ func TestStreamingThroughKas(t *testing.T) {
 			t.Errorf("exec -i cat: %v, %d bytes back of %d", err, len(out), len(input))
 		}
 
-		cmd = kubectlEnv(ctx, kc, env, "exec", "-n", ns, "app", "--", "sh", "-c", "echo err >&2; exit 3")
+		cmd = kubectlEnv(ctx, kc, env, "exec", "-n", ns, pod.name, "--", "sh", "-c", "echo err >&2; exit 3")
 		err = cmd.Run()
 		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 3 {
 			t.Errorf("exit code through the tunnel: %v", err)
 		}
 
-		cmd = kubectlEnv(ctx, kc, env, "attach", "-i", "-n", ns, "app")
+		cmd = kubectlEnv(ctx, kc, env, "attach", "-i", "-n", ns, pod.attachable(t))
 		cmd.Stdin = strings.NewReader("ping\n")
 		out, err = cmd.Output()
 		if err != nil || !strings.Contains(string(out), "ping") {
 			t.Errorf("attach: %v %q", err, out)
 		}
 
-		// port-forward to an HTTP server "in the pod".
-		backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			fmt.Fprint(w, "hello from the pod")
-		}))
-		defer backend.Close()
-		k.SetPortForward(8080, strings.TrimPrefix(backend.URL, "http://"))
+		// port-forward to the pod's HTTP server.
 		local := freeLocalPort(t)
-		pf := kubectlEnv(ctx, kc, env, "port-forward", "-n", ns, "pod/app", local+":8080")
+		pf := kubectlEnv(ctx, kc, env, "port-forward", "-n", ns, "pod/"+pod.name, fmt.Sprintf("%s:%d", local, podHTTPPort))
 		pfOut, _ := pf.StdoutPipe()
 		if err := pf.Start(); err != nil {
 			t.Fatal(err)
@@ -114,7 +91,7 @@ func TestStreamingThroughKas(t *testing.T) {
 			}
 			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			if string(b) != "hello from the pod" {
+			if string(b) != podHTTPBody {
 				t.Errorf("port-forward answer %q", b)
 			}
 		}
@@ -122,11 +99,10 @@ func TestStreamingThroughKas(t *testing.T) {
 		pf.Wait()
 	})
 
-	// logs -f streams lines as the kubelet writes them.
-	k.SetLogs([]string{"first line"}, 100*time.Millisecond)
+	// logs -f streams lines as the container writes them.
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	logs := kubectlEnv(ctx, kc, nil, "logs", "-f", "-n", ns, "app")
+	logs := kubectlEnv(ctx, kc, nil, "logs", "-f", "-n", ns, pod.name)
 	lout, _ := logs.StdoutPipe()
 	if err := logs.Start(); err != nil {
 		t.Fatal(err)
@@ -159,7 +135,7 @@ func TestStreamingThroughKas(t *testing.T) {
 	logs.Wait()
 	// Every session ends once its kubectl is gone: nothing stays open in
 	// the cluster behind a client that left.
-	waitFor(t, 10*time.Second, "kubelet sessions to end", func() bool { return k.Active() == 0 })
+	waitFor(t, 10*time.Second, "exec, attach, logs and port-forward sessions to end", func() bool { return pod.sessionsEnded(t) })
 }
 
 func freeLocalPort(t *testing.T) string {
@@ -174,7 +150,9 @@ func freeLocalPort(t *testing.T) string {
 
 // kubectl cp (tar over exec) both ways, and kubectl proxy on top of kas.
 func TestCopyAndKubectlProxy(t *testing.T) {
-	kc, ns, _ := streamSetup(t)
+	// Always on the stand-in kubelet, whose files are on this machine.
+	pod, _ := standInPod(t)
+	kc, ns := pod.kubeconfig, pod.ns
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 

@@ -105,6 +105,28 @@ func TestFromKubeconfig(t *testing.T) {
 	}
 }
 
+// KUBECONFIG decides between an existing cluster and a local one.
+func TestExistingKubeconfig(t *testing.T) {
+	for _, tc := range []struct {
+		env, want string
+		wantErr   bool
+	}{
+		{env: "", want: ""},
+		{env: "/home/me/.kube/kind", want: "/home/me/.kube/kind"},
+		{env: "/a" + string(os.PathListSeparator) + "/b", wantErr: true},
+	} {
+		got, err := controlplane.ExistingKubeconfig(func(k string) string {
+			if k != "KUBECONFIG" {
+				t.Errorf("read %s, want KUBECONFIG", k)
+			}
+			return tc.env
+		})
+		if got != tc.want || (err != nil) != tc.wantErr {
+			t.Errorf("KUBECONFIG=%q: got %q, %v; want %q, error %v", tc.env, got, err, tc.want, tc.wantErr)
+		}
+	}
+}
+
 // TestStartStop starts a second, private control plane so it can check
 // static users, a caller-chosen Dir, and that Stop really ends everything.
 func TestStartStop(t *testing.T) {

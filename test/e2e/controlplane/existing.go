@@ -37,12 +37,24 @@ func FromKubeconfig(path string) (*ControlPlane, error) {
 // variable when it is set (CI with kind) unless opts.LocalOnly, and
 // otherwise starts a control plane with Start.
 func StartOrExisting(ctx context.Context, opts Options) (*ControlPlane, error) {
-	if path := os.Getenv("KUBECONFIG"); path != "" && !opts.LocalOnly {
-		if strings.ContainsRune(path, os.PathListSeparator) {
-			return nil, fmt.Errorf("KUBECONFIG=%s: a list of files is not supported, name one file", path)
-		}
+	path, err := ExistingKubeconfig(os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	if path != "" && !opts.LocalOnly {
 		opts.logf("using existing cluster from KUBECONFIG=%s", path)
 		return FromKubeconfig(path)
 	}
 	return Start(ctx, opts)
+}
+
+// ExistingKubeconfig returns the kubeconfig file that KUBECONFIG (read
+// with getenv) names, or "" when it is unset: tests then start a local
+// control plane instead of using an existing cluster.
+func ExistingKubeconfig(getenv func(string) string) (string, error) {
+	path := getenv("KUBECONFIG")
+	if strings.ContainsRune(path, os.PathListSeparator) {
+		return "", fmt.Errorf("KUBECONFIG=%s: a list of files is not supported, name one file", path)
+	}
+	return path, nil
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -238,9 +239,13 @@ func (s *Stack) StartKas(ctx context.Context) error {
 	return waitHTTP(ctx, "http://"+s.ObsAddr+"/readyz", 30*time.Second, cmd, s.kasLog)
 }
 
-// StartAgentk runs agentk with a kubeconfig for its own API server user.
+// StartAgentk runs agentk with a kubeconfig for its own API server user,
+// or on an existing cluster (kind) with that cluster's kubeconfig.
 func (s *Stack) StartAgentk(ctx context.Context) error {
 	kubeconfig, err := s.CP.KubeconfigFor(controlplane.User{Name: AgentkUser, Token: AgentkToken})
+	if errors.Is(err, controlplane.ErrExistingCluster) {
+		kubeconfig, err = s.CP.KubeconfigPath, nil
+	}
 	if err != nil {
 		return err
 	}
