@@ -66,6 +66,7 @@ fuzz:
 	$(GO) test -run XXX -fuzz FuzzReadHello -fuzztime $(FUZZTIME) ./tunnel
 	$(GO) test -run XXX -fuzz FuzzHelloFromHeader -fuzztime $(FUZZTIME) ./tunnel
 	$(GO) test -run XXX -fuzz FuzzReadReply -fuzztime $(FUZZTIME) ./tunnel
+	$(GO) test -run XXX -fuzz FuzzWSConnRead -fuzztime $(FUZZTIME) ./tunnel
 	$(GO) test -run XXX -fuzz 'FuzzParse$$' -fuzztime $(FUZZTIME) ./agentcfg
 	$(GO) test -run XXX -fuzz FuzzParsePath -fuzztime $(FUZZTIME) ./kasproxy
 	$(GO) test -run XXX -fuzz FuzzMatch -fuzztime $(FUZZTIME) ./gitops/manifests

@@ -60,8 +60,13 @@ func newForwarder(cfg *rest.Config, config func() *agentcfg.Config, logger *slog
 			pr.Out.URL.RawPath = ""
 			pr.Out.Host = base.Host
 		},
-		Transport:     http.RoundTripper(f),
-		FlushInterval: -1, // watches and logs -f stream as they arrive
+		Transport: http.RoundTripper(f),
+		// 0: a response of known length goes out in as few writes as
+		// it takes; one of unknown length (watches, logs -f, event
+		// streams) is still flushed after every write, which
+		// ReverseProxy does by itself for ContentLength -1.
+		FlushInterval: 0,
+		BufferPool:    kubehttp.CopyBuffers,
 		ErrorLog:      slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			if errors.Is(err, context.Canceled) && r.Context().Err() != nil {

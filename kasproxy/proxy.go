@@ -113,9 +113,14 @@ func New(cfg Config) *Proxy {
 	}
 	p := &Proxy{cfg: cfg, slots: map[string]chan struct{}{}, watches: map[*stoppableBody]struct{}{}}
 	p.rp = &httputil.ReverseProxy{
-		Rewrite:       func(*httputil.ProxyRequest) {}, // the handler has rewritten the request
-		Transport:     roundTripperFunc(p.roundTrip),
-		FlushInterval: -1, // watches and logs -f stream as they arrive
+		Rewrite:   func(*httputil.ProxyRequest) {}, // the handler has rewritten the request
+		Transport: roundTripperFunc(p.roundTrip),
+		// 0: a response of known length goes out in as few writes as
+		// it takes; one of unknown length (watches, logs -f, event
+		// streams) is still flushed after every write, which
+		// ReverseProxy does by itself for ContentLength -1.
+		FlushInterval: 0,
+		BufferPool:    kubehttp.CopyBuffers,
 		ErrorHandler:  p.errorHandler,
 		ErrorLog:      slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
 		ModifyResponse: func(resp *http.Response) error {

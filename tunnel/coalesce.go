@@ -12,11 +12,12 @@ const (
 )
 
 // frameCoalescer joins each yamux data-frame header with the body written
-// right after it. yamux writes them separately; over WebSocket every Write
-// is a message with its own framing (and, from agentk, masking), so one
-// frame would cost two messages and two syscalls. The bytes on the wire are
+// right after it, for raw TCP and TLS connections. yamux writes them
+// separately, and each write would be a system call (and a TLS record), so
+// one frame would cost two of each. The bytes on the wire are
 // the same, in the same order: a held header is only delayed until the
 // next Write. Only yamux's send loop writes, so no lock is needed.
+// (WebSocket connections do the same in wsConn, one message per frame.)
 type frameCoalescer struct {
 	net.Conn
 	buf  []byte

@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/coder/websocket"
+	"github.com/gorilla/websocket"
 	"github.com/hashicorp/yamux"
 )
 
@@ -114,32 +114,26 @@ func (d *Dialer) dialWebSocket(ctx context.Context, u *url.URL) (net.Conn, error
 		}
 	}
 	d.Hello.SetHeader(hdr)
-	client := &http.Client{
-		Transport: &http.Transport{
-			// The proxy, if any, is reached with CONNECT for ws:// too: a
-			// plain forward proxy would not pass the upgrade through.
-			Proxy:           nil,
-			TLSClientConfig: d.TLS,
-			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-				return d.dialThroughProxy(ctx, u)
-			},
-			ForceAttemptHTTP2: false,
+	wd := &websocket.Dialer{
+		// The proxy, if any, is reached with CONNECT for ws:// too: a
+		// plain forward proxy would not pass the upgrade through. For
+		// wss:// the dialer runs TLS over what this returns.
+		NetDialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return d.dialThroughProxy(ctx, u)
 		},
-		// A redirect would re-send the token elsewhere; say so instead.
-		CheckRedirect: func(req *http.Request, via []*http.Request) error {
-			return http.ErrUseLastResponse
-		},
+		TLSClientConfig: d.TLS,
+		ReadBufferSize:  wsClientReadBufferSize,
+		WriteBufferSize: wsWriteBufferSize,
+		WriteBufferPool: wsWriteBuffers,
+		// The dialer never follows a redirect (which would re-send the
+		// token elsewhere): explainUpgradeFailure says what to fix.
 	}
-	c, resp, err := websocket.Dial(ctx, u.String(), &websocket.DialOptions{
-		HTTPClient: client,
-		HTTPHeader: hdr,
-	})
+	c, resp, err := wd.DialContext(ctx, u.String(), hdr)
 	if err != nil {
 		return nil, d.explainUpgradeFailure(u, resp, err)
 	}
-	// The session owns the connection from here: its lifetime is not the
-	// handshake's, so NetConn gets a context that only Close ends.
-	return &frameCoalescer{Conn: websocket.NetConn(context.Background(), c, websocket.MessageBinary)}, nil
+	// The session owns the connection from here: it has no deadline.
+	return newWSConn(c), nil
 }
 
 func (d *Dialer) explainUpgradeFailure(u *url.URL, resp *http.Response, err error) error {
@@ -208,7 +202,7 @@ func (d *Dialer) dialRaw(ctx context.Context, u *url.URL) (net.Conn, error) {
 	// Deadlines belong to the handshake only: yamux runs its own keepalive,
 	// and a deadline on the shared connection would close every stream.
 	_ = conn.SetDeadline(time.Time{})
-	return conn, nil
+	return &frameCoalescer{Conn: conn}, nil
 }
 
 // dialThroughProxy honours HTTPS_PROXY/HTTP_PROXY/NO_PROXY with an HTTP

@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/coder/websocket"
+	"github.com/gorilla/websocket"
 	"github.com/hashicorp/yamux"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -123,6 +123,15 @@ func (s *Server) check(ctx context.Context, h Hello, parseErr error) (string, *R
 	return agent, nil
 }
 
+// wsUpgrader accepts agentk's WebSocket. It reads through the 4 KiB
+// buffer of the hijacked connection and borrows write buffers from the
+// pool, so an idle agent costs kas no WebSocket buffer of its own. agentk
+// sends no Origin, so the default same-origin check passes it.
+var wsUpgrader = websocket.Upgrader{
+	WriteBufferSize: wsWriteBufferSize,
+	WriteBufferPool: wsWriteBuffers,
+}
+
 // ServeHTTP accepts a WebSocket upgrade from agentk.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h, perr := HelloFromHeader(r.Header)
@@ -132,12 +141,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, refused.Reason, refused.Status)
 		return
 	}
-	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{})
+	c, err := wsUpgrader.Upgrade(w, r, nil)
 	if err != nil {
 		s.logger().Info("WebSocket upgrade failed", "remote", r.RemoteAddr, "err", err)
 		return
 	}
-	conn := net.Conn(&frameCoalescer{Conn: websocket.NetConn(context.Background(), c, websocket.MessageBinary)})
+	conn := net.Conn(newWSConn(c))
 	s.wg.Add(1)
 	defer s.wg.Done()
 	s.serveSession(conn, agent, h, r.RemoteAddr)
@@ -196,7 +205,7 @@ func (s *Server) serveRaw(conn net.Conn) {
 		return
 	}
 	_ = conn.SetDeadline(time.Time{})
-	s.serveSession(conn, agent, h, conn.RemoteAddr().String())
+	s.serveSession(&frameCoalescer{Conn: conn}, agent, h, conn.RemoteAddr().String())
 }
 
 func (s *Server) baseContext() context.Context {

@@ -1,12 +1,14 @@
 // Package kubehttp holds what both ends of the Kubernetes API proxy need:
-// answering in the API server's own error format, and removing headers a
-// caller must not be able to pass through.
+// answering in the API server's own error format, removing headers a
+// caller must not be able to pass through, and the copy buffers.
 package kubehttp
 
 import (
 	"encoding/json"
 	"net/http"
+	"net/http/httputil"
 	"strings"
+	"sync"
 )
 
 // status is the Kubernetes API's error body (metav1.Status), so kubectl
@@ -100,5 +102,21 @@ func StripCallerHeaders(h http.Header) {
 			strings.HasPrefix(ck, "Impersonate-") || strings.HasPrefix(ck, "Kas-") {
 			delete(h, k)
 		}
+	}
+}
+
+// CopyBuffers lends the 32 KiB buffers ReverseProxy copies bodies with, so
+// a proxied request does not allocate (and the GC collect) one each.
+var CopyBuffers httputil.BufferPool = copyBuffers{}
+
+type copyBuffers struct{}
+
+var copyBufferPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (copyBuffers) Get() []byte { return *copyBufferPool.Get().(*[]byte) }
+
+func (copyBuffers) Put(b []byte) {
+	if cap(b) == 32<<10 {
+		copyBufferPool.Put(&b)
 	}
 }

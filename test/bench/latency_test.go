@@ -25,13 +25,14 @@ func BenchmarkGetLatency(b *testing.B) {
 		b.Run(t.name, func(b *testing.B) {
 			warmUp(b, e, t)
 			var lat latencies
-			calls := ioSyscalls()
+			calls, cpu := ioSyscalls(), cpuTime()
 			for b.Loop() {
 				start := time.Now()
 				e.mustGet(b, t, smallObject, nil)
 				lat.add(time.Since(start))
 			}
 			reportSyscalls(b, calls)
+			reportCPU(b, cpu)
 			lat.reportMicros(b)
 		})
 	}
@@ -88,7 +89,7 @@ func BenchmarkConcurrent100(b *testing.B) {
 			}
 			var lat latencies
 			b.ResetTimer()
-			start := time.Now()
+			start, cpu := time.Now(), cpuTime()
 			err := runClients(b.N, func() error {
 				_, err := e.getOK(t, smallObject, nil)
 				return err
@@ -98,6 +99,7 @@ func BenchmarkConcurrent100(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
+			reportCPU(b, cpu)
 			lat.reportMicros(b)
 			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
 		})

@@ -80,7 +80,7 @@ func BenchmarkList5MB(b *testing.B) {
 			}
 			b.SetBytes(size)
 			var lat latencies
-			calls := ioSyscalls()
+			calls, cpu := ioSyscalls(), cpuTime()
 			for b.Loop() {
 				start := time.Now()
 				if n := e.mustGet(b, t, path, identity); n != size {
@@ -89,7 +89,32 @@ func BenchmarkList5MB(b *testing.B) {
 				lat.add(time.Since(start))
 			}
 			reportSyscalls(b, calls)
+			reportCPU(b, cpu)
 			lat.reportMillis(b)
 		})
 	}
+	// paired alternates the two lists (order swapped every iteration), so
+	// drift in the machine's load hits both alike; via-kas-% is via kas's
+	// throughput as a share of direct's over the same interval.
+	b.Run("paired", func(b *testing.B) {
+		ts := e.targets()
+		var size int64
+		for _, t := range ts {
+			size = e.mustGet(b, t, path, identity)
+		}
+		b.SetBytes(2 * size)
+		spent := make([]time.Duration, len(ts))
+		for n := 0; b.Loop(); n++ {
+			for k := range ts {
+				i := k
+				if n%2 == 1 {
+					i = len(ts) - 1 - k
+				}
+				start := time.Now()
+				e.mustGet(b, ts[i], path, identity)
+				spent[i] += time.Since(start)
+			}
+		}
+		b.ReportMetric(100*spent[0].Seconds()/spent[1].Seconds(), "via-kas-%")
+	})
 }
