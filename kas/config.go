@@ -27,6 +27,19 @@ const (
 	DefaultPollPeriod          = 20 * time.Second
 	DefaultDrainTimeout        = 30 * time.Second
 	DefaultCacheDir            = "kas-cache"
+	// Several replicas (redis, private_api).
+	DefaultPrivateAPIListen   = "127.0.0.1:8155"
+	DefaultPeerDialTimeout    = 2 * time.Second
+	DefaultRedisKeyPrefix     = "kas"
+	DefaultRedisDialTimeout   = 5 * time.Second
+	DefaultRedisTimeout       = 2 * time.Second
+	DefaultRedisAgentTTL      = time.Minute
+	DefaultRedisRefreshPeriod = 20 * time.Second
+	// EnvAdvertiseAddress and EnvPodIP give a replica its own private API
+	// address when private_api.advertise_address is not set (a Deployment
+	// sets POD_IP from the downward API).
+	EnvAdvertiseAddress = "KAS_PRIVATE_API_ADVERTISE_ADDRESS"
+	EnvPodIP            = "POD_IP"
 	// GitOps limits per manifest project commit (agent.gitops.max_…).
 	DefaultMaxManifestFileSize      = manifests.DefaultMaxFileSize
 	DefaultMaxTotalManifestFileSize = manifests.DefaultMaxTotalSize
@@ -134,15 +147,61 @@ type UserEntry struct {
 	Agents      []string `yaml:"agents"`
 }
 
-// RedisSection enables several kas replicas (not implemented yet: an
-// error says so rather than silently running alone).
+// RedisSection is the agent registry shared by several kas replicas
+// (which replica holds which agent). It needs private_api too.
 type RedisSection struct {
-	Address string `yaml:"address"`
+	// Address is host:port of the Redis server.
+	Address  string `yaml:"address"`
+	Username string `yaml:"username"`
+	// PasswordFile holds the password (ACL user or requirepass).
+	PasswordFile  string   `yaml:"password_file"`
+	DatabaseIndex int      `yaml:"database_index"`
+	TLS           RedisTLS `yaml:"tls"`
+	// KeyPrefix starts every key kas writes, so kas installations can
+	// share a Redis.
+	KeyPrefix   string        `yaml:"key_prefix"`
+	DialTimeout time.Duration `yaml:"dial_timeout"`
+	// Timeout bounds each read and write.
+	Timeout time.Duration `yaml:"timeout"`
+	// AgentTTL is how long an entry lives when its replica stops
+	// refreshing it (a replica killed without cleaning up).
+	AgentTTL time.Duration `yaml:"agent_ttl"`
+	// RefreshPeriod is how often a replica rewrites its entries; a Redis
+	// that lost its data is complete again within one period.
+	RefreshPeriod time.Duration `yaml:"refresh_period"`
 }
 
-// PrivateAPISection is the kas-to-kas listener (see RedisSection).
+// RedisTLS configures TLS to Redis.
+type RedisTLS struct {
+	Enabled bool `yaml:"enabled"`
+	// CACertificateFile verifies the server (system roots when empty).
+	CACertificateFile string `yaml:"ca_certificate_file"`
+	// CertificateFile and KeyFile are a client certificate, if Redis
+	// asks for one.
+	CertificateFile string `yaml:"certificate_file"`
+	KeyFile         string `yaml:"key_file"`
+	// ServerName overrides the name checked in the server's certificate.
+	ServerName string `yaml:"server_name"`
+}
+
+// PrivateAPISection is the kas-to-kas listener: a replica forwards a
+// proxied request there when the agent is connected to that replica.
 type PrivateAPISection struct {
 	Listen Listen `yaml:"listen"`
+	// AuthenticationSecretFile holds the secret (at least 32 bytes) that
+	// every replica shares to sign and check private API tokens.
+	AuthenticationSecretFile string `yaml:"authentication_secret_file"`
+	// AdvertiseAddress is host:port where peers reach this replica's
+	// listener. Default: $KAS_PRIVATE_API_ADVERTISE_ADDRESS, else
+	// $POD_IP with the listen port, else the listen address.
+	AdvertiseAddress string `yaml:"advertise_address"`
+	// CACertificateFile verifies peers' certificates when the listener
+	// has TLS (system roots when empty).
+	CACertificateFile string `yaml:"ca_certificate_file"`
+	// ServerName is the name checked in peers' certificates (default: the
+	// host of their advertised address).
+	ServerName  string        `yaml:"server_name"`
+	DialTimeout time.Duration `yaml:"dial_timeout"`
 }
 
 // LoadConfig reads, defaults and validates a config file.
@@ -239,6 +298,31 @@ func (c *Config) Default() {
 	if c.Git.CacheDir == "" {
 		c.Git.CacheDir = DefaultCacheDir
 	}
+	if r := c.Redis; r != nil {
+		if r.KeyPrefix == "" {
+			r.KeyPrefix = DefaultRedisKeyPrefix
+		}
+		if r.DialTimeout == 0 {
+			r.DialTimeout = DefaultRedisDialTimeout
+		}
+		if r.Timeout == 0 {
+			r.Timeout = DefaultRedisTimeout
+		}
+		if r.AgentTTL == 0 {
+			r.AgentTTL = DefaultRedisAgentTTL
+		}
+		if r.RefreshPeriod == 0 {
+			r.RefreshPeriod = DefaultRedisRefreshPeriod
+		}
+	}
+	if p := c.PrivateAPI; p != nil {
+		if p.Listen.Address == "" {
+			p.Listen.Address = DefaultPrivateAPIListen
+		}
+		if p.DialTimeout == 0 {
+			p.DialTimeout = DefaultPeerDialTimeout
+		}
+	}
 }
 
 // Validate checks every section and names the first bad key.
@@ -330,12 +414,7 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
-	if c.Redis != nil {
-		bad("redis", "several kas replicas are not supported by this version yet; remove the redis section")
-	}
-	if c.PrivateAPI != nil {
-		bad("private_api", "several kas replicas are not supported by this version yet; remove the private_api section")
-	}
+	c.validateReplicas(bad, checkListen)
 	return errors.Join(errs...)
 }
 
@@ -344,5 +423,54 @@ func checkHashes(key string, hashes []string, bad func(key, format string, args 
 		if b, err := hex.DecodeString(h); err != nil || len(b) != 32 || strings.ToLower(h) != h {
 			bad(fmt.Sprintf("%s[%d]", key, j), "must be a lowercase hex SHA-256 (64 characters), e.g. from: printf %%s \"$TOKEN\" | sha256sum")
 		}
+	}
+}
+
+func (c *Config) validateReplicas(bad func(key, format string, args ...any), checkListen func(string, Listen)) {
+	r, p := c.Redis, c.PrivateAPI
+	switch {
+	case r == nil && p == nil:
+		return
+	case r == nil:
+		bad("redis", "missing: private_api is for several kas replicas, which find each other's agents in Redis")
+		return
+	case p == nil:
+		bad("private_api", "missing: with redis (several kas replicas), each replica needs a private_api listener for the others")
+		return
+	}
+	if _, _, err := net.SplitHostPort(r.Address); err != nil {
+		bad("redis.address", "%q is not host:port", r.Address)
+	}
+	if r.DatabaseIndex < 0 {
+		bad("redis.database_index", "must not be negative")
+	}
+	if (r.TLS.CertificateFile == "") != (r.TLS.KeyFile == "") {
+		bad("redis.tls", "certificate_file and key_file must be set together")
+	}
+	if !r.TLS.Enabled && (r.TLS.CACertificateFile != "" || r.TLS.CertificateFile != "" || r.TLS.ServerName != "") {
+		bad("redis.tls.enabled", "TLS files are set but enabled is false")
+	}
+	for _, d := range []struct {
+		key string
+		d   time.Duration
+	}{{"redis.dial_timeout", r.DialTimeout}, {"redis.timeout", r.Timeout}, {"redis.agent_ttl", r.AgentTTL}, {"redis.refresh_period", r.RefreshPeriod}} {
+		if d.d < 0 {
+			bad(d.key, "must be positive")
+		}
+	}
+	if r.RefreshPeriod >= r.AgentTTL {
+		bad("redis.refresh_period", "%v must be shorter than redis.agent_ttl (%v), or entries expire between refreshes", r.RefreshPeriod, r.AgentTTL)
+	}
+	checkListen("private_api.listen", p.Listen)
+	if p.AuthenticationSecretFile == "" {
+		bad("private_api.authentication_secret_file", "missing: every replica needs the same secret file (at least 32 bytes) to authenticate the others")
+	}
+	if p.AdvertiseAddress != "" {
+		if _, _, err := net.SplitHostPort(p.AdvertiseAddress); err != nil {
+			bad("private_api.advertise_address", "%q is not host:port", p.AdvertiseAddress)
+		}
+	}
+	if p.DialTimeout < 0 {
+		bad("private_api.dial_timeout", "must be positive")
 	}
 }

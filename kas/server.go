@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"kubetunnel/api/rpc"
 	"kubetunnel/gitops/gitrepo"
 	"kubetunnel/internal/httpserve"
+	"kubetunnel/kas/replicas"
 	"kubetunnel/kasproxy"
 	"kubetunnel/tunnel"
 	"kubetunnel/version"
@@ -41,6 +43,11 @@ type Server struct {
 	gitops   *gitopsServer
 	status   *statusStore
 	webhook  *webhookHandler
+	// peers is set when Redis is configured (several replicas).
+	peers *peerSet
+
+	// Getenv reads the environment (advertise address); tests replace it.
+	Getenv func(string) string
 
 	// Session holds tunnel session settings; tests shorten keepalives.
 	Session tunnel.SessionConfig
@@ -71,6 +78,7 @@ func New(cfg *Config, logger *slog.Logger) (*Server, error) {
 		grpcLn:   newStreamListener(),
 		addrs:    map[string]net.Addr{},
 		ready:    make(chan struct{}),
+		Getenv:   os.Getenv,
 	}
 	s.poller = gitrepo.NewPoller(repos, gitrepo.PollerConfig{
 		Period:  min(cfg.Agent.Configuration.PollPeriod, cfg.Agent.GitOps.PollPeriod),
@@ -83,9 +91,19 @@ func New(cfg *Config, logger *slog.Logger) (*Server, error) {
 	}
 	s.status = newStatusStore(reg)
 	s.gitops = newGitOpsServer(repos, cfg.Agent.GitOps, s.status, logger)
+	replicaMetrics := replicas.NewMetrics(reg)
+	var tunnels kasproxy.Tunnels = s.sessions
+	if cfg.Redis != nil {
+		s.peers, err = newPeerSet(cfg, s.sessions, logger, replicaMetrics)
+		if err != nil {
+			repos.Close()
+			return nil, err
+		}
+		tunnels = replicaTunnels{local: s.sessions, peers: s.peers.forwarder}
+	}
 	s.proxy = kasproxy.New(kasproxy.Config{
 		Users:   newUserRegistry(cfg),
-		Tunnels: s.sessions,
+		Tunnels: tunnels,
 		Logger:  logger,
 		Metrics: kasproxy.NewMetrics(reg),
 
@@ -100,8 +118,8 @@ func New(cfg *Config, logger *slog.Logger) (*Server, error) {
 // Metrics is the registry kas serves on /metrics.
 func (s *Server) Metrics() *prometheus.Registry { return s.metrics }
 
-// Addr returns the bound address of a listener ("agent", "observability")
-// once Ready is closed; useful with port 0.
+// Addr returns the bound address of a listener ("agent", "observability",
+// "kubernetes_api", "private_api") once Ready is closed; useful with port 0.
 func (s *Server) Addr(name string) net.Addr {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -113,6 +131,15 @@ func (s *Server) Ready() <-chan struct{} { return s.ready }
 
 // ConnectedSessions is the number of live sessions of an agent.
 func (s *Server) ConnectedSessions(agent string) int { return s.sessions.count(agent) }
+
+// PrivateAPIURL is the URL this replica advertises to its peers in Redis
+// once Ready is closed ("" without Redis).
+func (s *Server) PrivateAPIURL() string {
+	if s.peers == nil {
+		return ""
+	}
+	return s.peers.registry.Self()
+}
 
 func (s *Server) listen(name string, l Listen) (net.Listener, error) {
 	ln, err := net.Listen("tcp", l.Address)
@@ -133,25 +160,56 @@ func (s *Server) listen(name string, l Listen) (net.Listener, error) {
 	return ln, nil
 }
 
-// Run serves until ctx is done, then stops in reverse order: listeners
-// stop accepting, agents are sent GoAway and drained, then the rest stops.
+// Run serves until ctx is done, then stops in stages: the listeners stop
+// accepting; agents are sent GoAway at once (they reconnect, to another
+// replica when there are several) and their sessions drain while proxied
+// requests finish, within agent.listen.drain_timeout; peers can still
+// reach this replica's agents over the private API until the last session
+// is gone; then the registry entries are removed and the rest stops.
 func (s *Server) Run(ctx context.Context) error {
 	defer s.repos.Close()
+	if s.peers != nil {
+		defer s.peers.client.Close()
+		defer s.peers.forwarder.CloseIdleConnections()
+	}
 	al := s.cfg.Agent.Listen
-	agentLn, err := s.listen("agent", Listen{Address: al.Address, CertificateFile: al.CertificateFile, KeyFile: al.KeyFile})
+	var lns []net.Listener
+	closeAll := func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}
+	listen := func(name string, l Listen) (net.Listener, error) {
+		ln, err := s.listen(name, l)
+		if err != nil {
+			closeAll()
+			return nil, err
+		}
+		lns = append(lns, ln)
+		return ln, nil
+	}
+	agentLn, err := listen("agent", Listen{Address: al.Address, CertificateFile: al.CertificateFile, KeyFile: al.KeyFile})
 	if err != nil {
 		return err
 	}
-	obsLn, err := s.listen("observability", s.cfg.Observability.Listen)
+	obsLn, err := listen("observability", s.cfg.Observability.Listen)
 	if err != nil {
-		agentLn.Close()
 		return err
 	}
-	apiLn, err := s.listen("kubernetes_api", s.cfg.Agent.KubernetesAPI.Listen)
+	apiLn, err := listen("kubernetes_api", s.cfg.Agent.KubernetesAPI.Listen)
 	if err != nil {
-		agentLn.Close()
-		obsLn.Close()
 		return err
+	}
+	var privLn net.Listener
+	var self string
+	if s.peers != nil {
+		if privLn, err = listen("private_api", s.cfg.PrivateAPI.Listen); err != nil {
+			return err
+		}
+		if self, err = advertiseURL(s.cfg.PrivateAPI, privLn.Addr(), s.Getenv); err != nil {
+			closeAll()
+			return err
+		}
 	}
 
 	s.tunnel = &tunnel.Server{
@@ -162,11 +220,15 @@ func (s *Server) Run(ctx context.Context) error {
 		Logger:       s.logger,
 		Metrics:      tunnel.NewServerMetrics(s.metrics),
 	}
-	// Sessions outlive ctx long enough to drain: they get their own
-	// context, cancelled after the listeners have stopped.
+	// Sessions, the private API and the registry outlive ctx long enough
+	// to drain: they get their own contexts, cancelled in order below.
 	sessCtx, stopSessions := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopSessions()
 	s.tunnel.Start(sessCtx)
+	privCtx, stopPrivate := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopPrivate()
+	regCtx, stopRegistry := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRegistry()
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.poller.Run(gctx) })
@@ -178,7 +240,6 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	})
 	g.Go(func() error { return httpserve.Serve(gctx, obsLn, s.apiHandler(s.observabilityHandler())) })
-	// The proxy drains before the sessions it needs go away.
 	proxyDone := make(chan struct{})
 	g.Go(func() error {
 		defer close(proxyDone)
@@ -189,17 +250,43 @@ func (s *Server) Run(ctx context.Context) error {
 	} else {
 		g.Go(func() error { return s.tunnel.ServeListener(gctx, agentLn) })
 	}
-	s.logger.Info("kas is running", "version", version.Version, "agent_listen", agentLn.Addr().String(),
+	privDone, regDone := make(chan struct{}), make(chan struct{})
+	if s.peers != nil {
+		g.Go(func() error {
+			defer close(privDone)
+			return s.servePrivateAPI(privCtx, privLn)
+		})
+		g.Go(func() error {
+			defer close(regDone)
+			return s.peers.registry.Run(regCtx, self)
+		})
+	} else {
+		close(privDone)
+		close(regDone)
+	}
+	attrs := []any{"version", version.Version, "agent_listen", agentLn.Addr().String(),
 		"websocket", *al.Websocket, "tls", al.CertificateFile != "", "kubernetes_api_listen", apiLn.Addr().String(),
-		"observability_listen", obsLn.Addr().String())
+		"observability_listen", obsLn.Addr().String()}
+	if s.peers != nil {
+		attrs = append(attrs, "private_api_listen", privLn.Addr().String(), "private_api_url", self, "redis", s.cfg.Redis.Address)
+	}
+	s.logger.Info("kas is running", attrs...)
 	close(s.ready)
 
 	<-gctx.Done()
-	// Listeners are closing (they return on gctx). Proxied requests drain
-	// first; then every agent is asked to move and its session drained.
-	<-proxyDone
+	// The listeners are closing (their servers return on gctx). Agents
+	// are asked to move now, while the requests in flight finish.
+	if s.peers != nil {
+		s.peers.registry.Drain(al.DrainTimeout)
+	}
 	stopSessions()
+	<-proxyDone
 	s.tunnel.Wait()
+	// No agent left here: peers get "not connected" from now on.
+	stopPrivate()
+	<-privDone
+	stopRegistry()
+	<-regDone
 	// Stop before closing the listener: Serve treats a listener closed
 	// under it as an error, but not one closed by Stop.
 	s.grpc.Stop()
@@ -281,36 +368,72 @@ func (s *Server) handleSession(ctx context.Context, ts *tunnel.Session) {
 	select {
 	case <-timer.C:
 		log.Info("Rotating agent connection (max_connection_age)")
-		s.drain(sess, log)
+		s.drain(sess, log, false)
 	case <-ctx.Done():
 		if !ts.IsClosed() {
 			log.Info("Draining agent connection: kas is stopping")
-			s.drain(sess, log)
+			s.drain(sess, log, true)
 		}
 	}
 	ts.Close()
 	log.Info("Agent disconnected")
 }
 
+// handoverWait bounds how long an idle draining session stays up for the
+// agent's new connection, so requests arriving meanwhile still reach the
+// agent (through this session) instead of failing.
+const handoverWait = 5 * time.Second
+
+// closeGrace is how long a drained session is kept from new requests
+// before it closes, so none is caught between picking it and using it.
+const closeGrace = 100 * time.Millisecond
+
 // drain asks the agent to reconnect, refuses new streams on this session
-// and waits (bounded) for the requests in flight.
-func (s *Server) drain(sess *agentSession, log *slog.Logger) {
+// and waits (bounded) for the requests in flight and for the agent's new
+// connection.
+func (s *Server) drain(sess *agentSession, log *slog.Logger, stopping bool) {
 	done := sess.startDrain()
 	if err := sendGoAway(sess); err != nil {
 		log.Debug("GoAway signal not delivered", "err", err)
 	}
 	_ = sess.GoAway()
+	start := time.Now()
 	timeout := time.NewTimer(s.cfg.Agent.Listen.DrainTimeout)
 	defer timeout.Stop()
 	// Idle pooled streams would hold the drain open: close them now, and
 	// again as requests in flight finish and return theirs to the pool.
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
+	var lastCheck, closingSince time.Time
 	for {
 		sess.transport.CloseIdleConnections()
 		select {
 		case <-done:
-			return
+			// Requests that arrive meanwhile (pick's fallback) are counted
+			// in open too.
+			if sess.open.Load() != 0 {
+				break
+			}
+			if !closingSince.IsZero() {
+				// A request that picked this session just before closing
+				// was set has had time to open its stream (open > 0).
+				if time.Since(closingSince) >= closeGrace {
+					return
+				}
+				break
+			}
+			ready := time.Since(start) >= handoverWait
+			if !ready && time.Since(lastCheck) >= 250*time.Millisecond {
+				lastCheck = time.Now()
+				ready = s.handedOver(sess, stopping)
+			}
+			if ready {
+				sess.closing.Store(true)
+				closingSince = time.Now()
+			}
+		default:
+		}
+		select {
 		case <-sess.CloseChan():
 			return
 		case <-timeout.C:
@@ -319,6 +442,23 @@ func (s *Server) drain(sess *agentSession, log *slog.Logger) {
 		case <-tick.C:
 		}
 	}
+}
+
+// handedOver reports whether a draining session's agent is connected
+// again elsewhere: a new session here, or (with Redis) another replica.
+func (s *Server) handedOver(sess *agentSession, stopping bool) bool {
+	if s.sessions.hasOther(sess) {
+		return true
+	}
+	if s.peers == nil {
+		// A single kas that stops has nowhere for the agent to go.
+		return stopping
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	peers, err := s.peers.registry.Lookup(ctx, sess.Agent)
+	// Without the registry, no peer could reach the agent anyway.
+	return err != nil || len(peers) > 0
 }
 
 // sendGoAway tells agentk, over a stream of its own, to dial anew.

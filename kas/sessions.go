@@ -28,6 +28,9 @@ type agentSession struct {
 	*tunnel.Session
 	id       uint64
 	draining atomic.Bool
+	// closing is set just before a drained session closes: pick no longer
+	// returns it even as a fallback.
+	closing atomic.Bool
 	// open counts streams kas opened to the agent that are still open, so
 	// a draining session can close once they are done.
 	open    atomic.Int64
@@ -86,6 +89,10 @@ type sessionRegistry struct {
 	byAgent map[string][]*agentSession
 	next    uint64
 	rr      atomic.Uint64
+	// onAgent, when set, hears when an agent gets its first session here
+	// and loses its last (the Redis registry). Called with mu held, so
+	// the calls come in order; it must not block.
+	onAgent func(agent string, connected bool)
 
 	connected     prometheus.Gauge
 	streamsOpened *prometheus.CounterVec
@@ -132,6 +139,9 @@ func (r *sessionRegistry) add(ts *tunnel.Session) *agentSession {
 	}
 	r.byAgent[ts.Agent] = append(r.byAgent[ts.Agent], s)
 	r.connected.Inc()
+	if len(r.byAgent[ts.Agent]) == 1 && r.onAgent != nil {
+		r.onAgent(ts.Agent, true)
+	}
 	return s
 }
 
@@ -148,6 +158,9 @@ func (r *sessionRegistry) remove(s *agentSession) {
 	}
 	s.transport.CloseIdleConnections()
 	if len(list) == 0 {
+		if _, ok := r.byAgent[s.Agent]; ok && r.onAgent != nil {
+			r.onAgent(s.Agent, false)
+		}
 		delete(r.byAgent, s.Agent)
 	} else {
 		r.byAgent[s.Agent] = list
@@ -168,7 +181,7 @@ func (r *sessionRegistry) pick(agent string) (*agentSession, error) {
 	for i := range n {
 		s := list[(start+i)%n]
 		switch {
-		case s.IsClosed():
+		case s.IsClosed() || s.closing.Load():
 		case !s.draining.Load():
 			return s, nil
 		case fallback == nil:
@@ -188,6 +201,19 @@ func (r *sessionRegistry) RoundTripper(agent string) (http.RoundTripper, error) 
 		return nil, err
 	}
 	return s.transport, nil
+}
+
+// hasOther reports whether the agent has a live session here other than
+// s that is not draining (its replacement after a GoAway).
+func (r *sessionRegistry) hasOther(s *agentSession) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, x := range r.byAgent[s.Agent] {
+		if x != s && !x.IsClosed() && !x.draining.Load() {
+			return true
+		}
+	}
+	return false
 }
 
 // count is the number of live sessions of an agent.

@@ -26,8 +26,45 @@ var (
 	ErrUnauthenticated = errors.New("unauthenticated")
 	// ErrAgentNotConnected is an agent with no live tunnel.
 	ErrAgentNotConnected = errors.New("agent is not connected")
-	errShuttingDown      = errors.New("kas is shutting down")
+	// ErrUnavailable marks an error that is a 503 whose message is the
+	// error's text (see Unavailable).
+	ErrUnavailable  = errors.New("unavailable")
+	errShuttingDown = errors.New("kas is shutting down")
 )
+
+// HeaderAgentNotConnected is set on the 503 for an agent with no live
+// session here. A kas replica that forwarded the request to a peer reads
+// it to try the next peer.
+const HeaderAgentNotConnected = "Kas-Agent-Not-Connected"
+
+// Unavailable is an error that the proxy answers with 503 and msg, for
+// causes a caller cannot fix but should know (a registry that is down).
+func Unavailable(msg string, cause error) error {
+	return &unavailableError{msg: msg, cause: cause}
+}
+
+type unavailableError struct {
+	msg   string
+	cause error
+}
+
+func (e *unavailableError) Error() string {
+	if e.cause == nil {
+		return e.msg
+	}
+	return e.msg + ": " + e.cause.Error()
+}
+func (e *unavailableError) Unwrap() []error { return []error{ErrUnavailable, e.cause} }
+
+// UserFromContext returns the authenticated caller of a proxied request;
+// a Tunnels transport uses it to pass the identity on to a kas peer.
+func UserFromContext(ctx context.Context) (User, bool) {
+	ri, ok := ctx.Value(keyInfo).(*reqInfo)
+	if !ok || ri.user == nil {
+		return User{}, false
+	}
+	return *ri.user, true
+}
 
 // Defaults, in one place.
 const (
@@ -93,6 +130,7 @@ const (
 // reqInfo is what the handler learns about a request, for the error
 // handler, metrics and the audit line.
 type reqInfo struct {
+	user   *User
 	agent  string
 	verb   string
 	watch  *stoppableBody
@@ -275,6 +313,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	user = u.Name
+	ri.user = &u
 	// The same answer whether or not the agent exists.
 	if !slices.Contains(u.Agents, agent) {
 		fail(http.StatusForbidden, fmt.Sprintf("user %q may not use agent %q", u.Name, agent))
@@ -295,9 +334,13 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rt, err := p.cfg.Tunnels.RoundTripper(agent)
 	if err != nil {
 		ri.err = err
-		if errors.Is(err, ErrAgentNotConnected) {
+		switch {
+		case errors.Is(err, ErrAgentNotConnected):
+			w.Header().Set(HeaderAgentNotConnected, "1")
 			fail(http.StatusServiceUnavailable, notConnected(agent))
-		} else {
+		case errors.Is(err, ErrUnavailable):
+			fail(http.StatusServiceUnavailable, err.Error())
+		default:
 			fail(http.StatusBadGateway, fmt.Sprintf("agent %q: %v", agent, err))
 		}
 		return
@@ -318,6 +361,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	out.Host = "agentk"
 	out.RequestURI = ""
 	kubehttp.StripCallerHeaders(out.Header)
+	// This server has answered any "Expect: 100-continue" already; the
+	// next hop gets the body at once.
+	out.Header.Del("Expect")
 	out.Header.Set(tunnel.HeaderProxyUser, u.Name)
 	for _, g := range u.Groups {
 		out.Header.Add(tunnel.HeaderProxyGroup, g)
@@ -341,7 +387,11 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 		kubehttp.WriteStatus(w, r, ri.status, "kas is shutting down: retry")
 	case errors.Is(err, ErrAgentNotConnected):
 		ri.status = http.StatusServiceUnavailable
+		w.Header().Set(HeaderAgentNotConnected, "1")
 		kubehttp.WriteStatus(w, r, ri.status, notConnected(agent))
+	case errors.Is(err, ErrUnavailable):
+		ri.status = http.StatusServiceUnavailable
+		kubehttp.WriteStatus(w, r, ri.status, err.Error())
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		// The caller went away: nothing to answer; 499 as nginx logs it.
 		ri.status = 499

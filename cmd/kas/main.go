@@ -13,6 +13,8 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/redis/go-redis/v9"
+
 	"kubetunnel/kas"
 	"kubetunnel/version"
 )
@@ -84,6 +86,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	// go-redis logs through a process-wide logger; kas reports Redis
+	// outages itself ("Agent registry (Redis) unreachable"), so the
+	// client's own lines are debug detail.
+	redis.SetLogger(redisLogger{logger.With("component", "redis")})
 	cfg, err := kas.LoadConfig(*configFile)
 	if err != nil {
 		fmt.Fprintf(stderr, "kas: %v\n", err)
@@ -101,4 +107,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+type redisLogger struct{ l *slog.Logger }
+
+func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	r.l.DebugContext(ctx, fmt.Sprintf(format, v...))
 }

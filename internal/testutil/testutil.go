@@ -83,6 +83,12 @@ func NewLogger(t testing.TB) (*slog.Logger, *LogSink) {
 	return slog.New(slog.NewTextHandler(s, &slog.HandlerOptions{Level: slog.LevelDebug})), s
 }
 
+// LoggerTo is a debug-level logger writing to an existing sink (a kas
+// replica keeps its sink across restarts).
+func LoggerTo(s *LogSink) *slog.Logger {
+	return slog.New(slog.NewTextHandler(s, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
 func (s *LogSink) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -124,7 +124,8 @@ func table(title, intro string, rows []row) string {
 
 func reference() string {
 	var kasRows, agentRows []row
-	kc := &kas.Config{}
+	// The optional sections are listed with their defaults.
+	kc := &kas.Config{Redis: &kas.RedisSection{}, PrivateAPI: &kas.PrivateAPISection{}}
 	kc.Default()
 	walk("", reflect.ValueOf(kc), reflect.TypeOf(kc), &kasRows)
 	ac := &agentcfg.Config{GitOps: agentcfg.GitOps{ManifestProjects: []agentcfg.ManifestProject{{}}}}
