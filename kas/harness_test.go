@@ -2,7 +2,6 @@ package kas
 
 import (
 	"context"
-	"net"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -149,14 +148,4 @@ func (e *env) waitConnected(n int) {
 // proxyURL is the kubeconfig server URL for the agent.
 func (e *env) proxyURL() string {
 	return "http://" + e.cfg.Agent.KubernetesAPI.Listen.Address + "/agents/" + agentName
-}
-
-// freePort reserves nothing: it finds a port that was free a moment ago.
-func freePort(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }

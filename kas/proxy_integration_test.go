@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"net/http"
 	"strings"
 	"sync"
@@ -20,23 +21,15 @@ import (
 // status and body.
 func (e *env) call(method, path, token string, body io.Reader, hdr map[string]string) (int, []byte) {
 	e.t.Helper()
-	req, err := http.NewRequest(method, e.proxyURL()+path, body)
-	if err != nil {
-		e.t.Fatal(err)
-	}
 	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
+		hdr = maps.Clone(hdr)
+		if hdr == nil {
+			hdr = map[string]string{}
+		}
+		hdr["Authorization"] = "Bearer " + token
 	}
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, unquote(b)
+	code, b := tu.Do(e.t, method, e.proxyURL()+path, body, hdr)
+	return code, unquote(b)
 }
 
 // unquote turns a Kubernetes Status body into "kind=Status: message" so

@@ -125,21 +125,6 @@ func TestStatusAPI(t *testing.T) {
 
 func histogramCount(t *testing.T, e *env, name, repository string) uint64 {
 	t.Helper()
-	mfs, err := e.kas.Metrics().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "repository" && l.GetValue() == repository {
-					return m.GetHistogram().GetSampleCount()
-				}
-			}
-		}
-	}
-	return 0
+	// A nil series (none yet) has a count of 0.
+	return tu.Series(t, e.kas.Metrics(), name, "repository", repository).GetHistogram().GetSampleCount()
 }

@@ -88,7 +88,7 @@ func TestAgentRefusals(t *testing.T) {
 	}{
 		{"bad token", func(o *agentk.Options) { o.Token = "not-a-registered-token" }, "unknown agent token"},
 		{"token of no agent", func(o *agentk.Options) { o.Token = agentToken + "x" }, "unknown agent token"},
-		{"nothing listening", func(o *agentk.Options) { o.KasAddress = "ws://" + freePort(t) + "/" }, "connection refused"},
+		{"nothing listening", func(o *agentk.Options) { o.KasAddress = "ws://" + tu.FreeAddr(t) + "/" }, "connection refused"},
 		{"grpc to a websocket listener", func(o *agentk.Options) { o.KasAddress = "grpc://" + e.cfg.Agent.Listen.Address }, "use ws:// or wss://"},
 	}
 	for _, c := range cases {

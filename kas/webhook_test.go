@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -100,21 +99,12 @@ func githubSignature(secret string, body []byte) string {
 // postWebhook sends a webhook and returns the status and the decoded body.
 func (e *env) postWebhook(body []byte, hdr map[string]string) (int, map[string]any) {
 	e.t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, e.obsURL()+"/api/v1/webhooks/git", bytes.NewReader(body))
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
+	code, raw := tu.Do(e.t, http.MethodPost, e.obsURL()+"/api/v1/webhooks/git", bytes.NewReader(body), hdr)
 	var out map[string]any
 	if err := json.Unmarshal(raw, &out); err != nil {
-		e.t.Fatalf("webhook answered %s with a body that is not JSON: %q", resp.Status, raw)
+		e.t.Fatalf("webhook answered %d with a body that is not JSON: %q", code, raw)
 	}
-	return resp.StatusCode, out
+	return code, out
 }
 
 // newWebhookEnv: polling so slow that only the webhook (and the first
@@ -314,21 +304,9 @@ func TestWebhookSecretFileChecked(t *testing.T) {
 // counterValue is the value of one labelled series of a counter or gauge.
 func counterValue(t *testing.T, e *env, name, label, value string) float64 {
 	t.Helper()
-	mfs, err := e.kas.Metrics().Gather()
-	if err != nil {
-		t.Fatal(err)
+	m := tu.Series(t, e.kas.Metrics(), name, label, value)
+	if m == nil {
+		return -1
 	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == label && l.GetValue() == value {
-					return m.GetCounter().GetValue() + m.GetGauge().GetValue()
-				}
-			}
-		}
-	}
-	return -1
+	return m.GetCounter().GetValue() + m.GetGauge().GetValue()
 }

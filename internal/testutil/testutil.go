@@ -1,6 +1,7 @@
 // Package testutil holds small helpers shared by tests: a git repository
-// driven by the real git command, a log sink that tests can search, and
-// polling for a condition.
+// driven by the real git command, a log sink that tests can search,
+// polling for a condition, free loopback ports (ports.go), an HTTP request
+// in one call (http.go) and a labelled metric series (metrics.go).
 package testutil
 
 import (

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"kubetunnel/internal/testutil"
 	"kubetunnel/test/e2e/kubelet"
 )
 
@@ -73,7 +74,7 @@ func TestStreamingThroughKas(t *testing.T) {
 		}
 
 		// port-forward to the pod's HTTP server.
-		local := freeLocalPort(t)
+		_, local, _ := net.SplitHostPort(testutil.FreeAddr(t))
 		pf := kubectlEnv(ctx, kc, env, "port-forward", "-n", ns, "pod/"+pod.name, fmt.Sprintf("%s:%d", local, podHTTPPort))
 		pfOut, _ := pf.StdoutPipe()
 		if err := pf.Start(); err != nil {
@@ -136,16 +137,6 @@ func TestStreamingThroughKas(t *testing.T) {
 	// Every session ends once its kubectl is gone: nothing stays open in
 	// the cluster behind a client that left.
 	waitFor(t, 10*time.Second, "exec, attach, logs and port-forward sessions to end", func() bool { return pod.sessionsEnded(t) })
-}
-
-func freeLocalPort(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	return port
 }
 
 // kubectl cp (tar over exec) both ways, and kubectl proxy on top of kas.

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"k8s.io/client-go/rest"
+
+	"kubetunnel/internal/testutil"
 )
 
 // readyTimeout bounds how long Start waits for /readyz. A warm start takes
@@ -70,7 +72,7 @@ func start(ctx context.Context, opts Options, binDir, dir string) (*ControlPlane
 var errPortTaken = errors.New("port already in use")
 
 func startProcesses(ctx context.Context, opts Options, binDir, dir string, admin User) (_ *ControlPlane, retErr error) {
-	ports, err := freePorts(3)
+	ports, err := testutil.FreePorts(3)
 	if err != nil {
 		return nil, err
 	}

@@ -9,7 +9,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,6 +18,7 @@ import (
 	"time"
 
 	"kubetunnel/internal/testpki"
+	"kubetunnel/internal/testutil"
 	"kubetunnel/test/e2e/controlplane"
 )
 
@@ -96,7 +96,7 @@ func New(ctx context.Context, dir, binDir string, cp *controlplane.ControlPlane,
 		}
 	}
 	s.BinDir = binDir
-	ports, err := freePorts(3)
+	ports, err := testutil.FreeAddrs(3)
 	if err != nil {
 		return nil, err
 	}
@@ -249,7 +249,7 @@ func (s *Stack) StartAgentk(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	obs, err := freePorts(1)
+	obs, err := testutil.FreeAddrs(1)
 	if err != nil {
 		return err
 	}
@@ -355,25 +355,6 @@ func waitHTTP(ctx context.Context, url string, timeout time.Duration, p *proc, l
 		}
 	}
 	return fmt.Errorf("%s not ready within %v; log:\n%s", url, timeout, readFile(logPath))
-}
-
-func freePorts(n int) ([]string, error) {
-	var out []string
-	var lns []net.Listener
-	defer func() {
-		for _, ln := range lns {
-			ln.Close()
-		}
-	}()
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		lns = append(lns, ln)
-		out = append(out, ln.Addr().String())
-	}
-	return out, nil
 }
 
 func randomHex(n int) string {
