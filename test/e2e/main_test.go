@@ -43,23 +43,9 @@ var (
 	setupErr  error
 )
 
-// newStack starts kas and agentk for one test, with the agent's
-// config.yaml set to agentConfig.
-func newStack(t *testing.T, agentConfig string, agentArgs ...string) *stack.Stack {
-	t.Helper()
-	return newStackWith(t, stack.Options{}, agentConfig, agentArgs...)
-}
-
-// newStackWith is newStack with kas options (poll period, webhook).
-func newStackWith(t testing.TB, opts stack.Options, agentConfig string, agentArgs ...string) *stack.Stack {
-	t.Helper()
-	return newStackOn(t, cp, opts, agentConfig, agentArgs...)
-}
-
-// newStackOn is newStackWith for agentk in cluster c: the local control
-// plane cp, or an existing cluster, where agentk uses the cluster's own
-// kubeconfig.
-func newStackOn(t testing.TB, c *controlplane.ControlPlane, opts stack.Options, agentConfig string, agentArgs ...string) *stack.Stack {
+// setup builds the binaries once per package and gives agentk's identity
+// cluster-admin, as upstream's default install.
+func setup(t testing.TB) {
 	t.Helper()
 	ctx := t.Context()
 	setupOnce.Do(func() {
@@ -88,6 +74,28 @@ func newStackOn(t testing.TB, c *controlplane.ControlPlane, opts stack.Options, 
 	if setupErr != nil {
 		t.Fatal(setupErr)
 	}
+}
+
+// newStack starts kas and agentk for one test, with the agent's
+// config.yaml set to agentConfig.
+func newStack(t *testing.T, agentConfig string, agentArgs ...string) *stack.Stack {
+	t.Helper()
+	return newStackWith(t, stack.Options{}, agentConfig, agentArgs...)
+}
+
+// newStackWith is newStack with kas options (poll period, webhook).
+func newStackWith(t testing.TB, opts stack.Options, agentConfig string, agentArgs ...string) *stack.Stack {
+	t.Helper()
+	return newStackOn(t, cp, opts, agentConfig, agentArgs...)
+}
+
+// newStackOn is newStackWith for agentk in cluster c: the local control
+// plane cp, or an existing cluster, where agentk uses the cluster's own
+// kubeconfig.
+func newStackOn(t testing.TB, c *controlplane.ControlPlane, opts stack.Options, agentConfig string, agentArgs ...string) *stack.Stack {
+	t.Helper()
+	ctx := t.Context()
+	setup(t)
 	s, err := stack.New(ctx, t.TempDir(), binDir, c, opts)
 	if err != nil {
 		t.Fatal(err)

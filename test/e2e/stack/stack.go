@@ -298,11 +298,19 @@ type proc struct {
 }
 
 func start(bin, logPath string, args ...string) (*proc, error) {
+	return startEnv(bin, logPath, nil, args...)
+}
+
+// startEnv is start with extra environment variables ("K=V").
+func startEnv(bin, logPath string, env []string, args ...string) (*proc, error) {
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(bin, args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
