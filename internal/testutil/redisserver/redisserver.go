@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"kubetunnel/internal/testutil"
 )
 
 // Server is a running redis-server.
@@ -55,10 +57,11 @@ func Start(t testing.TB, opts ...Options) *Server {
 		t.Fatalf("redis-server is required for this test (apt-get install -y redis-server; .ci/run installs it): %v", err)
 	}
 	s := &Server{t: t, bin: bin, dir: t.TempDir(), Password: o.Password}
-	port, err := freePort()
+	ports, err := testutil.FreePorts(1)
 	if err != nil {
 		t.Fatal(err)
 	}
+	port := ports[0]
 	s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	s.args = []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
 		"--dir", s.dir, "--daemonize", "no", "--protected-mode", "no"}
@@ -162,13 +165,4 @@ func (s *Server) Restart() {
 		time.Sleep(100 * time.Millisecond)
 	}
 	s.t.Fatal(err)
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"kubetunnel/internal/testutil"
 	"kubetunnel/internal/testutil/tcplb"
 	"kubetunnel/test/e2e/controlplane"
 )
@@ -69,7 +70,7 @@ func NewCluster(ctx context.Context, dir, binDir string, cp *controlplane.Contro
 	c := &Cluster{Stack: s, RedisAddr: redisAddr}
 	var agentAddrs, apiAddrs []string
 	for i := range n {
-		ports, err := freePorts(4)
+		ports, err := testutil.FreeAddrs(4)
 		if err != nil {
 			return nil, err
 		}
