@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"runtime"
 	"sync"
 	"testing"
@@ -109,5 +110,33 @@ func TestListenInNamespace(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// A namespace left by a run that was killed (its process is gone) is
+// removed by the next Create; one of a live process is left alone.
+func TestCreateRemovesStale(t *testing.T) {
+	dead := 1 << 22 // the kernel's pid limit: never a live process
+	stale := fmt.Sprintf("kubetunnel-e2e-%d-0000", dead)
+	live := fmt.Sprintf("kubetunnel-e2e-%d-0000", os.Getpid())
+	for _, name := range []string{stale, live} {
+		if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+			t.Fatalf("ip netns add %s: %v %s", name, err, out)
+		}
+	}
+	defer exec.Command("ip", "netns", "del", live).Run()
+	defer exec.Command("ip", "netns", "del", stale).Run()
+	n, err := netns.Create(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat("/var/run/netns/" + stale); !os.IsNotExist(err) {
+		t.Errorf("stale namespace %s not removed: %v", stale, err)
+	}
+	if _, err := os.Stat("/var/run/netns/" + live); err != nil {
+		t.Errorf("namespace %s of this live process was removed: %v", live, err)
 	}
 }
