@@ -41,7 +41,11 @@ func kubectlEnv(ctx context.Context, kubeconfig string, env []string, args ...st
 // server → a kubelet, over both of kubectl's protocols: the stand-in
 // kubelet, or a real pod when KUBECONFIG names a cluster (streampod_test.go).
 func TestStreamingThroughKas(t *testing.T) {
-	pod := newStreamPod(t)
+	checkStreaming(t, newStreamPod(t))
+}
+
+// checkStreaming runs exec, attach, port-forward and logs -f against pod.
+func checkStreaming(t *testing.T, pod *streamPod) {
 	kc, ns := pod.kubeconfig, pod.ns
 	protocols(t, func(t *testing.T, env []string) {
 		ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)

@@ -81,18 +81,24 @@ func standInPod(t *testing.T) (*streamPod, *kubelet.Kubelet) {
 	if err := k.CreatePod(t.Context(), cp.Clientset(), ns, "app"); err != nil {
 		t.Fatal(err)
 	}
-	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprint(w, podHTTPBody)
-	}))
-	t.Cleanup(backend.Close)
-	k.SetPortForward(podHTTPPort, strings.TrimPrefix(backend.URL, "http://"))
-	k.SetLogs([]string{"first line"}, 100*time.Millisecond)
+	playBusybox(t, k)
 	return &streamPod{
 		stack: s, kubeconfig: s.Kubeconfig, ns: ns, name: "app",
 		// The stand-in's attach echoes stdin in every pod.
 		attachable:    func(*testing.T) string { return "app" },
 		sessionsEnded: func(t *testing.T) bool { return k.Active() == 0 && kasInflight(t, s) == 0 },
 	}, k
+}
+
+// playBusybox makes every pod of the stand-in kubelet answer and log as
+// the busybox pod does.
+func playBusybox(t *testing.T, k *kubelet.Kubelet) {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, podHTTPBody)
+	}))
+	t.Cleanup(backend.Close)
+	k.SetPortForward(podHTTPPort, strings.TrimPrefix(backend.URL, "http://"))
+	k.SetLogs([]string{"first line"}, 100*time.Millisecond)
 }
 
 // busyboxImage is the real pod's image. KUBETUNNEL_E2E_BUSYBOX_IMAGE
@@ -148,6 +154,51 @@ echo "first line" && i=0 && while true; do i=$((i+1)); echo "%s$i"; sleep 0.1; d
 		},
 		sessionsEnded: func(t *testing.T) bool { return kasInflight(t, s) == 0 },
 	}
+}
+
+// The KUBECONFIG (kind) path of TestStreamingThroughKas, run where there
+// is no kind: the local control plane is the "existing cluster" (through
+// its admin kubeconfig) and the stand-in kubelet adopts the busybox pods
+// in place of a scheduler and a container runtime. Their commands do not
+// run, the stand-in plays them; what this keeps from rotting is the
+// wiring: agentk on the cluster's kubeconfig, the pods and attach pods,
+// the wait for them, the namespace's removal.
+func TestStreamingClusterWiring(t *testing.T) {
+	k, err := kubelet.Start(t.Context(), t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { k.Close() })
+	if err := k.RegisterNode(t.Context(), cp.Clientset(), "node-cluster-wiring"); err != nil {
+		t.Fatal(err)
+	}
+	playBusybox(t, k)
+	ctx, cancel := context.WithCancel(t.Context())
+	adopted := make(chan struct{})
+	go func() {
+		defer close(adopted)
+		for ctx.Err() == nil {
+			pods, err := cp.Clientset().CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName="})
+			if err == nil {
+				for _, p := range pods.Items {
+					if p.Spec.Containers[0].Image == busyboxImage() && p.DeletionTimestamp == nil {
+						if err := k.Adopt(ctx, cp.Clientset(), p.Namespace, p.Name); err != nil && ctx.Err() == nil {
+							t.Errorf("adopt %s/%s: %v", p.Namespace, p.Name, err)
+						}
+					}
+				}
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-adopted
+	})
+	checkStreaming(t, clusterPod(t, cp.KubeconfigPath))
 }
 
 // runPod creates a pod with one container and waits until it runs.

@@ -17,6 +17,9 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"kubetunnel/test/e2e/controlplane"
 	"kubetunnel/test/e2e/kubelet"
 )
@@ -330,4 +333,42 @@ func nextLine(t *testing.T, lines <-chan string) string {
 		t.Fatal("timed out waiting for output")
 	}
 	return ""
+}
+
+// A pod created by someone else, with no node, is adopted: bound to the
+// kubelet's node and running, so kubectl exec reaches it.
+func TestAdopt(t *testing.T) {
+	t.Parallel()
+	_, ns := setup(t)
+	pods := cp.Clientset().CoreV1().Pods(ns)
+	if _, err := pods.Create(t.Context(), &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "other"},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "busybox:1.36", Command: []string{"sleep", "1000"}}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	k, err := kubelet.Start(t.Context(), t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	if err := k.Adopt(t.Context(), cp.Clientset(), ns, "other"); err == nil {
+		t.Fatal("Adopt without a registered node succeeded")
+	}
+	if err := k.RegisterNode(t.Context(), cp.Clientset(), "adopter-"+ns); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Adopt(t.Context(), cp.Clientset(), ns, "other"); err != nil {
+		t.Fatal(err)
+	}
+	pod, err := pods.Get(t.Context(), "other", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pod.Spec.NodeName != "adopter-"+ns || pod.Status.Phase != corev1.PodRunning {
+		t.Fatalf("node %q phase %q, want adopter-%s Running", pod.Spec.NodeName, pod.Status.Phase, ns)
+	}
+	if stdout, _, err := kubectl(t, "", "exec", "-n", ns, "other", "--", "echo", "adopted"); err != nil || stdout != "adopted\n" {
+		t.Fatalf("exec in the adopted pod: %v %q", err, stdout)
+	}
 }
