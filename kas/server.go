@@ -109,11 +109,19 @@ func New(cfg *Config, logger *slog.Logger) (*Server, error) {
 
 		MaxStreamsPerAgent: cfg.Agent.KubernetesAPI.MaxStreamsPerAgent,
 	})
-	s.grpc = grpc.NewServer(grpc.Creds(agentCreds{}), grpc.ChainStreamInterceptor(s.status.streamInterceptor))
+	s.grpc = grpc.NewServer(grpc.Creds(agentCreds{}), grpc.ChainStreamInterceptor(s.status.streamInterceptor),
+		// Every connected agent holds a gRPC connection for as long as it
+		// is connected; gRPC's default 32 KiB read and write buffers per
+		// connection were most of an idle agent's cost to kas. Agents send
+		// kas small messages; what kas writes borrows a pooled buffer.
+		grpc.ReadBufferSize(grpcReadBufferSize), grpc.SharedWriteBuffer(true))
 	rpc.RegisterConfigurationServer(s.grpc, &configurationServer{repos: repos, logger: logger})
 	rpc.RegisterGitOpsServer(s.grpc, s.gitops)
 	return s, nil
 }
+
+// grpcReadBufferSize is the read buffer of each agent's gRPC connection.
+const grpcReadBufferSize = 4 << 10
 
 // Metrics is the registry kas serves on /metrics.
 func (s *Server) Metrics() *prometheus.Registry { return s.metrics }
