@@ -10,7 +10,7 @@ LDFLAGS := -X kubetunnel/version.Version=$(VERSION)
 # on both ends of it.
 RACE_PKGS := ./tunnel/... ./kas/... ./agentk/... ./kasproxy/...
 
-.PHONY: all build testbin test test-e2e test-chart demo lint fuzz images deploy-manifest clean
+.PHONY: all build testbin test test-e2e test-chart demo lint fuzz images deploy-manifest clean bench
 
 all: build
 
@@ -40,6 +40,19 @@ test-e2e: build testbin
 
 test-chart: testbin
 	$(GO) test ./test/build/... ./test/chart/...
+
+# The issue 6 suite (test/bench): every path side by side in one run,
+# about 15 minutes on 2 cores. Writes the generated section of
+# docs/benchmarks.md and the plots in docs/img/ from bin/bench.txt. The
+# test binary is built first so no compiler runs during a measurement.
+BENCH_SUITE := ^Benchmark(LadderGet|LadderThroughput|Streams|HeadOfLine|IdleAgents|ReconnectStorm)$$
+bench:
+	@mkdir -p bin
+	$(GO) test -c -o bin/bench.test ./test/bench
+	cd test/bench && ../../bin/bench.test -test.run '^$$' -test.bench '$(BENCH_SUITE)' \
+	  -test.benchtime 1x -test.timeout 60m > ../../bin/bench.txt 2>&1; \
+	  status=$$?; cat ../../bin/bench.txt; exit $$status
+	$(GO) run ./test/bench/report -in bin/bench.txt -md docs/benchmarks.md -img docs/img
 
 # Container images (needs a Docker engine; CI checks the same build flags).
 images:

@@ -100,3 +100,10 @@ func reportCPU(b *testing.B, before time.Duration) {
 		b.ReportMetric(float64(after-before)/1e3/float64(b.N), "cpu-us/op")
 	}
 }
+
+// count is the number of samples.
+func (l *latencies) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.d)
+}
