@@ -14,6 +14,10 @@ import (
 // (sharedProxyEnv). After the run everything is stopped and the package
 // fails if goroutines are left behind.
 func TestMain(m *testing.M) {
+	// The agent benchmarks start this binary again as a swarm of agents.
+	if spec := os.Getenv(swarmEnv); spec != "" {
+		os.Exit(runSwarm(spec))
+	}
 	// Goroutines running before any benchmark (klog's flush daemon and the
 	// like) are not leaks.
 	ignore := []goleak.Option{

@@ -377,7 +377,7 @@ func renderAgents(w writer, r *results) {
 	if len(storm) > 0 {
 		w("### Reconnect storm (`BenchmarkReconnectStorm`)\n\n")
 		w("N real agentk (child process, production backoff) connected to one kas; kas is stopped (GoAway, drain) and a new kas started on the same address in the same process. Times count from the new kas being ready; the spread shows whether the agents come back all in the same instant (a thundering herd) or spread out by their jittered backoff.\n\n")
-		w("| agents | back | all back | first | p50 | p99 | most agents back in one 100 ms window |\n|---|---|---|---|---|---|---|\n")
+		w("| agents | kas stop took | back | all back | first | p50 | p99 | most agents back in one 100 ms window |\n|---|---|---|---|---|---|---|---|\n")
 		for _, c := range storm {
 			n := "ReconnectStorm/" + c
 			conn, _ := r.get(n, "connected")
@@ -386,7 +386,8 @@ func renderAgents(w writer, r *results) {
 			p50, _ := r.get(n, "p50-ms")
 			p99, _ := r.get(n, "p99-ms")
 			burst, _ := r.get(n, "max-per-100ms")
-			w("| %s | %.0f | %s | %s | %s | %s | %.0f |\n", strings.TrimPrefix(c, "agents="), conn, fmtMS(all), fmtMS(first), fmtMS(p50), fmtMS(p99), burst)
+			stop, _ := r.get(n, "stop-ms")
+			w("| %s | %s | %.0f | %s | %s | %s | %s | %.0f |\n", strings.TrimPrefix(c, "agents="), fmtMS(stop), conn, fmtMS(all), fmtMS(first), fmtMS(p50), fmtMS(p99), burst)
 		}
 		w("\n")
 	}
