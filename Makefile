@@ -45,6 +45,7 @@ test-chart: testbin
 # about 15 minutes on 2 cores. Writes the generated section of
 # docs/benchmarks.md and the plots in docs/img/ from bin/bench.txt. The
 # test binary is built first so no compiler runs during a measurement.
+# BENCH_NOTE="..." adds a remark to the section (say if the machine was busy).
 BENCH_SUITE := ^Benchmark(LadderGet|LadderThroughput|Streams|HeadOfLine|IdleAgents|ReconnectStorm)$$
 bench:
 	@mkdir -p bin
@@ -52,7 +53,7 @@ bench:
 	cd test/bench && ../../bin/bench.test -test.run '^$$' -test.bench '$(BENCH_SUITE)' \
 	  -test.benchtime 1x -test.timeout 60m > ../../bin/bench.txt 2>&1; \
 	  status=$$?; cat ../../bin/bench.txt; exit $$status
-	$(GO) run ./test/bench/report -in bin/bench.txt -md docs/benchmarks.md -img docs/img
+	$(GO) run ./test/bench/report -in bin/bench.txt -md docs/benchmarks.md -img docs/img -note "$(BENCH_NOTE)"
 
 # Container images (needs a Docker engine; CI checks the same build flags).
 images:

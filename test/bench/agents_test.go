@@ -8,7 +8,9 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"syscall"
@@ -64,9 +66,12 @@ func runSwarm(spec string) int {
 	done := make(chan struct{}, count)
 	for i := first; i < first+count; i++ {
 		a, err := agentk.New(&agentk.Options{
-			KasAddress:          addr,
-			Token:               swarmAgentToken(i),
-			ObservabilityListen: "127.0.0.1:0",
+			KasAddress: addr,
+			Token:      swarmAgentToken(i),
+			// One loopback address per agent (all of 127/8 is loopback on
+			// Linux): 10,000 listeners and 10,000 connections on 127.0.0.1
+			// alone would run out of ephemeral ports.
+			ObservabilityListen: fmt.Sprintf("127.1.%d.%d:0", i/250, i%250+1),
 			// The agents never see a proxied request: any address will do.
 			REST: &rest.Config{Host: "http://127.0.0.1:1"},
 		}, discardLogger(), nil)
@@ -99,9 +104,39 @@ type swarm struct {
 	stdin io.WriteCloser
 }
 
-func startSwarm(kasAddr string, count int) (*swarm, error) {
+// perSwarm is how many agents one child process runs: each holds a
+// connection and a listener, so 4,000 agents need some 8,000 open files,
+// under common hard limits (the benchmark cannot raise a hard limit
+// without privileges).
+const perSwarm = 4000
+
+// swarms is the agents of a benchmark, in as many child processes as
+// they need.
+type swarms []*swarm
+
+func startSwarms(kasAddr string, n int) (swarms, error) {
+	var all swarms
+	for first := 0; first < n; first += perSwarm {
+		s, err := startSwarm(kasAddr, first, min(perSwarm, n-first))
+		if err != nil {
+			return nil, errors.Join(err, all.stop())
+		}
+		all = append(all, s)
+	}
+	return all, nil
+}
+
+func (all swarms) stop() error {
+	var errs []error
+	for _, s := range all {
+		errs = append(errs, s.stop())
+	}
+	return errors.Join(errs...)
+}
+
+func startSwarm(kasAddr string, first, count int) (*swarm, error) {
 	cmd := exec.Command(os.Args[0], "-test.run=^$", "-test.bench=^$")
-	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s 0 %d", swarmEnv, kasAddr, count))
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %d %d", swarmEnv, kasAddr, first, count))
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -123,7 +158,9 @@ func startSwarm(kasAddr string, count int) (*swarm, error) {
 	return s, nil
 }
 
-// stop closes the swarm's stdin and waits for it to exit.
+// stop closes the swarm's stdin and waits for it to exit; a swarm that
+// takes longer than 20 s (10,000 agents winding down on a busy machine)
+// is killed: it is only the load, nothing of it is measured.
 func (s *swarm) stop() error {
 	s.stdin.Close()
 	done := make(chan error, 1)
@@ -131,14 +168,22 @@ func (s *swarm) stop() error {
 	select {
 	case err := <-done:
 		return err
-	case <-time.After(time.Minute):
+	case <-time.After(20 * time.Second):
 		_ = s.cmd.Process.Kill()
-		return fmt.Errorf("agent swarm did not stop within a minute: killed: %v", <-done)
+		<-done
+		return nil
 	}
 }
 
-// raiseNoFile makes room for n more open files in this process and its
-// children (each agent holds a connection and a listener).
+// raiseNoFileForAgents makes room for n agents: kas holds a connection
+// per agent, each child process two open files per agent.
+func raiseNoFileForAgents(tb testing.TB, n int) {
+	tb.Helper()
+	raiseNoFile(tb, uint64(max(n, 2*min(n, perSwarm))+1024))
+}
+
+// raiseNoFile raises this process's (and so its children's) limit of
+// open files to n.
 func raiseNoFile(tb testing.TB, n uint64) {
 	tb.Helper()
 	var lim syscall.Rlimit
@@ -149,6 +194,9 @@ func raiseNoFile(tb testing.TB, n uint64) {
 		return
 	}
 	want := syscall.Rlimit{Cur: n, Max: max(n, lim.Max)}
+	if n <= lim.Max {
+		want.Max = lim.Max
+	}
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want); err != nil {
 		tb.Fatalf("RLIMIT_NOFILE is %d (hard %d); the agent benchmarks need %d: raise it (ulimit -n %d, as root): %v", lim.Cur, lim.Max, n, n, err)
 	}
@@ -187,9 +235,12 @@ func waitIdle(b *testing.B, k *runningKas, n int, timeout time.Duration) time.Du
 			gauge(k, "kas_tunnel_streams_open", "direction", "from_agent") >= float64(n)
 	})
 	took := time.Since(start)
-	time.Sleep(3 * time.Second)
+	time.Sleep(idleSettle)
 	return took
 }
+
+// idleSettle is how long waitIdle waits after the agents connected.
+const idleSettle = 3 * time.Second
 
 // waitForEvery is waitFor with a polling interval.
 func waitForEvery(tb testing.TB, timeout, every time.Duration, what string, cond func() bool) {
@@ -213,20 +264,23 @@ var idleAgentCounts = []int{1000, 10000}
 // held by one kas.
 func BenchmarkIdleAgents(b *testing.B) {
 	for _, n := range idleAgentCounts {
-		raiseNoFile(b, uint64(3*n+4096))
+		raiseNoFileForAgents(b, n)
 		k, err := startKas(swarmKasConfig(b.TempDir(), n))
 		if err != nil {
 			b.Fatal(err)
 		}
 		before := settledMemStats()
 		g0 := runtime.NumGoroutine()
-		sw, err := startSwarm(k.agentURL(), n)
+		start := time.Now()
+		sw, err := startSwarms(k.agentURL(), n)
 		if err != nil {
 			k.stop()
 			b.Fatal(err)
 		}
-		took := waitIdle(b, k, n, 5*time.Minute)
+		waitIdle(b, k, n, 5*time.Minute)
+		took := time.Since(start) - idleSettle
 		after := settledMemStats()
+		writeHeapProfile(b, n)
 		g1 := runtime.NumGoroutine()
 		connected := gauge(k, "kas_connected_agents", "", "")
 		if err := sw.stop(); err != nil {
@@ -266,14 +320,14 @@ const stormAgents = 1000
 // dialled in the same instant or spread out.
 func BenchmarkReconnectStorm(b *testing.B) {
 	n := stormAgents
-	raiseNoFile(b, uint64(3*n+4096))
+	raiseNoFileForAgents(b, n)
 	cfg := swarmKasConfig(b.TempDir(), n)
 	k, err := startKas(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
 	cfg.Agent.Listen.Address = k.Addr("agent").String()
-	sw, err := startSwarm(k.agentURL(), n)
+	sw, err := startSwarms(k.agentURL(), n)
 	if err != nil {
 		k.stop()
 		b.Fatal(err)
@@ -346,4 +400,25 @@ func maxInWindow(sorted []time.Duration, window time.Duration) int {
 		best = max(best, hi-lo+1)
 	}
 	return best
+}
+
+// heapProfileEnv names a directory where BenchmarkIdleAgents writes kas's
+// heap profile with the agents connected (heap-<agents>.pprof), to see
+// what an idle agent's bytes are: go tool pprof -sample_index=inuse_space.
+const heapProfileEnv = "KUBETUNNEL_BENCH_HEAP_PROFILE"
+
+func writeHeapProfile(b *testing.B, agents int) {
+	dir := os.Getenv(heapProfileEnv)
+	if dir == "" {
+		return
+	}
+	f, err := os.Create(filepath.Join(dir, fmt.Sprintf("heap-%d.pprof", agents)))
+	if err != nil {
+		b.Errorf("%s: %v", heapProfileEnv, err)
+		return
+	}
+	defer f.Close()
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		b.Errorf("heap profile: %v", err)
+	}
 }

@@ -34,13 +34,14 @@ func main() {
 	in := flag.String("in", "bin/bench.txt", "output of go test -bench (one or more runs)")
 	md := flag.String("md", "docs/benchmarks.md", "Markdown file whose generated section is replaced")
 	img := flag.String("img", "docs/img", "directory for the PNG plots")
+	note := flag.String("note", "", "a remark printed at the top of the section (e.g. that the machine was busy)")
 	flag.Parse()
-	if err := run(*in, *md, *img); err != nil {
+	if err := run(*in, *md, *img, *note); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(in, md, img string) error {
+func run(in, md, img, note string) error {
 	raw, err := os.ReadFile(in)
 	if err != nil {
 		return err
@@ -71,7 +72,7 @@ func run(in, md, img string) error {
 	for _, f := range append(lat, thr...) {
 		plots = append(plots, filepath.ToSlash(filepath.Join(rel, filepath.Base(f))))
 	}
-	section := render(res, plots, string(raw))
+	section := render(res, plots, string(raw), note)
 	doc, err := os.ReadFile(md)
 	if err != nil {
 		return err
