@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"strings"
+
+	"kubetunnel/tunnel"
 )
 
 // Paths in the order of the ladder, cheapest first, with what each is.
@@ -299,7 +301,29 @@ func renderThroughput(w writer, r *results) {
 		}
 		w("\n")
 	}
-	w("\n")
+	// What bounds one stream at each RTT: the link's window for a TCP
+	// connection, our yamux stream window for the tunnel.
+	w("| ceiling: one TCP connection through the link (6 MiB / RTT) |")
+	for _, rtt := range rtts {
+		w(" %s |", ceiling(linkWindow, rtt))
+	}
+	w("\n| ceiling: one yamux stream (window %d MiB / RTT) |", tunnel.DefaultMaxStreamWindow>>20)
+	for _, rtt := range rtts {
+		w(" %s |", ceiling(tunnel.DefaultMaxStreamWindow, rtt))
+	}
+	w("\n\nA stream's window bounds it at window / RTT whatever the CPU: yamux grants the sender at most `tunnel.DefaultMaxStreamWindow` bytes ahead of what the receiver has read. remotedialer has no window: its receiver asks the sender to pause once 2 MiB (`MaxBuffer`) wait unread and to resume below 256 KiB; the sender keeps sending while the pause message travels, so it is bounded by the link alone.\n\n")
+}
+
+// linkWindow is test/bench's link window (link_test.go).
+const linkWindow = 6 << 20
+
+// ceiling is window/RTT in MB/s for "rtt=10ms", "-" at no added delay.
+func ceiling(window int, rtt string) string {
+	ms, ok := numericValue(rtt)
+	if !ok || ms <= 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.0f MB/s", float64(window)/(ms/1000)/1e6)
 }
 
 func renderStreams(w writer, r *results) {
