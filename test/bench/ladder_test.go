@@ -104,7 +104,7 @@ const requestTimeout = 10 * time.Second
 
 // Arrival rates of BenchmarkLadderGet (requests per second, one path at
 // a time). The latency goals are read at goalRate.
-var getRates = []int{200, 1000, 2000, 3000}
+var getRates = []int{200, 500, 1000, 2000, 3000}
 
 // getSamples is how many requests each path gets at each rate (at least
 // getMinTime of them), and getSlice how long each turn in the rotation is.

@@ -15,7 +15,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/coder/websocket"
+	"github.com/gorilla/websocket"
 	"k8s.io/client-go/rest"
 
 	"kubetunnel/tunnel"
@@ -24,7 +24,7 @@ import (
 // Path names. The report (test/bench/report) knows them by these names.
 const (
 	pathTCP          = "tcp"          // raw TCP copy: the physical limit
-	pathWebSocket    = "websocket"    // one WebSocket connection per request stream, no yamux
+	pathWebSocket    = "websocket"    // one WebSocket connection per request stream (gorilla/websocket), no yamux
 	pathYamuxTCP     = "yamux-tcp"    // our tunnel package over raw TCP (grpc://), streams of bytes
 	pathYamuxWS      = "yamux-ws"     // our tunnel package over WebSocket (ws://), streams of bytes
 	pathDirect       = "direct"       // HTTP client → backend
@@ -277,17 +277,21 @@ func (p *path) serveHTTP(h http.Handler) (string, error) {
 	return ln.Addr().String(), nil
 }
 
+// startWebSocket is WebSocket alone: gorilla/websocket, the library of
+// the tunnel (and of remotedialer), with the tunnel's buffer sizes, one
+// connection per stream and no yamux.
 func (p *path) startWebSocket(withLink bool) error {
 	var conns sync.WaitGroup
 	p.onStop(func() error { conns.Wait(); return nil })
+	up := &websocket.Upgrader{WriteBufferSize: 64 << 10}
 	addr, err := p.serveHTTP(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := websocket.Accept(w, r, nil)
+		c, err := up.Upgrade(w, r, nil)
 		if err != nil {
 			return
 		}
 		conns.Add(1)
 		defer conns.Done()
-		serveBytes(websocket.NetConn(context.Background(), c, websocket.MessageBinary))
+		serveBytes(&wsNetConn{Conn: c})
 	}))
 	if err != nil {
 		return err
@@ -295,14 +299,57 @@ func (p *path) startWebSocket(withLink bool) error {
 	if addr, err = p.via(addr, withLink); err != nil {
 		return err
 	}
+	d := &websocket.Dialer{ReadBufferSize: 32 << 10, WriteBufferSize: 64 << 10}
 	p.usePool(newConnPool(func(ctx context.Context) (net.Conn, error) {
-		c, _, err := websocket.Dial(ctx, "ws://"+addr+"/", nil)
+		c, _, err := d.DialContext(ctx, "ws://"+addr+"/", nil)
 		if err != nil {
 			return nil, err
 		}
-		return websocket.NetConn(context.Background(), c, websocket.MessageBinary), nil
+		return &wsNetConn{Conn: c}, nil
 	}))
 	return nil
+}
+
+// wsNetConn is a gorilla WebSocket as a byte stream: each Write one
+// binary message, reads concatenate messages.
+type wsNetConn struct {
+	*websocket.Conn
+	r io.Reader
+}
+
+func (c *wsNetConn) Read(p []byte) (int, error) {
+	for {
+		if c.r == nil {
+			_, r, err := c.NextReader()
+			if err != nil {
+				if websocket.IsCloseError(err, websocket.CloseNormalClosure) {
+					err = io.EOF
+				}
+				return 0, err
+			}
+			c.r = r
+		}
+		n, err := c.r.Read(p)
+		if err == io.EOF {
+			c.r = nil
+			if n == 0 {
+				continue
+			}
+			err = nil
+		}
+		return n, err
+	}
+}
+
+func (c *wsNetConn) Write(p []byte) (int, error) {
+	if err := c.WriteMessage(websocket.BinaryMessage, p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (c *wsNetConn) SetDeadline(t time.Time) error {
+	return errors.Join(c.SetReadDeadline(t), c.SetWriteDeadline(t))
 }
 
 // startYamux runs our tunnel package alone: a tunnel.Server takes the

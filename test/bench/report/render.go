@@ -11,7 +11,7 @@ import (
 // Paths in the order of the ladder, cheapest first, with what each is.
 var pathOrder = []struct{ name, what string }{
 	{"tcp", "raw TCP copy (the physical limit)"},
-	{"websocket", "one WebSocket connection per stream (coder/websocket), no yamux"},
+	{"websocket", "one WebSocket connection per stream (gorilla/websocket, as the tunnel), no yamux"},
 	{"yamux-tcp", "our tunnel package (yamux) over raw TCP, no HTTP"},
 	{"yamux-ws", "our tunnel package (yamux) over WebSocket, no HTTP"},
 	{"direct", "HTTP client → backend"},
