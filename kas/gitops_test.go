@@ -68,9 +68,7 @@ func TestGitOpsFirstSyncAndChanges(t *testing.T) {
 		"/manifests/a.yaml": "kind: Deployment\nreplicas: 2\n", "/manifests/b/c.yml": "kind: Service\n",
 	})
 
-	repo.Git("checkout", "-q", "-b", "feature")
-	repo.Commit("elsewhere", map[string]string{"manifests/a.yaml": "kind: Feature\n"})
-	repo.Git("checkout", "-q", "main")
+	repo.CommitOnBranch("feature", "elsewhere", map[string]string{"manifests/a.yaml": "kind: Feature\n"})
 	w.quiet(t, time.Second, "a commit on another branch")
 
 	if st := e.waitSent(second); len(st.Projects) != 1 {
@@ -84,9 +82,7 @@ func TestGitOpsResumeAndRefs(t *testing.T) {
 	e, repo := newGitOpsEnv(t, nil)
 	first := repo.Commit("first", manifestTree)
 	repo.Git("tag", "v1")
-	repo.Git("checkout", "-q", "-b", "feature")
-	feature := repo.Commit("feature", map[string]string{"manifests/a.yaml": "kind: Feature\n"})
-	repo.Git("checkout", "-q", "main")
+	feature := repo.CommitOnBranch("feature", "feature", map[string]string{"manifests/a.yaml": "kind: Feature\n"})
 	e.start()
 	a := e.dialAgent()
 

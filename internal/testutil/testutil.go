@@ -67,6 +67,21 @@ func (r *GitRepo) Commit(msg string, files map[string]string) string {
 	return r.Git("rev-parse", "HEAD")
 }
 
+// CommitOnBranch commits files on branch (created from HEAD if missing)
+// in a linked worktree, so the repository's HEAD never moves: kas follows
+// a remote's HEAD, and checking out another branch here would be seen as
+// the default branch moving.
+func (r *GitRepo) CommitOnBranch(branch, msg string, files map[string]string) string {
+	r.t.Helper()
+	if exec.Command("git", "-C", r.Dir, "rev-parse", "-q", "--verify", "refs/heads/"+branch).Run() != nil {
+		r.Git("branch", branch)
+	}
+	wt := &GitRepo{t: r.t, Dir: filepath.Join(r.t.TempDir(), "wt")}
+	r.Git("worktree", "add", "-q", wt.Dir, branch)
+	defer r.Git("worktree", "remove", "--force", wt.Dir)
+	return wt.Commit(msg, files)
+}
+
 // URL is the repository as a file:// URL.
 func (r *GitRepo) URL() string { return "file://" + r.Dir }
 
