@@ -76,6 +76,10 @@ func newPeerSet(cfg *Config, sessions *sessionRegistry, logger *slog.Logger, m *
 		Tunnels:            sessions,
 		Logger:             logger.With("listener", "private_api"),
 		MaxStreamsPerAgent: cfg.Agent.KubernetesAPI.MaxStreamsPerAgent,
+		// Every forwarded request of a replica comes from one address: a
+		// secret mismatch must keep its clear error, not turn into 429s.
+		// (Guessing an HS256 key of 32 bytes is hopeless anyway.)
+		AuthFailures: kasproxy.NewFailureLimiter(1_000_000, time.Minute),
 	})
 	sessions.onAgent = func(agent string, connected bool) {
 		if connected {

@@ -11,6 +11,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -109,7 +111,9 @@ func newStandInAPI(t *testing.T) *httptest.Server {
 	return srv
 }
 
-func newHA(t *testing.T, replicas int) *haEnv {
+func newHA(t *testing.T, replicas int) *haEnv { return newHAWith(t, replicas, nil) }
+
+func newHAWith(t *testing.T, replicas int, mutate func(int, *kas.Config)) *haEnv {
 	t.Helper()
 	repo := testutil.NewGitRepo(t)
 	repo.Commit("config", map[string]string{kas.AgentConfigPath(haAgent): "user_access:\n  access_as:\n    user: {}\n"})
@@ -126,7 +130,7 @@ func newHA(t *testing.T, replicas int) *haEnv {
 			{Name: "bob", TokenSHA256: []string{kas.HashToken(haBob)}},
 		},
 	}
-	return &haEnv{t: t, api: newStandInAPI(t), c: kascluster.Start(t, base, kascluster.Options{Replicas: replicas, Session: haSession})}
+	return &haEnv{t: t, api: newStandInAPI(t), c: kascluster.Start(t, base, kascluster.Options{Replicas: replicas, Session: haSession, Mutate: mutate})}
 }
 
 // startAgent runs agentk against address and waits for its config.
@@ -476,6 +480,28 @@ func TestReplicasRollingRestartLosesNoRequest(t *testing.T) {
 	}
 	if ok.Load() < 50 {
 		t.Errorf("only %d requests went through", ok.Load())
+	}
+	h.streamsClosed()
+}
+
+// Replicas with different private API secrets: the receiving replica says
+// what to fix instead of passing the peer's 401 on as the caller's.
+func TestReplicasSecretMismatch(t *testing.T) {
+	other := filepath.Join(t.TempDir(), "other-secret")
+	if err := os.WriteFile(other, []byte(strings.Repeat("z", 40)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := newHAWith(t, 2, func(i int, cfg *kas.Config) {
+		if i == 1 {
+			cfg.PrivateAPI.AuthenticationSecretFile = other
+		}
+	})
+	h.startAgent(h.c.Replicas[0].AgentAddress())
+	for range 25 { // more than the failed-authentication burst
+		code, _, body := h.get(h.c.Replicas[1].ProxyURL(haAgent), haAlice)
+		if code != 502 || !strings.Contains(body, "every replica needs the same private_api.authentication_secret_file") {
+			t.Fatalf("via the replica with another secret: %d %s", code, body)
+		}
 	}
 	h.streamsClosed()
 }

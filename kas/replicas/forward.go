@@ -174,6 +174,12 @@ func (f *Forwarder) try(ctx context.Context, r *http.Request, peer, agent, token
 	case err != nil:
 		f.count("error")
 		return nil, fmt.Errorf("kas peer %s: %w", peer, err)
+	case resp.StatusCode == http.StatusUnauthorized:
+		// The peer's private API answers 401 only to a token it cannot
+		// verify: the caller was authenticated here, the replicas disagree.
+		resp.Body.Close()
+		f.count("error")
+		return nil, fmt.Errorf("kas peer %s refused this replica's private API token: every replica needs the same private_api.authentication_secret_file (and clocks within %v)", peer, TokenLeeway)
 	case resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get(kasproxy.HeaderAgentNotConnected) != "" && !sent:
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		resp.Body.Close()

@@ -60,6 +60,9 @@ func checkKasDeployment(t *testing.T, r *rendered, cfg *kas.Config) {
 	for _, repo := range cfg.Repositories {
 		files = append(files, repo.TokenFile, repo.PasswordFile, repo.SSHKeyFile, repo.KnownHostsFile, repo.CAFile)
 	}
+	if p := cfg.PrivateAPI; p != nil {
+		files = append(files, p.AuthenticationSecretFile, p.Listen.CertificateFile, p.Listen.KeyFile, p.CACertificateFile, cfg.Redis.PasswordFile)
+	}
 	for _, f := range files {
 		if f != "" && !mountsCover(c, f) {
 			t.Errorf("the config names %s, which is on no volume mount (%v)", f, get(c, "volumeMounts"))
@@ -69,11 +72,15 @@ func checkKasDeployment(t *testing.T, r *rendered, cfg *kas.Config) {
 	for _, p := range list(c, "ports") {
 		ports[str(p, "name")] = fmt.Sprint(get(p, "containerPort"))
 	}
-	for name, addr := range map[string]string{
+	listeners := map[string]string{
 		"agent":          cfg.Agent.Listen.Address,
 		"kubernetes-api": cfg.Agent.KubernetesAPI.Listen.Address,
 		"observability":  cfg.Observability.Listen.Address,
-	} {
+	}
+	if cfg.PrivateAPI != nil {
+		listeners["private-api"] = cfg.PrivateAPI.Listen.Address
+	}
+	for name, addr := range listeners {
 		if ":"+ports[name] != addr {
 			t.Errorf("container port %s is %q; kas listens on %q", name, ports[name], addr)
 		}
@@ -176,6 +183,51 @@ gitCache:
 	}
 }
 
+// Several replicas: Redis from the values, the private API, its secret
+// and the pod IP from the chart.
+func TestKasReplicas(t *testing.T) {
+	ns := namespace(t)
+	r := mustRender(t, "kas", "kas", ns, kasValues+`
+replicas: 3
+privateAPI:
+  secretName: kas-private-api
+  tls: {secretName: kas-private-api-tls}
+redisPasswordSecretName: kas-redis
+config:
+  redis:
+    address: redis.kas.svc:6379
+    key_prefix: prod-kas
+  private_api:
+    server_name: kas-private-api
+`)
+	dryRunApply(t, r)
+	cfg := kasConfig(t, r)
+	checkKasDeployment(t, r, cfg)
+	if cfg.Redis.Address != "redis.kas.svc:6379" || cfg.Redis.KeyPrefix != "prod-kas" || cfg.Redis.PasswordFile != "/etc/kas/redis/password" {
+		t.Errorf("redis %+v", cfg.Redis)
+	}
+	p := cfg.PrivateAPI
+	if p.Listen.Address != ":8155" || p.AuthenticationSecretFile != "/etc/kas/private-api/secret" || p.ServerName != "kas-private-api" ||
+		p.Listen.CertificateFile != "/etc/kas/tls/private-api/tls.crt" || p.CACertificateFile != "/etc/kas/tls/private-api/ca.crt" {
+		t.Errorf("private_api %+v", p)
+	}
+	d := r.one(t, "Deployment")
+	if fmt.Sprint(get(d, "spec", "replicas")) != "3" {
+		t.Errorf("replicas %v", get(d, "spec", "replicas"))
+	}
+	// kas takes its advertised address from POD_IP.
+	env := fmt.Sprint(get(container(d), "env"))
+	if !strings.Contains(env, "name:"+kas.EnvPodIP) || !strings.Contains(env, "fieldPath:status.podIP") {
+		t.Errorf("env %s: want %s from status.podIP", env, kas.EnvPodIP)
+	}
+	vols := fmt.Sprint(get(d, "spec", "template", "spec", "volumes"))
+	for _, want := range []string{"secretName:kas-private-api]", "secretName:kas-private-api-tls", "secretName:kas-redis"} {
+		if !strings.Contains(vols, want) {
+			t.Errorf("volumes %s lack %s", vols, want)
+		}
+	}
+}
+
 func TestKasConfigChangeRollsPods(t *testing.T) {
 	sum := func(values string) string {
 		r := mustRender(t, "kas", "kas", "default", values)
@@ -203,7 +255,9 @@ func TestKasInvalidValues(t *testing.T) {
 		name, values, want string
 	}{
 		{"replicas", "replicas: 2", "need Redis"},
-		{"redis", "config: {redis: {address: redis:6379}}", "not supported by this version"},
+		{"redis without a secret", "config: {redis: {address: redis:6379}}", "privateAPI.secretName"},
+		{"private_api without redis", "config: {private_api: {server_name: kas}}", "need config.redis"},
+		{"shared RWO cache", "{replicas: 2, privateAPI: {secretName: s}, config: {redis: {address: 'redis:6379'}}, gitCache: {persistence: {enabled: true}}}", "ReadWriteOnce"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := renderChart("kas", "kas", "default", c.values)

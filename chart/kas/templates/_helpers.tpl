@@ -54,11 +54,28 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- $_ := set $managed.agent.kubernetes_api.listen "certificate_file" "/etc/kas/tls/kubernetes-api/tls.crt" }}
 {{- $_ := set $managed.agent.kubernetes_api.listen "key_file" "/etc/kas/tls/kubernetes-api/tls.key" }}
 {{- end }}
-{{- if or .Values.config.redis .Values.config.private_api }}
-{{- fail "config.redis and config.private_api: several kas replicas are not supported by this version yet" }}
+{{- if .Values.config.redis }}
+{{- if not .Values.privateAPI.secretName }}
+{{- fail "privateAPI.secretName: several kas replicas (config.redis) authenticate each other with a shared secret: name a Secret with a key \"secret\" of at least 32 bytes" }}
 {{- end }}
-{{- if gt (int .Values.replicas) 1 }}
-{{- fail "replicas: several kas replicas need Redis, which this version does not support yet; use 1" }}
+{{- $priv := dict "listen" (dict "address" (printf ":%v" .Values.ports.privateAPI)) "authentication_secret_file" (printf "%s/private-api/secret" (include "kas.configDir" .)) }}
+{{- if .Values.privateAPI.tls.secretName }}
+{{- $_ := set $priv.listen "certificate_file" (printf "%s/tls/private-api/tls.crt" (include "kas.configDir" .)) }}
+{{- $_ := set $priv.listen "key_file" (printf "%s/tls/private-api/tls.key" (include "kas.configDir" .)) }}
+{{- $_ := set $priv "ca_certificate_file" (printf "%s/tls/private-api/ca.crt" (include "kas.configDir" .)) }}
+{{- end }}
+{{- $_ := set $managed "private_api" $priv }}
+{{- if .Values.redisPasswordSecretName }}
+{{- $_ := set $managed "redis" (dict "password_file" (printf "%s/redis/password" (include "kas.configDir" .))) }}
+{{- end }}
+{{- else if .Values.config.private_api }}
+{{- fail "config.private_api: the private API is for several kas replicas, which need config.redis (the agent registry)" }}
+{{- end }}
+{{- if and (gt (int .Values.replicas) 1) .Values.gitCache.persistence.enabled (has "ReadWriteOnce" .Values.gitCache.persistence.accessModes) }}
+{{- fail "gitCache.persistence: several kas replicas cannot share a ReadWriteOnce volume; use the default emptyDir (each replica keeps its own mirrors) or a ReadWriteMany access mode" }}
+{{- end }}
+{{- if and (gt (int .Values.replicas) 1) (not .Values.config.redis) }}
+{{- fail "replicas: several kas replicas need Redis (config.redis.address) to find each other's agents; use 1, or set config.redis and privateAPI.secretName" }}
 {{- end }}
 {{- mergeOverwrite (deepCopy .Values.config) $managed | toYaml }}
 {{- end }}
