@@ -133,7 +133,7 @@ func goalRows(r *results) []goalRow {
 		g = "small GET p99 lower than remotedialer"
 		if ok4 && ok5 {
 			rows = append(rows, goalRow{g, us, fmt.Sprintf("%s vs %s", fmtUS(o99), fmtUS(rd99)),
-				verdict(o99 < rd99, marginUS(rd99-o99)+" lower")})
+				verdict(o99 < rd99, lowerHigher(rd99-o99))})
 		} else {
 			missing(g, us)
 		}
@@ -146,7 +146,7 @@ func goalRows(r *results) []goalRow {
 		g = "one stream at 10 ms RTT: ≥ 2× remotedialer"
 		if ok1 && ok2 && rt > 0 {
 			rows = append(rows, goalRow{g, us, fmt.Sprintf("%.0f vs %.0f MB/s (%.2f×)", ot, rt, ot/rt),
-				verdict(ot >= 2*rt, fmt.Sprintf("%+.2f× against 2×", ot/rt-2))})
+				verdict(ot >= 2*rt, ratioMargin(ot/rt, 2))})
 		} else {
 			missing(g, us)
 		}
@@ -177,7 +177,7 @@ func goalRows(r *results) []goalRow {
 		g := "idle kas heap < 64 KiB per agent (" + n + " agents, WebSocket)"
 		if v, ok := r.get(name, "B/agent"); ok {
 			rows = append(rows, goalRow{g, "kas-ws", fmt.Sprintf("%.1f KiB", v/1024),
-				verdict(v < 64<<10, fmt.Sprintf("%.1f KiB to spare", 64-v/1024))})
+				verdict(v < 64<<10, spareOver(64-v/1024, "%.1f KiB"))})
 		} else {
 			missing(g, "kas-ws")
 		}
@@ -192,11 +192,35 @@ func goalRows(r *results) []goalRow {
 	if v, ok := r.get("ReconnectStorm/agents=1000", "all-back-ms"); ok {
 		c, _ := r.get("ReconnectStorm/agents=1000", "connected")
 		rows = append(rows, goalRow{g, "kas-ws", fmt.Sprintf("%s (%.0f back)", fmtMS(v), c),
-			verdict(v <= 15000 && c >= 1000, fmtMS(15000-v)+" to spare")})
+			verdict(v <= 15000 && c >= 1000, spareOver((15000-v)/1000, "%.2f s"))})
 	} else {
 		missing(g, "kas-ws")
 	}
 	return rows
+}
+
+// lowerHigher says by how much ours is below (d > 0) or above the peer.
+func lowerHigher(d float64) string {
+	if d >= 0 {
+		return fmtUS(d) + " lower"
+	}
+	return fmtUS(-d) + " higher"
+}
+
+// ratioMargin compares a ratio with the goal's.
+func ratioMargin(got, goal float64) string {
+	if got >= goal {
+		return fmt.Sprintf("%.2f× above the %g× goal", got-goal, goal)
+	}
+	return fmt.Sprintf("short by %.2f×", goal-got)
+}
+
+// spareOver formats a margin (positive: to spare) with format.
+func spareOver(v float64, format string) string {
+	if v >= 0 {
+		return fmt.Sprintf(format, v) + " to spare"
+	}
+	return "over by " + fmt.Sprintf(format, -v)
 }
 
 func pointsMargin(v float64) string {
@@ -335,7 +359,7 @@ func renderStreams(w writer, r *results) {
 	w("N streams start together and fetch 256 MiB in all (256 MiB / N each). Each cell: aggregate MB/s; fairness as the slowest / median stream's own MB/s (its bytes over the time from the common start to its last byte).\n\n")
 	w("| path |")
 	for _, c := range counts {
-		w(" %s |", strings.TrimPrefix(c, "streams=")+" streams")
+		w(" %s |", plural(strings.TrimPrefix(c, "streams="), "stream"))
 	}
 	w("\n|---|")
 	for range counts {
@@ -390,7 +414,7 @@ func renderAgents(w writer, r *results) {
 	storm := r.children("ReconnectStorm")
 	if len(idle) > 0 {
 		w("### Idle cost per connected agent (`BenchmarkIdleAgents`)\n\n")
-		w("One kas in the benchmark process; N real agentk (`agentk.Agent`, WebSocket) in a child process, each with its own agent name and token. After all are connected and have their configuration, the benchmark forces two GCs and compares kas's process with its state before the agents came: live heap (`HeapAlloc`), goroutine stacks (`StackInuse`) and goroutines, per agent.\n\n")
+		w("One kas in the benchmark process; N real agentk (`agentk.Agent`, WebSocket) in child processes of at most 4,000, each agent with its own name and token. After all are connected and have their configuration, the benchmark forces two GCs and compares kas's process with its state before the agents came: live heap (`HeapAlloc`), goroutine stacks (`StackInuse`) and goroutines, per agent.\n\n")
 		w("| agents | connected | heap per agent | stacks per agent | goroutines per agent | time to start and connect all |\n|---|---|---|---|---|---|\n")
 		for _, c := range idle {
 			n := "IdleAgents/" + c
@@ -405,7 +429,7 @@ func renderAgents(w writer, r *results) {
 	}
 	if len(storm) > 0 {
 		w("### Reconnect storm (`BenchmarkReconnectStorm`)\n\n")
-		w("N real agentk (child process, production backoff) connected to one kas; kas is stopped (GoAway, drain) and a new kas started on the same address in the same process. Times count from the new kas being ready; the spread shows whether the agents come back all in the same instant (a thundering herd) or spread out by their jittered backoff.\n\n")
+		w("N real agentk (a child process, production reconnect backoff) connected to one kas; kas is stopped (GoAway, drain) and a new kas started on the same address in the same process. Times count from the new kas being ready; the spread shows whether the agents come back all in the same instant (a thundering herd) or spread out by their jittered backoff.\n\n")
 		w("| agents | kas stop took | back | all back | first | p50 | p99 | most agents back in one 100 ms window |\n|---|---|---|---|---|---|---|---|\n")
 		for _, c := range storm {
 			n := "ReconnectStorm/" + c
@@ -420,4 +444,11 @@ func renderAgents(w writer, r *results) {
 		}
 		w("\n")
 	}
+}
+
+func plural(n, word string) string {
+	if n == "1" {
+		return n + " " + word
+	}
+	return n + " " + word + "s"
 }
