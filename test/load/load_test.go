@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -26,6 +25,9 @@ import (
 	"k8s.io/client-go/rest"
 
 	"kubetunnel/agentk"
+	"kubetunnel/internal/testutil"
+	"kubetunnel/internal/testutil/redisserver"
+	"kubetunnel/internal/testutil/tcplb"
 	"kubetunnel/kas"
 	"kubetunnel/test/e2e/controlplane"
 )
@@ -36,6 +38,7 @@ var (
 	numAgents   = flag.Int("load.agents", 1000, "agents connected at once")
 	concurrency = flag.Int("load.concurrency", 200, "proxied requests in flight at once")
 	duration    = flag.Duration("load.duration", 60*time.Second, "how long the request load runs")
+	numReplicas = flag.Int("load.replicas", 3, "kas replicas (behind a TCP load balancer, sharing a real Redis)")
 )
 
 const (
@@ -57,10 +60,10 @@ func TestLoad(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	backend := newBackend(t)
-	k := startKas(t, *numAgents)
+	k := startCluster(t, *numReplicas, *numAgents)
 
 	base := k.scrape(t)
-	t.Logf("kas before agents: %s", base)
+	t.Logf("kas (%d replicas) before agents: %s", *numReplicas, base)
 
 	// Agents connect, a hundred at a time like a fleet coming back after
 	// a kas restart.
@@ -73,7 +76,7 @@ func TestLoad(t *testing.T) {
 	// Let connection-time garbage and the config streams settle.
 	time.Sleep(3 * time.Second)
 	idle := k.scrape(t)
-	t.Logf("kas with %d agents connected, idle: %s", *numAgents, idle)
+	t.Logf("kas with %d agents connected, idle: %s; agents per replica: %v", *numAgents, idle, k.perReplica(t, "kas_connected_agents"))
 
 	// kas is scraped once more half-way through the load.
 	var loaded metrics
@@ -90,16 +93,19 @@ func TestLoad(t *testing.T) {
 	}
 	t.Logf("kas under load: %s", loaded)
 	after := k.scrape(t)
+	if *numReplicas > 1 {
+		t.Logf("LOAD RESULT requests forwarded to the replica holding the agent: %.0f of %d", after.sum("kas_peer_forwards_total"), res.total)
+	}
 
 	n := float64(*numAgents)
-	t.Logf("LOAD RESULT agents=%d concurrency=%d duration=%v requests=%d failed=%d rps=%.0f p50=%v p90=%v p99=%v max=%v",
-		*numAgents, *concurrency, *duration, res.total, res.failed, float64(res.total)/duration.Seconds(),
+	t.Logf("LOAD RESULT replicas=%d agents=%d concurrency=%d duration=%v requests=%d failed=%d rps=%.0f p50=%v p90=%v p99=%v max=%v",
+		*numReplicas, *numAgents, *concurrency, *duration, res.total, res.failed, float64(res.total)/duration.Seconds(),
 		res.pct(50), res.pct(90), res.pct(99), res.pct(100))
 	t.Logf("LOAD RESULT per connected agent (idle - before, /%d): heap_inuse=%.1f KiB rss=%.1f KiB goroutines=%.1f",
 		*numAgents, (idle.get("go_memstats_heap_inuse_bytes")-base.get("go_memstats_heap_inuse_bytes"))/n/1024,
 		(idle.get("process_resident_memory_bytes")-base.get("process_resident_memory_bytes"))/n/1024,
 		(idle.get("go_goroutines")-base.get("go_goroutines"))/n)
-	t.Logf("LOAD RESULT kas totals: idle heap_inuse=%.0f MiB rss=%.0f MiB goroutines=%.0f; under load heap_inuse=%.0f MiB rss=%.0f MiB goroutines=%.0f",
+	t.Logf("LOAD RESULT kas totals (all replicas): idle heap_inuse=%.0f MiB rss=%.0f MiB goroutines=%.0f; under load heap_inuse=%.0f MiB rss=%.0f MiB goroutines=%.0f",
 		idle.get("go_memstats_heap_inuse_bytes")/(1<<20), idle.get("process_resident_memory_bytes")/(1<<20), idle.get("go_goroutines"),
 		loaded.get("go_memstats_heap_inuse_bytes")/(1<<20), loaded.get("process_resident_memory_bytes")/(1<<20), loaded.get("go_goroutines"))
 
@@ -146,7 +152,15 @@ func newBackend(t *testing.T) *httptest.Server {
 	return s
 }
 
-// kasProc is the kas binary running with n agents in its config.
+// cluster is the kas replicas, and with more than one, the Redis they
+// share and TCP load balancers in front of their agent and Kubernetes API
+// listeners, as a Kubernetes Service would be.
+type cluster struct {
+	replicas       []*kasProc
+	agentLB, apiLB *tcplb.LB
+}
+
+// kasProc is one kas binary running.
 type kasProc struct {
 	agentAddr, apiAddr, obsAddr string
 	cmd                         *exec.Cmd
@@ -154,10 +168,23 @@ type kasProc struct {
 	logPath                     string
 }
 
-func (k *kasProc) agentURL() string { return "ws://" + k.agentAddr + "/" }
-func (k *kasProc) apiURL() string   { return "http://" + k.apiAddr }
+func (c *cluster) agentURL() string {
+	if c.agentLB != nil {
+		return "ws://" + c.agentLB.Addr() + "/"
+	}
+	return "ws://" + c.replicas[0].agentAddr + "/"
+}
 
-func startKas(t *testing.T, n int) *kasProc {
+func (c *cluster) apiURL() string {
+	if c.apiLB != nil {
+		return "http://" + c.apiLB.Addr()
+	}
+	return "http://" + c.replicas[0].apiAddr
+}
+
+// startCluster builds kas and runs n replicas with agents agents in their
+// config.
+func startCluster(t *testing.T, n, agents int) *cluster {
 	t.Helper()
 	dir := t.TempDir()
 	root, err := controlplane.RepoRoot()
@@ -169,10 +196,58 @@ func startKas(t *testing.T, n int) *kasProc {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building kas: %v\n%s", err, out)
 	}
-	ports := freePorts(t, 3)
+	var common strings.Builder
+	common.WriteString("agents:\n")
+	for i := range agents {
+		fmt.Fprintf(&common, "  - name: %s\n    token_sha256: [%q]\n", agentName(i), kas.HashToken(agentToken(i)))
+	}
+	fmt.Fprintf(&common, "users:\n  - name: %s\n    token_sha256: [%q]\n    agents:\n", userName, kas.HashToken(userToken))
+	for i := range agents {
+		fmt.Fprintf(&common, "      - %s\n", agentName(i))
+	}
+	if n > 1 {
+		rs := redisserver.Start(t)
+		secret := filepath.Join(dir, "private-api-secret")
+		if err := os.WriteFile(secret, []byte("load-test-private-api-secret-0123456789abcdef"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&common, "redis:\n  address: %s\n  key_prefix: load\n", rs.Addr)
+		common.WriteString("private_api:\n  authentication_secret_file: " + secret + "\n  listen:\n    address: {private}\n")
+	}
+	c := &cluster{}
+	for i := range n {
+		c.replicas = append(c.replicas, startKas(t, filepath.Join(dir, "kas"), filepath.Join(dir, fmt.Sprintf("replica-%d", i)), common.String()))
+	}
+	if n > 1 {
+		var agentAddrs, apiAddrs []string
+		for _, k := range c.replicas {
+			agentAddrs = append(agentAddrs, k.agentAddr)
+			apiAddrs = append(apiAddrs, k.apiAddr)
+		}
+		var err error
+		if c.agentLB, err = tcplb.New(agentAddrs...); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.agentLB.Close() })
+		if c.apiLB, err = tcplb.New(apiAddrs...); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.apiLB.Close() })
+	}
+	return c
+}
+
+func startKas(t *testing.T, bin, dir, common string) *kasProc {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	ports, err := testutil.FreeAddrs(4)
+	if err != nil {
+		t.Fatal(err)
+	}
 	k := &kasProc{agentAddr: ports[0], apiAddr: ports[1], obsAddr: ports[2], done: make(chan struct{}), logPath: filepath.Join(dir, "kas.log")}
-	var cfg strings.Builder
-	fmt.Fprintf(&cfg, `agent:
+	cfg := fmt.Sprintf(`agent:
   listen:
     address: %s
     drain_timeout: 5s
@@ -184,17 +259,9 @@ observability:
     address: %s
 git:
   cache_dir: %s
-agents:
-`, k.agentAddr, k.apiAddr, k.obsAddr, filepath.Join(dir, "cache"))
-	for i := range n {
-		fmt.Fprintf(&cfg, "  - name: %s\n    token_sha256: [%q]\n", agentName(i), kas.HashToken(agentToken(i)))
-	}
-	fmt.Fprintf(&cfg, "users:\n  - name: %s\n    token_sha256: [%q]\n    agents:\n", userName, kas.HashToken(userToken))
-	for i := range n {
-		fmt.Fprintf(&cfg, "      - %s\n", agentName(i))
-	}
+`, k.agentAddr, k.apiAddr, k.obsAddr, filepath.Join(dir, "cache")) + strings.ReplaceAll(common, "{private}", ports[3])
 	cfgPath := filepath.Join(dir, "kas.yaml")
-	if err := os.WriteFile(cfgPath, []byte(cfg.String()), 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	logf, err := os.Create(k.logPath)
@@ -203,7 +270,7 @@ agents:
 	}
 	// warn: the audit line per proxied request would otherwise be most of
 	// what kas does here, and a log pipeline is not what is measured.
-	k.cmd = exec.Command(filepath.Join(dir, "kas"), "--config", cfgPath, "--log-level", "warn")
+	k.cmd = exec.Command(bin, "--config", cfgPath, "--log-level", "warn")
 	k.cmd.Stdout, k.cmd.Stderr = logf, logf
 	k.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := k.cmd.Start(); err != nil {
@@ -224,7 +291,7 @@ agents:
 		}
 		if t.Failed() {
 			b, _ := os.ReadFile(k.logPath)
-			t.Logf("kas log (tail):\n%s", tail(string(b), 40))
+			t.Logf("kas %s log (tail):\n%s", k.agentAddr, tail(string(b), 40))
 		}
 	})
 	waitFor(t, 30*time.Second, "kas /readyz", func() bool {
@@ -244,24 +311,64 @@ agents:
 	return k
 }
 
+// scrape sums every series over the replicas.
+func (c *cluster) scrape(t *testing.T) metrics {
+	t.Helper()
+	m, err := c.tryScrape()
+	if err != nil {
+		t.Fatalf("scraping kas: %v", err)
+	}
+	return m
+}
+
+func (c *cluster) tryScrape() (metrics, error) {
+	sum := metrics{}
+	for _, k := range c.replicas {
+		m, err := k.tryScrape()
+		if err != nil {
+			return nil, err
+		}
+		for name, v := range m {
+			sum[name] += v
+		}
+	}
+	return sum, nil
+}
+
+// perReplica is one series on each replica.
+func (c *cluster) perReplica(t *testing.T, name string) []float64 {
+	t.Helper()
+	var out []float64
+	for _, k := range c.replicas {
+		m, err := k.tryScrape()
+		if err != nil {
+			t.Fatalf("scraping kas: %v", err)
+		}
+		out = append(out, m.get(name))
+	}
+	return out
+}
+
 // metrics is one /metrics scrape: "name{labels}" → value.
 type metrics map[string]float64
 
 func (m metrics) get(name string) float64 { return m[name] }
 
+// sum adds up every series of a metric family.
+func (m metrics) sum(family string) float64 {
+	var v float64
+	for name, x := range m {
+		if name == family || strings.HasPrefix(name, family+"{") {
+			v += x
+		}
+	}
+	return v
+}
+
 func (m metrics) String() string {
 	return fmt.Sprintf("connected=%.0f heap_inuse=%.1f MiB rss=%.1f MiB goroutines=%.0f",
 		m.get("kas_connected_agents"), m.get("go_memstats_heap_inuse_bytes")/(1<<20),
 		m.get("process_resident_memory_bytes")/(1<<20), m.get("go_goroutines"))
-}
-
-func (k *kasProc) scrape(t *testing.T) metrics {
-	t.Helper()
-	m, err := k.tryScrape()
-	if err != nil {
-		t.Fatalf("scraping kas: %v", err)
-	}
-	return m
 }
 
 func (k *kasProc) tryScrape() (metrics, error) {
@@ -413,19 +520,6 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-}
-
-func freePorts(t *testing.T, n int) []string {
-	var out []string
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		out = append(out, ln.Addr().String())
-	}
-	return out
 }
 
 func tail(s string, n int) string {
