@@ -47,6 +47,9 @@ func Check(ctx context.Context, cfg *Config, w io.Writer) bool {
 		_, err := tls.LoadX509KeyPair(l.l.CertificateFile, l.l.KeyFile)
 		verdict(l.name+" TLS", err, "")
 	}
+	if cfg.Redis != nil {
+		checkReplicas(ctx, cfg, verdict)
+	}
 	repos, err := gitrepo.New(cfg.Git.CacheDir, cfg.Repositories, slog.New(slog.DiscardHandler))
 	if err != nil {
 		verdict("git cache "+cfg.Git.CacheDir, err, "")
