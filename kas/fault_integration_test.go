@@ -61,7 +61,17 @@ func (silentToxic) Pipe(stub *toxics.ToxicStub) {
 	}
 }
 
-func (silentToxic) Cleanup(stub *toxics.ToxicStub) { stub.Close() }
+func (silentToxic) Cleanup(stub *toxics.ToxicStub) {
+	stub.Close()
+	// After a cleanup that closes the stub, toxiproxy (v2.5.0) leaves the
+	// toxic before this one writing into its input with no reader: drain
+	// it until that toxic's source closes, which closing the stub brings
+	// about (both directions' connections are closed).
+	go func() {
+		for range stub.Input {
+		}
+	}()
+}
 
 // faultLink is a toxiproxy proxy in front of kas's agent listener.
 type faultLink struct {
