@@ -19,7 +19,7 @@ import (
 const (
 	DefaultObservabilityListen = ":8080"
 	DefaultReconnectInitial    = 100 * time.Millisecond
-	DefaultReconnectMax        = 30 * time.Second
+	DefaultReconnectMax        = tunnel.DefaultBackoffMax
 )
 
 // Options are agentk's flags, as upstream's so existing manifests work.

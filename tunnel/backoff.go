@@ -11,7 +11,11 @@ import (
 // having them knock in lockstep.
 type Backoff struct {
 	Initial time.Duration // default 100ms
-	Max     time.Duration // default 30s
+	// Max caps the wait. Default 10s: with full jitter N agents then dial
+	// at about N/5 per second while kas is away (cheap refused connects),
+	// and all are back within ~10 s of kas returning; a 30 s cap made
+	// 1,000 agents take 29 s (test/bench ReconnectStorm).
+	Max time.Duration
 	// Reset is how long a connection must stay up before the next failure
 	// starts again from Initial. Default 10 seconds: long enough that a
 	// kas which accepts and then drops every connection still pushes its
@@ -29,7 +33,7 @@ func (b *Backoff) Next() time.Duration {
 		initial = 100 * time.Millisecond
 	}
 	if limit <= 0 {
-		limit = 30 * time.Second
+		limit = DefaultBackoffMax
 	}
 	ceiling := limit
 	if b.attempt < 32 {

@@ -31,6 +31,8 @@ const (
 	// DefaultBackoffReset is how long a connection must have stayed up for
 	// the reconnect backoff to start again from its initial wait.
 	DefaultBackoffReset = 10 * time.Second
+	// DefaultBackoffMax caps agentk's reconnect wait (see Backoff.Max).
+	DefaultBackoffMax = 10 * time.Second
 	// MaxHelloSize bounds the raw-TCP hello frame so that a peer cannot make
 	// kas buffer arbitrary amounts of data before it has authenticated.
 	MaxHelloSize = 8 << 10
