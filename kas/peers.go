@@ -203,11 +203,28 @@ type replicaTunnels struct {
 
 func (t replicaTunnels) RoundTripper(agent string) (http.RoundTripper, error) {
 	rt, err := t.local.RoundTripper(agent)
-	if errors.Is(err, ErrAgentNotConnected) {
-		return t.peers.Transport(agent), nil
+	if !errors.Is(err, ErrAgentNotConnected) {
+		return rt, err
 	}
-	return rt, err
+	viaPeers := t.peers.Transport(agent)
+	return peerThenLocal(func(r *http.Request) (*http.Response, error) {
+		resp, err := viaPeers.RoundTrip(r)
+		if !errors.Is(err, ErrAgentNotConnected) {
+			return resp, err
+		}
+		// No peer took it, so nothing of the request was sent. An agent
+		// leaving a stopping replica may have just connected here, after
+		// the first local check and before Redis listed it here.
+		if rt, lerr := t.local.RoundTripper(agent); lerr == nil {
+			return rt.RoundTrip(r)
+		}
+		return nil, err
+	}), nil
 }
+
+type peerThenLocal func(*http.Request) (*http.Response, error)
+
+func (fn peerThenLocal) RoundTrip(r *http.Request) (*http.Response, error) { return fn(r) }
 
 // servePrivateAPI serves peers until ctx is done; like the proxy, watches
 // end at once and other requests get the drain timeout.

@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	"github.com/argoproj/argo-cd/gitops-engine/v3/pkg/cache"
+	"go.uber.org/goleak"
 
 	"kubetunnel/test/e2e/controlplane"
 )
@@ -25,7 +26,11 @@ import (
 var cp *controlplane.ControlPlane
 
 func TestMain(m *testing.M) {
-	os.Exit(controlplane.Main(m, &cp, controlplane.Options{}))
+	os.Exit(controlplane.Main(m, &cp, controlplane.Options{},
+		// gitops-engine retries APIService watches with a backoff it does
+		// not cancel when the cache is invalidated: the goroutine sleeps
+		// for up to tens of seconds after the cache is gone, then ends.
+		goleak.IgnoreAnyFunction("github.com/argoproj/argo-cd/gitops-engine/v3/pkg/cache.(*clusterCache).reconcileAPIServiceWatches")))
 }
 
 // tlogWriter sends log lines to t.Logf until the test is over (the
