@@ -25,7 +25,7 @@ const (
 	DefaultKeepAliveInterval  = 10 * time.Second
 	DefaultKeepAliveTimeout   = 10 * time.Second
 	DefaultHandshakeTimeout   = 10 * time.Second
-	DefaultMaxStreamWindow    = 4 << 20
+	DefaultMaxStreamWindow    = 16 << 20 // 16 MiB: see SessionConfig.MaxStreamWindow
 	DefaultAcceptBacklog      = 256
 	DefaultStreamCloseTimeout = 5 * time.Minute
 	// DefaultBackoffReset is how long a connection must have stayed up for

@@ -19,8 +19,11 @@ type SessionConfig struct {
 	// the session is declared dead. A dead peer is detected within
 	// KeepAliveInterval+KeepAliveTimeout.
 	KeepAliveTimeout time.Duration
-	// MaxStreamWindow is the per-stream receive window. yamux's 256 KiB
-	// default caps one stream at window/RTT; see docs/benchmarks.md.
+	// MaxStreamWindow is the per-stream receive window. One stream moves
+	// at most window/RTT, so yamux's 256 KiB default (and 4 MiB) starved
+	// a single list or log over a WAN link; it is also the most a stream
+	// whose reader stalls can hold in memory (memory is only used as data
+	// waits unread). See docs/benchmarks.md, "Stream window".
 	MaxStreamWindow uint32
 }
 
