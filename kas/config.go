@@ -82,6 +82,22 @@ type AgentListen struct {
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
 }
 
+// AgentkAddress is agentk's --kas-address for this listener reached at
+// hostport: the scheme follows websocket (default true) and TLS.
+func (l AgentListen) AgentkAddress(hostport string) string {
+	ws := l.Websocket == nil || *l.Websocket
+	switch {
+	case ws && l.CertificateFile != "":
+		return "wss://" + hostport + "/"
+	case ws:
+		return "ws://" + hostport + "/"
+	case l.CertificateFile != "":
+		return "grpcs://" + hostport
+	default:
+		return "grpc://" + hostport
+	}
+}
+
 // PollSection holds a poll period.
 type PollSection struct {
 	PollPeriod time.Duration `yaml:"poll_period"`

@@ -87,18 +87,7 @@ func (e *env) start() {
 
 // address is what agentk's --kas-address would be.
 func (e *env) address() string {
-	a := e.cfg.Agent.Listen
-	host := a.Address
-	switch {
-	case *a.Websocket && a.CertificateFile != "":
-		return "wss://" + host + "/"
-	case *a.Websocket:
-		return "ws://" + host + "/"
-	case a.CertificateFile != "":
-		return "grpcs://" + host
-	default:
-		return "grpc://" + host
-	}
+	return e.cfg.Agent.Listen.AgentkAddress(e.cfg.Agent.Listen.Address)
 }
 
 type runningAgent struct {

@@ -118,7 +118,9 @@ func Start(t testing.TB, base *kas.Config, opts Options) *Cluster {
 }
 
 // AgentAddress is agentk's --kas-address through the agent balancer.
-func (c *Cluster) AgentAddress() string { return address(c.Replicas[0].Config, c.AgentLB.Addr()) }
+func (c *Cluster) AgentAddress() string {
+	return c.Replicas[0].Config.Agent.Listen.AgentkAddress(c.AgentLB.Addr())
+}
 
 // ProxyURL is the kubeconfig server URL of agent through the balancer.
 func (c *Cluster) ProxyURL(agent string) string {
@@ -136,20 +138,6 @@ func (c *Cluster) ConnectedSessions(agent string) int {
 	return n
 }
 
-func address(cfg *kas.Config, hostport string) string {
-	a := cfg.Agent.Listen
-	switch {
-	case *a.Websocket && a.CertificateFile != "":
-		return "wss://" + hostport + "/"
-	case *a.Websocket:
-		return "ws://" + hostport + "/"
-	case a.CertificateFile != "":
-		return "grpcs://" + hostport
-	default:
-		return "grpc://" + hostport
-	}
-}
-
 // Server is the running kas (nil while stopped).
 func (r *Replica) Server() *kas.Server {
 	r.mu.Lock()
@@ -158,7 +146,9 @@ func (r *Replica) Server() *kas.Server {
 }
 
 // AgentAddress is agentk's --kas-address for this replica alone.
-func (r *Replica) AgentAddress() string { return address(r.Config, r.Config.Agent.Listen.Address) }
+func (r *Replica) AgentAddress() string {
+	return r.Config.Agent.Listen.AgentkAddress(r.Config.Agent.Listen.Address)
+}
 
 // ProxyURL is the kubeconfig server URL of agent on this replica alone.
 func (r *Replica) ProxyURL(agent string) string {
