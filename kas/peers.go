@@ -207,7 +207,7 @@ func (t replicaTunnels) RoundTripper(agent string) (http.RoundTripper, error) {
 		return rt, err
 	}
 	viaPeers := t.peers.Transport(agent)
-	return peerThenLocal(func(r *http.Request) (*http.Response, error) {
+	return kasproxy.RoundTripperFunc(func(r *http.Request) (*http.Response, error) {
 		resp, err := viaPeers.RoundTrip(r)
 		if !errors.Is(err, ErrAgentNotConnected) {
 			return resp, err
@@ -221,10 +221,6 @@ func (t replicaTunnels) RoundTripper(agent string) (http.RoundTripper, error) {
 		return nil, err
 	}), nil
 }
-
-type peerThenLocal func(*http.Request) (*http.Response, error)
-
-func (fn peerThenLocal) RoundTrip(r *http.Request) (*http.Response, error) { return fn(r) }
 
 // servePrivateAPI serves peers until ctx is done; like the proxy, watches
 // end at once and other requests get the drain timeout.

@@ -152,7 +152,7 @@ func New(cfg Config) *Proxy {
 	p := &Proxy{cfg: cfg, slots: map[string]chan struct{}{}, watches: map[*stoppableBody]struct{}{}}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:   func(*httputil.ProxyRequest) {}, // the handler has rewritten the request
-		Transport: roundTripperFunc(p.roundTrip),
+		Transport: RoundTripperFunc(p.roundTrip),
 		// 0: a response of known length goes out in as few writes as
 		// it takes; one of unknown length (watches, logs -f, event
 		// streams) is still flushed after every write, which
@@ -178,9 +178,12 @@ func New(cfg Config) *Proxy {
 	return p
 }
 
-type roundTripperFunc func(*http.Request) (*http.Response, error)
+// RoundTripperFunc adapts a function to http.RoundTripper (as
+// http.HandlerFunc does for handlers); kas's tunnels build on it too.
+type RoundTripperFunc func(*http.Request) (*http.Response, error)
 
-func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+// RoundTrip calls f(r).
+func (f RoundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 func info(ctx context.Context) *reqInfo {
 	i, _ := ctx.Value(keyInfo).(*reqInfo)

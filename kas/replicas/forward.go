@@ -88,12 +88,8 @@ func (f *Forwarder) CloseIdleConnections() { f.transport.CloseIdleConnections() 
 
 // Transport returns the round tripper for requests to agent.
 func (f *Forwarder) Transport(agent string) http.RoundTripper {
-	return roundTripperFunc(func(r *http.Request) (*http.Response, error) { return f.roundTrip(agent, r) })
+	return kasproxy.RoundTripperFunc(func(r *http.Request) (*http.Response, error) { return f.roundTrip(agent, r) })
 }
-
-type roundTripperFunc func(*http.Request) (*http.Response, error)
-
-func (fn roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return fn(r) }
 
 func (f *Forwarder) count(result string) {
 	if f.cfg.Metrics != nil {
