@@ -8,7 +8,7 @@ LDFLAGS := -X kubetunnel/version.Version=$(VERSION)
 
 # Packages whose tests run with the race detector: the tunnel, and the code
 # on both ends of it.
-RACE_PKGS := ./tunnel/... ./kas/... ./agentk/... ./kasproxy/...
+RACE_PKGS := ./tunnel/... ./kas/... ./agentk/... ./kasproxy/... ./internal/streamhttp/...
 
 .PHONY: all build testbin test test-e2e test-chart demo lint fuzz images deploy-manifest clean bench
 
@@ -32,7 +32,7 @@ bin/kube-apiserver: go.mod go.sum
 # so that it neither slows the other packages nor is slowed by them.
 test: build testbin lint
 	$(GO) test -race -timeout 20m $(RACE_PKGS)
-	$(GO) test -timeout 30m $$($(GO) list ./... | grep -v -E '^kubetunnel/(tunnel|kas|agentk|kasproxy|test/load)(/|$$)')
+	$(GO) test -timeout 30m $$($(GO) list ./... | grep -v -E '^kubetunnel/(tunnel|kas|agentk|kasproxy|internal/streamhttp|test/load)(/|$$)')
 	$(GO) test -timeout 10m -v ./test/load
 
 test-e2e: build testbin
@@ -86,6 +86,7 @@ fuzz:
 	$(GO) test -run XXX -fuzz FuzzVerifyToken -fuzztime $(FUZZTIME) ./kas/replicas
 	$(GO) test -run XXX -fuzz FuzzMatch -fuzztime $(FUZZTIME) ./gitops/manifests
 	$(GO) test -run XXX -fuzz FuzzStripCallerHeaders -fuzztime $(FUZZTIME) ./internal/kubehttp
+	$(GO) test -run XXX -fuzz FuzzTransportResponse -fuzztime $(FUZZTIME) ./internal/streamhttp
 
 clean:
 	rm -rf bin

@@ -30,7 +30,16 @@ type forwarder struct {
 	logger        *slog.Logger
 }
 
+// fwdKey carries a request's identity decision from ServeHTTP to the
+// rewrite.
 type fwdKey struct{}
+
+// identity is who a request goes to the API server as.
+type identity struct {
+	impersonate bool // as the caller (user_access.access_as: user)
+	user        string
+	groups      []string
+}
 
 func newForwarder(cfg *rest.Config, config func() *agentcfg.Config, logger *slog.Logger) (*forwarder, error) {
 	host := cfg.Host
@@ -53,12 +62,21 @@ func newForwarder(cfg *rest.Config, config func() *agentcfg.Config, logger *slog
 	}
 	f := &forwarder{config: config, base: base, rt: rt, upgradeRT: upgradeRT, logger: logger}
 	f.rp = &httputil.ReverseProxy{
+		// ReverseProxy copies the request; Rewrite edits the copy.
 		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.Out.URL.Scheme = base.Scheme
-			pr.Out.URL.Host = base.Host
-			pr.Out.URL.Path = strings.TrimSuffix(base.Path, "/") + pr.In.URL.Path
-			pr.Out.URL.RawPath = ""
-			pr.Out.Host = base.Host
+			out := pr.Out
+			out.URL.Scheme = base.Scheme
+			out.URL.Host = base.Host
+			out.URL.Path = strings.TrimSuffix(base.Path, "/") + pr.In.URL.Path
+			out.URL.RawPath = ""
+			out.Host = base.Host
+			kubehttp.StripCallerHeaders(out.Header)
+			if id, _ := pr.In.Context().Value(fwdKey{}).(*identity); id != nil && id.impersonate {
+				out.Header.Set("Impersonate-User", id.user)
+				for _, g := range id.groups {
+					out.Header.Add("Impersonate-Group", g)
+				}
+			}
 		},
 		Transport: http.RoundTripper(f),
 		// 0: a response of known length goes out in as few writes as
@@ -106,13 +124,6 @@ func (f *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		kubehttp.WriteStatus(w, r, http.StatusForbidden, fmt.Sprintf("user %q is in none of the groups this agent's user_access.groups admits", user))
 		return
 	}
-	out := r.Clone(r.Context())
-	kubehttp.StripCallerHeaders(out.Header)
-	if ua.AccessAs.User != nil {
-		out.Header.Set("Impersonate-User", user)
-		for _, g := range groups {
-			out.Header.Add("Impersonate-Group", g)
-		}
-	}
-	f.rp.ServeHTTP(w, out)
+	id := &identity{impersonate: ua.AccessAs.User != nil, user: user, groups: groups}
+	f.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), fwdKey{}, id)))
 }

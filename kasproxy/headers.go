@@ -12,8 +12,14 @@ func Verb(r *http.Request) string {
 	}
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
-		if r.URL.Query().Get("watch") == "true" || r.URL.Query().Get("watch") == "1" || strings.Contains(r.URL.Path, "/watch/") {
+		if strings.Contains(r.URL.Path, "/watch/") {
 			return "watch"
+		}
+		// Parse the query only when it may say watch (most GETs do not).
+		if strings.Contains(r.URL.RawQuery, "watch") {
+			if w := r.URL.Query().Get("watch"); w == "true" || w == "1" {
+				return "watch"
+			}
 		}
 		return "get"
 	case http.MethodPost:

@@ -15,6 +15,9 @@ type Metrics struct {
 	Duration *prometheus.HistogramVec // verb
 	Inflight prometheus.Gauge
 	Bytes    *prometheus.CounterVec // direction: to_agent, from_agent
+
+	// The Bytes children, looked up once rather than per request.
+	toAgent, fromAgent prometheus.Counter
 }
 
 // NewMetrics registers the proxy metrics with reg.
@@ -39,6 +42,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"direction"}),
 	}
 	reg.MustRegister(m.Requests, m.Duration, m.Inflight, m.Bytes)
+	m.toAgent, m.fromAgent = m.Bytes.WithLabelValues("to_agent"), m.Bytes.WithLabelValues("from_agent")
 	return m
 }
 
@@ -51,7 +55,7 @@ func (m *Metrics) observe(verb string, code int, d time.Duration) {
 // optional interfaces (Flusher, Hijacker) reachable through Unwrap, which
 // http.ResponseController uses.
 func (m *Metrics) countingWriter(w http.ResponseWriter) http.ResponseWriter {
-	return &countingWriter{ResponseWriter: w, c: m.Bytes.WithLabelValues("from_agent")}
+	return &countingWriter{ResponseWriter: w, c: m.fromAgent}
 }
 
 type countingWriter struct {
@@ -74,7 +78,7 @@ func (w *countingWriter) Flush() {
 func (w *countingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (m *Metrics) countingBody(b io.ReadCloser) io.ReadCloser {
-	return &countingBody{ReadCloser: b, c: m.Bytes.WithLabelValues("to_agent")}
+	return &countingBody{ReadCloser: b, c: m.toAgent}
 }
 
 type countingBody struct {

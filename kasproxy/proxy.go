@@ -122,17 +122,16 @@ type Proxy struct {
 
 type ctxKey int
 
-const (
-	keyTransport ctxKey = iota
-	keyInfo
-)
+const keyInfo ctxKey = iota
 
-// reqInfo is what the handler learns about a request, for the error
-// handler, metrics and the audit line.
+// reqInfo is what the handler learns about a request, for the rewrite,
+// the transport, the error handler, metrics and the audit line.
 type reqInfo struct {
 	user   *User
 	agent  string
+	rest   string // the API path
 	verb   string
+	rt     http.RoundTripper // the agent's tunnel
 	watch  *stoppableBody
 	status int
 	err    error
@@ -151,7 +150,7 @@ func New(cfg Config) *Proxy {
 	}
 	p := &Proxy{cfg: cfg, slots: map[string]chan struct{}{}, watches: map[*stoppableBody]struct{}{}}
 	p.rp = &httputil.ReverseProxy{
-		Rewrite:   func(*httputil.ProxyRequest) {}, // the handler has rewritten the request
+		Rewrite:   p.rewrite,
 		Transport: RoundTripperFunc(p.roundTrip),
 		// 0: a response of known length goes out in as few writes as
 		// it takes; one of unknown length (watches, logs -f, event
@@ -255,11 +254,32 @@ func (p *Proxy) agentSlots(agent string) chan struct{} {
 }
 
 func (p *Proxy) roundTrip(r *http.Request) (*http.Response, error) {
-	rt, _ := r.Context().Value(keyTransport).(http.RoundTripper)
+	rt := info(r.Context()).rt
 	if rt == nil {
 		return nil, errors.New("kasproxy: no transport for the request")
 	}
 	return rt.RoundTrip(r)
+}
+
+// rewrite makes the request agentk gets out of the caller's, in the copy
+// ReverseProxy has made (hop-by-hop headers already gone).
+func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
+	ri := info(pr.In.Context())
+	out := pr.Out
+	out.URL = &url.URL{Scheme: "http", Host: "agentk", Path: ri.rest, RawQuery: pr.In.URL.RawQuery}
+	out.Host = "agentk"
+	out.RequestURI = ""
+	kubehttp.StripCallerHeaders(out.Header)
+	// This server has answered any "Expect: 100-continue" already; the
+	// next hop gets the body at once.
+	out.Header.Del("Expect")
+	out.Header.Set(tunnel.HeaderProxyUser, ri.user.Name)
+	for _, g := range ri.user.Groups {
+		out.Header.Add(tunnel.HeaderProxyGroup, g)
+	}
+	if p.cfg.Metrics != nil && out.Body != nil && out.Body != http.NoBody {
+		out.Body = p.cfg.Metrics.countingBody(out.Body)
+	}
 }
 
 // ParsePath splits /agents/<name>/<rest> into the agent and the API path.
@@ -279,7 +299,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	agent, rest, ok := ParsePath(r.URL.Path)
 	verb := Verb(r)
-	ri := &reqInfo{agent: agent, verb: verb}
+	ri := &reqInfo{agent: agent, rest: rest, verb: verb}
 	user := ""
 	defer func() {
 		d := time.Since(start)
@@ -334,7 +354,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusTooManyRequests, fmt.Sprintf("agent %q has %d requests in flight, the limit: retry later", agent, cap(slots)))
 		return
 	}
-	rt, err := p.cfg.Tunnels.RoundTripper(agent)
+	ri.rt, err = p.cfg.Tunnels.RoundTripper(agent)
 	if err != nil {
 		ri.err = err
 		switch {
@@ -353,31 +373,23 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer p.cfg.Metrics.Inflight.Dec()
 	}
 
-	ctx := context.WithValue(context.WithValue(r.Context(), keyTransport, rt), keyInfo, ri)
 	defer func() {
 		if ri.watch != nil {
 			p.untrackWatch(ri.watch)
 		}
 	}()
-	out := r.Clone(ctx)
-	out.URL = &url.URL{Scheme: "http", Host: "agentk", Path: rest, RawQuery: r.URL.RawQuery}
-	out.Host = "agentk"
-	out.RequestURI = ""
-	kubehttp.StripCallerHeaders(out.Header)
-	// This server has answered any "Expect: 100-continue" already; the
-	// next hop gets the body at once.
-	out.Header.Del("Expect")
-	out.Header.Set(tunnel.HeaderProxyUser, u.Name)
-	for _, g := range u.Groups {
-		out.Header.Add(tunnel.HeaderProxyGroup, g)
-	}
 	if p.cfg.Metrics != nil {
 		w = p.cfg.Metrics.countingWriter(w)
-		if out.Body != nil && out.Body != http.NoBody {
-			out.Body = p.cfg.Metrics.countingBody(out.Body)
-		}
 	}
-	p.rp.ServeHTTP(w, out)
+	// ReverseProxy copies the request; rewrite edits the copy.
+	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), keyInfo, ri)))
+	// http.Server sends a small response only after the handler returns:
+	// send it now, so that the caller does not wait for the audit line
+	// and the metrics (the deferred func above). 1xx: the connection was
+	// hijacked; 499: nothing was written.
+	if ri.status >= 200 && ri.status != 499 {
+		_ = http.NewResponseController(w).Flush()
+	}
 }
 
 func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {

@@ -1,0 +1,331 @@
+package streamhttp
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
+	"sync"
+	"time"
+)
+
+// Defaults for a Transport's zero fields.
+const (
+	DefaultMaxIdle     = 100
+	DefaultIdleTimeout = 90 * time.Second
+)
+
+// bufSize is each stream's read and write buffer: a GET's request and a
+// small object's response each fit in one, so each crosses the tunnel in
+// one write.
+const bufSize = 4 << 10
+
+// errConnClosed is a reused stream that the far end had closed before
+// the request reached it; such a request is retried once on a new one.
+var errConnClosed = errors.New("streamhttp: reused stream closed before the response")
+
+// Transport is an http.RoundTripper that speaks HTTP/1.1 over streams
+// from Dial, one request at a time per stream, and pools idle streams.
+//
+// Unlike http.Transport it runs no goroutine per connection: the
+// caller's goroutine writes the request and reads the response, so a
+// request crosses fewer goroutine hand-offs (that, not parsing, is what
+// a small request spends its time on). A request body is written from a
+// goroutine of its own, because the far end may answer before it has
+// read the body.
+type Transport struct {
+	// Dial opens a new stream.
+	Dial func(ctx context.Context) (net.Conn, error)
+	// MaxIdle bounds the idle streams kept (DefaultMaxIdle).
+	MaxIdle int
+	// IdleTimeout is how long an idle stream is kept (DefaultIdleTimeout).
+	IdleTimeout time.Duration
+
+	mu   sync.Mutex // guards idle
+	idle []*conn    // most recently used last
+}
+
+// conn is one stream with its buffers.
+type conn struct {
+	net.Conn
+	br        *bufio.Reader
+	bw        *bufio.Writer
+	idleSince time.Time
+}
+
+func (t *Transport) maxIdle() int {
+	if t.MaxIdle > 0 {
+		return t.MaxIdle
+	}
+	return DefaultMaxIdle
+}
+
+func (t *Transport) idleTimeout() time.Duration {
+	if t.IdleTimeout > 0 {
+		return t.IdleTimeout
+	}
+	return DefaultIdleTimeout
+}
+
+// get returns the most recently used idle stream that has not timed out,
+// or nil.
+func (t *Transport) get() *conn {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for len(t.idle) > 0 {
+		c := t.idle[len(t.idle)-1]
+		t.idle = t.idle[:len(t.idle)-1]
+		if time.Since(c.idleSince) < t.idleTimeout() {
+			return c
+		}
+		c.Close()
+	}
+	return nil
+}
+
+func (t *Transport) put(c *conn) {
+	c.idleSince = time.Now()
+	t.mu.Lock()
+	if len(t.idle) < t.maxIdle() {
+		t.idle = append(t.idle, c)
+		c = nil
+	}
+	t.mu.Unlock()
+	if c != nil {
+		c.Close()
+	}
+}
+
+// CloseIdleConnections closes every idle stream.
+func (t *Transport) CloseIdleConnections() {
+	t.mu.Lock()
+	idle := t.idle
+	t.idle = nil
+	t.mu.Unlock()
+	for _, c := range idle {
+		c.Close()
+	}
+}
+
+// IdleConns is the number of idle streams in the pool.
+func (t *Transport) IdleConns() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.idle)
+}
+
+// RoundTrip sends req on an idle or new stream and returns the response
+// once its header has arrived. Closing (or reading to the end) the
+// response body frees the stream; a 101 response's body is the stream
+// itself (an io.ReadWriteCloser, as from http.Transport), for upgrades.
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL == nil {
+		closeBody(req)
+		return nil, errors.New("streamhttp: request without a URL")
+	}
+	ctx := req.Context()
+	if c := t.get(); c != nil {
+		resp, err := t.exchange(ctx, c, req, true)
+		if !errors.Is(err, errConnClosed) {
+			return resp, err
+		}
+	}
+	nc, err := t.Dial(ctx)
+	if err != nil {
+		closeBody(req)
+		return nil, err
+	}
+	return t.exchange(ctx, &conn{Conn: nc, br: bufio.NewReaderSize(nc, bufSize), bw: bufio.NewWriterSize(nc, bufSize)}, req, false)
+}
+
+// hasBody says whether req has a body to send.
+func hasBody(req *http.Request) bool {
+	return req.Body != nil && req.Body != http.NoBody
+}
+
+// idempotent is http.Transport's rule for requests it may send again
+// after a reused connection closed without answering: the far end may
+// have acted on it already, so only methods that can be repeated.
+func idempotent(req *http.Request) bool {
+	switch req.Method {
+	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	return false
+}
+
+func closeBody(req *http.Request) {
+	if req.Body != nil {
+		req.Body.Close()
+	}
+}
+
+// exchange writes req on c and reads the response header. On an error c
+// is closed. errConnClosed (only for a reused stream, and a request
+// without a body) means the request may be sent again on a new stream:
+// the write failed, or an idempotent request got no byte of an answer.
+func (t *Transport) exchange(ctx context.Context, c *conn, req *http.Request, reused bool) (*http.Response, error) {
+	// A cancelled request closes its stream: that unblocks a read or a
+	// write here and tells the far end to stop.
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	fail := func(err error) (*http.Response, error) {
+		stop()
+		c.Close()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, err
+	}
+	var wrote chan error // the body writer's result
+	if !hasBody(req) {
+		if err := writeRequest(c.bw, req); err != nil {
+			if reused {
+				err = fmt.Errorf("%w: %v", errConnClosed, err)
+			}
+			return fail(err)
+		}
+	} else {
+		wrote = make(chan error, 1)
+		go func() { wrote <- writeRequest(c.bw, req) }()
+	}
+	// Peek first: an error before the first byte is a stream that was
+	// dead before the request, which an idempotent request may retry
+	// (ReadResponse would call it ErrUnexpectedEOF, like a cut answer).
+	_, err := c.br.Peek(1)
+	if err != nil && wrote == nil && reused && idempotent(req) && ctx.Err() == nil {
+		return fail(fmt.Errorf("%w: %v", errConnClosed, err))
+	}
+	var resp *http.Response
+	if err == nil {
+		resp, err = readResponse(ctx, c.br, req)
+	}
+	if err != nil {
+		if wrote != nil {
+			c.Close()
+			<-wrote
+		}
+		return fail(err)
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		// The stream now belongs to the upgraded protocol; a cancelled
+		// request still closes it.
+		resp.Body = &upgraded{Reader: c.br, conn: c, stop: stop}
+		return resp, nil
+	}
+	b := &body{rc: resp.Body, c: c, t: t, stop: stop, wrote: wrote,
+		reuse: !resp.Close && !req.Close, length: resp.ContentLength}
+	if resp.Body == http.NoBody {
+		b.finish(true)
+	} else {
+		resp.Body = b
+	}
+	return resp, nil
+}
+
+// writeRequest writes req and flushes it.
+func writeRequest(bw *bufio.Writer, req *http.Request) error {
+	if err := req.Write(bw); err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
+// readResponse reads the final response, passing informational (1xx
+// other than 101) responses to the request's httptrace, as http.Transport
+// does: ReverseProxy relays them to its caller that way.
+func readResponse(ctx context.Context, br *bufio.Reader, req *http.Request) (*http.Response, error) {
+	trace := httptrace.ContextClientTrace(ctx)
+	for {
+		resp, err := http.ReadResponse(br, req)
+		if err != nil {
+			return nil, err
+		}
+		code := resp.StatusCode
+		if code < 100 || code > 199 || code == http.StatusSwitchingProtocols {
+			return resp, nil
+		}
+		if trace != nil && trace.Got1xxResponse != nil {
+			if err := trace.Got1xxResponse(code, textproto.MIMEHeader(resp.Header)); err != nil {
+				return nil, err
+			}
+		}
+	}
+}
+
+// body is a response body; at its end the stream goes back to the pool.
+type body struct {
+	rc    io.ReadCloser
+	c     *conn
+	t     *Transport
+	stop  func() bool
+	wrote chan error // nil when there was no request body
+	reuse bool
+	// length is the Content-Length (-1 unknown); read counts up to it,
+	// so a caller that stops after the last byte still frees the stream.
+	length, read int64
+
+	mu   sync.Mutex // guards done
+	done bool
+}
+
+func (b *body) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	b.read += int64(n)
+	if err == io.EOF {
+		b.finish(true)
+	}
+	return n, err
+}
+
+// Close before the end of the body closes the stream: what is left of
+// the response is not worth reading, and closing it cancels the request
+// at the far end (a watch, logs -f).
+func (b *body) Close() error {
+	b.finish(b.length >= 0 && b.read == b.length)
+	return nil
+}
+
+func (b *body) finish(atEOF bool) {
+	b.mu.Lock()
+	done := b.done
+	b.done = true
+	b.mu.Unlock()
+	if done {
+		return
+	}
+	// stop false: the request was cancelled and the stream is closing.
+	reuse := b.stop() && atEOF && b.reuse
+	if b.wrote != nil {
+		if !reuse {
+			b.c.Close() // unblocks a body write still in progress
+		}
+		if err := <-b.wrote; err != nil {
+			reuse = false
+		}
+	}
+	if reuse {
+		b.t.put(b.c)
+	} else {
+		b.c.Close()
+	}
+}
+
+// upgraded is a 101 response's body: the stream, read through the
+// buffer that may hold the upgraded protocol's first bytes.
+type upgraded struct {
+	io.Reader
+	conn *conn
+	stop func() bool
+}
+
+func (u *upgraded) Write(p []byte) (int, error) { return u.conn.Write(p) }
+
+func (u *upgraded) Close() error {
+	u.stop()
+	return u.conn.Close()
+}

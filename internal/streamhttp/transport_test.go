@@ -1,0 +1,509 @@
+package streamhttp
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httptrace"
+	"net/textproto"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/yamux"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// server is an httptest server (net/http, what agentk runs) with a
+// Transport that dials it and counts the connections it accepted.
+type server struct {
+	*httptest.Server
+	conns atomic.Int64
+	tr    *Transport
+}
+
+func newServer(t *testing.T, h http.HandlerFunc) *server {
+	t.Helper()
+	s := &server{Server: httptest.NewUnstartedServer(h)}
+	s.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			s.conns.Add(1)
+		}
+	}
+	s.Start()
+	s.tr = &Transport{Dial: func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", s.Listener.Addr().String())
+	}}
+	t.Cleanup(func() {
+		s.tr.CloseIdleConnections()
+		s.Close()
+	})
+	return s
+}
+
+func (s *server) get(t *testing.T, ctx context.Context, path string) (*http.Response, error) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.URL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.tr.RoundTrip(req)
+}
+
+func readAll(t *testing.T, resp *http.Response) string {
+	t.Helper()
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("reading the body: %v", err)
+	}
+	return string(b)
+}
+
+func TestTransportReusesOneStream(t *testing.T) {
+	s := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "hello "+r.URL.Path)
+	})
+	for i := range 5 {
+		resp, err := s.get(t, context.Background(), "/x")
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		if got := readAll(t, resp); got != "hello /x" {
+			t.Fatalf("request %d: body %q", i, got)
+		}
+	}
+	if n := s.conns.Load(); n != 1 {
+		t.Errorf("5 sequential requests used %d streams, want 1", n)
+	}
+	if n := s.tr.IdleConns(); n != 1 {
+		t.Errorf("idle streams = %d, want 1", n)
+	}
+}
+
+// A caller that reads exactly Content-Length bytes and closes without
+// seeing EOF still gives the stream back.
+func TestTransportReusesAfterExactRead(t *testing.T) {
+	s := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "5")
+		io.WriteString(w, "hello")
+	})
+	for range 3 {
+		resp, err := s.get(t, context.Background(), "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 5)
+		if _, err := io.ReadFull(resp.Body, buf); err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	if n := s.conns.Load(); n != 1 {
+		t.Errorf("used %d streams, want 1", n)
+	}
+}
+
+// Closing a body before its end closes the stream: that is how a caller
+// who went away cancels a watch at the far end.
+func TestTransportEarlyCloseEndsTheRequest(t *testing.T) {
+	ended := make(chan struct{})
+	s := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		defer close(ended)
+		for {
+			if _, err := io.WriteString(w, "event\n"); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	})
+	resp, err := s.get(t, context.Background(), "/watch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	if err != nil || line != "event\n" {
+		t.Fatalf("first event: %q, %v", line, err)
+	}
+	resp.Body.Close()
+	select {
+	case <-ended:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the handler still runs 5 s after the caller closed the body")
+	}
+	if n := s.tr.IdleConns(); n != 0 {
+		t.Errorf("a stream closed mid-response went back to the pool (%d idle)", n)
+	}
+}
+
+func TestTransportCancelWhileWaiting(t *testing.T) {
+	release := make(chan struct{})
+	sawCancel := make(chan struct{})
+	s := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+			close(sawCancel)
+		case <-release:
+		}
+	})
+	defer close(release)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		_, err := s.get(t, ctx, "/slow")
+		errc <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("RoundTrip after cancel: %v, want context.Canceled", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("RoundTrip did not return after its context was cancelled")
+	}
+	select {
+	case <-sawCancel:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the server did not see the request cancelled")
+	}
+}
+
+func TestTransportUpgrade(t *testing.T) {
+	s := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") != "echo" {
+			http.Error(w, "want Upgrade: echo", http.StatusBadRequest)
+			return
+		}
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+		brw.Flush()
+		io.Copy(c, brw)
+	})
+	req, _ := http.NewRequest(http.MethodGet, s.URL+"/exec", nil)
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", "echo")
+	resp, err := s.tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("status %d, want 101", resp.StatusCode)
+	}
+	rwc, ok := resp.Body.(io.ReadWriteCloser)
+	if !ok {
+		t.Fatalf("a 101 body is %T, not an io.ReadWriteCloser (ReverseProxy needs one to splice)", resp.Body)
+	}
+	defer rwc.Close()
+	if _, err := io.WriteString(rwc, "ping"); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(rwc, buf); err != nil || string(buf) != "ping" {
+		t.Fatalf("echo: %q, %v", buf, err)
+	}
+}
+
+// 1xx answers before the final one reach the request's httptrace, which
+// is how ReverseProxy relays them.
+func TestTransportInformational(t *testing.T) {
+	s := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Link", "</style.css>; rel=preload")
+		w.WriteHeader(http.StatusEarlyHints)
+		io.WriteString(w, "done")
+	})
+	var got []int
+	ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
+		Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+			got = append(got, code)
+			return nil
+		},
+	})
+	resp, err := s.get(t, ctx, "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := readAll(t, resp); resp.StatusCode != 200 || b != "done" {
+		t.Fatalf("final response %d %q", resp.StatusCode, b)
+	}
+	if len(got) != 1 || got[0] != http.StatusEarlyHints {
+		t.Errorf("1xx seen: %v, want [103]", got)
+	}
+}
+
+// A server may answer before it reads the request body; the body goes
+// out from its own goroutine, so that cannot deadlock.
+func TestTransportEarlyAnswerToLargeBody(t *testing.T) {
+	s := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "too large", http.StatusRequestEntityTooLarge)
+	})
+	body := io.LimitReader(zeros{}, 64<<20)
+	req, _ := http.NewRequest(http.MethodPost, s.URL+"/upload", body)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := s.tr.RoundTrip(req.WithContext(ctx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	readAll(t, resp)
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("status %d, want 413", resp.StatusCode)
+	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}
+
+func TestTransportRequestBody(t *testing.T) {
+	s := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		io.WriteString(w, strings.ToUpper(string(b)))
+	})
+	for i := range 3 {
+		req, _ := http.NewRequest(http.MethodPost, s.URL+"/", strings.NewReader("abc"))
+		resp, err := s.tr.RoundTrip(req)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		if got := readAll(t, resp); got != "ABC" {
+			t.Fatalf("request %d: %q", i, got)
+		}
+	}
+	if n := s.conns.Load(); n != 1 {
+		t.Errorf("3 requests with bodies used %d streams, want 1", n)
+	}
+}
+
+// closingServer answers each request on a connection and then closes it
+// without saying so (no "Connection: close"), as a far end that went
+// away while the stream sat in the pool.
+func closingServer(t *testing.T) (addr string, conns *atomic.Int64) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conns = &atomic.Int64{}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			wg.Go(func() {
+				defer c.Close()
+				req, err := http.ReadRequest(bufio.NewReader(c))
+				if err != nil {
+					return
+				}
+				io.Copy(io.Discard, req.Body)
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			})
+		}
+	})
+	return ln.Addr().String(), conns
+}
+
+func TestTransportRetriesAStaleStreamOnlyWhenSafe(t *testing.T) {
+	addr, conns := closingServer(t)
+	tr := &Transport{Dial: func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", addr)
+	}}
+	defer tr.CloseIdleConnections()
+	do := func(method string) (string, error) {
+		req, _ := http.NewRequest(method, "http://agentk/", nil)
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return string(b), err
+	}
+	if _, err := do(http.MethodGet); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return conns.Load() == 1 })
+	time.Sleep(20 * time.Millisecond) // let the server's close arrive
+	// The pooled stream is dead; a GET goes again on a new one.
+	if got, err := do(http.MethodGet); err != nil || got != "ok" {
+		t.Fatalf("GET on a stale stream: %q, %v (want a retry on a new stream)", got, err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	// A POST may have been acted on: no retry, an error.
+	if _, err := do(http.MethodPost); err == nil {
+		t.Fatal("POST on a stale stream succeeded; it must not be sent twice")
+	}
+}
+
+func TestTransportPoolLimits(t *testing.T) {
+	release := make(chan struct{})
+	s := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		<-release
+		io.WriteString(w, "ok")
+	})
+	s.tr.MaxIdle = 1
+	s.tr.IdleTimeout = 100 * time.Millisecond
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Go(func() {
+			resp, err := s.get(t, context.Background(), "/")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			readAll(t, resp)
+		})
+	}
+	waitFor(t, func() bool { return s.conns.Load() == 3 })
+	close(release)
+	wg.Wait()
+	if n := s.tr.IdleConns(); n != 1 {
+		t.Errorf("idle streams after 3 concurrent requests = %d, want MaxIdle 1", n)
+	}
+	time.Sleep(150 * time.Millisecond)
+	resp, err := s.get(t, context.Background(), "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readAll(t, resp)
+	if n := s.conns.Load(); n != 4 {
+		t.Errorf("after IdleTimeout the request used an old stream (%d streams, want 4)", n)
+	}
+}
+
+// Over the real thing: yamux streams, served by net/http as agentk does.
+func TestTransportOverYamux(t *testing.T) {
+	a, b := net.Pipe()
+	cfg := yamux.DefaultConfig()
+	cfg.LogOutput = io.Discard
+	client, err := yamux.Client(a, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvSess, err := yamux.Server(b, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, r.Method+" "+r.URL.RequestURI())
+	})}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		srv.Serve(srvSess)
+	}()
+	tr := &Transport{Dial: func(context.Context) (net.Conn, error) { return client.OpenStream() }}
+	for _, path := range []string{"/api/v1/namespaces/default", "/api?x=1"} {
+		req, _ := http.NewRequest(http.MethodGet, "http://agentk"+path, nil)
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := readAll(t, resp); got != "GET "+path {
+			t.Errorf("got %q, want %q", got, "GET "+path)
+		}
+	}
+	if n := client.NumStreams(); n != 1 {
+		t.Errorf("open streams = %d, want 1 (reused)", n)
+	}
+	tr.CloseIdleConnections()
+	waitFor(t, func() bool { return client.NumStreams() == 0 })
+	srv.Close()
+	client.Close()
+	srvSess.Close()
+	<-done
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 5 s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// FuzzTransportResponse: whatever agentk (or anything on the stream)
+// answers, RoundTrip returns, never panics, and only a response read to
+// its end without error puts the stream back in the pool.
+func FuzzTransportResponse(f *testing.F) {
+	for _, s := range []string{
+		"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+		"HTTP/1.1 103 Early Hints\r\nLink: x\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n",
+		"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\nraw",
+		"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
+		"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil EOF",
+		"garbage",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, answer []byte) {
+		client, server := net.Pipe()
+		var wg sync.WaitGroup
+		wg.Go(func() { io.Copy(io.Discard, server) })
+		wg.Go(func() {
+			server.Write(answer)
+			server.Close()
+		})
+		dialed := false
+		tr := &Transport{Dial: func(context.Context) (net.Conn, error) {
+			if dialed {
+				return nil, errors.New("one stream only")
+			}
+			dialed = true
+			return client, nil
+		}}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://agentk/", nil)
+		resp, err := tr.RoundTrip(req)
+		if err == nil {
+			_, rerr := io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if tr.IdleConns() > 0 && rerr != nil {
+				t.Errorf("a stream whose body failed (%v) went back to the pool", rerr)
+			}
+		} else if tr.IdleConns() != 0 {
+			t.Error("a failed exchange left its stream in the pool")
+		}
+		tr.CloseIdleConnections()
+		client.Close()
+		wg.Wait()
+	})
+}
