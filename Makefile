@@ -87,6 +87,7 @@ fuzz:
 	$(GO) test -run XXX -fuzz FuzzMatch -fuzztime $(FUZZTIME) ./gitops/manifests
 	$(GO) test -run XXX -fuzz FuzzStripCallerHeaders -fuzztime $(FUZZTIME) ./internal/kubehttp
 	$(GO) test -run XXX -fuzz FuzzTransportResponse -fuzztime $(FUZZTIME) ./internal/streamhttp
+	$(GO) test -run XXX -fuzz FuzzServerRequest -fuzztime $(FUZZTIME) ./internal/streamhttp
 
 clean:
 	rm -rf bin

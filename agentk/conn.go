@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/yamux"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"kubetunnel/internal/streamhttp"
 	"kubetunnel/tunnel"
 	"kubetunnel/version"
 )
@@ -171,23 +172,17 @@ func (m *connManager) Run(ctx context.Context) error {
 	return nil
 }
 
-// serve runs an http.Server on the session for streams kas opens; it
-// returns when the session closes or ctx is done.
+// serve answers the HTTP/1.1 requests kas sends on the streams it opens;
+// it returns when the session closes or ctx is done, after every handler.
 func (m *connManager) serve(ctx context.Context, sess *yamux.Session) {
-	srv := &http.Server{
-		Handler:           m.handler,
-		ReadHeaderTimeout: 30 * time.Second,
+	srv := &streamhttp.Server{
+		Handler: m.handler,
 		ConnContext: func(c context.Context, _ net.Conn) context.Context {
 			return context.WithValue(c, sessionKey{}, sess)
 		},
+		Logger: m.logger,
 	}
-	stop := context.AfterFunc(ctx, func() {
-		srv.Close()
-		sess.Close()
-	})
-	defer stop()
-	_ = srv.Serve(sess)
-	srv.Close()
+	_ = srv.Serve(ctx, sess)
 	sess.Close()
 	m.clearIfCurrent(sess)
 }

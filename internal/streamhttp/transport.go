@@ -25,6 +25,11 @@ const (
 // one write.
 const bufSize = 4 << 10
 
+// bodyWriteGrace is how long a complete response waits for its request
+// body to finish going out before the stream is given up rather than
+// reused.
+const bodyWriteGrace = 100 * time.Millisecond
+
 // errConnClosed is a reused stream that the far end had closed before
 // the request reached it; such a request is retried once on a new one.
 var errConnClosed = errors.New("streamhttp: reused stream closed before the response")
@@ -300,13 +305,23 @@ func (b *body) finish(atEOF bool) {
 	}
 	// stop false: the request was cancelled and the stream is closing.
 	reuse := b.stop() && atEOF && b.reuse
-	if b.wrote != nil {
-		if !reuse {
-			b.c.Close() // unblocks a body write still in progress
-		}
-		if err := <-b.wrote; err != nil {
+	if b.wrote != nil && reuse {
+		// The far end answered in full; normally it read the whole body
+		// first, and the writer is about to report. One that answered
+		// early (a refusal) may never read the rest: give up the stream.
+		t := time.NewTimer(bodyWriteGrace)
+		select {
+		case err := <-b.wrote:
+			b.wrote = nil
+			reuse = err == nil
+		case <-t.C:
 			reuse = false
 		}
+		t.Stop()
+	}
+	if b.wrote != nil {
+		b.c.Close() // unblocks a body write still in progress
+		<-b.wrote
 	}
 	if reuse {
 		b.t.put(b.c)
