@@ -336,6 +336,9 @@ func (w *response) Write(p []byte) (int, error) {
 	if w.length >= 0 && w.written+int64(len(p)) > w.length {
 		return 0, http.ErrContentLength
 	}
+	if w.chunked && len(p)+chunkOverhead > w.bw.Available() {
+		return w.writeChunk(p)
+	}
 	if w.chunked {
 		fmt.Fprintf(w.bw, "%x\r\n", len(p))
 	}
@@ -348,6 +351,37 @@ func (w *response) Write(p []byte) (int, error) {
 		w.err = err
 	}
 	return n, err
+}
+
+// chunkOverhead is a chunk's size line and trailing CRLF, at most.
+const chunkOverhead = 16 + 2 + 2
+
+// chunkBufs holds buffers for writeChunk, sized for ReverseProxy's 32 KiB
+// copies.
+var chunkBufs = sync.Pool{New: func() any { b := make([]byte, 0, 32<<10+chunkOverhead); return &b }}
+
+// writeChunk sends a chunk too large for the buffer in one write (size
+// line, data, CRLF) instead of three: each write is a tunnel frame and,
+// at the far end, a system call.
+func (w *response) writeChunk(p []byte) (int, error) {
+	if w.flush() != nil {
+		return 0, w.err
+	}
+	bp := chunkBufs.Get().(*[]byte)
+	defer chunkBufs.Put(bp)
+	b := strconv.AppendInt((*bp)[:0], int64(len(p)), 16)
+	b = append(b, '\r', '\n')
+	b = append(b, p...)
+	b = append(b, '\r', '\n')
+	if cap(b) <= 64<<10 {
+		*bp = b // keep a grown buffer, within reason
+	}
+	if _, err := w.c.Write(b); err != nil {
+		w.err = err
+		return 0, err
+	}
+	w.written += int64(len(p))
+	return len(p), nil
 }
 
 // FlushError sends what is buffered (http.ResponseController uses it).
