@@ -404,8 +404,8 @@ func TestFaultConnectionReset(t *testing.T) {
 
 			f.link.add("reset_peer", map[string]any{"timeout": 0})
 			hung.wait(t, 5*time.Second)
-			if hung.err != nil || hung.code != http.StatusBadGateway || !strings.Contains(string(hung.body), `request to agent "prod" failed`) {
-				t.Errorf("request in flight during a reset: %d %v %s, want 502 naming the agent", hung.code, hung.err, hung.body)
+			if hung.err != nil || hung.code != http.StatusBadGateway || !strings.Contains(string(hung.body), `request to agent "prod" failed: the agent's connection to kas was lost`) {
+				t.Errorf("request in flight during a reset: %d %v %s, want 502 naming the agent and the lost connection", hung.code, hung.err, hung.body)
 			}
 			for sc.Scan() {
 			}
@@ -439,8 +439,8 @@ func TestFaultBlackhole(t *testing.T) {
 			f.link.add("silent", nil)
 			start := time.Now()
 			hung.wait(t, 10*time.Second)
-			if hung.err != nil || hung.code != http.StatusBadGateway || !strings.Contains(string(hung.body), `request to agent "prod" failed`) {
-				t.Errorf("request in flight on a silent link: %d %v %s, want 502 naming the agent", hung.code, hung.err, hung.body)
+			if hung.err != nil || hung.code != http.StatusBadGateway || !strings.Contains(string(hung.body), `request to agent "prod" failed: the agent's connection to kas was lost`) {
+				t.Errorf("request in flight on a silent link: %d %v %s, want 502 naming the agent and the lost connection", hung.code, hung.err, hung.body)
 			}
 			t.Logf("request in flight failed %v after the link went silent: %s", time.Since(start), hung.body)
 			for sc.Scan() {

@@ -2,6 +2,8 @@ package kas
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"sync"
@@ -201,7 +203,21 @@ func (r *sessionRegistry) RoundTripper(agent string) (http.RoundTripper, error) 
 	if err != nil {
 		return nil, err
 	}
-	return s.transport, nil
+	return s, nil
+}
+
+// errSessionLost is a request whose tunnel session ended under it.
+var errSessionLost = errors.New("the agent's connection to kas was lost during the request (agentk reconnects by itself; retry)")
+
+// RoundTrip sends a request over one of the session's streams. When the
+// session itself went down, the error says so rather than only what the
+// stream saw (an EOF).
+func (s *agentSession) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := s.transport.RoundTrip(r)
+	if err != nil && s.IsClosed() && r.Context().Err() == nil {
+		err = fmt.Errorf("%w: %w", errSessionLost, err)
+	}
+	return resp, err
 }
 
 // hasOther reports whether the agent has a live session here other than
