@@ -11,6 +11,7 @@ import (
 	"net/http/httptrace"
 	"net/textproto"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -272,7 +273,10 @@ type body struct {
 	reuse bool
 	// length is the Content-Length (-1 unknown); read counts up to it,
 	// so a caller that stops after the last byte still frees the stream.
-	length, read int64
+	// Close may come from another goroutine than Read (kas ending a
+	// watch), hence atomic.
+	length int64
+	read   atomic.Int64
 
 	mu   sync.Mutex // guards done
 	done bool
@@ -280,7 +284,7 @@ type body struct {
 
 func (b *body) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
-	b.read += int64(n)
+	b.read.Add(int64(n))
 	if err == io.EOF {
 		b.finish(true)
 	}
@@ -291,7 +295,7 @@ func (b *body) Read(p []byte) (int, error) {
 // the response is not worth reading, and closing it cancels the request
 // at the far end (a watch, logs -f).
 func (b *body) Close() error {
-	b.finish(b.length >= 0 && b.read == b.length)
+	b.finish(b.length >= 0 && b.read.Load() == b.length)
 	return nil
 }
 

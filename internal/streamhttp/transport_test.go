@@ -507,3 +507,39 @@ func FuzzTransportResponse(f *testing.F) {
 		wg.Wait()
 	})
 }
+
+// kas ends a watch by closing its body while another goroutine is blocked
+// reading it: the read returns, the stream closes, nothing races.
+func TestTransportCloseDuringRead(t *testing.T) {
+	s := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "first\n")
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	})
+	resp, err := s.get(t, context.Background(), "/watch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(resp.Body)
+	if line, err := br.ReadString('\n'); err != nil || line != "first\n" {
+		t.Fatalf("first line: %q, %v", line, err)
+	}
+	readErr := make(chan error, 1)
+	go func() {
+		_, err := br.ReadString('\n')
+		readErr <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	resp.Body.Close()
+	select {
+	case err := <-readErr:
+		if err == nil {
+			t.Fatal("a read across Close returned no error")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a blocked read did not return after Close")
+	}
+	if n := s.tr.IdleConns(); n != 0 {
+		t.Errorf("%d idle streams after a Close mid-body, want 0", n)
+	}
+}
