@@ -228,40 +228,15 @@ func mustRequest(t *testing.T, method, url string, body io.Reader) *http.Request
 
 // What ReverseProxy does for exec and port-forward: hijack and splice.
 func TestServerUpgradeThroughReverseProxy(t *testing.T) {
-	backend := newStreamServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, brw, err := http.NewResponseController(w).Hijack()
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer c.Close()
-		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
-		brw.Flush()
-		io.Copy(c, brw)
-	}))
+	backend := newStreamServer(t, http.HandlerFunc(echoUpgrade))
 	target, _ := url.Parse("http://" + backend.addr)
 	rp := httputil.NewSingleHostReverseProxy(target)
 	rp.Transport = backend.tr
 	front := newStreamServer(t, rp)
-	req := mustRequest(t, http.MethodGet, front.url("/exec"), nil)
-	req.Header.Set("Connection", "Upgrade")
-	req.Header.Set("Upgrade", "echo")
-	resp, err := front.tr.RoundTrip(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		t.Fatalf("status %d, want 101", resp.StatusCode)
-	}
-	rwc := resp.Body.(io.ReadWriteCloser)
+	rwc := upgrade(t, front.tr, front.url("/exec"))
 	defer rwc.Close()
-	for _, msg := range []string{"ping", "pong"} {
-		io.WriteString(rwc, msg)
-		buf := make([]byte, len(msg))
-		if _, err := io.ReadFull(rwc, buf); err != nil || string(buf) != msg {
-			t.Fatalf("echo through the proxy: %q, %v", buf, err)
-		}
-	}
+	checkEcho(t, rwc, "ping")
+	checkEcho(t, rwc, "pong")
 }
 
 // A response cut short upstream must not look complete downstream: the

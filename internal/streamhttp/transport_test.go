@@ -18,6 +18,8 @@ import (
 
 	"github.com/hashicorp/yamux"
 	"go.uber.org/goleak"
+
+	tu "kubetunnel/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
@@ -187,42 +189,10 @@ func TestTransportCancelWhileWaiting(t *testing.T) {
 }
 
 func TestTransportUpgrade(t *testing.T) {
-	s := newServer(t, func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Upgrade") != "echo" {
-			http.Error(w, "want Upgrade: echo", http.StatusBadRequest)
-			return
-		}
-		c, brw, err := http.NewResponseController(w).Hijack()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
-		brw.Flush()
-		io.Copy(c, brw)
-	})
-	req, _ := http.NewRequest(http.MethodGet, s.URL+"/exec", nil)
-	req.Header.Set("Connection", "Upgrade")
-	req.Header.Set("Upgrade", "echo")
-	resp, err := s.tr.RoundTrip(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		t.Fatalf("status %d, want 101", resp.StatusCode)
-	}
-	rwc, ok := resp.Body.(io.ReadWriteCloser)
-	if !ok {
-		t.Fatalf("a 101 body is %T, not an io.ReadWriteCloser (ReverseProxy needs one to splice)", resp.Body)
-	}
+	s := newServer(t, echoUpgrade)
+	rwc := upgrade(t, s.tr, s.URL+"/exec")
 	defer rwc.Close()
-	if _, err := io.WriteString(rwc, "ping"); err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 4)
-	if _, err := io.ReadFull(rwc, buf); err != nil || string(buf) != "ping" {
-		t.Fatalf("echo: %q, %v", buf, err)
-	}
+	checkEcho(t, rwc, "ping")
 }
 
 // 1xx answers before the final one reach the request's httptrace, which
@@ -355,7 +325,7 @@ func TestTransportRetriesAStaleStreamOnlyWhenSafe(t *testing.T) {
 	if _, err := do(http.MethodGet); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { return conns.Load() == 1 })
+	tu.Eventually(t, 5*time.Second, "the first stream", func() bool { return conns.Load() == 1 })
 	time.Sleep(20 * time.Millisecond) // let the server's close arrive
 	// The pooled stream is dead; a GET goes again on a new one.
 	if got, err := do(http.MethodGet); err != nil || got != "ok" {
@@ -387,7 +357,7 @@ func TestTransportPoolLimits(t *testing.T) {
 			readAll(t, resp)
 		})
 	}
-	waitFor(t, func() bool { return s.conns.Load() == 3 })
+	tu.Eventually(t, 5*time.Second, "3 streams", func() bool { return s.conns.Load() == 3 })
 	close(release)
 	wg.Wait()
 	if n := s.tr.IdleConns(); n != 1 {
@@ -440,22 +410,11 @@ func TestTransportOverYamux(t *testing.T) {
 		t.Errorf("open streams = %d, want 1 (reused)", n)
 	}
 	tr.CloseIdleConnections()
-	waitFor(t, func() bool { return client.NumStreams() == 0 })
+	tu.Eventually(t, 5*time.Second, "idle streams closed", func() bool { return client.NumStreams() == 0 })
 	srv.Close()
 	client.Close()
 	srvSess.Close()
 	<-done
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5 s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // FuzzTransportResponse: whatever agentk (or anything on the stream)
