@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // Defaults for a Server's zero fields.
@@ -257,7 +259,7 @@ func (w *response) WriteHeader(code int) {
 		w.chunked = true
 		h.Set("Transfer-Encoding", "chunked")
 	}
-	if w.req.Close || hasToken(h.Get("Connection"), "close") {
+	if w.req.Close || httpguts.HeaderValuesContainsToken(h["Connection"], "close") {
 		w.closeAfter = true
 		h.Set("Connection", "close")
 	}
@@ -306,15 +308,6 @@ func writeField(bw *bufio.Writer, k, v string) {
 		return r
 	}, strings.TrimSpace(v)))
 	bw.WriteString("\r\n")
-}
-
-func hasToken(v, token string) bool {
-	for t := range strings.SplitSeq(v, ",") {
-		if strings.EqualFold(strings.TrimSpace(t), token) {
-			return true
-		}
-	}
-	return false
 }
 
 func (w *response) Write(p []byte) (int, error) {
