@@ -25,6 +25,13 @@ import (
 // from the rest.
 const tunnelEnv = "KUBETUNNEL_BENCH_TUNNEL"
 
+// cpusEnv set to "split" runs the benchmark process (client, kas and
+// agentk, GOMAXPROCS 1) on one CPU and the control plane (kube-apiserver
+// and etcd) on another, as they would run on machines of their own. By
+// default all three Go runtimes share every core, and on 2 cores each
+// goroutine hand-off may wait for one (docs/benchmarks.md, issue 4).
+const cpusEnv = "KUBETUNNEL_BENCH_CPUS"
+
 // agentkAPIToken is agentk's static token towards kube-apiserver. The
 // direct client uses it too, so both paths make the API server do the
 // same authentication and RBAC work.
@@ -80,6 +87,13 @@ func startProxyEnv() (_ *proxyEnv, retErr error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+	if os.Getenv(cpusEnv) == "split" {
+		for _, pid := range e.cp.PIDs() {
+			if err := pinThreads(pid, 0); err != nil {
+				return nil, err
+			}
+		}
 	}
 	// agentk is cluster-admin, as upstream's default install.
 	if _, err := e.cp.Clientset().RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{

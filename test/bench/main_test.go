@@ -18,6 +18,17 @@ func TestMain(m *testing.M) {
 	if spec := os.Getenv(swarmEnv); spec != "" {
 		os.Exit(runSwarm(spec))
 	}
+	switch v := os.Getenv(cpusEnv); v {
+	case "":
+	case "split":
+		if err := splitCPUs(); err != nil {
+			fmt.Fprintf(os.Stderr, "FAIL: %v\n", err)
+			os.Exit(1)
+		}
+	default:
+		fmt.Fprintf(os.Stderr, "FAIL: %s=%q: the only value is \"split\"\n", cpusEnv, v)
+		os.Exit(1)
+	}
 	// Goroutines running before any benchmark (klog's flush daemon and the
 	// like) are not leaks.
 	ignore := []goleak.Option{

@@ -96,3 +96,16 @@ func (c *ControlPlane) stopProcesses() error {
 	}
 	return errors.Join(errs...)
 }
+
+// PIDs returns the process ids of etcd and kube-apiserver (none for an
+// existing cluster), so tests can check that Stop ended them and
+// benchmarks can place them on CPUs of their own.
+func (c *ControlPlane) PIDs() []int {
+	var pids []int
+	for _, p := range []*process{c.etcd, c.apiserver} {
+		if p != nil {
+			pids = append(pids, p.cmd.Process.Pid)
+		}
+	}
+	return pids
+}
