@@ -80,6 +80,12 @@ type AgentListen struct {
 	// DrainTimeout bounds how long a rotated or shutting-down connection
 	// waits for requests in flight before it is closed.
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
+	// ListenGracePeriod keeps every listener serving this long after a
+	// stop signal, with /readyz failing, before the shutdown starts: a
+	// load balancer or Kubernetes Service stops sending new connections
+	// in that time instead of having them refused. 0 (the default for a
+	// bare process) starts the shutdown at once; the chart sets 5s.
+	ListenGracePeriod time.Duration `yaml:"listen_grace_period"`
 }
 
 // AgentkAddress is agentk's --kas-address for this listener reached at
@@ -362,6 +368,9 @@ func (c *Config) Validate() error {
 	}
 	if al.DrainTimeout < 0 {
 		bad("agent.listen.drain_timeout", "must not be negative")
+	}
+	if al.ListenGracePeriod < 0 {
+		bad("agent.listen.listen_grace_period", "must not be negative")
 	}
 	checkListen("agent.kubernetes_api.listen", c.Agent.KubernetesAPI.Listen)
 	if c.Agent.KubernetesAPI.MaxStreamsPerAgent < 0 {

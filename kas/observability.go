@@ -15,6 +15,10 @@ func (s *Server) observabilityHandler() http.Handler {
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		select {
 		case <-s.ready:
+			if s.stopping.Load() {
+				http.Error(w, "stopping", http.StatusServiceUnavailable)
+				return
+			}
 			w.Write([]byte("ok\n"))
 		default:
 			http.Error(w, "starting", http.StatusServiceUnavailable)

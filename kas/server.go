@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -55,6 +56,8 @@ type Server struct {
 	mu    sync.Mutex // guards addrs
 	addrs map[string]net.Addr
 	ready chan struct{}
+	// stopping is set once Run's ctx is done: /readyz fails from then on.
+	stopping atomic.Bool
 }
 
 // New wires a kas from a validated config. Nothing listens until Run.
@@ -242,7 +245,12 @@ func (s *Server) Run(ctx context.Context) error {
 	regCtx, stopRegistry := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRegistry()
 
-	g, gctx := errgroup.WithContext(ctx)
+	// The listeners serve until listen_grace_period after ctx is done,
+	// with /readyz failing meanwhile (see startGracePeriod).
+	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopServing()
+	defer s.startGracePeriod(ctx, serveCtx, stopServing, al.ListenGracePeriod)()
+	g, gctx := errgroup.WithContext(serveCtx)
 	g.Go(func() error { return s.poller.Run(gctx) })
 	g.Go(func() error {
 		err := s.grpc.Serve(s.grpcLn)
@@ -306,6 +314,27 @@ func (s *Server) Run(ctx context.Context) error {
 	err = g.Wait()
 	s.logger.Info("kas stopped")
 	return err
+}
+
+// startGracePeriod arranges for stopServing to be called listen_grace_period
+// after ctx is done (at once for 0); /readyz fails from the moment ctx is
+// done, so load balancers and Services take this replica out of rotation
+// while its listeners still accept. It returns a func that cancels the
+// arrangement.
+func (s *Server) startGracePeriod(ctx, serveCtx context.Context, stopServing context.CancelFunc, grace time.Duration) (cancel func() bool) {
+	return context.AfterFunc(ctx, func() {
+		s.stopping.Store(true)
+		if grace > 0 {
+			s.logger.Info("/readyz fails now; the listeners keep serving for listen_grace_period", "listen_grace_period", grace)
+			t := time.NewTimer(grace)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-serveCtx.Done():
+			}
+		}
+		stopServing()
+	})
 }
 
 // serveProxy serves the Kubernetes API proxy. On stop, watches end at

@@ -102,6 +102,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// After the first signal kas drains; a second one stops it at once
+	// (Go's default action), as an impatient Ctrl-C expects.
+	context.AfterFunc(ctx, func() {
+		stop()
+		logger.Info("Stop signal received: draining (a second signal stops kas at once)")
+	})
 	if err := srv.Run(ctx); err != nil {
 		logger.Error("kas failed", "err", err)
 		return 1
