@@ -37,8 +37,8 @@ func TestListenGracePeriod(t *testing.T) {
 	e := newEnv(t, "ws")
 	e.cfg.Agent.Listen.ListenGracePeriod = grace
 	e.start()
-	e.startAgent(nil)
-	e.waitConnected(1)
+	a := e.startAgent(nil)
+	tu.Eventually(t, 10*time.Second, "agent config", func() bool { c, _ := a.Config(); return c != "" })
 	// Every request on a new connection, as a load balancer's would be.
 	fresh := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 	get := func(url, token string) (int, string, error) {
