@@ -85,11 +85,19 @@ func isDiscovery(r *http.Request) bool {
 // ImpersonationHeader returns the first Impersonate-* header in h, or "".
 func ImpersonationHeader(h http.Header) string {
 	for k := range h {
-		if ck := http.CanonicalHeaderKey(k); strings.HasPrefix(ck, "Impersonate-") {
-			return ck
+		if hasPrefixFold(k, "Impersonate-") {
+			return http.CanonicalHeaderKey(k)
 		}
 	}
 	return ""
+}
+
+// hasPrefixFold is strings.HasPrefix ignoring ASCII case. Header keys are
+// compared this way rather than after http.CanonicalHeaderKey, which
+// leaves a key with any byte outside the token alphabet (a space, say)
+// as it is: "kAs- x" must not slip past a "Kas-" check.
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
 }
 
 // StripCallerHeaders removes what must never pass from a caller to the
@@ -97,9 +105,8 @@ func ImpersonationHeader(h http.Header) string {
 // only kas may set.
 func StripCallerHeaders(h http.Header) {
 	for k := range h {
-		ck := http.CanonicalHeaderKey(k)
-		if ck == "Authorization" || ck == "Proxy-Authorization" || ck == "Cookie" ||
-			strings.HasPrefix(ck, "Impersonate-") || strings.HasPrefix(ck, "Kas-") {
+		if strings.EqualFold(k, "Authorization") || strings.EqualFold(k, "Proxy-Authorization") || strings.EqualFold(k, "Cookie") ||
+			hasPrefixFold(k, "Impersonate-") || hasPrefixFold(k, "Kas-") {
 			delete(h, k)
 		}
 	}
