@@ -3,8 +3,10 @@ package chart_test
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"kubetunnel/kas"
 )
@@ -124,7 +126,18 @@ func TestKasDefaults(t *testing.T) {
 	if cfg.Agent.Listen.CertificateFile != "" || cfg.Agent.KubernetesAPI.Listen.CertificateFile != "" {
 		t.Error("TLS configured without tls.*.secretName")
 	}
+	// A rolling update refuses no connection and cuts no request: kas
+	// keeps serving while the Service drops the pod, then drains, all
+	// before the kubelet's SIGKILL.
+	l := cfg.Agent.Listen
+	if l.ListenGracePeriod != 5*time.Second {
+		t.Errorf("agent.listen.listen_grace_period %v, want 5s", l.ListenGracePeriod)
+	}
 	d := r.one(t, "Deployment")
+	grace := fmt.Sprint(get(d, "spec", "template", "spec", "terminationGracePeriodSeconds"))
+	if secs, err := strconv.Atoi(grace); err != nil || time.Duration(secs)*time.Second <= l.ListenGracePeriod+l.DrainTimeout {
+		t.Errorf("terminationGracePeriodSeconds %s, want more than listen_grace_period + drain_timeout (%v)", grace, l.ListenGracePeriod+l.DrainTimeout)
+	}
 	if fmt.Sprint(get(d, "spec", "replicas")) != "1" {
 		t.Errorf("replicas %v, want 1", get(d, "spec", "replicas"))
 	}
