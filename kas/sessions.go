@@ -10,8 +10,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/yamux"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"kubetunnel/internal/kubehttp"
 	"kubetunnel/internal/streamhttp"
 	"kubetunnel/kasproxy"
 	"kubetunnel/tunnel"
@@ -34,6 +36,9 @@ type agentSession struct {
 	// closing is set just before a drained session closes: pick no longer
 	// returns it even as a fallback.
 	closing atomic.Bool
+	// goneAway is set once agentk has said (yamux GoAway) that it takes no
+	// new streams on this session: it is stopping. pick skips it.
+	goneAway atomic.Bool
 	// open counts streams kas opened to the agent that are still open, so
 	// a draining session can close once they are done.
 	open    atomic.Int64
@@ -184,7 +189,7 @@ func (r *sessionRegistry) pick(agent string) (*agentSession, error) {
 	for i := range n {
 		s := list[(start+i)%n]
 		switch {
-		case s.IsClosed() || s.closing.Load():
+		case s.IsClosed() || s.closing.Load() || s.goneAway.Load():
 		case !s.draining.Load():
 			return s, nil
 		case fallback == nil:
@@ -197,13 +202,33 @@ func (r *sessionRegistry) pick(agent string) (*agentSession, error) {
 	return nil, ErrAgentNotConnected
 }
 
-// RoundTripper implements kasproxy.Tunnels.
+// RoundTripper implements kasproxy.Tunnels. A session whose agentk is
+// stopping refuses new streams (yamux GoAway) and has closed its idle
+// ones; a request that meets it has sent nothing yet and goes to another
+// session of the agent (another agentk replica, or the new connection of
+// this one), if there is one.
 func (r *sessionRegistry) RoundTripper(agent string) (http.RoundTripper, error) {
 	s, err := r.pick(agent)
 	if err != nil {
 		return nil, err
 	}
-	return s, nil
+	return kasproxy.RoundTripperFunc(func(req *http.Request) (*http.Response, error) {
+		var body *kubehttp.GuardedBody
+		if req.Body != nil && req.Body != http.NoBody {
+			body = &kubehttp.GuardedBody{ReadCloser: req.Body}
+			req.Body = body
+		}
+		for {
+			resp, err := s.RoundTrip(req)
+			if !errors.Is(err, yamux.ErrRemoteGoAway) || (body != nil && body.Touched()) {
+				return resp, err
+			}
+			s.goneAway.Store(true)
+			if s, err = r.pick(agent); err != nil {
+				return nil, err
+			}
+		}
+	}), nil
 }
 
 // errSessionLost is a request whose tunnel session ended under it.
@@ -226,7 +251,7 @@ func (r *sessionRegistry) hasOther(s *agentSession) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, x := range r.byAgent[s.Agent] {
-		if x != s && !x.IsClosed() && !x.draining.Load() {
+		if x != s && !x.IsClosed() && !x.draining.Load() && !x.goneAway.Load() {
 			return true
 		}
 	}

@@ -5,10 +5,12 @@ package kubehttp
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httputil"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // status is the Kubernetes API's error body (metav1.Status), so kubectl
@@ -127,3 +129,27 @@ func (copyBuffers) Put(b []byte) {
 		copyBufferPool.Put(&b)
 	}
 }
+
+// GuardedBody is a server request's body shared by several attempts to
+// forward it: it records whether any byte was read (then no other attempt
+// may be made), and Close does nothing, because a transport closes the
+// body it was given even when it failed before reading it, and the server
+// closes the real one when the handler returns.
+type GuardedBody struct {
+	io.ReadCloser
+	read atomic.Bool
+}
+
+func (b *GuardedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if n > 0 {
+		b.read.Store(true)
+	}
+	return n, err
+}
+
+// Close does nothing; see GuardedBody.
+func (b *GuardedBody) Close() error { return nil }
+
+// Touched reports whether any byte of the body has been read.
+func (b *GuardedBody) Touched() bool { return b.read.Load() }

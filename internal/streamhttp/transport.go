@@ -86,13 +86,33 @@ func (t *Transport) get() *conn {
 	for len(t.idle) > 0 {
 		c := t.idle[len(t.idle)-1]
 		t.idle = t.idle[:len(t.idle)-1]
-		if time.Since(c.idleSince) < t.idleTimeout() {
+		if time.Since(c.idleSince) < t.idleTimeout() && !closedByPeer(c) {
 			return c
 		}
 		c.Close()
 	}
 	return nil
 }
+
+// closedByPeer reports whether the far end has already closed an idle
+// stream (agentk does when it stops): a read of nothing that must not wait
+// says EOF then, and times out otherwise. A request sent on such a stream
+// would be lost, and one with a body could not be sent again. (On a TCP
+// connection a read of nothing returns at once and says nothing.)
+func closedByPeer(c *conn) bool {
+	if c.br.Buffered() > 0 || c.SetReadDeadline(aLongTimeAgo) != nil {
+		return false
+	}
+	_, err := c.Read(nil)
+	if c.SetReadDeadline(time.Time{}) != nil {
+		return true
+	}
+	var ne net.Error
+	return err != nil && !(errors.As(err, &ne) && ne.Timeout())
+}
+
+// aLongTimeAgo is a deadline that has passed.
+var aLongTimeAgo = time.Unix(1, 0)
 
 func (t *Transport) put(c *conn) {
 	c.idleSince = time.Now()

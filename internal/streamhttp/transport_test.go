@@ -502,3 +502,54 @@ func TestTransportCloseDuringRead(t *testing.T) {
 		t.Errorf("%d idle streams after a Close mid-body, want 0", n)
 	}
 }
+
+// A pooled stream the far end has closed since (agentk stopping closes its
+// idle streams) is not used again: even a POST, which could not be sent a
+// second time, goes out on a new stream.
+func TestTransportSkipsAStreamTheFarEndClosed(t *testing.T) {
+	client, srvSess := yamuxPair(t)
+	var accepted atomic.Int64
+	go func() {
+		for {
+			c, err := srvSess.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			go func() {
+				// One answer that keeps the stream, then close it as if
+				// idle: the client's pool still holds it.
+				defer c.Close()
+				req, err := http.ReadRequest(bufio.NewReader(c))
+				if err != nil {
+					return
+				}
+				io.Copy(io.Discard, req.Body)
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			}()
+		}
+	}()
+	tr := &Transport{Dial: func(context.Context) (net.Conn, error) { return client.OpenStream() }}
+	defer tr.CloseIdleConnections()
+	post := func() (string, error) {
+		req, _ := http.NewRequest(http.MethodPost, "http://agentk/", strings.NewReader(`{"kind":"ConfigMap"}`))
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return string(b), err
+	}
+	for i := range 3 {
+		if got, err := post(); err != nil || got != "ok" {
+			t.Fatalf("POST %d: %q, %v", i+1, got, err)
+		}
+		// The far end's close reaches the pooled stream.
+		tu.Eventually(t, 5*time.Second, "the far end's close", func() bool { return client.NumStreams() <= 1 && tr.IdleConns() == 1 })
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := accepted.Load(); n != 3 {
+		t.Errorf("%d streams for 3 POSTs, want 3 (none reused after its close)", n)
+	}
+}

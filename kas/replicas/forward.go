@@ -12,9 +12,9 @@ import (
 	"net/url"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
+	"kubetunnel/internal/kubehttp"
 	"kubetunnel/kasproxy"
 )
 
@@ -113,9 +113,9 @@ func (f *Forwarder) roundTrip(agent string, r *http.Request) (*http.Response, er
 	if err != nil {
 		return nil, fmt.Errorf("signing a private API token: %w", err)
 	}
-	var body *guardedBody
+	var body *kubehttp.GuardedBody
 	if r.Body != nil && r.Body != http.NoBody {
-		body = &guardedBody{ReadCloser: r.Body}
+		body = &kubehttp.GuardedBody{ReadCloser: r.Body}
 	}
 	for round := range 2 {
 		if round > 0 {
@@ -145,14 +145,14 @@ const lookAgainAfter = 100 * time.Millisecond
 // errTryNext: this peer did not take the request, the next one may.
 var errTryNext = errors.New("try the next peer")
 
-func (f *Forwarder) try(ctx context.Context, r *http.Request, peer, agent, token string, body *guardedBody) (*http.Response, error) {
+func (f *Forwarder) try(ctx context.Context, r *http.Request, peer, agent, token string, body *kubehttp.GuardedBody) (*http.Response, error) {
 	out, err := f.request(ctx, r, peer, agent, token, body)
 	if err != nil {
 		f.count("error")
 		return nil, err
 	}
 	resp, err := f.transport.RoundTrip(out)
-	sent := body != nil && body.read.Load()
+	sent := body != nil && body.Touched()
 	switch {
 	case err != nil && ctx.Err() != nil:
 		return nil, err
@@ -194,7 +194,7 @@ func isSafe(r *http.Request) bool {
 
 // request is r addressed to the peer's private API, carrying the token
 // instead of any caller credential (kasproxy stripped those).
-func (f *Forwarder) request(ctx context.Context, r *http.Request, peer, agent, token string, body *guardedBody) (*http.Request, error) {
+func (f *Forwarder) request(ctx context.Context, r *http.Request, peer, agent, token string, body *kubehttp.GuardedBody) (*http.Request, error) {
 	base, err := url.Parse(peer)
 	if err != nil {
 		return nil, fmt.Errorf("kas peer URL %q in the agent registry: %w", peer, err)
@@ -249,21 +249,3 @@ func isDialError(err error) bool {
 	var op *net.OpError
 	return errors.As(err, &op) && op.Op == "dial"
 }
-
-// guardedBody is the caller's request body shared by the attempts: it
-// records whether any byte was read (then no other peer may be tried),
-// and the transports' Close does not close it (the server does).
-type guardedBody struct {
-	io.ReadCloser
-	read atomic.Bool
-}
-
-func (b *guardedBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	if n > 0 {
-		b.read.Store(true)
-	}
-	return n, err
-}
-
-func (b *guardedBody) Close() error { return nil }
