@@ -53,6 +53,70 @@ type Server struct {
 	WatchAfter time.Duration
 	// Logger gets handler panics (nil: discarded).
 	Logger *slog.Logger
+
+	mu       sync.Mutex // guards the fields below
+	open     int        // streams being served
+	idle     map[net.Conn]struct{}
+	draining bool
+	drained  chan struct{}
+}
+
+// Drain makes the running Serve give streams up: idle ones (waiting for
+// their next request) close now, the others once their current request
+// is answered. The channel closes when no stream is left. Serve itself
+// goes on until its ctx is done, serving what still arrives one request
+// per stream. agentk drains when it stops, after telling kas (yamux
+// GoAway) to open no more streams.
+func (s *Server) Drain() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.drained == nil {
+		s.drained = make(chan struct{})
+	}
+	if !s.draining {
+		s.draining = true
+		for c := range s.idle {
+			c.Close()
+		}
+		s.checkDrainedLocked()
+	}
+	return s.drained
+}
+
+func (s *Server) checkDrainedLocked() {
+	if s.draining && s.open == 0 {
+		select {
+		case <-s.drained:
+		default:
+			close(s.drained)
+		}
+	}
+}
+
+// setIdle records whether c waits for its next request; it reports false
+// when c must close instead (the server is draining).
+func (s *Server) setIdle(c net.Conn, idle bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if idle {
+		if s.draining {
+			return false
+		}
+		if s.idle == nil {
+			s.idle = map[net.Conn]struct{}{}
+		}
+		s.idle[c] = struct{}{}
+	} else {
+		delete(s.idle, c)
+	}
+	return true
+}
+
+func (s *Server) addOpen(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.open += n
+	s.checkDrainedLocked()
 }
 
 // stub is what ReverseProxy finds under http.ServerContextKey: with it,
@@ -93,11 +157,13 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		mu.Lock()
 		conns[c] = struct{}{}
 		mu.Unlock()
+		s.addOpen(1)
 		wg.Go(func() {
 			s.serveConn(ctx, c)
 			mu.Lock()
 			delete(conns, c)
 			mu.Unlock()
+			s.addOpen(-1)
 		})
 	}
 }
@@ -147,9 +213,20 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 	lc := &limitedConn{Conn: c}
 	br := bufio.NewReaderSize(lc, bufSize)
 	bw := bufio.NewWriterSize(c, bufSize)
-	for {
+	for first := true; ; first = false {
 		// The header may fill the read buffer past its own end.
 		lc.n = maxHeader + bufSize
+		// Idle until the next request's first byte: Drain closes the
+		// stream meanwhile. A new stream gets its first request served
+		// even while draining: it was opened for one.
+		if !s.setIdle(c, true) && !first {
+			return
+		}
+		_, err := br.Peek(1)
+		s.setIdle(c, false)
+		if err != nil {
+			return
+		}
 		req, err := http.ReadRequest(br)
 		if err != nil {
 			if errors.Is(err, errHeaderTooLarge) {

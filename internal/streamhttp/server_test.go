@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/yamux"
+
+	tu "kubetunnel/internal/testutil"
 )
 
 // streamServer is a Server on a loopback listener, reached with net/http's
@@ -436,3 +438,83 @@ func FuzzServerRequest(f *testing.F) {
 }
 
 func discardLog() *log.Logger { return log.New(io.Discard, "", 0) }
+
+// Drain closes idle streams at once, lets a request in flight finish and
+// closes its stream after the answer, and reports when none is left.
+func TestServerDrain(t *testing.T) {
+	client, srvSess := yamuxPair(t)
+	entered, release := make(chan struct{}), make(chan struct{})
+	srv := &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			close(entered)
+			<-release
+		}
+		io.WriteString(w, "ok "+r.URL.Path)
+	})}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx, srvSess) }()
+	defer func() {
+		cancel()
+		if err := <-served; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	}()
+	tr := &Transport{Dial: func(context.Context) (net.Conn, error) { return client.OpenStream() }}
+	defer tr.CloseIdleConnections()
+	get := func(path string) (string, error) {
+		req, _ := http.NewRequest(http.MethodGet, "http://agentk"+path, nil)
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return string(b), err
+	}
+	if got, err := get("/"); err != nil || got != "ok /" {
+		t.Fatalf("GET /: %q %v", got, err)
+	}
+	slow := make(chan string, 1)
+	go func() {
+		got, err := get("/slow")
+		if err != nil {
+			got = err.Error()
+		}
+		slow <- got
+	}()
+	<-entered
+	// A second stream, idle in the pool once answered.
+	if got, err := get("/"); err != nil || got != "ok /" {
+		t.Fatalf("GET / during /slow: %q %v", got, err)
+	}
+	if n := srvSess.NumStreams(); n != 2 {
+		t.Fatalf("%d streams, want 2 (one busy, one idle)", n)
+	}
+
+	drained := srv.Drain()
+	// The idle one is closed by the server: the client does not reuse
+	// it, and a request that still arrives is answered on a stream of its
+	// own, which closes after the answer.
+	time.Sleep(20 * time.Millisecond)
+	if got, err := get("/"); err != nil || got != "ok /" {
+		t.Errorf("GET / while draining: %q %v", got, err)
+	}
+	select {
+	case <-drained:
+		t.Fatal("drained with a request in flight")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	if got := <-slow; got != "ok /slow" {
+		t.Errorf("the request in flight during the drain: %q, want its answer", got)
+	}
+	select {
+	case <-drained:
+	case <-time.After(5 * time.Second):
+		t.Fatal("not drained 5s after the last answer")
+	}
+	// Every stream was closed by the server; the client's pool lets go.
+	tr.CloseIdleConnections()
+	tu.Eventually(t, 5*time.Second, "no stream left", func() bool { return srvSess.NumStreams() == 0 })
+}
