@@ -3,6 +3,8 @@ package kasproxy
 import (
 	"net/http"
 	"strings"
+
+	"kubetunnel/internal/kubehttp"
 )
 
 // Verb maps a request to a small fixed set, for metric labels and logs.
@@ -12,14 +14,8 @@ func Verb(r *http.Request) string {
 	}
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
-		if strings.Contains(r.URL.Path, "/watch/") {
+		if kubehttp.IsWatch(r) {
 			return "watch"
-		}
-		// Parse the query only when it may say watch (most GETs do not).
-		if strings.Contains(r.URL.RawQuery, "watch") {
-			if w := r.URL.Query().Get("watch"); w == "true" || w == "1" {
-				return "watch"
-			}
 		}
 		return "get"
 	case http.MethodPost:

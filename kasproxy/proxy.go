@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -13,7 +12,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"kubetunnel/internal/kubehttp"
@@ -114,10 +112,10 @@ type Proxy struct {
 	cfg Config
 	rp  *httputil.ReverseProxy
 
-	mu      sync.Mutex // guards slots, watches and stopped
-	slots   map[string]chan struct{}
-	watches map[*stoppableBody]struct{}
-	stopped bool
+	mu    sync.Mutex // guards slots
+	slots map[string]chan struct{}
+	// watches in flight, ended cleanly by StopWatches
+	watches kubehttp.Watches
 }
 
 type ctxKey int
@@ -132,7 +130,6 @@ type reqInfo struct {
 	rest   string // the API path
 	verb   string
 	rt     http.RoundTripper // the agent's tunnel
-	watch  *stoppableBody
 	status int
 	err    error
 }
@@ -148,7 +145,7 @@ func New(cfg Config) *Proxy {
 	if cfg.AuthFailures == nil {
 		cfg.AuthFailures = NewFailureLimiter(DefaultAuthFailureBurst, DefaultAuthFailureWindow)
 	}
-	p := &Proxy{cfg: cfg, slots: map[string]chan struct{}{}, watches: map[*stoppableBody]struct{}{}}
+	p := &Proxy{cfg: cfg, slots: map[string]chan struct{}{}}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:   p.rewrite,
 		Transport: RoundTripperFunc(p.roundTrip),
@@ -164,12 +161,11 @@ func New(cfg Config) *Proxy {
 			ri := info(resp.Request.Context())
 			ri.status = resp.StatusCode
 			if ri.verb == "watch" && resp.StatusCode == http.StatusOK {
-				b := &stoppableBody{ReadCloser: resp.Body}
-				if !p.trackWatch(b) {
+				b, ok := p.watches.Track(resp.Body)
+				if !ok {
 					return errShuttingDown
 				}
 				resp.Body = b
-				ri.watch = b
 			}
 			return nil
 		},
@@ -192,54 +188,10 @@ func info(ctx context.Context) *reqInfo {
 	return i
 }
 
-// stoppableBody is a watch response that kas can end cleanly: after stop,
-// Read reports EOF, so the response to the caller ends as a watch the
-// server closed (which clients re-establish) instead of a broken stream.
-type stoppableBody struct {
-	io.ReadCloser
-	stopped atomic.Bool
-}
-
-func (b *stoppableBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	if b.stopped.Load() {
-		return n, io.EOF
-	}
-	return n, err
-}
-
-func (b *stoppableBody) stop() {
-	b.stopped.Store(true)
-	b.ReadCloser.Close() // unblocks a Read waiting for the next event
-}
-
-func (p *Proxy) trackWatch(b *stoppableBody) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.stopped {
-		return false
-	}
-	p.watches[b] = struct{}{}
-	return true
-}
-
-func (p *Proxy) untrackWatch(b *stoppableBody) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	delete(p.watches, b)
-}
-
 // StopWatches ends every watch in flight cleanly and refuses new ones.
 // kas calls it when it shuts down: watches never finish by themselves,
 // while the other requests are left to drain.
-func (p *Proxy) StopWatches() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.stopped = true
-	for b := range p.watches {
-		b.stop()
-	}
-}
+func (p *Proxy) StopWatches() { p.watches.Stop() }
 
 // agentSlots is the semaphore bounding requests in flight to an agent.
 func (p *Proxy) agentSlots(agent string) chan struct{} {
@@ -373,11 +325,6 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer p.cfg.Metrics.Inflight.Dec()
 	}
 
-	defer func() {
-		if ri.watch != nil {
-			p.untrackWatch(ri.watch)
-		}
-	}()
 	if p.cfg.Metrics != nil {
 		w = p.cfg.Metrics.countingWriter(w)
 	}
