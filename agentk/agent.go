@@ -67,7 +67,7 @@ func New(opts *Options, logger *slog.Logger, level *slog.LevelVar) (*Agent, erro
 	if err != nil {
 		return nil, err
 	}
-	a.conn, err = newConnManager(opts, logger, fwd, reg)
+	a.conn, err = newConnManager(opts, logger, fwd, fwd.watches.Stop, reg)
 	if err != nil {
 		return nil, err
 	}

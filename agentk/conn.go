@@ -24,7 +24,9 @@ type connManager struct {
 	opts    *Options
 	logger  *slog.Logger
 	handler http.Handler // serves streams kas opens
-	dialer  func(ctx context.Context) (*yamux.Session, error)
+	// stopWatches ends the watches in flight cleanly (agentk stopping).
+	stopWatches func()
+	dialer      func(ctx context.Context) (*yamux.Session, error)
 
 	mu      sync.Mutex // guards current, changed and lastErr
 	current *yamux.Session
@@ -37,16 +39,17 @@ type connManager struct {
 	connects  *prometheus.CounterVec
 }
 
-func newConnManager(opts *Options, logger *slog.Logger, handler http.Handler, reg prometheus.Registerer) (*connManager, error) {
+func newConnManager(opts *Options, logger *slog.Logger, handler http.Handler, stopWatches func(), reg prometheus.Registerer) (*connManager, error) {
 	tlsCfg, err := opts.tlsConfig()
 	if err != nil {
 		return nil, err
 	}
 	m := &connManager{
-		opts:    opts,
-		logger:  logger,
-		changed: make(chan struct{}),
-		goaway:  make(chan *yamux.Session, 1),
+		opts:        opts,
+		logger:      logger,
+		stopWatches: stopWatches,
+		changed:     make(chan struct{}),
+		goaway:      make(chan *yamux.Session, 1),
 		connected: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "agentk_tunnel_connected",
 			Help: "1 while agentk has a live connection to kas.",
@@ -173,7 +176,8 @@ func (m *connManager) Run(ctx context.Context) error {
 }
 
 // serve answers the HTTP/1.1 requests kas sends on the streams it opens;
-// it returns when the session closes or ctx is done, after every handler.
+// it returns when the session closes, or once it has drained after ctx is
+// done, after every handler.
 func (m *connManager) serve(ctx context.Context, sess *yamux.Session) {
 	srv := &streamhttp.Server{
 		Handler: m.handler,
@@ -182,9 +186,43 @@ func (m *connManager) serve(ctx context.Context, sess *yamux.Session) {
 		},
 		Logger: m.logger,
 	}
-	_ = srv.Serve(ctx, sess)
+	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopServing()
+	served := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			m.drain(sess, srv, served)
+		case <-served:
+		}
+		stopServing()
+	}()
+	_ = srv.Serve(serveCtx, sess)
+	close(served)
 	sess.Close()
 	m.clearIfCurrent(sess)
+}
+
+// drain lets the requests in flight on sess finish when agentk stops, up
+// to --drain-timeout: kas is told to open no more streams here (yamux
+// GoAway; it sends new requests to another session of this agent),
+// watches end cleanly at once (clients re-watch), idle streams close,
+// and busy ones close after their answer.
+func (m *connManager) drain(sess *yamux.Session, srv *streamhttp.Server, served <-chan struct{}) {
+	_ = sess.GoAway()
+	if m.stopWatches != nil {
+		m.stopWatches()
+	}
+	drained := srv.Drain()
+	t := time.NewTimer(m.opts.drainTimeout())
+	defer t.Stop()
+	select {
+	case <-drained:
+	case <-served:
+	case <-t.C:
+		m.logger.Warn("Drain timeout: closing the connection to kas with requests in flight (exec, attach, port-forward or logs -f sessions end here)",
+			"drain_timeout", m.opts.drainTimeout())
+	}
 }
 
 func (m *connManager) setCurrent(sess *yamux.Session) {

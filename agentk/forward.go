@@ -28,6 +28,8 @@ type forwarder struct {
 	rt, upgradeRT http.RoundTripper
 	rp            *httputil.ReverseProxy
 	logger        *slog.Logger
+	// watches in flight, ended cleanly when agentk stops
+	watches kubehttp.Watches
 }
 
 // fwdKey carries a request's identity decision from ServeHTTP to the
@@ -40,6 +42,9 @@ type identity struct {
 	user        string
 	groups      []string
 }
+
+// errStopping refuses a watch that starts while agentk stops.
+var errStopping = errors.New("agentk is stopping")
 
 func newForwarder(cfg *rest.Config, config func() *agentcfg.Config, logger *slog.Logger) (*forwarder, error) {
 	host := cfg.Host
@@ -86,7 +91,21 @@ func newForwarder(cfg *rest.Config, config func() *agentcfg.Config, logger *slog
 		FlushInterval: 0,
 		BufferPool:    kubehttp.CopyBuffers,
 		ErrorLog:      slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+		ModifyResponse: func(resp *http.Response) error {
+			if resp.StatusCode == http.StatusOK && kubehttp.IsWatch(resp.Request) {
+				b, ok := f.watches.Track(resp.Body)
+				if !ok {
+					return errStopping
+				}
+				resp.Body = b
+			}
+			return nil
+		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if errors.Is(err, errStopping) {
+				kubehttp.WriteStatus(w, r, http.StatusServiceUnavailable, "agentk is stopping: retry, the request goes to another agentk replica or the restarted one")
+				return
+			}
 			if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 				return // kas (the caller) went away
 			}

@@ -20,6 +20,9 @@ const (
 	DefaultObservabilityListen = ":8080"
 	DefaultReconnectInitial    = 100 * time.Millisecond
 	DefaultReconnectMax        = tunnel.DefaultBackoffMax
+	// DefaultDrainTimeout keeps agentk's stop within Kubernetes' default
+	// terminationGracePeriodSeconds (30).
+	DefaultDrainTimeout = 20 * time.Second
 )
 
 // Options are agentk's flags, as upstream's so existing manifests work.
@@ -46,6 +49,9 @@ type Options struct {
 	// ReconcilePeriod is how often each manifest project is re-synced
 	// without a new commit, putting back what was changed by hand.
 	ReconcilePeriod time.Duration
+	// DrainTimeout bounds how long a stopping agentk lets proxied requests
+	// in flight finish (DefaultDrainTimeout).
+	DrainTimeout time.Duration
 
 	// Timers tests shorten; zero means the default.
 	ReconnectInitial time.Duration
@@ -75,7 +81,17 @@ func (o *Options) Validate() error {
 	if o.ObservabilityListen == "" {
 		o.ObservabilityListen = DefaultObservabilityListen
 	}
+	if o.DrainTimeout < 0 {
+		errs = append(errs, fmt.Errorf("--drain-timeout %v: must not be negative", o.DrainTimeout))
+	}
 	return errors.Join(errs...)
+}
+
+func (o *Options) drainTimeout() time.Duration {
+	if o.DrainTimeout > 0 {
+		return o.DrainTimeout
+	}
+	return DefaultDrainTimeout
 }
 
 // token reads the agent token. The file is read on every dial, so a

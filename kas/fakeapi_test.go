@@ -22,6 +22,10 @@ type fakeAPI struct {
 	// clients records the agentk credentials seen (tests give replicas
 	// different ones).
 	clients sync.Map
+	// slow, when set, holds requests for /slow until it is closed;
+	// slowEntered hears of each.
+	slow        chan struct{}
+	slowEntered chan string
 }
 
 func (f *fakeAPI) clientCount() int {
@@ -50,6 +54,10 @@ func newFakeAPI(t *testing.T) *fakeAPI {
 			return
 		}
 		f.clients.Store(auth, true)
+		if r.URL.Path == "/slow" && f.slow != nil {
+			f.slowEntered <- auth
+			<-f.slow
+		}
 		if strings.HasPrefix(r.URL.Path, "/watch") {
 			f.watches.Add(1)
 			defer f.watches.Add(-1)

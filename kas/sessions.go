@@ -202,6 +202,9 @@ func (r *sessionRegistry) pick(agent string) (*agentSession, error) {
 	return nil, ErrAgentNotConnected
 }
 
+// maxAttempts bounds the sessions one request is tried on.
+const maxAttempts = 3
+
 // RoundTripper implements kasproxy.Tunnels. A session whose agentk is
 // stopping refuses new streams (yamux GoAway) and has closed its idle
 // ones; a request that meets it has sent nothing yet and goes to another
@@ -218,12 +221,18 @@ func (r *sessionRegistry) RoundTripper(agent string) (http.RoundTripper, error) 
 			body = &kubehttp.GuardedBody{ReadCloser: req.Body}
 			req.Body = body
 		}
-		for {
+		for attempt := 1; ; attempt++ {
 			resp, err := s.RoundTrip(req)
-			if !errors.Is(err, yamux.ErrRemoteGoAway) || (body != nil && body.Touched()) {
+			// agentk refused the stream: it sent GoAway (we learn it when
+			// opening one), or reset a stream opened just before its
+			// GoAway reached us. It served nothing of the request.
+			refused := errors.Is(err, yamux.ErrRemoteGoAway) || errors.Is(err, yamux.ErrConnectionReset)
+			if !refused || (body != nil && body.Touched()) || attempt == maxAttempts {
 				return resp, err
 			}
-			s.goneAway.Store(true)
+			if errors.Is(err, yamux.ErrRemoteGoAway) {
+				s.goneAway.Store(true)
+			}
 			if s, err = r.pick(agent); err != nil {
 				return nil, err
 			}

@@ -53,6 +53,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&opts.ObservabilityListen, "observability-listen", agentk.DefaultObservabilityListen, "address serving /metrics, /healthz and /readyz")
 	fs.StringVar(&opts.ObservabilityCertFile, "observability-tls-cert-file", "", "serve the observability listener over TLS with this certificate (PEM)")
 	fs.StringVar(&opts.ObservabilityKeyFile, "observability-tls-key-file", "", "key of --observability-tls-cert-file (PEM)")
+	fs.DurationVar(&opts.DrainTimeout, "drain-timeout", agentk.DefaultDrainTimeout, "on SIGTERM, how long proxied requests in flight may take to finish (kas sends new ones to other replicas); keep it below the pod's terminationGracePeriodSeconds")
 	fs.DurationVar(&opts.ReconcilePeriod, "gitops-reconcile-period", agentk.DefaultReconcilePeriod, "how often each manifest project is re-synced without a new commit, putting back objects changed by hand")
 	logLevel := fs.String("log-level", "info", "initial log level (config.yaml's observability.logging.level overrides it)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
@@ -90,6 +91,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// After the first signal agentk drains (--drain-timeout); a second one
+	// stops it at once (Go's default action).
+	context.AfterFunc(ctx, func() {
+		stop()
+		logger.Info("Stop signal received: draining proxied requests (a second signal stops agentk at once)", "drain_timeout", opts.DrainTimeout)
+	})
 	if err := agent.Run(ctx); err != nil {
 		logger.Error("agentk failed", "err", err)
 		return 1

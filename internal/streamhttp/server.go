@@ -75,8 +75,11 @@ func (s *Server) Drain() <-chan struct{} {
 	}
 	if !s.draining {
 		s.draining = true
+		// A read deadline, not Close, ends the wait for the next request:
+		// closing a yamux stream only ends our side of it, and the read
+		// would go on until kas closes its side.
 		for c := range s.idle {
-			c.Close()
+			c.SetReadDeadline(aLongTimeAgo)
 		}
 		s.checkDrainedLocked()
 	}
