@@ -223,6 +223,42 @@ func TestKasRestartDuringWatch(t *testing.T) {
 	})
 }
 
+// agentk stops (SIGTERM, as in a rolling update) while kubectl watches
+// through it: agentk ends the watch cleanly and exits at once instead of
+// waiting out --drain-timeout, and kubectl's watch exits 0.
+func TestAgentkStopDuringWatch(t *testing.T) {
+	s := newStack(t, "")
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "kubectl", "--kubeconfig", s.Kubeconfig, "get", "namespaces", "--watch-only")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	time.Sleep(time.Second)
+	start := time.Now()
+	if err := s.StopAgentk(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("agentk took %v to stop with only a watch in flight (its watches should end at once)", d)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("kubectl watch ended with %v (%s), want a clean exit", err, stderr.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("kubectl watch did not end when agentk stopped")
+	}
+	if log := s.AgentLog(); !strings.Contains(log, "Stop signal received: draining") {
+		t.Errorf("agentk did not log its drain:\n%s", log)
+	}
+}
+
 // kas is killed (SIGKILL: no GoAway, no drain) and restarted five times in
 // a row; each time agentk comes back and kubectl works through it.
 func TestKasKilledFiveTimes(t *testing.T) {
