@@ -89,10 +89,3 @@ func (w *Watches) Stop() {
 		b.stop()
 	}
 }
-
-// Len is the number of watches in flight.
-func (w *Watches) Len() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return len(w.set)
-}

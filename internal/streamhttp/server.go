@@ -54,9 +54,9 @@ type Server struct {
 	// Logger gets handler panics (nil: discarded).
 	Logger *slog.Logger
 
-	mu       sync.Mutex // guards the fields below
-	open     int        // streams being served
-	idle     map[net.Conn]struct{}
+	mu       sync.Mutex            // guards the fields below
+	conns    map[net.Conn]struct{} // streams being served
+	idle     map[net.Conn]struct{} // those waiting for their next request
 	draining bool
 	drained  chan struct{}
 }
@@ -87,7 +87,7 @@ func (s *Server) Drain() <-chan struct{} {
 }
 
 func (s *Server) checkDrainedLocked() {
-	if s.draining && s.open == 0 {
+	if s.draining && len(s.conns) == 0 {
 		select {
 		case <-s.drained:
 		default:
@@ -115,10 +115,18 @@ func (s *Server) setIdle(c net.Conn, idle bool) bool {
 	return true
 }
 
-func (s *Server) addOpen(n int) {
+// track adds c to the streams being served, or removes it.
+func (s *Server) track(c net.Conn, add bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.open += n
+	if add {
+		if s.conns == nil {
+			s.conns = map[net.Conn]struct{}{}
+		}
+		s.conns[c] = struct{}{}
+	} else {
+		delete(s.conns, c)
+	}
 	s.checkDrainedLocked()
 }
 
@@ -133,18 +141,14 @@ var stub = &http.Server{}
 // contexts are cancelled).
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex // guards conns
-		conns = map[net.Conn]struct{}{}
-	)
+	var wg sync.WaitGroup
 	defer func() {
 		cancel()
-		mu.Lock()
-		for c := range conns {
+		s.mu.Lock()
+		for c := range s.conns {
 			c.Close()
 		}
-		mu.Unlock()
+		s.mu.Unlock()
 		wg.Wait()
 	}()
 	stop := context.AfterFunc(ctx, func() { l.Close() })
@@ -157,16 +161,10 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 			}
 			return err
 		}
-		mu.Lock()
-		conns[c] = struct{}{}
-		mu.Unlock()
-		s.addOpen(1)
+		s.track(c, true)
 		wg.Go(func() {
 			s.serveConn(ctx, c)
-			mu.Lock()
-			delete(conns, c)
-			mu.Unlock()
-			s.addOpen(-1)
+			s.track(c, false)
 		})
 	}
 }
