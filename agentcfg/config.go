@@ -6,12 +6,27 @@ type Config struct {
 	GitOps        GitOps        `yaml:"gitops" json:"gitops"`
 	UserAccess    UserAccess    `yaml:"user_access" json:"user_access"`
 	Observability Observability `yaml:"observability" json:"observability"`
+	CIAccess      CIAccess      `yaml:"ci_access" json:"ci_access" agentcfg:"ignored"`
+
+	// GitLab's sections this agent does not implement (ignored.go).
+	ContainerScanning ContainerScanning `yaml:"container_scanning" json:"-" agentcfg:"ignored"`
+	RemoteDevelopment RemoteDevelopment `yaml:"remote_development" json:"-" agentcfg:"ignored"`
+	Flux              Flux              `yaml:"flux" json:"-" agentcfg:"ignored"`
+	Starboard         ContainerScanning `yaml:"starboard" json:"-" agentcfg:"ignored"`
+	Cilium            Cilium            `yaml:"cilium" json:"-" agentcfg:"ignored"`
+
+	// Ignored lists the key paths the file sets that are GitLab's but not
+	// implemented here, in file order (see IgnoredWarning). Parse fills it;
+	// it travels to agentk so that the agent can say so in its log.
+	Ignored []string `yaml:"-" json:"ignored_keys,omitempty"`
 }
 
 // GitOps is the gitops section: the manifest projects the agent keeps its
 // cluster in sync with.
 type GitOps struct {
 	ManifestProjects []ManifestProject `yaml:"manifest_projects" json:"manifest_projects"`
+	// Charts is GitLab's experimental Helm support (GitLab 15.8 to 16.2).
+	Charts []Chart `yaml:"charts" json:"-" agentcfg:"ignored"`
 }
 
 // ManifestProject is one repository (and ref) whose manifests the agent
@@ -74,6 +89,10 @@ type UserAccess struct {
 	// enforces it itself, whatever kas lets through. Empty admits every
 	// caller kas lets reach this agent.
 	Groups []GroupAccess `yaml:"groups" json:"groups,omitempty"`
+	// Projects is upstream's grant to the members of GitLab projects;
+	// agentk does not enforce it (kas and GitLab decide who reaches the
+	// agent).
+	Projects []ProjectAccess `yaml:"projects" json:"projects,omitempty" agentcfg:"ignored"`
 }
 
 // GroupAccess names a group of callers, in upstream's shape ({id: …}).
@@ -112,11 +131,15 @@ type AccessAsUser struct{}
 
 // Observability is the agent's logging.
 type Observability struct {
-	Logging Logging `yaml:"logging" json:"logging"`
+	Logging        Logging        `yaml:"logging" json:"logging"`
+	GoogleProfiler GoogleProfiler `yaml:"google_profiler" json:"-" agentcfg:"ignored"`
 }
 
 // Logging configures agentk's logger.
 type Logging struct {
 	// Level is one of debug, info, warn, error.
 	Level string `yaml:"level" json:"level"`
+	// GRPCLevel is upstream's level for gRPC's own logs, which agentk does
+	// not route to its log.
+	GRPCLevel string `yaml:"grpc_level" json:"grpc_level,omitempty" agentcfg:"ignored"`
 }

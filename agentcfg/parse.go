@@ -19,7 +19,8 @@ var configGoType = reflect.TypeFor[Config]()
 // projects without an id use it. An empty file is a valid configuration.
 //
 // Every problem found is reported as an *Error with the line and key path,
-// several joined with errors.Join.
+// several joined with errors.Join. Keys of GitLab's agent that this one
+// does not implement are not errors: they are listed in Config.Ignored.
 func Parse(data []byte, configProject string) (*Config, error) {
 	return ParseNamed(FileName, data, configProject)
 }
@@ -48,6 +49,7 @@ func ParseNamed(file string, data []byte, configProject string) (*Config, error)
 		return nil, &Error{File: file, Msg: msg}
 	}
 
+	cfg.Ignored = sc.ignored
 	cfg.Default(configProject)
 	if errs := cfg.validate(); len(errs) > 0 {
 		for _, e := range errs {

@@ -136,6 +136,7 @@ observability:
 // The messages are the user interface of a config file: they must name the
 // line and key, and say what to write instead.
 func TestParseErrors(t *testing.T) {
+	topKeys := "ci_access, cilium, container_scanning, flux, gitops, observability, remote_development, starboard, user_access"
 	projectKeys := "default_namespace, dry_run_strategy, id, inventory_policy, paths, prune, prune_propagation_policy, prune_timeout, reconcile_timeout, ref, resource_exclusions, resource_inclusions"
 	for _, tc := range []struct {
 		name string
@@ -153,8 +154,8 @@ func TestParseErrors(t *testing.T) {
 		},
 		{
 			name: "unknown top-level key",
-			in:   "ci_access: {}\n",
-			want: []string{`config.yaml: line 1: unknown key "ci_access" in the top level; known keys: gitops, observability, user_access`},
+			in:   "ci_acess: {}\n",
+			want: []string{`config.yaml: line 1: unknown key "ci_acess" in the top level; known keys: ` + topKeys},
 		},
 		{
 			name: "duplicate key",
@@ -278,8 +279,8 @@ func TestParseErrors(t *testing.T) {
 			name: "all shape problems at once",
 			in:   "gitopz: {}\nobservability:\n  logging:\n    levle: info\n",
 			want: []string{
-				`config.yaml: line 1: unknown key "gitopz" in the top level; known keys: gitops, observability, user_access`,
-				`config.yaml: line 4: unknown key "levle" in observability.logging; known keys: level`,
+				`config.yaml: line 1: unknown key "gitopz" in the top level; known keys: ` + topKeys,
+				`config.yaml: line 4: unknown key "levle" in observability.logging; known keys: grpc_level, level`,
 			},
 		},
 	} {
@@ -378,6 +379,9 @@ func TestYAMLAndJSONNamesMatch(t *testing.T) {
 			f := typ.Field(i)
 			y, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
 			j, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if y == "-" || j == "-" {
+				continue // only in the file (sections agentk does not read), or only on the wire
+			}
 			if y == "" || y != j {
 				t.Errorf("%s.%s: yaml name %q, json name %q", typ.Name(), f.Name, y, j)
 			}

@@ -24,6 +24,11 @@ type shapeChecker struct {
 	errs   []*Error
 	lines  map[string]int
 	visits int
+	// ignored lists the key paths set in the file that are GitLab's but
+	// not implemented here (fields tagged agentcfg:"ignored"), outermost
+	// only; inIgnored is set while walking inside one.
+	ignored   []string
+	inIgnored bool
 	// following holds the alias targets being walked, to catch an alias
 	// inside the value it names (yaml accepts "x: &x {<<: *x}").
 	following map[*yaml.Node]bool
@@ -103,6 +108,26 @@ func (c *shapeChecker) check(n *yaml.Node, t reflect.Type, path string) {
 		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!bool" {
 			c.fail(n.Line, path, "must be true or false, got %s", describeNode(n))
 		}
+	case reflect.Int64:
+		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" {
+			c.fail(n.Line, path, "must be a whole number, got %s", describeNode(n))
+		}
+	case reflect.Map:
+		// map[string]string: labels and annotations.
+		if n.Kind != yaml.MappingNode {
+			c.fail(n.Line, path, "must be a mapping of keys to values, got %s", describeNode(n))
+			return
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if k.Kind != yaml.ScalarNode {
+				c.fail(k.Line, path, "a key must be a plain name, got %s", describeNode(k))
+				continue
+			}
+			c.check(v, t.Elem(), joinPath(path, k.Value))
+		}
+	case reflect.Interface:
+		// Free-form (Helm values): any YAML is accepted.
 	default:
 		// Config has no other kinds; a new field kind needs a case here.
 		panic(fmt.Sprintf("agentcfg: shape check does not handle %s", t))
@@ -145,7 +170,14 @@ func (c *shapeChecker) checkMapping(n *yaml.Node, t reflect.Type, path string) {
 		if _, ok := c.lines[child]; !ok {
 			c.lines[child] = k.Line
 		}
-		c.check(v, field, child)
+		if field.ignored && !c.inIgnored && !isNull(v) {
+			c.ignored = append(c.ignored, child)
+			c.inIgnored = true
+			c.check(v, field.typ, child)
+			c.inIgnored = false
+			continue
+		}
+		c.check(v, field.typ, child)
 	}
 }
 
@@ -177,9 +209,16 @@ func (c *shapeChecker) checkMerge(v *yaml.Node, t reflect.Type, path string) {
 	c.check(v, t, path)
 }
 
-// yamlFields maps the yaml keys of struct type t to their field types.
-func yamlFields(t reflect.Type) map[string]reflect.Type {
-	fields := make(map[string]reflect.Type, t.NumField())
+// yamlField is one key of a struct type.
+type yamlField struct {
+	typ reflect.Type
+	// ignored: a key of GitLab's that this agent does not implement.
+	ignored bool
+}
+
+// yamlFields maps the yaml keys of struct type t to their fields.
+func yamlFields(t reflect.Type) map[string]yamlField {
+	fields := make(map[string]yamlField, t.NumField())
 	for i := range t.NumField() {
 		f := t.Field(i)
 		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
@@ -189,12 +228,12 @@ func yamlFields(t reflect.Type) map[string]reflect.Type {
 		if name == "" {
 			name = strings.ToLower(f.Name)
 		}
-		fields[name] = f.Type
+		fields[name] = yamlField{typ: f.Type, ignored: f.Tag.Get("agentcfg") == "ignored"}
 	}
 	return fields
 }
 
-func knownKeys(fields map[string]reflect.Type) string {
+func knownKeys(fields map[string]yamlField) string {
 	if len(fields) == 0 {
 		return "none, write {}"
 	}

@@ -59,7 +59,16 @@ func (c *Config) validate() []*Error {
 			v.fail(fmt.Sprintf("user_access.groups[%d].id", i), "required: the name of a group of callers")
 		}
 	}
+	for i, p := range c.UserAccess.Projects {
+		if p.ID == "" {
+			v.fail(fmt.Sprintf("user_access.projects[%d].id", i), "required: the full path of a project")
+		}
+	}
+	c.CIAccess.validate(&v)
 	v.oneOf("observability.logging.level", c.Observability.Logging.Level, logLevels)
+	if l := c.Observability.Logging.GRPCLevel; l != "" {
+		v.oneOf("observability.logging.grpc_level", l, logLevels)
+	}
 	return v.errs
 }
 

@@ -94,6 +94,9 @@ func (w *configWatcher) apply(resp *rpc.ConfigurationResponse) {
 	w.commit, w.cfg = resp.CommitId, cfg
 	w.mu.Unlock()
 	w.logger.Info("Config: new commit", "commit", resp.CommitId)
+	if msg := cfg.IgnoredWarning(); msg != "" {
+		w.logger.Warn("Config: "+msg, "commit", resp.CommitId, "ignored_keys", cfg.Ignored)
+	}
 	if w.onConfig != nil {
 		w.onConfig(resp.AgentName, resp.CommitId, cfg)
 	}

@@ -42,6 +42,11 @@ func walk(prefix string, v reflect.Value, t reflect.Type, rows *[]row) {
 			continue
 		}
 		key := strings.TrimPrefix(prefix+"."+tag, ".")
+		if f.Tag.Get("agentcfg") == "ignored" {
+			// GitLab's keys that are accepted but have no effect here.
+			*rows = append(*rows, row{key, "GitLab's: accepted, not implemented ([compatibility](compatibility.md))", ""})
+			continue
+		}
 		var fv reflect.Value
 		if v.IsValid() {
 			fv = v.Field(i)
