@@ -13,15 +13,56 @@ type Hello struct {
 	Token        string `json:"token"`
 	AgentVersion string `json:"agent_version"`
 	Protocol     int    `json:"protocol"`
+
+	// Metadata for kas's status and GitLab's agent tracker; optional, so
+	// that agents which do not send it still connect.
+	PodNamespace      string `json:"pod_namespace,omitempty"`
+	PodName           string `json:"pod_name,omitempty"`
+	KubernetesVersion string `json:"kubernetes_version,omitempty"`
+	GitCommit         string `json:"git_commit,omitempty"`
 }
+
+// MaxHelloMetadataLen bounds each metadata field of a Hello (a pod name is
+// at most 253 bytes).
+const MaxHelloMetadataLen = 256
 
 // LogValue keeps the token out of every log line that prints a Hello.
 func (h Hello) LogValue() slog.Value {
-	return slog.GroupValue(
+	attrs := []slog.Attr{
 		slog.String("agent_version", h.AgentVersion),
 		slog.Int("protocol", h.Protocol),
-	)
+	}
+	for _, f := range h.metadata() {
+		if *f.value != "" {
+			attrs = append(attrs, slog.String(f.json, *f.value))
+		}
+	}
+	return slog.GroupValue(attrs...)
 }
+
+// helloField is one metadata field: its JSON name, its WebSocket header,
+// and where it lives.
+type helloField struct {
+	json, header string
+	value        *string
+}
+
+func (h *Hello) metadata() []helloField {
+	return []helloField{
+		{"pod_namespace", HeaderPodNamespace, &h.PodNamespace},
+		{"pod_name", HeaderPodName, &h.PodName},
+		{"kubernetes_version", HeaderKubernetesVersion, &h.KubernetesVersion},
+		{"git_commit", HeaderGitCommit, &h.GitCommit},
+	}
+}
+
+// WebSocket handshake headers of the metadata fields.
+const (
+	HeaderPodNamespace      = "Kas-Agentk-Pod-Namespace"
+	HeaderPodName           = "Kas-Agentk-Pod-Name"
+	HeaderKubernetesVersion = "Kas-Agentk-Kubernetes-Version"
+	HeaderGitCommit         = "Kas-Agentk-Git-Commit"
+)
 
 // String keeps the token out of %v and %s.
 func (h Hello) String() string {
@@ -35,6 +76,11 @@ func (h Hello) Validate() error {
 	}
 	if h.Protocol <= 0 {
 		return fmt.Errorf("%w: no tunnel protocol version (%s header): is the client an agentk?", ErrMalformedHandshake, HeaderProtocol)
+	}
+	for _, f := range h.metadata() {
+		if len(*f.value) > MaxHelloMetadataLen {
+			return fmt.Errorf("%w: %s is %d bytes, at most %d", ErrMalformedHandshake, f.json, len(*f.value), MaxHelloMetadataLen)
+		}
 	}
 	return nil
 }
@@ -76,6 +122,9 @@ func HelloFromHeader(hdr http.Header) (Hello, error) {
 		}
 		h.Protocol = n
 	}
+	for _, f := range h.metadata() {
+		*f.value = hdr.Get(f.header)
+	}
 	return h, h.Validate()
 }
 
@@ -86,6 +135,11 @@ func (h Hello) SetHeader(hdr http.Header) {
 	}
 	hdr.Set(HeaderProtocol, strconv.Itoa(h.Protocol))
 	hdr.Set(HeaderAgentVersion, h.AgentVersion)
+	for _, f := range h.metadata() {
+		if *f.value != "" {
+			hdr.Set(f.header, *f.value)
+		}
+	}
 }
 
 // RefusedError is kas declining a connection. On the wire it is an HTTP

@@ -18,6 +18,7 @@ func checkCmd(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("kas check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configFile := fs.String("config", "", "path of the kas config file (required)")
+	fs.StringVar(configFile, "configuration-file", "", "the same as --config (GitLab's kas calls it so)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, "Usage: kas check --config FILE\n\nValidates the config, loads TLS key pairs, fetches every repository and parses every agent's config.yaml. Exit status 0 when all pass.\n\n")
 		fs.PrintDefaults()

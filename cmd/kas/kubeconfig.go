@@ -16,6 +16,7 @@ func kubeconfigCmd(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("kas kubeconfig", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configFile := fs.String("config", "", "path of the kas config file (required)")
+	fs.StringVar(configFile, "configuration-file", "", "the same as --config (GitLab's kas calls it so)")
 	var o kas.KubeconfigOptions
 	fs.StringVar(&o.Agent, "agent", "", "agent whose cluster the kubeconfig reaches (required)")
 	fs.StringVar(&o.User, "user", "", "users[].name of the caller (required)")

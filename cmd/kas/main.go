@@ -54,6 +54,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("kas", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configFile := fs.String("config", "", "path of the kas config file (YAML); see README.md for the keys")
+	fs.StringVar(configFile, "configuration-file", "", "the same as --config (GitLab's kas calls it so)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {

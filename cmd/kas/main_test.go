@@ -79,3 +79,19 @@ func TestHelpAndVersion(t *testing.T) {
 		t.Errorf("no args: %d %s", code, errOut)
 	}
 }
+
+// --configuration-file is GitLab's kas's name for --config: existing
+// manifests that start kas with it keep working.
+func TestConfigurationFileAlias(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "kas.yaml")
+	for _, args := range [][]string{
+		{"--configuration-file", missing},
+		{"--configuration-file=" + missing},
+		{"check", "--configuration-file", missing},
+	} {
+		code, out, errOut := runKas(t, args...)
+		if all := out + errOut; code == 0 || strings.Contains(all, "is required") || !strings.Contains(all, missing) {
+			t.Errorf("kas %s: exit %d, output %q: want the named file read (and not found)", strings.Join(args, " "), code, all)
+		}
+	}
+}
