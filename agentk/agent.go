@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -67,9 +68,16 @@ func New(opts *Options, logger *slog.Logger, level *slog.LevelVar) (*Agent, erro
 	if err != nil {
 		return nil, err
 	}
-	a.conn, err = newConnManager(opts, logger, fwd, fwd.watches.Stop, reg)
+	meta, err := newAgentMeta(opts, restCfg, logger)
 	if err != nil {
 		return nil, err
+	}
+	a.conn, err = newConnManager(opts, logger, fwd, fwd.watches.Stop, reg, meta)
+	if err != nil {
+		return nil, err
+	}
+	if sendsTokenInClear(opts.KasAddress) {
+		logger.Warn("The agent token goes to kas unencrypted: --kas-address uses ws:// or grpc:// to a host that is not this machine; anyone on the path can read the token and act as this agent. Use wss:// or grpcs://", "kas_address", opts.KasAddress)
 	}
 	return a, nil
 }
@@ -106,15 +114,15 @@ func (a *Agent) Config() (string, *agentcfg.Config) {
 
 // Run connects to kas and serves until ctx is done.
 func (a *Agent) Run(ctx context.Context) error {
-	ln, err := net.Listen("tcp", a.opts.ObservabilityListen)
+	ln, err := net.Listen(a.opts.ObservabilityListenNetwork, a.opts.ObservabilityListen)
 	if err != nil {
-		return fmt.Errorf("--observability-listen %s: %w", a.opts.ObservabilityListen, err)
+		return fmt.Errorf("--observability-listen-address %s: %w", a.opts.ObservabilityListen, err)
 	}
 	if a.opts.ObservabilityCertFile != "" {
 		cert, err := tls.LoadX509KeyPair(a.opts.ObservabilityCertFile, a.opts.ObservabilityKeyFile)
 		if err != nil {
 			ln.Close()
-			return fmt.Errorf("--observability-tls-cert-file: %w", err)
+			return fmt.Errorf("--observability-cert-file: %w", err)
 		}
 		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 	}
@@ -157,20 +165,42 @@ func (a *Agent) Run(ctx context.Context) error {
 func (a *Agent) serveObservability(ctx context.Context, ln net.Listener) error {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.metrics, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Write([]byte("ok\n"))
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		ok, lastErr := a.conn.status()
-		if !ok {
-			msg := "not connected to kas"
-			if lastErr != nil {
-				msg += ": " + lastErr.Error()
-			}
-			http.Error(w, msg, http.StatusServiceUnavailable)
-			return
-		}
-		w.Write([]byte("ok\n"))
-	})
+	// /liveness and /readiness are the paths of GitLab's agentk, which
+	// its Helm chart probes.
+	for _, path := range []string{"/healthz", "/liveness"} {
+		mux.HandleFunc("GET "+path, func(w http.ResponseWriter, _ *http.Request) {
+			w.Write([]byte("ok\n"))
+		})
+	}
+	for _, path := range []string{"/readyz", "/readiness"} {
+		mux.HandleFunc("GET "+path, a.serveReady)
+	}
 	return httpserve.Serve(ctx, ln, mux)
+}
+
+// serveReady answers 200 while connected to kas, else 503 with the last
+// connection error. A config.yaml that could not be used does not make
+// agentk unready (it serves with the last good or the default config),
+// but the answer says so.
+func (a *Agent) serveReady(w http.ResponseWriter, _ *http.Request) {
+	ok, lastErr := a.conn.status()
+	var b strings.Builder
+	code := http.StatusOK
+	if ok {
+		b.WriteString("ok\n")
+	} else {
+		code = http.StatusServiceUnavailable
+		b.WriteString("not connected to kas")
+		if lastErr != nil {
+			b.WriteString(": " + lastErr.Error())
+		}
+		b.WriteString("\n")
+	}
+	if problem := a.config.status(); problem != "" {
+		b.WriteString("config: " + problem + "\n")
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	w.Write([]byte(b.String()))
 }

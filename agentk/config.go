@@ -3,6 +3,7 @@ package agentk
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -17,7 +18,8 @@ import (
 
 // configWatcher follows the agent's config.yaml from kas. A config that
 // kas reports invalid is logged and ignored: the last good one keeps
-// running.
+// running, or, when there is none yet, the default config, so that a
+// broken first commit does not leave the proxy answering 503.
 type configWatcher struct {
 	client rpc.ConfigurationClient
 	logger *slog.Logger
@@ -26,16 +28,30 @@ type configWatcher struct {
 	// agent's name as kas knows it.
 	onConfig func(agentName, commit string, cfg *agentcfg.Config)
 
-	mu     sync.Mutex // guards commit and cfg
+	mu     sync.Mutex // guards commit, cfg, seen and problem
 	commit string
 	cfg    *agentcfg.Config
+	// seen is the newest commit kas sent, valid or not: a reconnect asks
+	// from there so that an invalid commit is not sent again.
+	seen string
+	// problem says why the config in force is not the newest commit's
+	// (empty when it is).
+	problem string
 }
 
-// current returns the config in force and its commit (nil before the first).
+// current returns the config in force and its commit (nil before the
+// first; "" as the commit while the defaults run).
 func (w *configWatcher) current() (string, *agentcfg.Config) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.commit, w.cfg
+}
+
+// status says why the config in force is not the newest commit's, or "".
+func (w *configWatcher) status() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.problem
 }
 
 func (w *configWatcher) Run(ctx context.Context) error {
@@ -59,8 +75,10 @@ func (w *configWatcher) Run(ctx context.Context) error {
 }
 
 func (w *configWatcher) watch(ctx context.Context) error {
-	commit, _ := w.current()
-	stream, err := w.client.GetConfiguration(ctx, &rpc.ConfigurationRequest{CommitId: commit}, grpc.WaitForReady(true))
+	w.mu.Lock()
+	seen := w.seen
+	w.mu.Unlock()
+	stream, err := w.client.GetConfiguration(ctx, &rpc.ConfigurationRequest{CommitId: seen}, grpc.WaitForReady(true))
 	if err != nil {
 		return err
 	}
@@ -77,21 +95,23 @@ func (w *configWatcher) watch(ctx context.Context) error {
 }
 
 func (w *configWatcher) apply(resp *rpc.ConfigurationResponse) {
-	prev, _ := w.current()
+	w.mu.Lock()
+	w.seen = resp.CommitId
+	w.mu.Unlock()
 	if resp.Error != "" {
-		w.logger.Error("Config: invalid config.yaml, keeping the last good one", "commit", resp.CommitId, "running_commit", prev, "err", resp.Error)
+		w.reject(resp.CommitId, "invalid config.yaml", resp.Error)
 		return
 	}
 	cfg, err := agentcfg.FromJSON(resp.ConfigJson)
 	if err != nil {
-		w.logger.Error("Config: cannot decode the config from kas, keeping the last good one", "commit", resp.CommitId, "err", err)
+		w.reject(resp.CommitId, "cannot decode the config from kas", err.Error())
 		return
 	}
 	if w.level != nil {
 		w.level.Set(parseLevel(cfg.Observability.Logging.Level))
 	}
 	w.mu.Lock()
-	w.commit, w.cfg = resp.CommitId, cfg
+	w.commit, w.cfg, w.problem = resp.CommitId, cfg, ""
 	w.mu.Unlock()
 	w.logger.Info("Config: new commit", "commit", resp.CommitId)
 	if msg := cfg.IgnoredWarning(); msg != "" {
@@ -99,6 +119,31 @@ func (w *configWatcher) apply(resp *rpc.ConfigurationResponse) {
 	}
 	if w.onConfig != nil {
 		w.onConfig(resp.AgentName, resp.CommitId, cfg)
+	}
+}
+
+// reject keeps the config in force, or starts the defaults when there is
+// none: kas has let the agent connect and its callers in, and the default
+// config is what a config project without config.yaml gets.
+func (w *configWatcher) reject(commit, what, why string) {
+	w.mu.Lock()
+	running := w.commit
+	first := w.cfg == nil
+	if first {
+		cfg := &agentcfg.Config{}
+		cfg.Default("")
+		w.cfg = cfg
+	}
+	if running == "" {
+		w.problem = fmt.Sprintf("commit %s: %s, running the default config: %s", commit, what, why)
+	} else {
+		w.problem = fmt.Sprintf("commit %s: %s, running the last good commit %s: %s", commit, what, running, why)
+	}
+	w.mu.Unlock()
+	if running == "" {
+		w.logger.Error("Config: "+what+", serving with the default config until a good commit arrives", "commit", commit, "err", why)
+	} else {
+		w.logger.Error("Config: "+what+", keeping the last good one", "commit", commit, "running_commit", running, "err", why)
 	}
 }
 

@@ -39,7 +39,7 @@ type connManager struct {
 	connects  *prometheus.CounterVec
 }
 
-func newConnManager(opts *Options, logger *slog.Logger, handler http.Handler, stopWatches func(), reg prometheus.Registerer) (*connManager, error) {
+func newConnManager(opts *Options, logger *slog.Logger, handler http.Handler, stopWatches func(), reg prometheus.Registerer, meta *agentMeta) (*connManager, error) {
 	tlsCfg, err := opts.tlsConfig()
 	if err != nil {
 		return nil, err
@@ -69,9 +69,13 @@ func newConnManager(opts *Options, logger *slog.Logger, handler http.Handler, st
 		if err != nil {
 			return nil, err
 		}
+		hello := tunnel.Hello{Token: token, AgentVersion: version.Version, Protocol: tunnel.MaxProtocol}
+		if meta != nil {
+			meta.fill(ctx, &hello)
+		}
 		d := &tunnel.Dialer{
 			Address: opts.KasAddress,
-			Hello:   tunnel.Hello{Token: token, AgentVersion: version.Version, Protocol: tunnel.MaxProtocol},
+			Hello:   hello,
 			TLS:     tlsCfg,
 			Header:  opts.header(),
 			Session: opts.Session,
@@ -86,9 +90,14 @@ func newConnManager(opts *Options, logger *slog.Logger, handler http.Handler, st
 type sessionKey struct{}
 
 // withGoAway answers kas's GoAway signal and passes everything else on.
+// Only kas's own request is the signal: kas names the caller
+// (Kas-Proxy-User, after removing any Kas-* header the caller sent) on
+// every request it proxies, so a caller reaching this path through kas
+// (/agents/<name>/-/tunnel/goaway) is proxied like any other path instead
+// of rotating the agent's connections.
 func (m *connManager) withGoAway(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == tunnel.GoAwayPath && r.Method == http.MethodPost {
+		if r.URL.Path == tunnel.GoAwayPath && r.Method == http.MethodPost && !isProxied(r) {
 			sess, _ := r.Context().Value(sessionKey{}).(*yamux.Session)
 			select {
 			case m.goaway <- sess:
@@ -99,6 +108,14 @@ func (m *connManager) withGoAway(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// isProxied reports whether r is a caller's request that kas proxied,
+// rather than one of kas's own.
+func isProxied(r *http.Request) bool {
+	_, user := r.Header[tunnel.HeaderProxyUser]
+	_, group := r.Header[tunnel.HeaderProxyGroup]
+	return user || group
 }
 
 // Run keeps a connection up until ctx is done.

@@ -17,15 +17,18 @@ import (
 
 // Defaults, in one place.
 const (
-	DefaultObservabilityListen = ":8080"
-	DefaultReconnectInitial    = 100 * time.Millisecond
-	DefaultReconnectMax        = tunnel.DefaultBackoffMax
+	// DefaultObservabilityListen is upstream's: probes and Prometheus
+	// reach agentk on the pod's IP (see docs/compatibility.md).
+	DefaultObservabilityListen        = ":8080"
+	DefaultObservabilityListenNetwork = "tcp"
+	DefaultReconnectInitial           = 100 * time.Millisecond
+	DefaultReconnectMax               = tunnel.DefaultBackoffMax
 	// DefaultDrainTimeout keeps agentk's stop within Kubernetes' default
 	// terminationGracePeriodSeconds (30).
 	DefaultDrainTimeout = 20 * time.Second
 )
 
-// Options are agentk's flags, as upstream's so existing manifests work.
+// Options are agentk's flags (upstream's and ours, see cmd/agentk).
 type Options struct {
 	KasAddress               string
 	TokenFile                string
@@ -35,13 +38,20 @@ type Options struct {
 	KasHeaders               []string // "Name: value"
 	KasInsecureSkipTLSVerify bool
 	Kubeconfig               string
-	ObservabilityListen      string
+	// ObservabilityListenNetwork is tcp (the default), tcp4, tcp6 or unix.
+	ObservabilityListenNetwork string
+	ObservabilityListen        string
 	// ObservabilityCertFile and ObservabilityKeyFile serve the
 	// observability listener over TLS when both are set.
 	ObservabilityCertFile string
 	ObservabilityKeyFile  string
 
-	// REST, when set, is used instead of --kubeconfig (embedders, tests).
+	// PodNamespace and PodName say where this agentk runs
+	// (POD_NAMESPACE, POD_NAME); kas shows them with the connection.
+	PodNamespace, PodName string
+
+	// REST, when set, is used instead of --kubeconfig (the kubectl
+	// connection flags, embedders, tests).
 	REST *rest.Config
 	// Syncer makes what applies GitOps manifests; nil means gitops-engine
 	// against the cluster of REST/--kubeconfig.
@@ -76,10 +86,17 @@ func (o *Options) Validate() error {
 		}
 	}
 	if (o.ObservabilityCertFile == "") != (o.ObservabilityKeyFile == "") {
-		errs = append(errs, errors.New("--observability-tls-cert-file and --observability-tls-key-file must be set together"))
+		errs = append(errs, errors.New("--observability-cert-file and --observability-key-file must be set together"))
 	}
 	if o.ObservabilityListen == "" {
 		o.ObservabilityListen = DefaultObservabilityListen
+	}
+	switch o.ObservabilityListenNetwork {
+	case "":
+		o.ObservabilityListenNetwork = DefaultObservabilityListenNetwork
+	case "tcp", "tcp4", "tcp6", "unix":
+	default:
+		errs = append(errs, fmt.Errorf("--observability-listen-network %q: want tcp, tcp4, tcp6 or unix", o.ObservabilityListenNetwork))
 	}
 	if o.DrainTimeout < 0 {
 		errs = append(errs, fmt.Errorf("--drain-timeout %v: must not be negative", o.DrainTimeout))
