@@ -309,8 +309,9 @@ func TestAgentkInvalidValues(t *testing.T) {
 	}
 }
 
-// helpFlag matches a flag line of Go's flag.PrintDefaults: "  -name type".
-var helpFlag = regexp.MustCompile(`(?m)^\s+-{1,2}([a-zA-Z0-9][a-zA-Z0-9-]*)`)
+// helpFlag matches a flag line of --help: Go's flag.PrintDefaults
+// ("  -name type") or pflag's ("      --name type", "  -n, --name type").
+var helpFlag = regexp.MustCompile(`(?m)^\s+(?:-[a-zA-Z], )?-{1,2}([a-zA-Z0-9][a-zA-Z0-9-]*)`)
 
 // acceptedFlags runs `bin --help` and returns the flag names it lists.
 func acceptedFlags(t *testing.T, bin string) map[string]bool {
@@ -382,10 +383,91 @@ kasInsecureSkipTLSVerify: true
 logLevel: debug
 extraArgs: ["--kubeconfig=/etc/kubeconfig"]
 `,
+		"gitlab-agent chart values": gitlabAgentValues,
 	} {
 		t.Run(name, func(t *testing.T) {
 			r := mustRender(t, "agentk", "agentk", "default", values)
 			checkArgs(t, bin, container(r.one(t, "Deployment")), "token-file", "kas-ca-cert-file")
 		})
+	}
+}
+
+// gitlabAgentValues is a values file written for the official gitlab-agent
+// chart (helm install gitlab/gitlab-agent --set config.kasAddress=…
+// --set config.token=…), with its other common keys.
+const gitlabAgentValues = `
+image:
+  tag: v16.11.0
+replicas: 2
+config:
+  kasAddress: wss://kas.gitlab.example.com
+  token: glagent-0123456789abcdef
+  kasCaCert: |
+    -----BEGIN CERTIFICATE-----
+    MIIC
+    -----END CERTIFICATE-----
+  kasHeaders: ["Cookie: gitlab-canary"]
+  observability:
+    enabled: true
+rbac:
+  create: true
+serviceAccount:
+  create: true
+extraEnv:
+- name: GOMEMLIMIT
+  value: 400MiB
+`
+
+// The official gitlab-agent chart's values install this agentk: the
+// address, the token (inline or an existing Secret), kas's CA and headers
+// go where ours would, and the API server admits the result.
+func TestAgentkGitLabChartValues(t *testing.T) {
+	ns := namespace(t)
+	r := mustRender(t, "agentk", "gitlab-agent", ns, gitlabAgentValues)
+	dryRunApply(t, r)
+	if got := str(r.one(t, "Secret"), "data", "token"); got != "Z2xhZ2VudC0wMTIzNDU2Nzg5YWJjZGVm" {
+		t.Errorf("Secret data.token = %q, want config.token base64", got)
+	}
+	if !strings.HasPrefix(str(r.one(t, "ConfigMap"), "data", "ca.crt"), "-----BEGIN CERTIFICATE-----\nMIIC\n") {
+		t.Errorf("CA ConfigMap %v, want config.kasCaCert", r.one(t, "ConfigMap"))
+	}
+	d := r.one(t, "Deployment")
+	c := container(d)
+	a := args(c)
+	for _, want := range []string{"--kas-address=wss://kas.gitlab.example.com", "--token-file=/etc/agentk/token/token",
+		"--kas-ca-cert-file=/etc/agentk/kas-ca/ca.crt", "--kas-header=Cookie: gitlab-canary"} {
+		if !slices.Contains(a, want) {
+			t.Errorf("args %q lack %q", a, want)
+		}
+	}
+	env := map[string]any{}
+	for _, e := range list(c, "env") {
+		env[str(e, "name")] = e
+	}
+	for _, name := range []string{"POD_NAMESPACE", "POD_NAME", "GOMEMLIMIT"} {
+		if env[name] == nil {
+			t.Errorf("env lacks %s: %v", name, get(c, "env"))
+		}
+	}
+	if str(c, "image") != "kubetunnel/agentk:v16.11.0" || fmt.Sprint(get(d, "spec", "replicas")) != "2" {
+		t.Errorf("image %q replicas %v", str(c, "image"), get(d, "spec", "replicas"))
+	}
+
+	// An existing Secret (config.secretName) holds the token under "token",
+	// as the gitlab-agent chart expects it.
+	r = mustRender(t, "agentk", "gitlab-agent", ns, "config:\n  kasAddress: wss://kas.gitlab.example.com\n  secretName: gitlab-agent-token\n")
+	dryRunApply(t, r)
+	if s := r.find("Secret"); len(s) != 0 {
+		t.Errorf("a Secret was rendered although config.secretName is set: %v", s)
+	}
+	vols := fmt.Sprint(get(r.one(t, "Deployment"), "spec", "template", "spec", "volumes"))
+	if !strings.Contains(vols, "secretName:gitlab-agent-token") || !strings.Contains(vols, "key:token") {
+		t.Errorf("volumes %s: want the token from Secret gitlab-agent-token, key token", vols)
+	}
+
+	// Ours win when both are set.
+	r = mustRender(t, "agentk", "gitlab-agent", ns, gitlabAgentValues+"kasAddress: wss://ours.example.com/\n")
+	if a := args(container(r.one(t, "Deployment"))); !slices.Contains(a, "--kas-address=wss://ours.example.com/") {
+		t.Errorf("args %q: kasAddress should win over config.kasAddress", a)
 	}
 }

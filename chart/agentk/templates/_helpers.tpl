@@ -34,18 +34,39 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 
+{{/*
+The official gitlab-agent chart's values (config.kasAddress, config.token,
+config.secretName, config.kasCaCert, config.kasHeaders) stand in for ours
+when ours are not set.
+*/}}
+{{- define "agentk.kasAddress" -}}
+{{- .Values.kasAddress | default ((.Values.config).kasAddress) }}
+{{- end }}
+
+{{- define "agentk.existingTokenSecret" -}}
+{{- .Values.token.existingSecret | default ((.Values.config).secretName) }}
+{{- end }}
+
+{{- define "agentk.tokenValue" -}}
+{{- .Values.token.value | default ((.Values.config).token) }}
+{{- end }}
+
+{{- define "agentk.caPEM" -}}
+{{- .Values.kasCACert.pem | default ((.Values.config).kasCaCert) }}
+{{- end }}
+
 {{/* The Secret holding the token. */}}
 {{- define "agentk.tokenSecret" -}}
-{{- if .Values.token.existingSecret }}
-{{- .Values.token.existingSecret }}
-{{- else if .Values.token.value }}
+{{- if include "agentk.existingTokenSecret" . }}
+{{- include "agentk.existingTokenSecret" . }}
+{{- else if include "agentk.tokenValue" . }}
 {{- printf "%s-token" (include "agentk.fullname" .) }}
 {{- else }}
-{{- fail "agentk needs a token: set token.existingSecret (a Secret holding it under token.key) or token.value" }}
+{{- fail "agentk needs a token: set token.existingSecret (a Secret holding it under token.key) or token.value (or the gitlab-agent chart's config.secretName or config.token)" }}
 {{- end }}
 {{- end }}
 
 {{/* Whether a CA certificate for kas is configured. */}}
 {{- define "agentk.hasCA" -}}
-{{- if or .Values.kasCACert.pem .Values.kasCACert.existingConfigMap .Values.kasCACert.existingSecret }}true{{ end }}
+{{- if or (include "agentk.caPEM" .) .Values.kasCACert.existingConfigMap .Values.kasCACert.existingSecret }}true{{ end }}
 {{- end }}
