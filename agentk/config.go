@@ -99,12 +99,12 @@ func (w *configWatcher) apply(resp *rpc.ConfigurationResponse) {
 	w.seen = resp.CommitId
 	w.mu.Unlock()
 	if resp.Error != "" {
-		w.reject(resp.CommitId, "invalid config.yaml", resp.Error)
+		w.reject(resp.CommitId, whatInvalid, resp.Error)
 		return
 	}
 	cfg, err := agentcfg.FromJSON(resp.ConfigJson)
 	if err != nil {
-		w.reject(resp.CommitId, "cannot decode the config from kas", err.Error())
+		w.reject(resp.CommitId, whatUndecodable, err.Error())
 		return
 	}
 	if w.level != nil {
@@ -121,6 +121,12 @@ func (w *configWatcher) apply(resp *rpc.ConfigurationResponse) {
 		w.onConfig(resp.AgentName, resp.CommitId, cfg)
 	}
 }
+
+// What is wrong with a config from kas.
+const (
+	whatInvalid     = "invalid config.yaml"
+	whatUndecodable = "cannot decode the config from kas"
+)
 
 // reject keeps the config in force, or starts the defaults when there is
 // none: kas has let the agent connect and its callers in, and the default
@@ -140,10 +146,17 @@ func (w *configWatcher) reject(commit, what, why string) {
 		w.problem = fmt.Sprintf("commit %s: %s, running the last good commit %s: %s", commit, what, running, why)
 	}
 	w.mu.Unlock()
-	if running == "" {
-		w.logger.Error("Config: "+what+", serving with the default config until a good commit arrives", "commit", commit, "err", why)
-	} else {
-		w.logger.Error("Config: "+what+", keeping the last good one", "commit", commit, "running_commit", running, "err", why)
+	// The messages are literal so that the README's troubleshooting table
+	// can quote them (test/docs).
+	switch {
+	case running == "" && what == whatInvalid:
+		w.logger.Error("Config: invalid config.yaml, serving with the default config until a good commit arrives", "commit", commit, "err", why)
+	case running == "":
+		w.logger.Error("Config: cannot decode the config from kas, serving with the default config until a good commit arrives", "commit", commit, "err", why)
+	case what == whatInvalid:
+		w.logger.Error("Config: invalid config.yaml, keeping the last good one", "commit", commit, "running_commit", running, "err", why)
+	default:
+		w.logger.Error("Config: cannot decode the config from kas, keeping the last good one", "commit", commit, "running_commit", running, "err", why)
 	}
 }
 

@@ -113,7 +113,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// environment, never both, and the variable is removed once read.
 	if token, ok := os.LookupEnv(envToken); ok {
 		if opts.TokenFile != "" {
-			fmt.Fprintf(stderr, "agentk: both --token-file and %s are set: use one\n", envToken)
+			fmt.Fprintln(stderr, "agentk: both --token-file and AGENTK_TOKEN are set: use one")
 			return 2
 		}
 		opts.Token = token
