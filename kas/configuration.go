@@ -98,5 +98,8 @@ func (s *configurationServer) build(agent Agent, commit string, data []byte, rea
 		return resp
 	}
 	resp.ConfigJson = js
+	if msg := cfg.IgnoredWarning(); msg != "" {
+		s.logger.Warn("Agent config: "+msg, "agent", agent.Name, "commit", commit, "ignored_keys", cfg.Ignored)
+	}
 	return resp
 }

@@ -32,7 +32,10 @@ type statusStore struct {
 type agentState struct {
 	configCommit string
 	configError  string
-	projects     map[string]*ProjectStatus
+	// configIgnored lists the keys of GitLab's agent the config commit
+	// sets that have no effect here (agentcfg.Config.Ignored).
+	configIgnored []string
+	projects      map[string]*ProjectStatus
 }
 
 // AgentStatus is one agent in GET /api/v1/agents.
@@ -45,8 +48,11 @@ type AgentStatus struct {
 	// or the one the agent said it had when it connected; empty if unknown.
 	ConfigCommit string `json:"config_commit,omitempty"`
 	// ConfigError is why the newest config commit was refused, if it was.
-	ConfigError string          `json:"config_error,omitempty"`
-	Projects    []ProjectStatus `json:"projects"`
+	ConfigError string `json:"config_error,omitempty"`
+	// ConfigIgnoredKeys are keys of GitLab's agent that the config commit
+	// sets and that have no effect here (docs/compatibility.md).
+	ConfigIgnoredKeys []string        `json:"config_ignored_keys,omitempty"`
+	Projects          []ProjectStatus `json:"projects"`
 }
 
 // ProjectStatus is one manifest project of an agent.
@@ -146,13 +152,16 @@ func (s *statusStore) report(agent string, st *rpc.SyncStatus) {
 // config records a config commit the agent has: one it reported on
 // connecting, or one kas sent (errMsg set: refused, the agent keeps its
 // previous one).
-func (s *statusStore) config(agent, commit, errMsg string) {
+func (s *statusStore) config(agent, commit, errMsg string, ignored []string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	a := s.agentLocked(agent)
 	if errMsg != "" {
 		a.configError = errMsg
 		return
+	}
+	if commit != a.configCommit || ignored != nil {
+		a.configIgnored = ignored
 	}
 	a.configCommit, a.configError = commit, ""
 }
@@ -167,6 +176,7 @@ func (s *statusStore) fill(st *AgentStatus) {
 		return
 	}
 	st.ConfigCommit, st.ConfigError = a.configCommit, a.configError
+	st.ConfigIgnoredKeys = slices.Clone(a.configIgnored)
 	for _, p := range a.projects {
 		c := *p
 		if p.LastSync != nil {
@@ -200,7 +210,7 @@ type configStream struct {
 func (c *configStream) RecvMsg(m any) error {
 	err := c.ServerStream.RecvMsg(m)
 	if req, ok := m.(*rpc.ConfigurationRequest); ok && err == nil && req.GetCommitId() != "" {
-		c.store.config(c.agent, req.GetCommitId(), "")
+		c.store.config(c.agent, req.GetCommitId(), "", nil)
 	}
 	return err
 }
@@ -208,7 +218,16 @@ func (c *configStream) RecvMsg(m any) error {
 func (c *configStream) SendMsg(m any) error {
 	err := c.ServerStream.SendMsg(m)
 	if resp, ok := m.(*rpc.ConfigurationResponse); ok && err == nil {
-		c.store.config(c.agent, resp.GetCommitId(), resp.GetError())
+		var cfg struct {
+			Ignored []string `json:"ignored_keys"`
+		}
+		if len(resp.GetConfigJson()) > 0 {
+			_ = json.Unmarshal(resp.GetConfigJson(), &cfg)
+		}
+		if cfg.Ignored == nil {
+			cfg.Ignored = []string{}
+		}
+		c.store.config(c.agent, resp.GetCommitId(), resp.GetError(), cfg.Ignored)
 	}
 	return err
 }
