@@ -134,8 +134,7 @@ const (
 func (w *configWatcher) reject(commit, what, why string) {
 	w.mu.Lock()
 	running := w.commit
-	first := w.cfg == nil
-	if first {
+	if w.cfg == nil {
 		cfg := &agentcfg.Config{}
 		cfg.Default("")
 		w.cfg = cfg

@@ -21,8 +21,12 @@ import (
 // sent kas; each connection reads it again after that.
 const clusterVersionTTL = 10 * time.Minute
 
-// clusterVersionTimeout bounds the version lookup, which delays a dial.
-const clusterVersionTimeout = 2 * time.Second
+// clusterVersionTimeout bounds the version lookup, which delays a dial;
+// after a failed one, dials go without it for clusterVersionRetry.
+const (
+	clusterVersionTimeout = 2 * time.Second
+	clusterVersionRetry   = time.Minute
+)
 
 // agentMeta is what agentk tells kas about itself besides its version
 // (tunnel.Hello): where it runs, its build, its cluster's version.
@@ -32,9 +36,9 @@ type agentMeta struct {
 	// clusterVersion asks the API server for its version (gitVersion).
 	clusterVersion func(ctx context.Context) (string, error)
 
-	mu      sync.Mutex // guards version and fetched
+	mu      sync.Mutex // guards version and next
 	version string
-	fetched time.Time
+	next    time.Time // when to look the version up again
 }
 
 func newAgentMeta(opts *Options, restCfg *rest.Config, logger *slog.Logger) (*agentMeta, error) {
@@ -65,15 +69,17 @@ func newAgentMeta(opts *Options, restCfg *rest.Config, logger *slog.Logger) (*ag
 func (m *agentMeta) fill(ctx context.Context, h *tunnel.Hello) {
 	h.PodNamespace, h.PodName, h.GitCommit = m.podNamespace, m.podName, m.gitCommit
 	m.mu.Lock()
-	stale := time.Since(m.fetched) > clusterVersionTTL
+	due := !time.Now().Before(m.next)
 	m.mu.Unlock()
-	if stale {
+	if due {
 		ctx, cancel := context.WithTimeout(ctx, clusterVersionTimeout)
 		v, err := m.clusterVersion(ctx)
 		cancel()
 		m.mu.Lock()
 		if err == nil {
-			m.version, m.fetched = v, time.Now()
+			m.version, m.next = v, time.Now().Add(clusterVersionTTL)
+		} else {
+			m.next = time.Now().Add(clusterVersionRetry)
 		}
 		m.mu.Unlock()
 		if err != nil {
