@@ -91,9 +91,19 @@ func (m *agentMeta) fill(ctx context.Context, h *tunnel.Hello) {
 	m.mu.Unlock()
 }
 
-// buildCommit is the commit agentk was built from, when the go command
-// recorded it.
+// GitCommit is the commit agentk is built from, set at build time:
+//
+//	go build -ldflags "-X kubetunnel/agentk.GitCommit=$(git rev-parse HEAD)" ./cmd/agentk
+//
+// When empty, the go command's VCS stamp (vcs.revision) is used, if the
+// build recorded one (-buildvcs).
+var GitCommit string
+
+// buildCommit is the commit agentk was built from, or "" if unknown.
 func buildCommit() string {
+	if GitCommit != "" {
+		return GitCommit
+	}
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
 		return ""
