@@ -61,6 +61,8 @@ func TestBrokenFirstConfigThenGitLabConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Flags only GitLab's agentk has (ours are aliases of them).
+	s.AgentArgs = []string{"--observability-listen-network=tcp4", "--kas-header", "Cookie: gitlab-canary"}
 	if err := s.StartKas(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -98,6 +100,17 @@ func TestBrokenFirstConfigThenGitLabConfig(t *testing.T) {
 	}
 	if _, body := readyz(t, s); body != "ok\n" {
 		t.Errorf("/readyz after a good commit = %q", body)
+	}
+	// The probe paths of GitLab's chart.
+	for _, p := range []string{"/liveness", "/readiness"} {
+		resp, err := http.Get("http://" + s.AgentObs + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("%s = %d", p, resp.StatusCode)
+		}
 	}
 	mustKubectl(t, s.Kubeconfig, "", "get", "namespace", "default")
 }
