@@ -2,6 +2,7 @@ package tunnel
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -81,5 +82,31 @@ func TestHelloLogValue(t *testing.T) {
 	}
 	if strings.Contains(b.String(), "secret-token") {
 		t.Errorf("log has the token: %s", b.String())
+	}
+}
+
+// Over every transport, kas's authenticator sees the metadata agentk sent.
+func TestHelloMetadataEveryTransport(t *testing.T) {
+	for _, scheme := range []string{"ws", "wss", "grpc", "grpcs"} {
+		t.Run(scheme, func(t *testing.T) {
+			ts := startServer(t, scheme)
+			got := make(chan Hello, 1)
+			ts.srv.Authenticate = func(_ context.Context, h Hello) (string, error) {
+				got <- h
+				return "agent1", nil
+			}
+			d := ts.dialer(goodToken)
+			want := helloWithMetadata
+			want.Token = goodToken
+			d.Hello = want
+			sess, err := d.Dial(context.Background())
+			if err != nil {
+				t.Fatalf("Dial: %v", err)
+			}
+			sess.Close()
+			if h := <-got; h != want {
+				t.Errorf("kas saw %+v, want %+v", h, want)
+			}
+		})
 	}
 }
