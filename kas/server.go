@@ -21,6 +21,7 @@ import (
 
 	"kubetunnel/api/rpc"
 	"kubetunnel/gitops/gitrepo"
+	"kubetunnel/internal/gitlab"
 	"kubetunnel/internal/httpserve"
 	"kubetunnel/kas/replicas"
 	"kubetunnel/kasproxy"
@@ -33,17 +34,22 @@ type Server struct {
 	cfg      *Config
 	logger   *slog.Logger
 	registry AgentRegistry
+	// gitlab is set with gitlab: in the config.
+	gitlab   *gitlab.Client
 	metrics  *prometheus.Registry
 	sessions *sessionRegistry
 	repos    *gitrepo.Cache
 	poller   *gitrepo.Poller
-	tunnel   *tunnel.Server
-	grpc     *grpc.Server
-	grpcLn   *streamListener
-	proxy    *kasproxy.Proxy
-	gitops   *gitopsServer
-	status   *statusStore
-	webhook  *webhookHandler
+	// repoSet is repos plus, with gitlab:, the mirrors of GitLab projects.
+	repoSet *repoSet
+	config  *configurationServer
+	tunnel  *tunnel.Server
+	grpc    *grpc.Server
+	grpcLn  *streamListener
+	proxy   *kasproxy.Proxy
+	gitops  *gitopsServer
+	status  *statusStore
+	webhook *webhookHandler
 	// peers is set when Redis is configured (several replicas).
 	peers *peerSet
 
@@ -71,10 +77,20 @@ func New(cfg *Config, logger *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	for _, a := range cfg.Agents {
+		if a.Projects == nil && len(cfg.Repositories) > 1 {
+			logger.Warn("agents[].projects is not set: this agent may read every repository in repositories[]; list the ones it needs", "agent", a.Name)
+		}
+	}
+	registry, glClient, err := newRegistry(cfg, logger)
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{
 		cfg:      cfg,
 		logger:   logger,
-		registry: newStaticRegistry(cfg),
+		registry: registry,
+		gitlab:   glClient,
 		metrics:  reg,
 		sessions: newSessionRegistry(reg),
 		repos:    repos,
@@ -83,17 +99,23 @@ func New(cfg *Config, logger *slog.Logger) (*Server, error) {
 		ready:    make(chan struct{}),
 		Getenv:   os.Getenv,
 	}
-	s.poller = gitrepo.NewPoller(repos, gitrepo.PollerConfig{
+	pcfg := gitrepo.PollerConfig{
 		Period:  min(cfg.Agent.Configuration.PollPeriod, cfg.Agent.GitOps.PollPeriod),
 		OnFetch: newGitMetrics(reg, repos.IDs()).onFetch,
-	}, logger)
+	}
+	s.poller = gitrepo.NewPoller(repos, pcfg, logger)
+	s.repoSet = &repoSet{static: repos, poller: s.poller}
+	if cfg.GitLab != nil {
+		s.repoSet.gl = newGitLabMirrors(cfg, pcfg, logger)
+	}
 	s.webhook, err = newWebhookHandler(cfg.Git.WebhookSecretFile, cfg.Repositories, s.poller.Trigger, logger, reg)
 	if err != nil {
 		repos.Close()
 		return nil, err
 	}
 	s.status = newStatusStore(reg)
-	s.gitops = newGitOpsServer(repos, cfg.Agent.GitOps, s.status, logger)
+	s.gitops = newGitOpsServer(s.repoSet, cfg.Agent.GitOps, s.status, logger)
+	s.gitops.access = s.projectAccess
 	replicaMetrics := replicas.NewMetrics(reg)
 	var tunnels kasproxy.Tunnels = s.sessions
 	if cfg.Redis != nil {
@@ -118,7 +140,8 @@ func New(cfg *Config, logger *slog.Logger) (*Server, error) {
 		// connection were most of an idle agent's cost to kas. Agents send
 		// kas small messages; what kas writes borrows a pooled buffer.
 		grpc.ReadBufferSize(grpcReadBufferSize), grpc.SharedWriteBuffer(true))
-	rpc.RegisterConfigurationServer(s.grpc, &configurationServer{repos: repos, logger: logger})
+	s.config = &configurationServer{repos: s.repoSet, logger: logger, gitlab: s.gitlab, posted: map[string]string{}}
+	rpc.RegisterConfigurationServer(s.grpc, s.config)
 	rpc.RegisterGitOpsServer(s.grpc, s.gitops)
 	return s, nil
 }
@@ -252,6 +275,10 @@ func (s *Server) Run(ctx context.Context) error {
 	defer s.startGracePeriod(ctx, serveCtx, stopServing, al.ListenGracePeriod)()
 	g, gctx := errgroup.WithContext(serveCtx)
 	g.Go(func() error { return s.poller.Run(gctx) })
+	if gl := s.repoSet.gl; gl != nil {
+		defer gl.Close()
+		g.Go(func() error { return gl.Run(gctx) })
+	}
 	g.Go(func() error {
 		err := s.grpc.Serve(s.grpcLn)
 		if errors.Is(err, grpc.ErrServerStopped) {
@@ -357,21 +384,27 @@ func (s *Server) authenticate(ctx context.Context, h tunnel.Hello) (string, erro
 	if errors.Is(err, ErrUnknownToken) {
 		// The same answer for every bad token: it must not tell whether an
 		// agent by some name exists.
-		return "", &tunnel.RefusedError{Status: http.StatusUnauthorized, Reason: "unknown agent token: check --token-file and agents[].token_sha256 in the kas config"}
+		reason := "unknown agent token: check --token-file and agents[].token_sha256 in the kas config"
+		if s.gitlab != nil {
+			reason = "unknown agent token: GitLab does not know it (revoked, or not this GitLab's): check --token-file"
+		}
+		return "", &tunnel.RefusedError{Status: http.StatusUnauthorized, Reason: reason}
+	}
+	if errors.Is(err, ErrRegistryUnavailable) {
+		return "", &tunnel.RefusedError{Status: http.StatusServiceUnavailable, Reason: "kas cannot check the agent token now: GitLab is unavailable; retrying"}
 	}
 	if err != nil {
 		return "", err
 	}
-	return a.Name, nil
+	return a.Key, nil
 }
 
-func (s *Server) agentByName(name string) Agent {
-	for _, a := range s.cfg.Agents {
-		if a.Name == name {
-			return Agent{Name: a.Name, ConfigProject: a.ConfigProject}
-		}
+// agentByKey is the registry's agent for a session's key.
+func (s *Server) agentByKey(key string) Agent {
+	if a, ok := s.registry.Agent(key); ok {
+		return a
 	}
-	return Agent{Name: name}
+	return Agent{Key: key, Name: key}
 }
 
 // handleSession owns one agent connection: it routes the agent's streams
@@ -380,9 +413,9 @@ func (s *Server) agentByName(name string) Agent {
 func (s *Server) handleSession(ctx context.Context, ts *tunnel.Session) {
 	sess := s.sessions.add(ts)
 	defer s.sessions.remove(sess)
-	log := s.logger.With("agent", ts.Agent, "session", sess.id)
+	agent := s.agentByKey(ts.Agent)
+	log := s.logger.With(append(agent.LogAttrs(), "session", sess.id)...)
 	log.Info("Agent connected", "agent_version", ts.AgentVersion, "remote", ts.Remote)
-	agent := s.agentByName(ts.Agent)
 
 	var wg sync.WaitGroup
 	defer wg.Wait()

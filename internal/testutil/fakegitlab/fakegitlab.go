@@ -12,6 +12,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"io"
 	"net/http"
 	"net/http/cgi"
@@ -41,6 +42,9 @@ type Server struct {
 	GitUsername     string
 	GitPassword     string
 	GitPasswordFile string
+	// CAFile holds the server's certificate (it serves HTTPS on
+	// 127.0.0.1), for gitlab.ca_certificate_file.
+	CAFile string
 
 	t       testing.TB
 	backend string
@@ -74,7 +78,7 @@ type Agent struct {
 	readable map[string]bool
 }
 
-// New starts a fake GitLab on loopback.
+// New starts a fake GitLab on loopback, over HTTPS.
 func New(t testing.TB) *Server {
 	t.Helper()
 	out, err := exec.Command("git", "--exec-path").Output()
@@ -98,8 +102,10 @@ func New(t testing.TB) *Server {
 	writeFile(t, s.SecretFile, base64.StdEncoding.EncodeToString(s.Secret)+"\n")
 	s.GitPasswordFile = filepath.Join(dir, "git_password")
 	writeFile(t, s.GitPasswordFile, s.GitPassword+"\n")
-	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
+	s.Server = httptest.NewTLSServer(http.HandlerFunc(s.serve))
 	t.Cleanup(s.Close)
+	s.CAFile = filepath.Join(dir, "gitlab-ca.pem")
+	writeFile(t, s.CAFile, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.Certificate().Raw})))
 	return s
 }
 

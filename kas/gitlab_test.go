@@ -1,0 +1,325 @@
+package kas
+
+import (
+	"context"
+	"net"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"kubetunnel/api/rpc"
+	tu "kubetunnel/internal/testutil"
+	"kubetunnel/internal/testutil/fakegitlab"
+	"kubetunnel/tunnel"
+	"kubetunnel/version"
+)
+
+// glEnv is kas with gitlab: pointing at a fake GitLab holding an agent
+// "prod" in group/agents, which may read group/apps but not other/secret.
+type glEnv struct {
+	*env
+	gl      *fakegitlab.Server
+	agent   *fakegitlab.Agent
+	token   string
+	cfgProj *fakegitlab.Project
+	apps    *fakegitlab.Project
+}
+
+const glAgentConfig = `gitops:
+  manifest_projects:
+  - id: group/apps
+  - id: other/secret
+`
+
+func newGitLabEnv(t *testing.T, ttl, errTTL time.Duration) *glEnv {
+	t.Helper()
+	gl := fakegitlab.New(t)
+	cfgProj := gl.AddProject("group/agents", map[string]string{".gitlab/agents/prod/config.yaml": glAgentConfig})
+	apps := gl.AddProject("group/apps", map[string]string{"app.yaml": "kind: ConfigMap\n"})
+	gl.AddProject("other/secret", map[string]string{"secret.yaml": "kind: Secret\n"})
+	a := gl.AddAgent("prod", cfgProj)
+	gl.Allow(a, apps)
+	ws := true
+	cfg := &Config{
+		Agent: AgentSection{
+			Listen:            AgentListen{Address: "127.0.0.1:0", Websocket: &ws, DrainTimeout: 5 * time.Second},
+			Configuration:     PollSection{PollPeriod: 100 * time.Millisecond},
+			GitOps:            GitOpsSection{PollPeriod: 100 * time.Millisecond},
+			InfoCacheTTL:      ttl,
+			InfoCacheErrorTTL: errTTL,
+		},
+		Observability: ObservabilitySection{Listen: Listen{Address: "127.0.0.1:0"}},
+		Git:           GitSection{CacheDir: filepath.Join(t.TempDir(), "cache")},
+		GitLab: &GitLabSection{
+			Address:                  gl.URL,
+			AuthenticationSecretFile: gl.SecretFile,
+			CACertificateFile:        gl.CAFile,
+			Git:                      GitLabGit{Username: gl.GitUsername, PasswordFile: gl.GitPasswordFile},
+		},
+	}
+	cfg.Agent.KubernetesAPI.Listen.Address = "127.0.0.1:0"
+	cfg.Default()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return &glEnv{env: &env{t: t, cfg: cfg}, gl: gl, agent: a, token: gl.IssueToken(a), cfgProj: cfgProj, apps: apps}
+}
+
+// dialToken connects a bare agent with token.
+func (e *env) dialToken(token string) (*testAgent, error) {
+	e.t.Helper()
+	d := &tunnel.Dialer{
+		Address: e.address(),
+		Hello:   tunnel.Hello{Token: token, AgentVersion: version.Version, Protocol: tunnel.MaxProtocol},
+		Session: fastSession,
+	}
+	sess, err := d.Dial(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	cc, err := grpc.NewClient("passthrough:///kas",
+		grpc.WithContextDialer(func(context.Context, string) (net.Conn, error) { return sess.OpenStream() }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+	)
+	if err != nil {
+		sess.Close()
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() {
+		cc.Close()
+		sess.Close()
+	})
+	return &testAgent{sess: sess, cc: cc, gitops: rpc.NewGitOpsClient(cc), config: rpc.NewConfigurationClient(cc)}, nil
+}
+
+// firstConfig reads the first config kas sends the agent; the stream
+// stays open (following new commits) until the test ends.
+func firstConfig(t *testing.T, a *testAgent) *rpc.ConfigurationResponse {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	stream, err := a.config.GetConfiguration(ctx, &rpc.ConfigurationRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		t.Fatalf("config stream: %v", err)
+	}
+	return resp
+}
+
+// TestGitLabAgent: the agent GitLab registered connects with its
+// GitLab-issued token, gets its config from the config project's default
+// branch over HTTPS git, GitLab is told the config, a manifest project
+// GitLab allows is sent and one it refuses is refused with a reason in
+// the status API and the log; the status API names the agent by id.
+func TestGitLabAgent(t *testing.T) {
+	e := newGitLabEnv(t, time.Minute, time.Minute)
+	e.start()
+	a, err := e.dialToken(e.token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := firstConfig(t, a)
+	head := e.cfgProj.Repo.Git("rev-parse", "HEAD")
+	if resp.Error != "" || resp.CommitId != head || resp.AgentName != "prod" || !strings.Contains(string(resp.ConfigJson), "group/apps") {
+		t.Fatalf("config = %+v, want commit %s with group/apps", resp, head)
+	}
+	tu.Eventually(t, setTimeout, "agent_configuration posted", func() bool {
+		for _, c := range e.gl.AgentConfigurations() {
+			if c.AgentID == e.agent.ID && strings.Contains(string(c.AgentConfig), "group/apps") {
+				return true
+			}
+		}
+		return false
+	})
+
+	w := a.watch(t, &rpc.ObjectsToSynchronizeRequest{ProjectId: "group/apps"})
+	set := w.next(t, setTimeout)
+	if set.commit != e.apps.Repo.Git("rev-parse", "HEAD") || string(set.data["/app.yaml"]) != "kind: ConfigMap\n" {
+		t.Fatalf("group/apps set = %+v", set)
+	}
+	refused := a.watch(t, &rpc.ObjectsToSynchronizeRequest{ProjectId: "other/secret"})
+	err = refused.end(t, setTimeout)
+	if status.Code(err) != codes.NotFound || !strings.Contains(err.Error(), "GitLab does not let agent \"prod\" read it") {
+		t.Fatalf("forbidden project: %v, want NotFound saying GitLab refused it", err)
+	}
+	key := strconv.FormatInt(e.agent.ID, 10)
+	var st AgentStatus
+	if code := e.getJSON("/api/v1/agents/"+key, &st); code != 200 {
+		t.Fatalf("status API: %d", code)
+	}
+	if st.ID != e.agent.ID || st.Name != "prod" || st.ConfigProject != "group/agents" || st.ConnectedSessions != 1 {
+		t.Fatalf("status = %+v", st)
+	}
+	var secretErr string
+	for _, p := range st.Projects {
+		if p.ID == "other/secret" {
+			secretErr = p.Error
+		}
+	}
+	if !strings.Contains(secretErr, "GitLab does not let agent") {
+		t.Fatalf("status of other/secret: %q, want the refusal", secretErr)
+	}
+	if !e.kasLog.Contains("Manifest project refused") || !e.kasLog.Contains("agent_id="+key) {
+		t.Fatalf("kas log lacks the refusal with agent_id:\n%s", e.kasLog)
+	}
+	var list struct{ Agents []AgentStatus }
+	e.getJSON("/api/v1/agents", &list)
+	if len(list.Agents) != 1 || list.Agents[0].ID != e.agent.ID {
+		t.Fatalf("agents list = %+v", list)
+	}
+	if e.kasLog.Contains(e.token) {
+		t.Fatal("kas log contains the agent token")
+	}
+	// A new commit in the config project reaches GitLab too.
+	e.cfgProj.Commit("change", map[string]string{".gitlab/agents/prod/config.yaml": "gitops:\n  manifest_projects:\n  - id: group/apps\n"})
+	tu.Eventually(t, setTimeout, "second agent_configuration", func() bool { return len(e.gl.AgentConfigurations()) == 2 })
+	if got := e.gl.AgentConfigurations()[1]; strings.Contains(string(got.AgentConfig), "other/secret") {
+		t.Fatalf("second agent_configuration is the old config: %s", got.AgentConfig)
+	}
+}
+
+// TestGitLabTokens: a wrong token is refused with the same answer as a
+// revoked one; a revoked token still connects within info_cache_ttl and
+// is refused after it; GitLab being down keeps the connected agent served
+// and lets a known agent reconnect, while a new one is refused with a
+// log line saying why it waits.
+func TestGitLabTokens(t *testing.T) {
+	const ttl = 1500 * time.Millisecond
+	e := newGitLabEnv(t, ttl, 200*time.Millisecond)
+	e.start()
+	_, wrongErr := e.dialToken("glagent-wrong")
+	if wrongErr == nil || !strings.Contains(wrongErr.Error(), "unknown agent token") {
+		t.Fatalf("wrong token: %v", wrongErr)
+	}
+
+	a, err := e.dialToken(e.token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	firstConfig(t, a)
+	revoked := e.gl.IssueToken(e.agent)
+	if _, err := e.dialToken(revoked); err != nil {
+		t.Fatal(err)
+	}
+	e.gl.RevokeToken(revoked)
+	revokedAt := time.Now()
+	if _, err := e.dialToken(revoked); err != nil && time.Since(revokedAt) < ttl-100*time.Millisecond {
+		t.Fatalf("revoked token refused within info_cache_ttl: %v", err)
+	}
+	var revErr error
+	tu.Eventually(t, ttl+setTimeout, "revoked token refused", func() bool {
+		_, revErr = e.dialToken(revoked)
+		return revErr != nil
+	})
+	if time.Since(revokedAt) > ttl+2*time.Second {
+		t.Fatalf("revoked token refused only after %v (info_cache_ttl %v)", time.Since(revokedAt), ttl)
+	}
+	if revErr.Error() != wrongErr.Error() {
+		t.Fatalf("revoked token answer %q differs from a wrong token's %q", revErr, wrongErr)
+	}
+
+	w := a.watch(t, &rpc.ObjectsToSynchronizeRequest{ProjectId: "group/apps"})
+	w.next(t, setTimeout)
+	w.stop()
+	// GitLab goes down once the good answers' cache entries have expired.
+	time.Sleep(ttl)
+	e.gl.SetDown(true)
+	// The connected agent is still connected and served: a new manifest
+	// stream is answered from kas's mirror and the last project_info.
+	w = a.watch(t, &rpc.ObjectsToSynchronizeRequest{ProjectId: "group/apps"})
+	w.next(t, setTimeout)
+	if n := e.kas.ConnectedSessions(strconv.FormatInt(e.agent.ID, 10)); n == 0 {
+		t.Fatal("GitLab down disconnected the agent")
+	}
+	// A known agent reconnects from its last good agent_info.
+	if _, err := e.dialToken(e.token); err != nil {
+		t.Fatalf("known agent refused while GitLab is down: %v", err)
+	}
+	// A new one waits.
+	fresh := e.gl.IssueToken(e.agent)
+	_, err = e.dialToken(fresh)
+	if err == nil || !strings.Contains(err.Error(), "GitLab is unavailable") {
+		t.Fatalf("new agent while GitLab is down: %v", err)
+	}
+	if !e.kasLog.Contains("New agent connection waits: GitLab is unavailable") {
+		t.Fatalf("kas log does not say why the new agent waits:\n%s", e.kasLog)
+	}
+	e.gl.SetDown(false)
+	if _, err := e.dialToken(fresh); err != nil {
+		t.Fatalf("new agent after GitLab is back: %v", err)
+	}
+}
+
+// TestGitLabConfigValidation: bad gitlab: keys are named.
+func TestGitLabConfigValidation(t *testing.T) {
+	for _, c := range []struct{ yaml, want string }{
+		{"gitlab:\n  address: http://gitlab.example.com\n  authentication_secret_file: /s\n", "gitlab.address: \"http://gitlab.example.com\" sends agent tokens"},
+		{"gitlab:\n  authentication_secret_file: /s\n", "gitlab.address: missing"},
+		{"gitlab:\n  address: https://g\n", "gitlab.authentication_secret_file: missing"},
+		{"gitlab:\n  address: https://g\n  authentication_secret_file: /s\n  git:\n    username: x\n", "gitlab.git: username and password_file"},
+		{"gitlab:\n  address: https://g\n  authentication_secret_file: /s\nagents:\n- name: a\n", "agents: must be empty with gitlab"},
+		{"gitlab:\n  address: https://g\n  authentication_secret_file: /s\nusers:\n- name: u\n  agents: [prod]\n", "users[0].agents[0]: \"prod\": with gitlab:, name agents by their GitLab agent id"},
+		{"gitlab:\n  address: https://g\n  authentication_secret_file: /s\n  allow_insecure_http: true\nagent:\n  info_cache_ttl: -1s\n", "agent.info_cache_ttl: must be positive"},
+		{"api:\n  listen:\n    address: 127.0.0.1:0\n", "api.listen.authentication_secret_file: missing"},
+	} {
+		_, err := ParseConfig([]byte(c.yaml))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: %v, want %q", c.yaml, err, c.want)
+		}
+	}
+	for _, ok := range []string{
+		"gitlab:\n  address: http://127.0.0.1:8080\n  authentication_secret_file: /s\n",
+		"gitlab:\n  address: http://gitlab.internal\n  authentication_secret_file: /s\n  allow_insecure_http: true\n",
+		"gitlab:\n  address: https://gitlab.example.com/\n  authentication_secret_file: /s\n  git:\n    username: kas\n    password_file: /p\nusers:\n- name: u\n  agents: [\"7\"]\n",
+	} {
+		if _, err := ParseConfig([]byte(ok)); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+	cfg, _ := ParseConfig([]byte("gitlab:\n  address: https://g\n  authentication_secret_file: /s\n"))
+	if cfg.Agent.InfoCacheTTL != 300*time.Second || cfg.Agent.InfoCacheErrorTTL != 60*time.Second || cfg.Observability.UsageReportingPeriod != time.Minute {
+		t.Errorf("defaults: %v %v %v", cfg.Agent.InfoCacheTTL, cfg.Agent.InfoCacheErrorTTL, cfg.Observability.UsageReportingPeriod)
+	}
+}
+
+// TestAgentProjects: a standalone agent reads only the repositories
+// agents[].projects gives it (and its config project); without the key it
+// reads every repository, as before, with a warning at start.
+func TestAgentProjects(t *testing.T) {
+	e, repo := newGitOpsEnv(t, func(c *Config) { c.Agents[0].Projects = []string{} })
+	repo.Commit("m", map[string]string{"a.yaml": "kind: ConfigMap\n"})
+	e.start()
+	a := e.dialAgent()
+	err := a.watch(t, &rpc.ObjectsToSynchronizeRequest{ProjectId: manifestProject}).end(t, setTimeout)
+	if status.Code(err) != codes.NotFound || !strings.Contains(err.Error(), "agents[].projects") {
+		t.Fatalf("repository not in agents[].projects: %v, want NotFound naming agents[].projects", err)
+	}
+	// The config project is always readable.
+	a.watch(t, &rpc.ObjectsToSynchronizeRequest{ProjectId: "group/config"}).next(t, setTimeout)
+
+	e2, repo2 := newGitOpsEnv(t, func(c *Config) { c.Agents[0].Projects = []string{manifestProject} })
+	repo2.Commit("m", map[string]string{"a.yaml": "kind: ConfigMap\n"})
+	e2.start()
+	e2.dialAgent().watch(t, &rpc.ObjectsToSynchronizeRequest{ProjectId: manifestProject}).next(t, setTimeout)
+
+	e3, repo3 := newGitOpsEnv(t, nil)
+	repo3.Commit("m", map[string]string{"a.yaml": "kind: ConfigMap\n"})
+	e3.start()
+	e3.dialAgent().watch(t, &rpc.ObjectsToSynchronizeRequest{ProjectId: manifestProject}).next(t, setTimeout)
+	if !e3.kasLog.Contains("agents[].projects is not set") {
+		t.Fatalf("no warning for an agent without agents[].projects:\n%s", e3.kasLog)
+	}
+	if _, err := ParseConfig([]byte("repositories:\n- id: a\n  url: file:///x\nagents:\n- name: p\n  projects: [b]\n")); err == nil || !strings.Contains(err.Error(), `agents[0].projects[0]: "b" is not a repositories[].id`) {
+		t.Fatalf("unknown project: %v", err)
+	}
+}
