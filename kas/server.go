@@ -279,6 +279,10 @@ func (s *Server) Run(ctx context.Context) error {
 		defer gl.Close()
 		g.Go(func() error { return gl.Run(gctx) })
 	}
+	if s.gitlab != nil {
+		u := newUsageReporter(s.gitlab, s.metrics, s.cfg.Observability.UsageReportingPeriod, s.logger)
+		g.Go(func() error { return u.Run(gctx) })
+	}
 	g.Go(func() error {
 		err := s.grpc.Serve(s.grpcLn)
 		if errors.Is(err, grpc.ErrServerStopped) {
