@@ -12,9 +12,13 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	trackerrpc "kubetunnel/api/gitlab/agenttracker/rpc"
+	"kubetunnel/api/gitlab/notifications"
 	"kubetunnel/api/rpc"
+	"kubetunnel/internal/gitlab"
 	tu "kubetunnel/internal/testutil"
 	"kubetunnel/internal/testutil/fakegitlab"
 	"kubetunnel/tunnel"
@@ -321,5 +325,123 @@ func TestAgentProjects(t *testing.T) {
 	}
 	if _, err := ParseConfig([]byte("repositories:\n- id: a\n  url: file:///x\nagents:\n- name: p\n  projects: [b]\n")); err == nil || !strings.Contains(err.Error(), `agents[0].projects[0]: "b" is not a repositories[].id`) {
 		t.Fatalf("unknown project: %v", err)
+	}
+}
+
+// apiClient is GitLab calling kas's api listener, with a JWT signed by
+// key for aud.
+func apiClient(t *testing.T, addr string, key []byte, aud string) *grpc.ClientConn {
+	t.Helper()
+	cc, err := grpc.NewClient("passthrough:///"+addr,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+			ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "bearer "+gitlab.SignJWT(key, "gitlab.example.com", aud, time.Now()))
+			return invoker(ctx, method, req, reply, cc, opts...)
+		}),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	return cc
+}
+
+// TestGitLabAPIListener: GitLab lists the connected agent (with what
+// agentk said about itself) by agent id and by config project id, a call
+// with a bad JWT is refused, a push event fetches the project at once, and
+// the agent leaves the list when it disconnects.
+func TestGitLabAPIListener(t *testing.T) {
+	e := newGitLabEnv(t, time.Minute, time.Minute)
+	e.cfg.Agent.GitOps.PollPeriod = time.Hour // only the push event fetches
+	e.cfg.Agent.Configuration.PollPeriod = time.Hour
+	e.cfg.API = &APISection{Listen: APIListen{Address: "127.0.0.1:0", AuthenticationSecretFile: e.gl.SecretFile}}
+	e.start()
+	addr := e.kas.Addr("api").String()
+
+	d := &tunnel.Dialer{
+		Address: e.address(),
+		Hello: tunnel.Hello{Token: e.token, AgentVersion: version.Version, Protocol: tunnel.MaxProtocol,
+			PodNamespace: "gitlab-agent", PodName: "agentk-7d9f", KubernetesVersion: "v1.37.0", GitCommit: "abc1234"},
+		Session: fastSession,
+	}
+	sess, err := d.Dial(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	tu.Eventually(t, setTimeout, "agent connected", func() bool { return e.kas.ConnectedSessions(strconv.FormatInt(e.agent.ID, 10)) == 1 })
+
+	tracker := trackerrpc.NewAgentTrackerClient(apiClient(t, addr, e.gl.Secret, gitlab.AudienceKas))
+	ctx := context.Background()
+	byAgent, err := tracker.GetConnectedAgents(ctx, &trackerrpc.GetConnectedAgentsRequest{Request: &trackerrpc.GetConnectedAgentsRequest_AgentId{AgentId: e.agent.ID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(byAgent.Agents) != 1 {
+		t.Fatalf("connected agents = %v, want 1", byAgent.Agents)
+	}
+	c := byAgent.Agents[0]
+	m := c.GetAgentMeta()
+	// The pod and cluster fields travel in the hello once agentk sends
+	// them (TestConnectionInfo checks how kas maps them).
+	if c.AgentId != e.agent.ID || c.ProjectId != e.cfgProj.ID || c.ConnectionId == 0 || time.Since(c.ConnectedAt.AsTime()) > time.Minute ||
+		m.GetVersion() != version.Version {
+		t.Fatalf("connected agent = %v", c)
+	}
+	byProject, err := tracker.GetConnectedAgents(ctx, &trackerrpc.GetConnectedAgentsRequest{Request: &trackerrpc.GetConnectedAgentsRequest_ProjectId{ProjectId: e.cfgProj.ID}})
+	if err != nil || len(byProject.Agents) != 1 || byProject.Agents[0].ConnectionId != c.ConnectionId {
+		t.Fatalf("by project: %v, %v", byProject, err)
+	}
+	byIDs, err := tracker.GetConnectedAgentsByAgentIDs(ctx, &trackerrpc.GetConnectedAgentsByAgentIDsRequest{AgentIds: []int64{e.agent.ID, 999}})
+	if err != nil || len(byIDs.Agents) != 1 {
+		t.Fatalf("by agent ids: %v, %v", byIDs, err)
+	}
+	for name, cc := range map[string]*grpc.ClientConn{
+		"wrong key":      apiClient(t, addr, []byte(strings.Repeat("x", 32)), gitlab.AudienceKas),
+		"wrong audience": apiClient(t, addr, e.gl.Secret, gitlab.AudienceGitLab),
+	} {
+		_, err := trackerrpc.NewAgentTrackerClient(cc).GetConnectedAgents(ctx, &trackerrpc.GetConnectedAgentsRequest{Request: &trackerrpc.GetConnectedAgentsRequest_AgentId{AgentId: e.agent.ID}})
+		if status.Code(err) != codes.Unauthenticated {
+			t.Errorf("%s: %v, want Unauthenticated", name, err)
+		}
+	}
+
+	// A push event fetches the project now (the poll period is an hour).
+	a, err := e.dialToken(e.token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := a.watch(t, &rpc.ObjectsToSynchronizeRequest{ProjectId: "group/apps"})
+	w.next(t, setTimeout)
+	pushed := e.apps.Commit("push", map[string]string{"b.yaml": "kind: ConfigMap\n"})
+	notify := notifications.NewNotificationsClient(apiClient(t, addr, e.gl.Secret, gitlab.AudienceKas))
+	if _, err := notify.GitPushEvent(ctx, &notifications.GitPushEventRequest{Project: &notifications.Project{Id: e.apps.ID, FullPath: "group/apps"}}); err != nil {
+		t.Fatal(err)
+	}
+	if set := w.next(t, setTimeout); set.commit != pushed {
+		t.Fatalf("after the push event: %s, want %s", set.commit, pushed)
+	}
+	w.stop()
+	a.sess.Close()
+
+	sess.Close()
+	tu.Eventually(t, setTimeout, "agent gone from the tracker", func() bool {
+		r, err := tracker.GetConnectedAgents(ctx, &trackerrpc.GetConnectedAgentsRequest{Request: &trackerrpc.GetConnectedAgentsRequest_AgentId{AgentId: e.agent.ID}})
+		return err == nil && len(r.Agents) == 0
+	})
+}
+
+func TestConnectionInfo(t *testing.T) {
+	at := time.Unix(1_800_000_000, 0)
+	c := connectionInfo(Agent{ID: 7, ConfigProjectID: 3}, tunnel.Hello{Token: "secret", AgentVersion: "v1.2.3",
+		PodNamespace: "gitlab-agent", PodName: "agentk-7d9f", KubernetesVersion: "v1.37.0", GitCommit: "abc1234"}, at)
+	m := c.GetAgentMeta()
+	if c.AgentId != 7 || c.ProjectId != 3 || c.ConnectionId == 0 || !c.ConnectedAt.AsTime().Equal(at) ||
+		m.GetVersion() != "v1.2.3" || m.GetPodNamespace() != "gitlab-agent" || m.GetPodName() != "agentk-7d9f" || m.GetCommitId() != "abc1234" ||
+		m.GetKubernetesVersion().GetGitVersion() != "v1.37.0" || m.GetKubernetesVersion().GetMajor() != "1" || m.GetKubernetesVersion().GetMinor() != "37" {
+		t.Fatalf("connectionInfo = %v", c)
+	}
+	if strings.Contains(c.String(), "secret") {
+		t.Fatal("the token is in the tracker record")
 	}
 }

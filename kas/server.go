@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
@@ -52,6 +53,13 @@ type Server struct {
 	webhook *webhookHandler
 	// peers is set when Redis is configured (several replicas).
 	peers *peerSet
+	// With gitlab: the agent tracker, and the api listener's server when
+	// api: is set.
+	tracker *agentTracker
+	apiGRPC *grpc.Server
+	// hellos holds the latest hello (without its token) per agent key,
+	// for the tracker's agent metadata.
+	hellos sync.Map
 
 	// Getenv reads the environment (advertise address); tests replace it.
 	Getenv func(string) string
@@ -125,6 +133,19 @@ func New(cfg *Config, logger *slog.Logger) (*Server, error) {
 			return nil, err
 		}
 		tunnels = replicaTunnels{local: s.sessions, peers: s.peers.forwarder}
+	}
+	if cfg.GitLab != nil {
+		var rc *redis.Client
+		if s.peers != nil {
+			rc = s.peers.client
+		}
+		s.tracker = newAgentTracker(cfg, rc, logger)
+		if cfg.API != nil {
+			if s.apiGRPC, err = newAPIServer(cfg, s.tracker, s.repoSet, logger); err != nil {
+				repos.Close()
+				return nil, err
+			}
+		}
 	}
 	s.proxy = kasproxy.New(kasproxy.Config{
 		Users:   newUserRegistry(cfg),
@@ -238,6 +259,13 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	var apiGitLabLn net.Listener
+	if s.apiGRPC != nil {
+		// TLS, when set, is the gRPC server's (credentials.NewTLS).
+		if apiGitLabLn, err = listen("api", Listen{Address: s.cfg.API.Listen.Address}); err != nil {
+			return err
+		}
+	}
 	var privLn net.Listener
 	var self string
 	if s.peers != nil {
@@ -278,6 +306,12 @@ func (s *Server) Run(ctx context.Context) error {
 	if gl := s.repoSet.gl; gl != nil {
 		defer gl.Close()
 		g.Go(func() error { return gl.Run(gctx) })
+	}
+	if s.apiGRPC != nil {
+		g.Go(func() error { return serveAPI(gctx, s.apiGRPC, apiGitLabLn) })
+	}
+	if s.tracker != nil {
+		g.Go(func() error { return s.tracker.Run(gctx) })
 	}
 	if s.gitlab != nil {
 		u := newUsageReporter(s.gitlab, s.metrics, s.cfg.Observability.UsageReportingPeriod, s.logger)
@@ -394,6 +428,10 @@ func (s *Server) authenticate(ctx context.Context, h tunnel.Hello) (string, erro
 		}
 		return "", &tunnel.RefusedError{Status: http.StatusUnauthorized, Reason: reason}
 	}
+	if err == nil && s.tracker != nil {
+		h.Token = ""
+		s.hellos.Store(a.Key, h)
+	}
 	if errors.Is(err, ErrRegistryUnavailable) {
 		return "", &tunnel.RefusedError{Status: http.StatusServiceUnavailable, Reason: "kas cannot check the agent token now: GitLab is unavailable; retrying"}
 	}
@@ -420,6 +458,12 @@ func (s *Server) handleSession(ctx context.Context, ts *tunnel.Session) {
 	agent := s.agentByKey(ts.Agent)
 	log := s.logger.With(append(agent.LogAttrs(), "session", sess.id)...)
 	log.Info("Agent connected", "agent_version", ts.AgentVersion, "remote", ts.Remote)
+	if s.tracker != nil && agent.ID != 0 {
+		h, _ := s.hellos.Load(ts.Agent)
+		hello, _ := h.(tunnel.Hello)
+		hello.AgentVersion = ts.AgentVersion
+		defer s.tracker.register(connectionInfo(agent, hello, ts.Connected))()
+	}
 
 	var wg sync.WaitGroup
 	defer wg.Wait()

@@ -10,18 +10,14 @@ import (
 	"kubetunnel/internal/gitlab"
 )
 
-// Usage counters kas reports to GitLab, under GitLab's names (GitLab
-// refuses names it does not know).
-const (
-	usageProxyRequests = "k8s_api_proxy_request"
-	usageGitPush       = "flux_git_push_notifications_total"
-)
+// usageProxyRequests is the usage counter kas reports to GitLab, under
+// GitLab's name (GitLab refuses names it does not know).
+const usageProxyRequests = "k8s_api_proxy_request"
 
 // usageSources maps each usage counter to the kas metric it is read from
 // (summed over labels).
 var usageSources = map[string]string{
 	usageProxyRequests: "kas_proxy_requests_total",
-	usageGitPush:       "kas_gitlab_push_notifications_total",
 }
 
 // usageReporter posts, every period, how much each usage counter grew

@@ -13,6 +13,11 @@ type Hello struct {
 	Token        string `json:"token"`
 	AgentVersion string `json:"agent_version"`
 	Protocol     int    `json:"protocol"`
+	// Where agentk runs, for GitLab's agent tracker.
+	PodNamespace      string `json:"pod_namespace,omitempty"`
+	PodName           string `json:"pod_name,omitempty"`
+	KubernetesVersion string `json:"kubernetes_version,omitempty"`
+	GitCommit         string `json:"git_commit,omitempty"`
 }
 
 // LogValue keeps the token out of every log line that prints a Hello.
