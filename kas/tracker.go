@@ -35,7 +35,7 @@ type agentTracker struct {
 	logger  *slog.Logger
 	now     func() time.Time
 
-	mu    sync.Mutex                                  // guards local
+	mu    sync.Mutex                                 // guards local
 	local map[int64]*agenttracker.ConnectedAgentInfo // by connection id
 }
 
@@ -78,8 +78,12 @@ func kubernetesVersion(git string) *entity.KubernetesVersion {
 	return v
 }
 
-func (t *agentTracker) agentKey(id int64) string   { return t.prefix + ":agent:" + strconv.FormatInt(id, 10) }
-func (t *agentTracker) projectKey(id int64) string { return t.prefix + ":project:" + strconv.FormatInt(id, 10) }
+func (t *agentTracker) agentKey(id int64) string {
+	return t.prefix + ":agent:" + strconv.FormatInt(id, 10)
+}
+func (t *agentTracker) projectKey(id int64) string {
+	return t.prefix + ":project:" + strconv.FormatInt(id, 10)
+}
 
 // register records a connection; the returned func removes it.
 func (t *agentTracker) register(info *agenttracker.ConnectedAgentInfo) (unregister func()) {
