@@ -445,3 +445,27 @@ func TestConnectionInfo(t *testing.T) {
 		t.Fatal("the token is in the tracker record")
 	}
 }
+
+// TestStatusProjectsBounded: an agent asking for many manifest projects
+// it may not read does not grow the status store past its bound, and a
+// real project is still served and shown.
+func TestStatusProjectsBounded(t *testing.T) {
+	e := newGitLabEnv(t, time.Minute, time.Minute)
+	e.start()
+	a, err := e.dialToken(e.token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range maxStatusProjects + 50 {
+		err := a.watch(t, &rpc.ObjectsToSynchronizeRequest{ProjectId: "made/up-" + strconv.Itoa(i)}).end(t, setTimeout)
+		if status.Code(err) != codes.NotFound {
+			t.Fatalf("made-up project %d: %v", i, err)
+		}
+	}
+	a.watch(t, &rpc.ObjectsToSynchronizeRequest{ProjectId: "group/apps"}).next(t, setTimeout)
+	var st AgentStatus
+	e.getJSON("/api/v1/agents/"+strconv.FormatInt(e.agent.ID, 10), &st)
+	if len(st.Projects) > maxStatusProjects {
+		t.Fatalf("status holds %d projects, bound is %d", len(st.Projects), maxStatusProjects)
+	}
+}

@@ -104,12 +104,19 @@ func (s *statusStore) agentLocked(name string) *agentState {
 	return a
 }
 
+// maxStatusProjects bounds the projects kept per agent: refused project
+// ids come from the agent's requests, so an agent asking for many made-up
+// ones must not grow kas's memory.
+const maxStatusProjects = 256
+
 func (s *statusStore) projectLocked(agent, project string) *ProjectStatus {
 	a := s.agentLocked(agent)
 	p := a.projects[project]
 	if p == nil {
 		p = &ProjectStatus{ID: project}
-		a.projects[project] = p
+		if len(a.projects) < maxStatusProjects {
+			a.projects[project] = p
+		}
 	}
 	return p
 }

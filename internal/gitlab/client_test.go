@@ -1,13 +1,17 @@
 package gitlab_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -221,5 +225,33 @@ func TestNewChecksConfig(t *testing.T) {
 	}
 	if _, err := gitlab.New(gitlab.Config{Secret: []byte(base64.StdEncoding.EncodeToString(make([]byte, 32)))}); err == nil {
 		t.Fatal("no address accepted")
+	}
+}
+
+// TestAnswerSizeBounded: an answer over 1 MiB is not read whole and is
+// ErrUnavailable; a normal answer after it is fine.
+func TestAnswerSizeBounded(t *testing.T) {
+	var big atomic.Bool
+	big.Store(true)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if big.Load() {
+			w.Write([]byte(`{"agent_name":"`))
+			w.Write(bytes.Repeat([]byte("a"), 2<<20))
+			return
+		}
+		w.Write([]byte(`{"project_id":1,"agent_id":2,"agent_name":"a","gitaly_repository":{"gl_project_path":"g/p"}}`))
+	}))
+	defer srv.Close()
+	u, _ := url.Parse(srv.URL)
+	c, err := gitlab.New(gitlab.Config{Address: u, Secret: []byte(strings.Repeat("k", 32))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.GetAgentInfo(context.Background(), "t1"); !errors.Is(err, gitlab.ErrUnavailable) || !strings.Contains(err.Error(), "over") {
+		t.Fatalf("2 MiB answer: %v", err)
+	}
+	big.Store(false)
+	if _, err := c.GetAgentInfo(context.Background(), "t2"); err != nil {
+		t.Fatal(err)
 	}
 }
