@@ -469,3 +469,19 @@ func TestStatusProjectsBounded(t *testing.T) {
 		t.Fatalf("status holds %d projects, bound is %d", len(st.Projects), maxStatusProjects)
 	}
 }
+
+// TestKubeconfigGitLab: with gitlab:, kas kubeconfig takes the GitLab
+// agent id that users[].agents names.
+func TestKubeconfigGitLab(t *testing.T) {
+	cfg, err := ParseConfig([]byte("gitlab:\n  address: https://g\n  authentication_secret_file: /s\nusers:\n- name: alice\n  token_sha256: [\"" + HashToken("x") + "\"]\n  agents: [\"7\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc, err := Kubeconfig(cfg, KubeconfigOptions{Agent: "7", User: "alice"})
+	if err != nil || !strings.Contains(string(kc), "/agents/7") {
+		t.Fatalf("kubeconfig: %v\n%s", err, kc)
+	}
+	if _, err := Kubeconfig(cfg, KubeconfigOptions{Agent: "8", User: "alice"}); err == nil || !strings.Contains(err.Error(), "may not use agent") {
+		t.Fatalf("agent 8: %v", err)
+	}
+}
