@@ -209,8 +209,17 @@ func (c *Client) SendUsage(ctx context.Context, u *UsageData) error {
 	return err
 }
 
-// do makes one call and maps its status to the package's errors.
+// do makes one call with kas's JWT (and the agent's token, if any).
 func (c *Client) do(ctx context.Context, method, path string, q url.Values, agentToken string, body []byte) ([]byte, error) {
+	var hdr http.Header
+	if agentToken != "" {
+		hdr = http.Header{"Authorization": {"Bearer " + agentToken}}
+	}
+	return c.doWith(ctx, method, path, q, hdr, body, true)
+}
+
+// doWith makes one call and maps its status to the package's errors.
+func (c *Client) doWith(ctx context.Context, method, path string, q url.Values, hdr http.Header, body []byte, withJWT bool) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
 	u := *c.cfg.Address
@@ -224,13 +233,15 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, agen
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	req.Header.Set(HeaderKasAPIRequest, SignJWT(c.cfg.Secret, IssuerKas, AudienceGitLab, c.cfg.Now()))
+	if withJWT {
+		req.Header.Set(HeaderKasAPIRequest, SignJWT(c.cfg.Secret, IssuerKas, AudienceGitLab, c.cfg.Now()))
+	}
 	req.Header.Set("Accept", "application/json")
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if agentToken != "" {
-		req.Header.Set("Authorization", "Bearer "+agentToken)
+	for k, v := range hdr {
+		req.Header[k] = v
 	}
 	resp, err := c.cfg.HTTPClient.Do(req)
 	if err != nil {

@@ -255,3 +255,48 @@ func TestAnswerSizeBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestAllowedAgentsForJob(t *testing.T) {
+	gl := fakegitlab.New(t)
+	cfgProj := gl.AddProject("group/agents", nil)
+	a := gl.AddAgent("prod", cfgProj)
+	job, tok := gl.AddJob(gl.AddProject("group/app", nil), "alice", a)
+	// The fake refuses kas's JWT on this public endpoint.
+	c := newClient(t, gl, nil)
+	got, err := c.GetAllowedAgentsForJob(context.Background(), tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int64(got.Job.ID) != job.ID || got.User.Username != "alice" || len(got.AllowedAgents) != 1 ||
+		int64(got.AllowedAgents[0].ID) != a.ID || int64(got.AllowedAgents[0].ConfigProject.ID) != cfgProj.ID {
+		t.Fatalf("allowed_agents = %+v", got)
+	}
+	if _, err := c.GetAllowedAgentsForJob(context.Background(), "glcbt-wrong"); !errors.Is(err, gitlab.ErrUnauthorized) {
+		t.Fatalf("wrong job token: %v", err)
+	}
+}
+
+func TestAuthorizeProxyUser(t *testing.T) {
+	gl := fakegitlab.New(t)
+	a := gl.AddAgent("prod", gl.AddProject("group/agents", nil))
+	other := gl.AddAgent("other", gl.AddProject("group/other", nil))
+	u, pat := gl.AddUser("alice", a)
+	c := newClient(t, gl, nil)
+	ctx := context.Background()
+	got, err := c.AuthorizeProxyUser(ctx, gitlab.AuthorizeProxyUserRequest{AgentID: a.ID, AccessType: gitlab.AccessTypePersonalAccessToken, AccessKey: pat})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int64(got.Agent.ID) != a.ID || int64(got.User.ID) != u.ID || got.User.Username != "alice" || got.AccessAs.Agent == nil {
+		t.Fatalf("authorize_proxy_user = %+v", got)
+	}
+	if _, err := c.AuthorizeProxyUser(ctx, gitlab.AuthorizeProxyUserRequest{AgentID: other.ID, AccessType: gitlab.AccessTypePersonalAccessToken, AccessKey: pat}); !errors.Is(err, gitlab.ErrForbidden) {
+		t.Fatalf("agent the user may not reach: %v", err)
+	}
+	if _, err := c.AuthorizeProxyUser(ctx, gitlab.AuthorizeProxyUserRequest{AgentID: a.ID, AccessType: gitlab.AccessTypePersonalAccessToken, AccessKey: "glpat-wrong"}); !errors.Is(err, gitlab.ErrUnauthorized) {
+		t.Fatalf("wrong token: %v", err)
+	}
+	if gl.JWTFailures() != 0 {
+		t.Fatal("JWT refused")
+	}
+}

@@ -77,3 +77,22 @@ func FuzzParseAgentInfo(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseAllowedAgents: allowed_agents's answer is network input.
+func FuzzParseAllowedAgents(f *testing.F) {
+	f.Add([]byte(`{"allowed_agents":[{"id":1,"config_project":{"id":"2"},"configuration":{"default_namespace":"x","access_as":{"ci_job":{}}}}],"job":{"id":3},"pipeline":{"id":4},"project":{"id":5,"groups":[{"id":6}]},"user":{"id":7,"username":"u"},"environment":{"slug":"s","tier":"t"}}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		a, err := ParseAllowedAgents(body)
+		if err != nil {
+			return
+		}
+		if a.Job.ID <= 0 || a.User.ID <= 0 || a.User.Username == "" {
+			t.Fatalf("accepted %+v", a)
+		}
+		for _, ag := range a.AllowedAgents {
+			if ag.ID <= 0 || ag.ConfigProject.ID <= 0 {
+				t.Fatalf("accepted agent %+v", ag)
+			}
+		}
+	})
+}

@@ -59,6 +59,24 @@ type Server struct {
 	usage    []gitlab.UsageData
 	calls    map[string]int // path → calls that passed the JWT check
 	jwtFails int
+	jobs     map[string]*Job  // CI job token → job
+	users    map[string]*User // personal access token → user
+}
+
+// Job is a running CI job that may use some agents.
+type Job struct {
+	ID      int64
+	Project *Project
+	User    string
+	Agents  []*Agent
+}
+
+// User is a GitLab user with a personal access token that may reach some
+// agents (user_access).
+type User struct {
+	ID       int64
+	Username string
+	Agents   []*Agent
 }
 
 // Project is a GitLab project with a real git repository on branch main.
@@ -97,6 +115,8 @@ func New(t testing.TB) *Server {
 		agents:      map[int64]*Agent{},
 		tokens:      map[string]int64{},
 		calls:       map[string]int{},
+		jobs:        map[string]*Job{},
+		users:       map[string]*User{},
 	}
 	s.SecretFile = filepath.Join(dir, "gitlab_kas_secret")
 	writeFile(t, s.SecretFile, base64.StdEncoding.EncodeToString(s.Secret)+"\n")
@@ -179,6 +199,27 @@ func (s *Server) RevokeToken(tok string) {
 	delete(s.tokens, tok)
 }
 
+// AddJob starts a CI job in project that may use agents, and returns its
+// CI_JOB_TOKEN.
+func (s *Server) AddJob(p *Project, user string, agents ...*Agent) (*Job, string) {
+	tok := "glcbt-" + hex.EncodeToString(randomBytes(s.t, 16))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	j := &Job{ID: s.id(), Project: p, User: user, Agents: agents}
+	s.jobs[tok] = j
+	return j, tok
+}
+
+// AddUser creates a user whose personal access token may reach agents.
+func (s *Server) AddUser(username string, agents ...*Agent) (*User, string) {
+	tok := "glpat-" + hex.EncodeToString(randomBytes(s.t, 16))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u := &User{ID: s.id(), Username: username, Agents: agents}
+	s.users[tok] = u
+	return u, tok
+}
+
 // SetDown makes every request answer 503 (true) or serves again (false).
 func (s *Server) SetDown(down bool) {
 	s.mu.Lock()
@@ -225,6 +266,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch {
+	case r.URL.Path == gitlab.PathAllowedAgents:
+		s.allowedAgents(w, r)
 	case strings.HasPrefix(r.URL.Path, internalPrefix):
 		s.serveInternal(w, r)
 	case strings.Contains(r.URL.Path, ".git/"):
@@ -261,6 +304,8 @@ func (s *Server) serveInternal(w http.ResponseWriter, r *http.Request) {
 		s.configs = append(s.configs, body)
 		s.mu.Unlock()
 		w.WriteHeader(http.StatusNoContent)
+	case gitlab.PathAuthorizeProxyUser:
+		s.authorizeProxyUser(w, r)
 	case gitlab.PathUsageMetrics:
 		var body gitlab.UsageData
 		if !decodePost(w, r, &body) {
@@ -404,4 +449,70 @@ func jsonError(w http.ResponseWriter, code int, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(map[string]string{"message": msg})
+}
+
+// allowedAgents serves /api/v4/job/allowed_agents: the job token alone
+// authenticates (GitLab does not ask kas for a JWT here).
+func (s *Server) allowedAgents(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get(gitlab.HeaderKasAPIRequest) != "" {
+		// kas's JWT is for the internal API only: refused here so a test
+		// notices kas sending it to a public endpoint.
+		jsonError(w, http.StatusBadRequest, "unexpected "+gitlab.HeaderKasAPIRequest+" header")
+		return
+	}
+	s.mu.Lock()
+	j := s.jobs[r.Header.Get(gitlab.HeaderJobToken)]
+	if j != nil {
+		s.calls[r.URL.Path]++
+	}
+	s.mu.Unlock()
+	if j == nil {
+		jsonError(w, http.StatusUnauthorized, "401 Unauthorized")
+		return
+	}
+	agents := []map[string]any{}
+	for _, a := range j.Agents {
+		agents = append(agents, map[string]any{
+			"id":             a.ID,
+			"config_project": map[string]any{"id": a.ConfigProject.ID},
+			"configuration":  map[string]any{"default_namespace": "default"},
+		})
+	}
+	writeJSON(w, map[string]any{
+		"allowed_agents": agents,
+		"job":            map[string]any{"id": j.ID},
+		"pipeline":       map[string]any{"id": j.ID + 1000},
+		"project":        map[string]any{"id": j.Project.ID, "groups": []map[string]any{{"id": 1}}},
+		"user":           map[string]any{"id": 1, "username": j.User},
+	})
+}
+
+func (s *Server) authorizeProxyUser(w http.ResponseWriter, r *http.Request) {
+	var req gitlab.AuthorizeProxyUserRequest
+	if !decodePost(w, r, &req) {
+		return
+	}
+	s.mu.Lock()
+	u := s.users[req.AccessKey]
+	var agent *Agent
+	if u != nil {
+		for _, a := range u.Agents {
+			if a.ID == req.AgentID {
+				agent = a
+			}
+		}
+	}
+	s.mu.Unlock()
+	switch {
+	case u == nil:
+		jsonError(w, http.StatusUnauthorized, "401 Unauthorized")
+	case agent == nil:
+		jsonError(w, http.StatusForbidden, "403 Forbidden")
+	default:
+		writeJSON(w, map[string]any{
+			"agent":     map[string]any{"id": agent.ID, "config_project": map[string]any{"id": agent.ConfigProject.ID}},
+			"user":      map[string]any{"id": u.ID, "username": u.Username},
+			"access_as": map[string]any{"agent": map[string]any{}},
+		})
+	}
 }
