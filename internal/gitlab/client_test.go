@@ -300,3 +300,27 @@ func TestAuthorizeProxyUser(t *testing.T) {
 		t.Fatal("JWT refused")
 	}
 }
+
+// BenchmarkAgentInfo: a cached answer against a call to (the fake) GitLab
+// on loopback over TLS.
+func BenchmarkAgentInfo(b *testing.B) {
+	gl := fakegitlab.New(b)
+	tok := gl.IssueToken(gl.AddAgent("prod", gl.AddProject("group/agents", nil)))
+	u, _ := url.Parse(gl.URL)
+	for _, c := range []struct {
+		name string
+		ttl  time.Duration
+	}{{"cached", time.Hour}, {"uncached", time.Nanosecond}} {
+		b.Run(c.name, func(b *testing.B) {
+			cl, err := gitlab.New(gitlab.Config{Address: u, Secret: gl.Secret, HTTPClient: gl.Client(), InfoCacheTTL: c.ttl})
+			if err != nil {
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				if _, err := cl.GetAgentInfo(context.Background(), tok); err != nil && !errors.Is(err, gitlab.ErrUnavailable) {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
