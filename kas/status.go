@@ -41,6 +41,9 @@ type agentState struct {
 // AgentStatus is one agent in GET /api/v1/agents.
 type AgentStatus struct {
 	Name string `json:"name"`
+	// ID is the GitLab agent id (with gitlab:); the status API's
+	// /api/v1/agents/{id} takes it.
+	ID int64 `json:"id,omitempty"`
 	// ConnectedSessions counts live connections (one per agentk replica).
 	ConnectedSessions int    `json:"connected_sessions"`
 	ConfigProject     string `json:"config_project,omitempty"`
@@ -107,12 +110,19 @@ func (s *statusStore) agentLocked(name string) *agentState {
 	return a
 }
 
+// maxStatusProjects bounds the projects kept per agent: refused project
+// ids come from the agent's requests, so an agent asking for many made-up
+// ones must not grow kas's memory.
+const maxStatusProjects = 256
+
 func (s *statusStore) projectLocked(agent, project string) *ProjectStatus {
 	a := s.agentLocked(agent)
 	p := a.projects[project]
 	if p == nil {
 		p = &ProjectStatus{ID: project}
-		a.projects[project] = p
+		if len(a.projects) < maxStatusProjects {
+			a.projects[project] = p
+		}
 	}
 	return p
 }
@@ -167,11 +177,11 @@ func (s *statusStore) config(agent, commit, errMsg string, ignored []string) {
 }
 
 // fill copies what is known of an agent into st.
-func (s *statusStore) fill(st *AgentStatus) {
+func (s *statusStore) fill(key string, st *AgentStatus) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st.Projects = []ProjectStatus{}
-	a := s.agents[st.Name]
+	a := s.agents[key]
 	if a == nil {
 		return
 	}
@@ -198,7 +208,7 @@ func (s *statusStore) streamInterceptor(srv any, ss grpc.ServerStream, info *grp
 	if !ok {
 		return handler(srv, ss)
 	}
-	return handler(srv, &configStream{ServerStream: ss, agent: agent.Name, store: s})
+	return handler(srv, &configStream{ServerStream: ss, agent: agent.Key, store: s})
 }
 
 type configStream struct {
@@ -232,10 +242,10 @@ func (c *configStream) SendMsg(m any) error {
 	return err
 }
 
-// agentStatus builds the status of a configured agent.
-func (s *Server) agentStatus(a AgentEntry) AgentStatus {
-	st := AgentStatus{Name: a.Name, ConfigProject: a.ConfigProject, ConnectedSessions: s.sessions.count(a.Name)}
-	s.status.fill(&st)
+// agentStatus builds the status of an agent the registry knows.
+func (s *Server) agentStatus(a Agent) AgentStatus {
+	st := AgentStatus{Name: a.Name, ID: a.ID, ConfigProject: a.ConfigProject, ConnectedSessions: s.sessions.count(a.Key)}
+	s.status.fill(a.Key, &st)
 	return st
 }
 
@@ -246,8 +256,9 @@ func (s *Server) agentStatus(a AgentEntry) AgentStatus {
 // names, repository ids, commits and sync errors to whoever can reach the
 // listener. Keep observability.listen on a private address.
 func (s *Server) handleListAgents(w http.ResponseWriter, _ *http.Request) {
-	list := make([]AgentStatus, 0, len(s.cfg.Agents))
-	for _, a := range s.cfg.Agents {
+	agents := s.registry.Agents()
+	list := make([]AgentStatus, 0, len(agents))
+	for _, a := range agents {
 		list = append(list, s.agentStatus(a))
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"agents": list})
@@ -258,13 +269,15 @@ func (s *Server) handleListAgents(w http.ResponseWriter, _ *http.Request) {
 // handleListAgents.
 func (s *Server) handleGetAgent(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	for _, a := range s.cfg.Agents {
-		if a.Name == name {
-			writeJSON(w, http.StatusOK, s.agentStatus(a))
-			return
-		}
+	if a, ok := s.registry.Agent(name); ok {
+		writeJSON(w, http.StatusOK, s.agentStatus(a))
+		return
 	}
-	writeJSON(w, http.StatusNotFound, apiError{Error: fmt.Sprintf("no agent %q in the kas config", name)})
+	msg := fmt.Sprintf("no agent %q in the kas config", name)
+	if s.gitlab != nil {
+		msg = fmt.Sprintf("no agent with id %q has connected since kas started", name)
+	}
+	writeJSON(w, http.StatusNotFound, apiError{Error: msg})
 }
 
 type apiError struct {
