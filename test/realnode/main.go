@@ -114,7 +114,9 @@ func Reexec(ctx context.Context, args []string, logf func(string, ...any)) (code
 	if logf != nil {
 		logf("running %s in network namespace %s (%s/%s)", filepath.Base(exe), name, netnsDir, name)
 	}
-	cmd := exec.CommandContext(ctx, "nsenter", append([]string{"--net=" + filepath.Join(netnsDir, name), "--", exe}, args...)...)
+	// Not CommandContext: a cancelled ctx (the caller's Ctrl-C) must let
+	// the program stop cleanly rather than kill it.
+	cmd := exec.Command("nsenter", append([]string{"--net=" + filepath.Join(netnsDir, name), "--", exe}, args...)...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.Env = append(os.Environ(), envNamespace+"="+name, envDir+"="+dir)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
