@@ -228,8 +228,8 @@ func removeCgroups(name string) error {
 }
 
 // createCgroups makes the node's cgroup in every hierarchy, for the
-// kubelet's cgroupRoot; cpuset needs its CPUs and memory nodes set before
-// any child can hold a process.
+// kubelet's cgroupRoot; cpuset needs its CPUs and memory nodes set (from
+// the parent's) before any child can hold a process.
 func createCgroups(name string) error {
 	entries, err := os.ReadDir(cgroupFS)
 	if err != nil {
@@ -245,7 +245,7 @@ func createCgroups(name string) error {
 			return fmt.Errorf("create cgroup %s: %w", d, err)
 		}
 		for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
-			if v, err := os.ReadFile(filepath.Join(h, f)); err == nil {
+			if v, err := os.ReadFile(filepath.Join(filepath.Dir(d), f)); err == nil {
 				if err := os.WriteFile(filepath.Join(d, f), v, 0o644); err != nil {
 					return fmt.Errorf("set %s of %s: %w", f, d, err)
 				}
