@@ -221,6 +221,10 @@ func (c *Cluster) start(ctx context.Context, opts Options) error {
 	return c.waitReady(ctx)
 }
 
+// ContainerdSocket is the node's containerd address, for `ctr --address`
+// (images and containers are in its k8s.io namespace).
+func (c *Cluster) ContainerdSocket() string { return c.socket }
+
 // ctr runs containerd's client against this node's containerd, in the
 // namespace the CRI uses.
 func (c *Cluster) ctr(ctx context.Context, args ...string) ([]byte, error) {

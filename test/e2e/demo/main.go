@@ -154,6 +154,7 @@ func run(ctx context.Context, once, real bool) error {
 	var cp *controlplane.ControlPlane
 	binDir := filepath.Join(root, "bin")
 	manifest, propagation := lightManifest, "background" // no garbage collector to finish a foreground deletion
+	nodeInfo := ""
 	if real {
 		step("Starting a single-node cluster in network namespace %s: etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kubelet from bin/, containerd, images made locally", realnode.Namespace())
 		cl, err := realnode.Start(ctx, realnode.Options{Users: []controlplane.User{agentkUser}, Logf: func(f string, a ...any) { step(f, a...) }})
@@ -162,6 +163,8 @@ func run(ctx context.Context, once, real bool) error {
 		}
 		defer cl.Stop()
 		cp, binDir = cl.CP, filepath.Dir(cl.Images.Kas)
+		nodeInfo = fmt.Sprintf("  # the cluster directly, as its admin (not through kas), and its container runtime:\n  kt kubectl --kubeconfig %s get pods -A -o wide\n  kt ctr --address %s -n k8s.io images ls -q\n\n",
+			cp.KubeconfigPath, cl.ContainerdSocket())
 		manifest, propagation = realManifest, "foreground"
 	} else {
 		step("Starting a local control plane (etcd + kube-apiserver from bin/)")
@@ -254,12 +257,12 @@ func run(ctx context.Context, once, real bool) error {
   kt kubectl logs -f deployment/nginx-deployment
   kt kubectl exec -it deployment/nginx-deployment -- sh
 
-  # GitOps: change the manifest, commit, and watch it apply (within ~1 s):
+{nodeinfo}  # GitOps: change the manifest, commit, and watch it apply (within ~1 s):
   kt kubectl get deployment nginx-deployment -w &
   sed -i 's/replicas: 1/replicas: 3/' {repo}/manifests/nginx.yaml && git -C {repo} commit -qam "3 replicas"
 `
 	}
-	banner := strings.NewReplacer("{example}", example, "{where}", where).Replace(`{where}
+	banner := strings.NewReplacer("{example}", example, "{where}", where, "{nodeinfo}", nodeInfo).Replace(`{where}
 Everything is up. Try, from {root}:
 
   export KUBECONFIG={kubeconfig}      # reaches the cluster through kas, as user {user}
