@@ -11,6 +11,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -152,6 +153,7 @@ func run(ctx context.Context, once, real bool) error {
 	}
 	agentkUser := controlplane.User{Name: stack.AgentkUser, Token: stack.AgentkToken}
 	var cp *controlplane.ControlPlane
+	var node *realnode.Cluster
 	binDir := filepath.Join(root, "bin")
 	manifest, propagation := lightManifest, "background" // no garbage collector to finish a foreground deletion
 	nodeInfo := ""
@@ -162,7 +164,7 @@ func run(ctx context.Context, once, real bool) error {
 			return err
 		}
 		defer cl.Stop()
-		cp, binDir = cl.CP, filepath.Dir(cl.Images.Kas)
+		node, cp, binDir = cl, cl.CP, filepath.Dir(cl.Images.Kas)
 		nodeInfo = fmt.Sprintf("  # the cluster directly, as its admin (not through kas), and its container runtime:\n  kt kubectl --kubeconfig %s get pods -A -o wide\n  kt ctr --address %s -n k8s.io images ls -q\n\n",
 			cp.KubeconfigPath, cl.ContainerdSocket())
 		manifest, propagation = realManifest, "foreground"
@@ -200,29 +202,55 @@ func run(ctx context.Context, once, real bool) error {
 		return err
 	}
 	step("Config repository %s, commit %s", s.RepoDir, commit[:8])
+	if real {
+		// agentk runs in the cluster as a Pod and dials kas on the node's
+		// address.
+		if err := realnode.ListenKasOnNode(s); err != nil {
+			return err
+		}
+	}
 	if err := s.StartKas(ctx); err != nil {
 		return err
 	}
 	step("kas running: agents connect to ws://%s, kubectl to https://%s/agents/%s", s.AgentAddr, s.APIAddr, stack.AgentName)
-	if err := s.StartAgentk(ctx); err != nil {
-		return err
-	}
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(s.AgentLog(), commit) {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("agentk did not receive its config; agentk log:\n%s", s.AgentLog())
+	if real {
+		step("Installing agentk from chart/agentk (Helm SDK) into namespace %s, image %s", realnode.AgentkNamespace, images.AgentkRef)
+		rel, err := node.InstallAgentk(ctx, s, nil, 3*time.Minute)
+		if err != nil {
+			return err
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	step("agentk connected and running config commit %s", commit[:8])
+		defer rel.Close()
+		if err := waitAgent(ctx, s, func(a *agentStatus) bool { return a.Connected > 0 && a.ConfigCommit == commit }); err != nil {
+			return fmt.Errorf("agentk's Pod did not get its config: %w", err)
+		}
+		step("agentk's Pod connected and running config commit %s", commit[:8])
+		step("GitOps: agentk applies manifests/nginx.yaml from the repository")
+		if err := waitAgent(ctx, s, func(a *agentStatus) bool {
+			return len(a.Projects) > 0 && a.Projects[0].LastSync != nil && a.Projects[0].LastSync.Result == "synced"
+		}); err != nil {
+			return fmt.Errorf("GitOps did not apply the example: %w", err)
+		}
+	} else {
+		if err := s.StartAgentk(ctx); err != nil {
+			return err
+		}
+		deadline := time.Now().Add(20 * time.Second)
+		for !strings.Contains(s.AgentLog(), commit) {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("agentk did not receive its config; agentk log:\n%s", s.AgentLog())
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		step("agentk connected and running config commit %s", commit[:8])
 
-	step("GitOps: agentk applies manifests/nginx.yaml from the repository")
-	deadline = time.Now().Add(60 * time.Second)
-	for !strings.Contains(s.AgentLog(), `msg="GitOps: synced"`) {
-		if strings.Contains(s.AgentLog(), "GitOps: sync failed") || time.Now().After(deadline) {
-			return fmt.Errorf("GitOps did not apply the example; agentk log:\n%s", s.AgentLog())
+		step("GitOps: agentk applies manifests/nginx.yaml from the repository")
+		deadline = time.Now().Add(60 * time.Second)
+		for !strings.Contains(s.AgentLog(), `msg="GitOps: synced"`) {
+			if strings.Contains(s.AgentLog(), "GitOps: sync failed") || time.Now().After(deadline) {
+				return fmt.Errorf("GitOps did not apply the example; agentk log:\n%s", s.AgentLog())
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
-		time.Sleep(100 * time.Millisecond)
 	}
 	step("kubectl through kas: the Deployment is in the cluster")
 	cmd := exec.CommandContext(ctx, "kubectl", "--kubeconfig", s.Kubeconfig, "get", "deployments", "-n", "default",
@@ -257,12 +285,22 @@ func run(ctx context.Context, once, real bool) error {
   kt kubectl logs -f deployment/nginx-deployment
   kt kubectl exec -it deployment/nginx-deployment -- sh
 
-{nodeinfo}  # GitOps: change the manifest, commit, and watch it apply (within ~1 s):
+` + nodeInfo + `  # GitOps: change the manifest, commit, and watch it apply (within ~1 s):
   kt kubectl get deployment nginx-deployment -w &
   sed -i 's/replicas: 1/replicas: 3/' {repo}/manifests/nginx.yaml && git -C {repo} commit -qam "3 replicas"
 `
 	}
-	banner := strings.NewReplacer("{example}", example, "{where}", where, "{nodeinfo}", nodeInfo).Replace(`{where}
+	agentTail := "  tail -f {agentlog}\n"
+	agentMetrics := "  curl -s http://{agentobs}/metrics | grep '^agentk_' # agentk metrics\n"
+	logs := "{kaslog} and {agentlog}"
+	if real {
+		admin := "kt kubectl --kubeconfig " + cp.KubeconfigPath + " -n " + realnode.AgentkNamespace
+		agentTail = "  " + admin + " logs -f deployment/agentk\n"
+		agentMetrics = "  " + admin + " port-forward deployment/agentk 8080 &\n  kt curl -s http://127.0.0.1:8080/metrics | grep '^agentk_' # agentk metrics\n"
+		logs = "{kaslog}, agentk's with kubectl logs, the node's daemons' in " + node.Dir
+	}
+	banner := strings.NewReplacer("{example}", example, "{where}", where,
+		"{agenttail}", agentTail, "{agentmetrics}", agentMetrics, "{logs}", logs).Replace(`{where}
 Everything is up. Try, from {root}:
 
   export KUBECONFIG={kubeconfig}      # reaches the cluster through kas, as user {user}
@@ -274,12 +312,10 @@ Everything is up. Try, from {root}:
 
   # change the agent's config and watch agentk pick it up:
   $EDITOR {repo}/{config} && git -C {repo} commit -qam change
-  tail -f {agentlog}
-
+{agenttail}
   kt curl -s http://{kasobs}/metrics | grep '^kas_'      # kas metrics
-  kt curl -s http://{agentobs}/metrics | grep '^agentk_' # agentk metrics
-
-Logs: {kaslog} and {agentlog}. Ctrl-C stops everything.
+{agentmetrics}
+Logs: {logs}. Ctrl-C stops everything.
 `)
 	fmt.Print(strings.NewReplacer(
 		"kt ", kt, "{ns}", realnode.Namespace(),
@@ -341,4 +377,37 @@ func serve(ctx context.Context, s *stack.Stack, cp *controlplane.ControlPlane) e
 		return fmt.Errorf("the example answered %s %q", resp.Status, body)
 	}
 	return nil
+}
+
+// agentStatus is kas's view of the demo agent (/api/v1/agents/demo).
+type agentStatus struct {
+	Connected    int    `json:"connected_sessions"`
+	ConfigCommit string `json:"config_commit"`
+	Projects     []struct {
+		LastSync *struct {
+			Result string `json:"result"`
+			Reason string `json:"reason"`
+		} `json:"last_sync"`
+	} `json:"projects"`
+}
+
+// waitAgent polls kas's agent status until cond holds (a minute at most).
+func waitAgent(ctx context.Context, s *stack.Stack, cond func(*agentStatus) bool) error {
+	deadline := time.Now().Add(time.Minute)
+	var last agentStatus
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.ObsAddr+"/api/v1/agents/"+stack.AgentName, nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			last = agentStatus{}
+			_ = json.NewDecoder(resp.Body).Decode(&last)
+			resp.Body.Close()
+			if cond(&last) {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("kas reports %+v; kas log:\n%s", last, s.KasLog())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }

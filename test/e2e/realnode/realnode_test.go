@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -39,7 +38,7 @@ var cluster *realnode.Cluster
 func TestMain(m *testing.M) { os.Exit(realnode.Main(m, &cluster, realnode.Options{})) }
 
 const (
-	agentkNamespace = "gitlab-agent"
+	agentkNamespace = realnode.AgentkNamespace
 	appsNamespace   = "apps"
 	// waitLong bounds waits for pods: image import is local, but a busy
 	// 2-core machine starts containers slowly.
@@ -98,18 +97,10 @@ func TestRealNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The agent listener must be reachable from pods: on the node's
-	// address rather than loopback.
-	_, port, _ := strings.Cut(s.AgentAddr, ":")
-	nodeAgentAddr := realnode.NodeIP + ":" + port
-	cfg, err := os.ReadFile(s.KasConfig)
-	if err != nil {
+	// The agent listener must be reachable from pods.
+	if err := realnode.ListenKasOnNode(s); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(s.KasConfig, []byte(strings.Replace(string(cfg), "address: "+s.AgentAddr, "address: "+nodeAgentAddr, 1)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s.AgentAddr = nodeAgentAddr
 	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: appsNamespace}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -126,26 +117,9 @@ func TestRealNode(t *testing.T) {
 			t.Logf("kas log:\n%s", tail(s.KasLog(), 60))
 		}
 	})
-	token, err := os.ReadFile(filepath.Join(dir, "agent-token"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	apiURL, _ := url.Parse(cluster.CP.URL)
-
 	began := time.Now()
-	rel, err := cluster.InstallChart(ctx, "chart/agentk", "agentk", agentkNamespace, map[string]any{
-		"image":      map[string]any{"repository": images.AgentkRepository, "tag": images.Tag, "pullPolicy": "Never"},
-		"kasAddress": "ws://" + s.AgentAddr + "/",
-		"token":      map[string]any{"value": strings.TrimSpace(string(token))},
-		// No kube-proxy on this node: the kubernetes Service's address
-		// leads nowhere, so agentk is told the API server's own.
-		"env": []any{
-			map[string]any{"name": "KUBERNETES_SERVICE_HOST", "value": apiURL.Hostname()},
-			map[string]any{"name": "KUBERNETES_SERVICE_PORT", "value": apiURL.Port()},
-		},
-		// Re-syncs report the workload's health as it changes.
-		"extraArgs": []any{"--gitops-reconcile-period=2s"},
-	}, waitLong)
+	// Re-syncs every 2 s report the workload's health as it changes.
+	rel, err := cluster.InstallAgentk(ctx, s, []string{"--gitops-reconcile-period=2s"}, waitLong)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, podDiagnostics(ctx, agentkNamespace))
 	}
