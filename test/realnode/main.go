@@ -11,6 +11,8 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -102,8 +104,12 @@ func Reexec(ctx context.Context, args []string, logf func(string, ...any)) (code
 	if err != nil {
 		return 0, err
 	}
+	removeStaleNodes(logf)
 	dir, err := os.MkdirTemp("", "ktn-")
 	if err != nil {
+		return 0, errors.Join(err, deleteNamespace(name))
+	}
+	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
 		return 0, errors.Join(err, deleteNamespace(name))
 	}
 	defer func() {
@@ -140,6 +146,31 @@ func Reexec(ctx context.Context, args []string, logf func(string, ...any)) (code
 				return exit.ExitCode(), nil
 			}
 			return 0, err
+		}
+	}
+}
+
+// ownerFile in a node's directory holds the pid of the process that
+// cleans up after it (Reexec's).
+const ownerFile = "owner.pid"
+
+// removeStaleNodes cleans up after nodes whose owner was killed before it
+// could (kill -9 of a test run or the demo): their directories, mounts,
+// cgroups and shims. Their namespaces go in createNamespace.
+func removeStaleNodes(logf func(string, ...any)) {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "ktn-*"))
+	for _, d := range dirs {
+		raw, err := os.ReadFile(filepath.Join(d, ownerFile))
+		if err != nil {
+			continue
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+		if err != nil || processAlive(pid) {
+			continue
+		}
+		err = cleanup(d, cgroupName(d), filepath.Join(d, "containerd.sock"))
+		if logf != nil {
+			logf("removed the node left in %s by process %d (gone): %v", d, pid, err)
 		}
 	}
 }

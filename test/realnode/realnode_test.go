@@ -102,3 +102,33 @@ func TestCleanupRemovesProcessesMountsCgroups(t *testing.T) {
 		t.Errorf("second cleanup: %v", err)
 	}
 }
+
+// A node whose owner was killed (kill -9 of a test run or of the demo) is
+// removed by the next run; one whose owner lives is left alone.
+func TestRemoveStaleNodes(t *testing.T) {
+	t.Setenv("TMPDIR", t.TempDir())
+	stale := filepath.Join(os.TempDir(), "ktn-stale")
+	live := filepath.Join(os.TempDir(), "ktn-live")
+	for dir, pid := range map[string]int{stale: 1 << 22, live: os.Getpid()} {
+		if err := os.MkdirAll(filepath.Join(dir, "containerd"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(strconv.Itoa(pid)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mnt := filepath.Join(stale, "containerd", "rootfs")
+	if err := os.MkdirAll(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", mnt, "tmpfs", 0, ""); err != nil {
+		t.Fatal(err)
+	}
+	removeStaleNodes(t.Logf)
+	if left := leftovers(stale, cgroupName(stale), "none"); len(left) > 0 {
+		t.Errorf("stale node not removed: %v", left)
+	}
+	if _, err := os.Stat(filepath.Join(live, ownerFile)); err != nil {
+		t.Errorf("the node of a live process was touched: %v", err)
+	}
+}
