@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -67,7 +70,7 @@ type Cluster struct {
 	containerd, kcm, scheduler, kubelet *process
 }
 
-// stateDir names the node's directory when Main's parent made it.
+// envDir names the node's directory, made by Reexec.
 const envDir = "KUBETUNNEL_REALNODE_DIR"
 
 // Start runs a single-node cluster. It must run inside the node's network
@@ -173,8 +176,7 @@ func (c *Cluster) start(ctx context.Context, opts Options) error {
 		return err
 	}
 	certs := filepath.Join(c.CP.Dir, "certs", "apiserver.crt")
-	kubeconfig := func(u controlplane.User) (string, error) { return c.CP.KubeconfigFor(u) }
-	kcmConfig, err := kubeconfig(kcmUser)
+	kcmConfig, err := c.CP.KubeconfigFor(kcmUser)
 	if err != nil {
 		return err
 	}
@@ -193,7 +195,7 @@ func (c *Cluster) start(ctx context.Context, opts Options) error {
 	); err != nil {
 		return err
 	}
-	schedConfig, err := kubeconfig(schedUser)
+	schedConfig, err := c.CP.KubeconfigFor(schedUser)
 	if err != nil {
 		return err
 	}
@@ -203,7 +205,7 @@ func (c *Cluster) start(ctx context.Context, opts Options) error {
 	); err != nil {
 		return err
 	}
-	nodeConfig, err := kubeconfig(nodeUser)
+	nodeConfig, err := c.CP.KubeconfigFor(nodeUser)
 	if err != nil {
 		return err
 	}
@@ -323,4 +325,33 @@ func (c *Cluster) Stop() error {
 		errs = append(errs, fmt.Errorf("left behind after stop: %s", strings.Join(left, "; ")))
 	}
 	return errors.Join(errs...)
+}
+
+// ContainerPIDs returns the processes of a running container, by the
+// container ID of its pod's status (containerd://ID), from the node's
+// cgroups: a test can kill them as a crash would.
+func (c *Cluster) ContainerPIDs(containerID string) ([]int, error) {
+	_, id, ok := strings.Cut(containerID, "://")
+	if !ok || id == "" {
+		return nil, fmt.Errorf("container ID %q: want runtime://id", containerID)
+	}
+	var pids []int
+	for _, d := range cgroupDirs(c.cgroup) {
+		_ = filepath.WalkDir(d, func(p string, e fs.DirEntry, err error) error {
+			if err != nil || !e.IsDir() || e.Name() != id {
+				return nil
+			}
+			data, _ := os.ReadFile(filepath.Join(p, "cgroup.procs"))
+			for _, f := range strings.Fields(string(data)) {
+				if pid, err := strconv.Atoi(f); err == nil && !slices.Contains(pids, pid) {
+					pids = append(pids, pid)
+				}
+			}
+			return filepath.SkipDir
+		})
+	}
+	if len(pids) == 0 {
+		return nil, fmt.Errorf("no processes of container %s in cgroup %s", id, c.cgroup)
+	}
+	return pids, nil
 }

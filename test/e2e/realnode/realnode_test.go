@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -337,6 +338,56 @@ func TestRealNode(t *testing.T) {
 			_, _ = cs.CoreV1().ConfigMaps(appsNamespace).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "after-" + randomHex(3)}}, metav1.CreateOptions{})
 			return strings.Contains(w2out.String(), "configmap/after-"), w2out.String()
 		})
+	})
+
+	t.Run("AgentkKilledDuringWatch", func(t *testing.T) {
+		pod := agentkPod(t)
+		st := pod.Status.ContainerStatuses[0]
+		wctx, cancel := context.WithTimeout(ctx, waitLong)
+		defer cancel()
+		watch := exec.CommandContext(wctx, "kubectl", "--kubeconfig", kc, "get", "configmaps", "-n", appsNamespace, "--watch-only", "-o", "name")
+		var wout, werr strings.Builder
+		watch.Stdout, watch.Stderr = &wout, &werr
+		if err := watch.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 30*time.Second, "the watch through kas to see a ConfigMap", func() (bool, string) {
+			_, _ = cs.CoreV1().ConfigMaps(appsNamespace).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "crash-" + randomHex(3)}}, metav1.CreateOptions{})
+			return strings.Contains(wout.String(), "configmap/crash-"), wout.String()
+		})
+		// kill -9, as an OOM kill or a crash: no drain, no goodbye.
+		pids, err := cluster.ContainerPIDs(st.ContainerID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, pid := range pids {
+			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waited := make(chan error, 1)
+		go func() { waited <- watch.Wait() }()
+		select {
+		case err := <-waited:
+			// The connection died with the process: the watch ends (kubectl
+			// may report the broken stream) rather than hang.
+			t.Logf("the watch ended after agentk was killed: %v %s", err, strings.TrimSpace(werr.String()))
+		case <-time.After(time.Minute):
+			_ = watch.Process.Kill()
+			<-waited
+			t.Errorf("the watch through kas still running a minute after agentk was killed")
+		}
+		waitFor(t, waitLong, "the kubelet to restart agentk and agentk to reconnect", func() (bool, string) {
+			p, err := readyAgentkPod(ctx)
+			if err != nil {
+				return false, err.Error()
+			}
+			c := p.Status.ContainerStatuses[0]
+			return p.Name == pod.Name && c.RestartCount > st.RestartCount, fmt.Sprintf("restarts %d", c.RestartCount)
+		})
+		if out := kubectlOK(t, kc, "", "get", "pod", "-n", agentkNamespace, pod.Name, "-o", "jsonpath={.status.containerStatuses[0].restartCount}"); out != fmt.Sprint(st.RestartCount+1) {
+			t.Errorf("restart count through kas: %s, want %d", out, st.RestartCount+1)
+		}
 	})
 
 	t.Run("ForegroundPruneCompletes", func(t *testing.T) {
