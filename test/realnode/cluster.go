@@ -236,7 +236,7 @@ func (c *Cluster) ctr(ctx context.Context, args ...string) ([]byte, error) {
 func (c *Cluster) waitContainerd(ctx context.Context) error {
 	for {
 		if exited, err := c.containerd.exited(); exited {
-			return fmt.Errorf("containerd exited: %v\n%s", err, c.containerd.logTail(30))
+			return fmt.Errorf("containerd exited: %w\n%s", err, c.containerd.logTail(30))
 		}
 		if conn, err := net.Dial("unix", c.socket); err == nil {
 			conn.Close()
@@ -260,7 +260,7 @@ func (c *Cluster) waitReady(ctx context.Context) error {
 	for {
 		for _, p := range []*process{c.containerd, c.kcm, c.scheduler, c.kubelet} {
 			if exited, err := p.exited(); exited {
-				return fmt.Errorf("%s exited: %v\n%s", p.name, err, p.logTail(40))
+				return fmt.Errorf("%s exited: %w\n%s", p.name, err, p.logTail(40))
 			}
 		}
 		last = c.readiness(ctx)

@@ -346,7 +346,10 @@ func serve(ctx context.Context, s *stack.Stack, cp *controlplane.ControlPlane) e
 			break
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the example Deployment is not available after 3 minutes: %v %+v", err, d.Status)
+			if err != nil {
+				return fmt.Errorf("the example Deployment is not available after 3 minutes: %w", err)
+			}
+			return fmt.Errorf("the example Deployment is not available after 3 minutes: %+v", d.Status)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
