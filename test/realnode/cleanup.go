@@ -228,9 +228,18 @@ func removeCgroups(name string) error {
 }
 
 // createCgroups makes the node's cgroup in every hierarchy, for the
-// kubelet's cgroupRoot; cpuset needs its CPUs and memory nodes set (from
-// the parent's) before any child can hold a process.
+// kubelet's cgroupRoot; with cgroup v1, cpuset needs its CPUs and memory
+// nodes set (from the parent's) before any child can hold a process. (These
+// machines have cgroup v1; the v2 branch is untested here.)
 func createCgroups(name string) error {
+	// cgroup v2 alone: one hierarchy at the mount point; the kubelet
+	// enables the controllers below it.
+	if _, err := os.Stat(filepath.Join(cgroupFS, "cgroup.controllers")); err == nil {
+		if err := os.MkdirAll(filepath.Join(cgroupFS, name), 0o755); err != nil {
+			return fmt.Errorf("create cgroup %s: %w", name, err)
+		}
+		return nil
+	}
 	entries, err := os.ReadDir(cgroupFS)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", cgroupFS, err)
