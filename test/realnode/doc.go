@@ -13,7 +13,8 @@
 // and hides the cgroup hierarchies the kubelet needs), so tests, kas,
 // kubectl and pods all reach each other at 10.250.0.1.
 //
-// It needs root, a cgroup v1 or v2 hierarchy, and the packages containerd,
+// It needs root, cgroups (v1 as on the machines it was built on; v2 is
+// handled but untested), and the packages containerd,
 // runc, containernetworking-plugins, busybox-static and iproute2; a missing
 // piece is an error that names the package to install.
 package realnode
