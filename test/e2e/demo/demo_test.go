@@ -2,6 +2,9 @@ package main
 
 import (
 	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"kubetunnel/test/realnode"
@@ -25,5 +28,31 @@ func TestDemoOnce(t *testing.T) {
 func TestDemoLightOnce(t *testing.T) {
 	if err := run(t.Context(), true, false); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Where a piece of the real node is missing, make demo says which and
+// how to install it before falling back; where all are there, it says
+// nothing and runs the real node.
+func TestDemoSaysWhyItFallsBack(t *testing.T) {
+	if why := fallbackReason(); why != "" {
+		t.Fatalf("this machine has every piece, yet: %s", why)
+	}
+	bin := t.TempDir()
+	for _, p := range []string{"ip", "nsenter", "runc", "ctr", "containerd-shim-runc-v2", "busybox"} {
+		path, err := exec.LookPath(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(path, filepath.Join(bin, p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("PATH", bin)
+	why := fallbackReason()
+	for _, want := range []string{"light control plane", "containerd (package containerd)", "apt-get install -y containerd"} {
+		if !strings.Contains(why, want) {
+			t.Errorf("the reason does not say %q:\n%s", want, why)
+		}
 	}
 }

@@ -119,8 +119,8 @@ func main() {
 	case realnode.InNamespace():
 		real = true
 	default:
-		if err := realnode.Check(); err != nil {
-			step("No real node on this machine, so the light control plane (pods do not run):\n%s", indent(err.Error()))
+		if why := fallbackReason(); why != "" {
+			step("%s", why)
 			break
 		}
 		// The node lives in a network namespace: run this demo again in it.
@@ -135,6 +135,14 @@ func main() {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
+}
+
+// fallbackReason says why this machine cannot run a real node, or "".
+func fallbackReason() string {
+	if err := realnode.Check(); err != nil {
+		return "No real node on this machine, so the light control plane (pods do not run):\n" + indent(err.Error())
+	}
+	return ""
 }
 
 func step(format string, args ...any) { fmt.Printf("==> "+format+"\n", args...) }
