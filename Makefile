@@ -4,7 +4,9 @@ export GOTOOLCHAIN := go1.27.3
 
 GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo v0.1.0-dev)
-LDFLAGS := -X kubetunnel/version.Version=$(VERSION)
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
+# agentk reports its commit to kas (GitLab's agent tracker shows it).
+LDFLAGS := -X kubetunnel/version.Version=$(VERSION) -X kubetunnel/agentk.GitCommit=$(COMMIT)
 
 # Packages whose tests run with the race detector: the tunnel, and the code
 # on both ends of it.
@@ -106,6 +108,8 @@ fuzz:
 	$(GO) test -run XXX -fuzz FuzzStripCallerHeaders -fuzztime $(FUZZTIME) ./internal/kubehttp
 	$(GO) test -run XXX -fuzz FuzzTransportResponse -fuzztime $(FUZZTIME) ./internal/streamhttp
 	$(GO) test -run XXX -fuzz FuzzServerRequest -fuzztime $(FUZZTIME) ./internal/streamhttp
+	$(GO) test -run XXX -fuzz FuzzParseAgentInfo -fuzztime $(FUZZTIME) ./internal/gitlab
+	$(GO) test -run XXX -fuzz FuzzParseAllowedAgents -fuzztime $(FUZZTIME) ./internal/gitlab
 
 clean:
 	rm -rf bin
