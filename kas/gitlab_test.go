@@ -382,10 +382,11 @@ func TestGitLabAPIListener(t *testing.T) {
 	}
 	c := byAgent.Agents[0]
 	m := c.GetAgentMeta()
-	// The pod and cluster fields travel in the hello once agentk sends
-	// them (TestConnectionInfo checks how kas maps them).
+	// The pod, commit and cluster fields travel in the hello over the
+	// real wire (TestConnectionInfo checks how kas maps each of them).
 	if c.AgentId != e.agent.ID || c.ProjectId != e.cfgProj.ID || c.ConnectionId == 0 || time.Since(c.ConnectedAt.AsTime()) > time.Minute ||
-		m.GetVersion() != version.Version {
+		m.GetVersion() != version.Version || m.GetPodNamespace() != "gitlab-agent" || m.GetPodName() != "agentk-7d9f" || m.GetCommitId() != "abc1234" ||
+		m.GetKubernetesVersion() == nil {
 		t.Fatalf("connected agent = %v", c)
 	}
 	byProject, err := tracker.GetConnectedAgents(ctx, &trackerrpc.GetConnectedAgentsRequest{Request: &trackerrpc.GetConnectedAgentsRequest_ProjectId{ProjectId: e.cfgProj.ID}})
