@@ -42,6 +42,18 @@ type Project struct {
 	// include every kind.
 	ResourceInclusions []Filter
 	ResourceExclusions []Filter
+	// Name names the project in logs (default "<id>@<default namespace>");
+	// it does not change the mark.
+	Name string
+	// Paths are the project's globs. SyncFiles refuses a commit in which
+	// one of them selects no file, unless AllowEmpty.
+	Paths []string
+	// AllowEmpty lets a glob select no file and the project hold no object
+	// (then, with Prune, everything the project applied is pruned).
+	AllowEmpty bool
+	// SkipPreCheck writes without first having the API server validate
+	// every object of the commit (pre_check: false).
+	SkipPreCheck bool
 }
 
 // Filter matches kinds by API group and kind. '*' (or any path.Match
@@ -66,6 +78,10 @@ func ProjectFromConfig(p agentcfg.ManifestProject) Project {
 	if p.Prune != nil {
 		prune = *p.Prune
 	}
+	globs := make([]string, 0, len(p.Paths))
+	for _, g := range p.Paths {
+		globs = append(globs, g.Glob)
+	}
 	return Project{
 		ID:                     p.ID,
 		DefaultNamespace:       p.DefaultNamespace,
@@ -77,6 +93,10 @@ func ProjectFromConfig(p agentcfg.ManifestProject) Project {
 		DryRunStrategy:         p.DryRunStrategy,
 		ResourceInclusions:     conv(p.ResourceInclusions),
 		ResourceExclusions:     conv(p.ResourceExclusions),
+		Name:                   p.DisplayName(),
+		Paths:                  globs,
+		AllowEmpty:             p.AllowEmpty,
+		SkipPreCheck:           !p.PreCheckEnabled(),
 	}
 }
 
@@ -99,6 +119,9 @@ func (p Project) withDefaults() Project {
 	}
 	if p.DryRunStrategy == "" {
 		p.DryRunStrategy = agentcfg.DefaultDryRunStrategy
+	}
+	if p.Name == "" {
+		p.Name = p.ID + "@" + p.DefaultNamespace
 	}
 	return p
 }
