@@ -57,6 +57,11 @@ type ManifestProject struct {
 	// server-side dry-run apply) before anything is written; one rejection
 	// stops the commit. nil means the default (on).
 	PreCheck *bool `yaml:"pre_check" json:"pre_check,omitempty"`
+	// ServiceAccount confines the project: its objects are written as this
+	// service account ("<name>" in default_namespace, or
+	// "<namespace>/<name>"), so it can do only what RBAC lets that account
+	// do. Empty: the agent's own rights.
+	ServiceAccount string `yaml:"service_account" json:"service_account,omitempty"`
 }
 
 // Ref is the git ref to follow: at most one field is set; none means the

@@ -3,6 +3,7 @@ package agentcfg
 import (
 	"fmt"
 	"regexp"
+	"strings"
 )
 
 // DefaultPreCheck: every object of a commit is validated by the API server
@@ -30,12 +31,35 @@ func (p ManifestProject) PreCheckEnabled() bool {
 	return *p.PreCheck
 }
 
+// ServiceAccountRef is service_account as "<namespace>/<name>" (the
+// namespace defaults to default_namespace), or "".
+func (p ManifestProject) ServiceAccountRef() string {
+	if p.ServiceAccount == "" || strings.Contains(p.ServiceAccount, "/") {
+		return p.ServiceAccount
+	}
+	return p.DefaultNamespace + "/" + p.ServiceAccount
+}
+
 // validateSafety checks the keys of the GitOps safety settings.
 func (p *ManifestProject) validateSafety(v *validator, path string) {
 	if p.Name != "" && !projectNameRE.MatchString(p.Name) {
 		v.fail(path+".name", "%q: use 1-100 letters, digits, '.', '_', '-' or '/', starting and ending with a letter or digit", p.Name)
 	}
+	if p.ServiceAccount != "" {
+		ns, name, found := strings.Cut(p.ServiceAccount, "/")
+		if !found {
+			ns, name = "", ns
+		}
+		if (found && !dnsLabelRE.MatchString(ns)) || !dnsSubdomainRE.MatchString(name) || len(name) > 253 {
+			v.fail(path+".service_account", "%q: want the name of a service account in default_namespace, or <namespace>/<name>", p.ServiceAccount)
+		}
+	}
 }
+
+var (
+	dnsLabelRE     = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
+	dnsSubdomainRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+)
 
 // validateNames checks that no two projects show under the same name.
 func (c *Config) validateNames(v *validator) {

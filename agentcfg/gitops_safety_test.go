@@ -41,3 +41,22 @@ func TestProjectSafetyKeys(t *testing.T) {
 		}
 	}
 }
+
+func TestServiceAccountKey(t *testing.T) {
+	cfg, err := Parse([]byte("gitops:\n  manifest_projects:\n  - {id: a, default_namespace: apps, service_account: deployer}\n  - {id: b, service_account: ops/deployer}\n"), "group/config")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.GitOps.ManifestProjects[0].ServiceAccountRef(); got != "apps/deployer" {
+		t.Errorf("ServiceAccountRef = %q, want apps/deployer", got)
+	}
+	if got := cfg.GitOps.ManifestProjects[1].ServiceAccountRef(); got != "ops/deployer" {
+		t.Errorf("ServiceAccountRef = %q, want ops/deployer", got)
+	}
+	for _, bad := range []string{"Deployer", "a/b/c", "/x", "ns/", "a_b"} {
+		_, err := Parse([]byte("gitops:\n  manifest_projects:\n  - {id: a, service_account: '"+bad+"'}\n"), "group/config")
+		if err == nil || !strings.Contains(err.Error(), "gitops.manifest_projects[0].service_account") {
+			t.Errorf("service_account %q: err = %v", bad, err)
+		}
+	}
+}

@@ -136,7 +136,7 @@ observability:
 // The messages are the user interface of a config file: they must name the
 // line and key, and say what to write instead.
 func TestParseErrors(t *testing.T) {
-	projectKeys := "allow_empty, default_namespace, dry_run_strategy, id, inventory_policy, name, paths, pre_check, prune, prune_propagation_policy, prune_timeout, reconcile_timeout, ref, resource_exclusions, resource_inclusions"
+	projectKeys := "allow_empty, default_namespace, dry_run_strategy, id, inventory_policy, name, paths, pre_check, prune, prune_propagation_policy, prune_timeout, reconcile_timeout, ref, resource_exclusions, resource_inclusions, service_account"
 	for _, tc := range []struct {
 		name string
 		in   string

@@ -62,7 +62,7 @@ type Applier struct {
 	// guarded by cacheMu.
 	projects map[string]Project
 
-	mu sync.Mutex // guards locks, verified and targets
+	mu sync.Mutex // guards locks, verified, targets and impersonating
 	// locks serializes the syncs of one project (by mark).
 	locks map[string]*sync.Mutex
 	// verified holds, per project mark, the resourceVersion at which each
@@ -72,6 +72,8 @@ type Applier struct {
 	// targets holds, per project mark, the objects of its last sync (not
 	// a dry run), for Health.
 	targets map[string]map[kube.ResourceKey]struct{}
+	// impersonating holds the clients of each service_account in use.
+	impersonating map[string]*clients
 }
 
 // verifiedState is an object known to match the manifest with this hash
@@ -103,6 +105,8 @@ func New(cfg *rest.Config, agentName string, logger *slog.Logger) (*Applier, err
 		locks:     map[string]*sync.Mutex{},
 		verified:  map[string]map[kube.ResourceKey]verifiedState{},
 		targets:   map[string]map[kube.ResourceKey]struct{}{},
+
+		impersonating: map[string]*clients{},
 	}
 	k := &kubectl{KubectlCmd: &kube.KubectlCmd{Log: a.engineLog, Tracer: tracing.NopTracer{}}, c: c, manager: FieldManager, invalidated: &a.invalidated}
 	a.cache = cache.NewClusterCache(c.config,
@@ -260,3 +264,23 @@ func (f cacheFilter) IsExcludedResource(group, kind, _ string) bool {
 }
 
 func (f cacheFilter) GetLabelSelector(_, _, _ string) string { return "" }
+
+// writer returns the clients that send project p's writes: the agent's
+// own, or ones impersonating p's service account.
+func (a *Applier) writer(p Project) (*clients, error) {
+	if p.ServiceAccount == "" {
+		return a.clients, nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if c, ok := a.impersonating[p.ServiceAccount]; ok {
+		return c, nil
+	}
+	ns, name, _ := strings.Cut(p.ServiceAccount, "/")
+	c, err := a.clients.as(ns, name)
+	if err != nil {
+		return nil, err
+	}
+	a.impersonating[p.ServiceAccount] = c
+	return c, nil
+}

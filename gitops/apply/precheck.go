@@ -137,7 +137,7 @@ func (s *syncRun) unchanged(t, l *unstructured.Unstructured) bool {
 
 // dryRun sends obj as a server-side apply with dryRun=All.
 func (s *syncRun) dryRun(ctx context.Context, obj *unstructured.Unstructured) error {
-	ri, m, err := s.a.clients.resource(obj.GroupVersionKind(), obj.GetNamespace())
+	ri, m, err := s.writer.resource(obj.GroupVersionKind(), obj.GetNamespace())
 	if err != nil {
 		return err
 	}
@@ -149,7 +149,7 @@ func (s *syncRun) dryRun(ctx context.Context, obj *unstructured.Unstructured) er
 	if err != nil {
 		return err
 	}
-	release, err := s.a.clients.acquire(ctx)
+	release, err := s.writer.acquire(ctx)
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path"
 	"slices"
+	"strings"
 	"time"
 
 	"kubetunnel/agentcfg"
@@ -54,6 +55,11 @@ type Project struct {
 	// SkipPreCheck writes without first having the API server validate
 	// every object of the commit (pre_check: false).
 	SkipPreCheck bool
+	// ServiceAccount, "<namespace>/<name>", is who the project's writes
+	// (pre-check, applies, prunes) are sent as, by impersonation: the
+	// project can do only what that service account may. "" writes with
+	// the agent's own identity.
+	ServiceAccount string
 }
 
 // Filter matches kinds by API group and kind. '*' (or any path.Match
@@ -97,6 +103,7 @@ func ProjectFromConfig(p agentcfg.ManifestProject) Project {
 		Paths:                  globs,
 		AllowEmpty:             p.AllowEmpty,
 		SkipPreCheck:           !p.PreCheckEnabled(),
+		ServiceAccount:         p.ServiceAccountRef(),
 	}
 }
 
@@ -141,6 +148,12 @@ func (p Project) validate() error {
 	} {
 		if !slices.Contains(k.allowed, k.value) {
 			return fmt.Errorf("%w: project %s: %s: %q is not one of %v", ErrInvalidProject, p.ID, k.key, k.value, k.allowed)
+		}
+	}
+	if p.ServiceAccount != "" {
+		ns, name, ok := strings.Cut(p.ServiceAccount, "/")
+		if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+			return fmt.Errorf("%w: project %s: service_account %q: want <namespace>/<name>", ErrInvalidProject, p.ID, p.ServiceAccount)
 		}
 	}
 	for _, fs := range [][]Filter{p.ResourceInclusions, p.ResourceExclusions} {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -256,7 +257,7 @@ func TestStuckPruneDoesNotBlock(t *testing.T) {
 	res = a.SyncFiles(ctx, p, "c3", []File{{Path: "/m.yaml", Data: []byte(configMap("keep", nil, "") + "---\n" + configMap("newer", nil, ""))}})
 	took = time.Since(start)
 	t.Logf("c3 in %s: %+v", took.Round(time.Millisecond), res)
-	if res.Failed || res.Applied != 1 || getCM(t, ns, "newer") == nil || len(res.PendingPrunes) != 1 || took > 15*time.Second {
+	if res.Failed || res.Applied != 1 || res.Pruned != 0 || getCM(t, ns, "newer") == nil || len(res.PendingPrunes) != 1 || took > 15*time.Second {
 		t.Errorf("c3: %+v in %s, want newer applied at once and held still pending", res, took)
 	}
 
@@ -367,5 +368,115 @@ func TestFailureOf(t *testing.T) {
 		if got := failureOf(c.err); got != c.want {
 			t.Errorf("failureOf(%v) = %q, want %q", c.err, got, c.want)
 		}
+	}
+}
+
+// What docs/gitops.md says is never pruned, besides other projects'
+// objects: objects with owner references, and objects annotated
+// Prune=false.
+func TestNeverPruned(t *testing.T) {
+	ctx := context.Background()
+	ns, err := cp.CreateNamespace(ctx, t.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newApplier(t, "agent1")
+	p := testProject("group/app", ns)
+	res := a.SyncFiles(ctx, p, "c1", []File{{Path: "/m.yaml", Data: []byte(
+		configMap("owner", nil, "") + "---\n" +
+			configMap("owned", nil, "") + "---\n" +
+			configMap("keep-me", nil, "  annotations:\n    argocd.argoproj.io/sync-options: Prune=false\n"))}})
+	if res.Failed {
+		t.Fatalf("%+v", res)
+	}
+	owner := getCM(t, ns, "owner")
+	ref := fmt.Sprintf(`{"metadata":{"ownerReferences":[{"apiVersion":"v1","kind":"ConfigMap","name":"owner","uid":%q}]}}`, owner.GetUID())
+	owned, err := cp.Clientset().CoreV1().ConfigMaps(ns).Patch(ctx, "owned", types.MergePatchType, []byte(ref), metav1.PatchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitForCache(t, a, "", "ConfigMap", ns, "owned", owned.ResourceVersion)
+	res = a.SyncFiles(ctx, p, "c2", []File{{Path: "/m.yaml", Data: []byte(configMap("owner", nil, ""))}})
+	if res.Failed || res.Pruned != 0 {
+		t.Errorf("%+v, want nothing pruned", res)
+	}
+	if getCM(t, ns, "owned") == nil || getCM(t, ns, "keep-me") == nil {
+		t.Error("an object with an owner reference or Prune=false was pruned")
+	}
+}
+
+// A project confined to a service account can do only what RBAC lets that
+// account do: a commit that creates a ClusterRoleBinding to cluster-admin
+// is refused (by the pre-check, and at apply time without it).
+func TestServiceAccountConfines(t *testing.T) {
+	ctx := context.Background()
+	ns, err := cp.CreateNamespace(ctx, t.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rbac := cp.Clientset().RbacV1()
+	if _, err := rbac.Roles(ns).Create(ctx, &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Name: "deployer"},
+		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"*"}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rbac.RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "deployer"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "deployer"},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: "deployer", Namespace: ns}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	crbName := "escalate-" + ns
+	escalate := fmt.Sprintf(`apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: %s}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}
+subjects:
+- {kind: ServiceAccount, name: deployer, namespace: %s}
+`, crbName, ns)
+	crbGone := func(when string) {
+		t.Helper()
+		if _, err := rbac.ClusterRoleBindings().Get(ctx, crbName, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Errorf("%s: the ClusterRoleBinding exists (or get failed: %v)", when, err)
+			_ = rbac.ClusterRoleBindings().Delete(ctx, crbName, metav1.DeleteOptions{})
+		}
+	}
+
+	a := newApplier(t, "agent1")
+	p := testProject("group/tenant", ns)
+	p.ServiceAccount = ns + "/deployer"
+	files := []File{
+		{Path: "/manifests/app.yaml", Data: []byte(configMap("app", nil, ""))},
+		{Path: "/manifests/rbac.yaml", Data: []byte(escalate)},
+	}
+	res := a.SyncFiles(ctx, p, "c1", files)
+	if !res.Failed || res.Failure != FailureStalled || !strings.Contains(res.Reason, "/manifests/rbac.yaml: document 1: ClusterRoleBinding.rbac.authorization.k8s.io "+crbName) ||
+		!strings.Contains(res.Reason, "forbidden") {
+		t.Errorf("confined project creating a ClusterRoleBinding: %+v, want stalled, forbidden, naming the file", res)
+	}
+	crbGone("pre-check")
+	if getCM(t, ns, "app") != nil {
+		t.Error("the rest of the refused commit was applied")
+	}
+
+	// Without the pre-check the apply itself is refused.
+	unchecked := p
+	unchecked.SkipPreCheck = true
+	res = a.SyncFiles(ctx, unchecked, "c1", files)
+	if !res.Failed || !strings.Contains(res.Reason, "forbidden") || getCM(t, ns, "app") == nil {
+		t.Errorf("pre_check off: %+v, want the ConfigMap applied and the ClusterRoleBinding forbidden", res)
+	}
+	crbGone("apply")
+
+	// What the account may do works, prunes included.
+	res = a.SyncFiles(ctx, p, "c2", files[:1])
+	if res.Failed {
+		t.Errorf("allowed commit: %+v", res)
+	}
+	res = a.SyncFiles(ctx, p, "c3", []File{{Path: "/manifests/app.yaml", Data: []byte(configMap("app2", nil, ""))}})
+	if res.Failed || res.Pruned != 1 || getCM(t, ns, "app") != nil {
+		t.Errorf("prune as the service account: %+v", res)
 	}
 }

@@ -125,9 +125,14 @@ func (a *Applier) Sync(ctx context.Context, p Project, commit string, objs []*un
 		refused: map[kube.ResourceKey]string{},
 		applied: &appliedObjects{objs: map[kube.ResourceKey]*unstructured.Unstructured{}},
 	}
+	writer, err := a.writer(p)
+	if err != nil {
+		return res, err
+	}
+	s.writer = writer
 	s.kubectl = &kubectl{
 		KubectlCmd:   &kube.KubectlCmd{Log: a.engineLog, Tracer: tracing.NopTracer{}},
-		c:            a.clients,
+		c:            writer,
 		manager:      FieldManager,
 		serverDryRun: p.DryRunStrategy == agentcfg.DryRunServer,
 		applied:      s.applied,
@@ -198,6 +203,8 @@ type syncRun struct {
 	commit  string
 	log     *slog.Logger
 	targets []*unstructured.Unstructured
+	// writer sends the project's writes (as its service_account, if set).
+	writer *clients
 	// sources say where each target came from (file, document).
 	sources map[kube.ResourceKey]source
 	kubectl *kubectl
@@ -212,6 +219,9 @@ type syncRun struct {
 	nowVerified map[kube.ResourceKey]verifiedState
 	// live is the last read of the live objects (admitted, managed).
 	live map[kube.ResourceKey]*unstructured.Unstructured
+	// deleting are the objects already being deleted at the first step:
+	// gitops-engine reports them pruned again, but this sync did not.
+	deleting map[kube.ResourceKey]bool
 	// skipHooks is decided at the first step: hooks run only when some
 	// object is created or changed.
 	skipHooks *bool
@@ -354,8 +364,15 @@ func (s *syncRun) newSyncContext(ctx context.Context, state opState) (gsync.Sync
 		}
 	}
 	s.live = make(map[kube.ResourceKey]*unstructured.Unstructured, len(live))
+	first := s.deleting == nil
+	if first {
+		s.deleting = map[kube.ResourceKey]bool{}
+	}
 	for k, v := range live {
 		s.live[k] = v
+		if first && v.GetDeletionTimestamp() != nil {
+			s.deleting[k] = true
+		}
 	}
 	rec := gsync.Reconcile(targets, live, s.p.DefaultNamespace, s.a.cache)
 	diffs, err := s.diff(ctx, rec)
@@ -511,7 +528,11 @@ func (s *syncRun) result(state opState) Result {
 		case common.ResultCodeSynced:
 			res.Applied++
 		case common.ResultCodePruned:
-			res.Pruned++
+			clusterScoped := r.ResourceKey
+			clusterScoped.Namespace = ""
+			if !s.deleting[r.ResourceKey] && !(r.ResourceKey.Namespace == s.p.DefaultNamespace && s.deleting[clusterScoped]) {
+				res.Pruned++
+			}
 		case common.ResultCodeSyncFailed:
 			failures = append(failures, fmt.Sprintf("%s: %s", describeKey(r.ResourceKey.GroupKind(), r.ResourceKey.Namespace, r.ResourceKey.Name), r.Message))
 		}
