@@ -2,8 +2,6 @@ package apply
 
 import (
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -15,15 +13,14 @@ import (
 // either fail with a *ParseError naming the file or give well-formed
 // objects that remember where they came from.
 func FuzzParseManifests(f *testing.F) {
-	files, _ := filepath.Glob(filepath.Join(kubePrometheus, "*"))
-	for _, name := range files {
-		data, err := os.ReadFile(name)
-		if err != nil {
-			f.Fatal(err)
-		}
+	files := readManifests(f, kubePrometheus)
+	if len(files) < 80 {
+		f.Fatalf("%d kube-prometheus files, want the whole set", len(files))
+	}
+	for _, file := range files {
 		// The large CRDs and the dashboards ConfigMap list make each
 		// fuzz input slow; their beginnings still exercise the decoder.
-		f.Add(data[:min(len(data), 32<<10)])
+		f.Add(file.Data[:min(len(file.Data), 32<<10)])
 	}
 	for _, s := range []string{
 		"apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: ConfigMap, metadata: {name: a}}\n",
