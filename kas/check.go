@@ -113,6 +113,9 @@ func Check(ctx context.Context, cfg *Config, w io.Writer) bool {
 			detail = fmt.Sprintf(": %s at %s, %d manifest projects", file, commit[:12], len(ac.GitOps.ManifestProjects))
 		}
 		verdict(item, err, detail)
+		if err == nil {
+			checkManifestGlobs(repos, a.Name, file, ac, verdict)
+		}
 	}
 	return ok
 }
