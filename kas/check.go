@@ -92,7 +92,7 @@ func Check(ctx context.Context, cfg *Config, w io.Writer) bool {
 		file := AgentConfigPath(a.Name)
 		data, err := repos.ReadFile(a.ConfigProject, commit, file)
 		if errors.Is(err, gitrepo.ErrNotFound) {
-			verdict(item, nil, fmt.Sprintf(": no %s in %s, runs with the default config", file, a.ConfigProject))
+			verdict(item, nearAgentDir(repos, a.ConfigProject, commit, a.Name), fmt.Sprintf(": no %s in %s, runs with the default config", file, a.ConfigProject))
 			continue
 		}
 		if err != nil {

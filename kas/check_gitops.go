@@ -124,3 +124,27 @@ func editDistance(a, b string) int {
 	}
 	return prev[len(b)]
 }
+
+// nearAgentDir fails when the config project has no directory for the
+// agent but one whose name is a typo away (.gitlab/agents/prodution for
+// agent production): the agent would silently run with the default config.
+func nearAgentDir(repos *gitrepo.Cache, project, commit, agent string) error {
+	const prefix = ".gitlab/agents/"
+	dirs := map[string]bool{}
+	err := repos.Walk(project, commit, func(p string, _ int64, _ func() ([]byte, error)) error {
+		if rest, ok := strings.CutPrefix(p, prefix); ok {
+			if name, _, found := strings.Cut(rest, "/"); found {
+				dirs["/"+name] = true
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil // the config check above reported what matters
+	}
+	if near := nearestDir("/"+agent, dirs); near != "" {
+		return fmt.Errorf("no %s%s/config.yaml in %s, but %s%s/ exists: rename the directory or the agent (the agent runs with the default config)",
+			prefix, agent, project, prefix, strings.TrimPrefix(near, "/"))
+	}
+	return nil
+}

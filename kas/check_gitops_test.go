@@ -60,3 +60,26 @@ func TestGlobDirAndNearest(t *testing.T) {
 		}
 	}
 }
+
+// kas check fails when an agent's directory is missing but a near name
+// exists (a typo), and not when there is none.
+func TestCheckAgentDirectoryTypo(t *testing.T) {
+	repo := testutil.NewGitRepo(t)
+	repo.Commit("start", map[string]string{".gitlab/agents/prodution/config.yaml": "observability: {logging: {level: debug}}\n"})
+	cfg, err := ParseConfig([]byte("git:\n  cache_dir: " + t.TempDir() + "\nrepositories:\n- id: group/repo\n  url: file://" + repo.Dir +
+		"\nagents:\n- name: production\n  config_project: group/repo\n  token_sha256: ['" + strings.Repeat("ab", 32) + "']\n" +
+		"- name: staging\n  config_project: group/repo\n  token_sha256: ['" + strings.Repeat("cd", 32) + "']\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	if Check(context.Background(), cfg, &out) {
+		t.Errorf("check passed:\n%s", out.String())
+	}
+	if want := "FAIL  agent production: no .gitlab/agents/production/config.yaml in group/repo, but .gitlab/agents/prodution/ exists"; !strings.Contains(out.String(), want) {
+		t.Errorf("output lacks %q:\n%s", want, out.String())
+	}
+	if want := "ok    agent staging: no .gitlab/agents/staging/config.yaml in group/repo, runs with the default config"; !strings.Contains(out.String(), want) {
+		t.Errorf("output lacks %q:\n%s", want, out.String())
+	}
+}
