@@ -26,11 +26,11 @@ const preCheckParallel = 8
 // dryRun=All, as the real apply will be sent. One rejection fails the
 // whole commit with a *CheckError naming file, document and object.
 //
-// Two kinds of objects cannot be checked this way and are checked when
-// they are applied instead: objects in a namespace the same commit
-// creates, and custom objects of a CustomResourceDefinition the same
-// commit creates or changes (the API server would judge them by the old
-// schema, or not know the kind).
+// Custom objects of a CustomResourceDefinition the same commit creates
+// or changes are checked against that CRD's schema here (the API server
+// would judge them by the old schema, or not know the kind). Objects in a
+// namespace the same commit creates cannot be dry-run: they are checked
+// when applied.
 func (s *syncRun) preCheck(ctx context.Context) error {
 	live, err := s.a.cache.GetManagedLiveObjs(s.targets, s.isManaged)
 	if err != nil {
@@ -57,28 +57,41 @@ func (s *syncRun) preCheck(ctx context.Context) error {
 			changedKinds[schema.GroupKind{Group: group, Kind: kind}] = true
 		}
 	}
-	var todo []*unstructured.Unstructured
-	unchecked := 0
+	var (
+		todo      []*unstructured.Unstructured
+		unchecked int
+		local     = newSchemas(admitted, changedKinds)
+		// localRejections come from the commit's CRD schemas, rejections
+		// (by index in todo) from the API server.
+		localRejections []Rejection
+		mu              sync.Mutex // guards rejections and failure
+		rejections      = map[int]Rejection{}
+		failure         error
+		next            atomic.Int64
+		wg              sync.WaitGroup
+	)
 	for _, t := range admitted {
 		k := kube.GetResourceKey(t)
 		switch {
 		case t.GetName() == "", s.unchanged(t, live[k]):
-		case newNamespaces[t.GetNamespace()], changedKinds[k.GroupKind()]:
+		case changedKinds[k.GroupKind()]:
+			// The API server would judge it by the old schema, or not
+			// know the kind: judge it by the commit's CRD here.
+			if checked, err := local.validate(t); err != nil {
+				src := s.sources[k]
+				localRejections = append(localRejections, Rejection{Path: src.path, Document: src.doc, Object: describe(t), Err: err})
+			} else if !checked {
+				unchecked++
+			}
+		case newNamespaces[t.GetNamespace()]:
 			unchecked++
 		default:
 			todo = append(todo, t)
 		}
 	}
-	if len(todo) == 0 {
+	if len(todo) == 0 && len(localRejections) == 0 {
 		return nil
 	}
-	var (
-		mu         sync.Mutex // guards rejections and failure
-		rejections = map[int]Rejection{}
-		failure    error
-		next       atomic.Int64
-		wg         sync.WaitGroup
-	)
 	for range min(preCheckParallel, len(todo)) {
 		wg.Go(func() {
 			for {
@@ -105,8 +118,8 @@ func (s *syncRun) preCheck(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if len(rejections) > 0 {
-		ce := &CheckError{}
+	if len(rejections) > 0 || len(localRejections) > 0 {
+		ce := &CheckError{Rejections: localRejections}
 		for i := range todo {
 			if r, ok := rejections[i]; ok {
 				ce.Rejections = append(ce.Rejections, r)

@@ -480,3 +480,39 @@ subjects:
 		t.Errorf("prune as the service account: %+v", res)
 	}
 }
+
+// A custom object of a CRD that the same commit creates is judged by that
+// CRD's schema before anything is written.
+func TestPreCheckNewCRDSchema(t *testing.T) {
+	ctx := context.Background()
+	ns, err := cp.CreateNamespace(ctx, t.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newApplier(t, "agent1")
+	p := testProject("group/widgets", ns)
+	crd := strings.NewReplacer("gadgets", "doohickeys", "Gadget", "Doohickey", "gadget", "doohickey").Replace(gadgetCRD)
+	files := func(size string) []File {
+		return []File{
+			{Path: "/crds/doohickey.yaml", Data: []byte(crd)},
+			{Path: "/app/cm.yaml", Data: []byte(configMap("app", nil, ""))},
+			{Path: "/app/d.yaml", Data: []byte("apiVersion: safety.example.com/v1\nkind: Doohickey\nmetadata: {name: d1}\nspec: {size: " + size + "}\n")},
+		}
+	}
+	res := a.SyncFiles(ctx, p, "c1", files(`"big"`))
+	if !res.Failed || res.Failure != FailureStalled || !strings.Contains(res.Reason, "/app/d.yaml: document 1: Doohickey.safety.example.com "+ns+"/d1: invalid by the CustomResourceDefinition in this commit") ||
+		!strings.Contains(res.Reason, "spec.size") {
+		t.Errorf("%+v, want stalled naming /app/d.yaml and spec.size", res)
+	}
+	crdGVR := schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
+	if _, err := dynamicClient(t).Resource(crdGVR).Get(ctx, "doohickeys.safety.example.com", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the CRD of the rejected commit was applied: %v", err)
+	}
+	if getCM(t, ns, "app") != nil {
+		t.Error("the ConfigMap of the rejected commit was applied")
+	}
+	res = a.SyncFiles(ctx, p, "c2", files("3"))
+	if res.Failed || res.Applied != 3 {
+		t.Errorf("valid commit: %+v", res)
+	}
+}
