@@ -48,9 +48,6 @@ type clients struct {
 	// applyConfig is the config of dynamic (warnings at WARN); as derives
 	// impersonating clients from it.
 	applyConfig *rest.Config
-	// user is who writes are sent as when impersonating; "" for the
-	// agent's own identity.
-	user string
 
 	// writes bounds the object writes in flight. gitops-engine starts one
 	// goroutine per object of a wave; without a bound a thousand requests
@@ -146,7 +143,6 @@ func (c *clients) as(namespace, name string) (*clients, error) {
 		dynamic:     dyn,
 		mapper:      c.mapper,
 		applyConfig: cfg,
-		user:        user,
 		writes:      c.writes,
 	}, nil
 }
