@@ -13,6 +13,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -276,5 +277,57 @@ func TestGitOpsSafety(t *testing.T) {
 	p = waitProject(t, s, first, c, "synced by a retry", resultIs("synced"))
 	if cm, err := cms.Get(ctx, "cm-hand", metav1.GetOptions{}); err != nil || cm.Data["value"] != "git" || p.LastSync.Attempts != 0 || !p.LastSync.NextRetryAt.IsZero() {
 		t.Errorf("after the retry: %v %v, %+v", cm, err, p.LastSync)
+	}
+}
+
+// A manifest project confined with service_account cannot escalate: its
+// commit with a ClusterRoleBinding to cluster-admin is refused whole, on
+// the real binaries.
+func TestGitOpsServiceAccount(t *testing.T) {
+	ns := namespace(t)
+	ctx := t.Context()
+	rbac := cp.Clientset().RbacV1()
+	if _, err := rbac.Roles(ns).Create(ctx, &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Name: "deployer"},
+		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"*"}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rbac.RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "deployer"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "deployer"},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: "deployer", Namespace: ns}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	config := fmt.Sprintf("gitops:\n  manifest_projects:\n  - id: %s\n    default_namespace: %s\n    service_account: deployer\n    paths:\n    - glob: '/manifests/**/*.yaml'\n    prune_propagation_policy: background\n", stack.ConfigProject, ns)
+	s := newStack(t, config, "--gitops-reconcile-period=1h")
+	name := stack.ConfigProject + "@" + ns
+	crb := "escalate-" + ns
+	c, err := s.Commit("escalate", map[string]string{
+		"manifests/app.yaml": configMap("app", "1"),
+		"manifests/rbac.yaml": fmt.Sprintf("apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: %s}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}\nsubjects:\n- {kind: ServiceAccount, name: deployer, namespace: %s}\n", crb, ns),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := waitProject(t, s, name, c, "stalled", resultIs("stalled"))
+	if !strings.Contains(p.LastSync.Reason, "/manifests/rbac.yaml: document 1: ClusterRoleBinding.rbac.authorization.k8s.io "+crb) || !strings.Contains(p.LastSync.Reason, "forbidden") {
+		t.Errorf("reason: %q", p.LastSync.Reason)
+	}
+	if _, err := rbac.ClusterRoleBindings().Get(ctx, crb, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the ClusterRoleBinding exists (%v)", err)
+		_ = rbac.ClusterRoleBindings().Delete(ctx, crb, metav1.DeleteOptions{})
+	}
+	if _, err := cp.Clientset().CoreV1().ConfigMaps(ns).Get(ctx, "app", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the ConfigMap of the refused commit was applied (%v)", err)
+	}
+	c, err = s.Commit("within its rights", map[string]string{"manifests/rbac.yaml": ""})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitProject(t, s, name, c, "synced", resultIs("synced"))
+	if _, err := cp.Clientset().CoreV1().ConfigMaps(ns).Get(ctx, "app", metav1.GetOptions{}); err != nil {
+		t.Errorf("ConfigMap app: %v", err)
 	}
 }
