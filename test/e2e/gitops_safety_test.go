@@ -305,7 +305,7 @@ func TestGitOpsServiceAccount(t *testing.T) {
 	name := stack.ConfigProject + "@" + ns
 	crb := "escalate-" + ns
 	c, err := s.Commit("escalate", map[string]string{
-		"manifests/app.yaml": configMap("app", "1"),
+		"manifests/app.yaml":  configMap("app", "1"),
 		"manifests/rbac.yaml": fmt.Sprintf("apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: %s}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}\nsubjects:\n- {kind: ServiceAccount, name: deployer, namespace: %s}\n", crb, ns),
 	})
 	if err != nil {
