@@ -105,6 +105,8 @@ fuzz:
 	$(GO) test -run XXX -fuzz FuzzParsePath -fuzztime $(FUZZTIME) ./kasproxy
 	$(GO) test -run XXX -fuzz FuzzVerifyToken -fuzztime $(FUZZTIME) ./kas/replicas
 	$(GO) test -run XXX -fuzz FuzzMatch -fuzztime $(FUZZTIME) ./gitops/manifests
+	$(GO) test -run XXX -fuzz FuzzUnmatched -fuzztime $(FUZZTIME) ./gitops/manifests
+	$(GO) test -run XXX -fuzz FuzzParseManifests -fuzztime $(FUZZTIME) ./gitops/apply
 	$(GO) test -run XXX -fuzz FuzzStripCallerHeaders -fuzztime $(FUZZTIME) ./internal/kubehttp
 	$(GO) test -run XXX -fuzz FuzzTransportResponse -fuzztime $(FUZZTIME) ./internal/streamhttp
 	$(GO) test -run XXX -fuzz FuzzServerRequest -fuzztime $(FUZZTIME) ./internal/streamhttp

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
@@ -240,8 +241,8 @@ func decodeRef(s string) (gitrepo.Ref, error) {
 	return gitrepo.Ref{Branch: branch, Tag: tag, Commit: commit}, nil
 }
 
-// syncResults are the values SyncStatus.result may take.
-var syncResults = []string{"synced", "failed"}
+// syncResults are the values SyncStatus.result may take (rpc.proto).
+var syncResults = []string{"synced", "failed", "stalled", "no_manifests_matched"}
 
 func (s *gitopsServer) ReportSyncStatus(ctx context.Context, st *rpc.SyncStatus) (*rpc.SyncStatusAck, error) {
 	agent, ok := agentFromContext(ctx)
@@ -251,15 +252,13 @@ func (s *gitopsServer) ReportSyncStatus(ctx context.Context, st *rpc.SyncStatus)
 	if _, err := s.access(ctx, agent, st.GetProjectId()); err != nil {
 		return nil, err
 	}
-	switch st.GetResult() {
-	case syncResults[0], syncResults[1]:
-	default:
-		return nil, status.Errorf(codes.InvalidArgument, "result %q: want %q or %q", st.GetResult(), syncResults[0], syncResults[1])
+	if !slices.Contains(syncResults, st.GetResult()) {
+		return nil, status.Errorf(codes.InvalidArgument, "result %q: want one of %q", st.GetResult(), syncResults)
 	}
 	s.status.report(agent.Key, st)
-	log := s.logger.With(append(agent.idAttrs(), "project", st.GetProjectId(), "commit", st.GetCommitId())...)
-	if st.GetResult() == "failed" {
-		log.Warn("Agent sync failed", "reason", st.GetReason())
+	log := s.logger.With(append(agent.idAttrs(), "project", projectName(st), "commit", st.GetCommitId())...)
+	if st.GetResult() != "synced" {
+		log.Warn("Agent sync failed", "result", st.GetResult(), "reason", st.GetReason())
 	} else {
 		log.Debug("Agent synced", "applied", st.GetApplied(), "pruned", st.GetPruned(), "unchanged", st.GetUnchanged(), "health", st.GetHealth())
 	}

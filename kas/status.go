@@ -58,9 +58,15 @@ type AgentStatus struct {
 	Projects          []ProjectStatus `json:"projects"`
 }
 
-// ProjectStatus is one manifest project of an agent.
+// ProjectStatus is one manifest project of an agent, as the agent's
+// config names it: two projects sharing a repository id are two entries.
 type ProjectStatus struct {
-	ID string `json:"id"`
+	// Name is the project's name (manifest_projects[].name, or
+	// "<id>@<default_namespace>"); empty until the agent reports a sync
+	// (and from agents older than kas).
+	Name             string `json:"name,omitempty"`
+	ID               string `json:"id"`
+	DefaultNamespace string `json:"default_namespace,omitempty"`
 	// SentCommit is the last commit whose manifests kas sent the agent.
 	SentCommit string    `json:"sent_commit,omitempty"`
 	SentAt     time.Time `json:"sent_at,omitzero"`
@@ -73,14 +79,40 @@ type ProjectStatus struct {
 
 // SyncReport is an agent's report of one sync (rpc.SyncStatus).
 type SyncReport struct {
-	CommitID   string    `json:"commit_id"`
-	Result     string    `json:"result"`
-	Reason     string    `json:"reason,omitempty"`
-	Applied    int32     `json:"applied"`
-	Pruned     int32     `json:"pruned"`
-	Unchanged  int32     `json:"unchanged"`
-	Health     string    `json:"health,omitempty"`
-	ReportedAt time.Time `json:"reported_at"`
+	CommitID string `json:"commit_id"`
+	// Result is synced, failed (retried: see NextRetryAt), stalled (fails
+	// the same way until the commit, config or cluster changes) or
+	// no_manifests_matched (nothing applied or pruned).
+	Result    string `json:"result"`
+	Reason    string `json:"reason,omitempty"`
+	Applied   int32  `json:"applied"`
+	Pruned    int32  `json:"pruned"`
+	Unchanged int32  `json:"unchanged"`
+	// Health is followed by the agent between syncs: a new report comes
+	// when it changes.
+	Health string `json:"health,omitempty"`
+	// Attempts counts failed attempts in a row at this commit.
+	Attempts    int32     `json:"attempts,omitempty"`
+	NextRetryAt time.Time `json:"next_retry_at,omitzero"`
+	// PendingPrunes are pruned objects still being deleted.
+	PendingPrunes []PendingPrune `json:"pending_prunes,omitempty"`
+	ReportedAt    time.Time      `json:"reported_at"`
+}
+
+// PendingPrune is a pruned object waiting for finalizers.
+type PendingPrune struct {
+	Object        string    `json:"object"`
+	Finalizers    []string  `json:"finalizers,omitempty"`
+	DeletingSince time.Time `json:"deleting_since"`
+}
+
+// projectName is the key of a reported project: its name, or its id from
+// agents that send none.
+func projectName(st *rpc.SyncStatus) string {
+	if st.GetProjectName() != "" {
+		return st.GetProjectName()
+	}
+	return st.GetProjectId()
 }
 
 func newStatusStore(reg prometheus.Registerer) *statusStore {
@@ -88,7 +120,7 @@ func newStatusStore(reg prometheus.Registerer) *statusStore {
 		agents: map[string]*agentState{},
 		syncStatus: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "kas_gitops_sync_status",
-			Help: "1 for the result (synced, failed) of the latest sync an agent reported for a manifest project, 0 for the other.",
+			Help: "1 for the result (synced, failed, stalled, no_manifests_matched) of the latest sync an agent reported for a manifest project (by the project's name), 0 for the others.",
 		}, []string{"agent", "project", "result"}),
 		lastSync: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "kas_gitops_last_sync_timestamp_seconds",
@@ -115,48 +147,93 @@ func (s *statusStore) agentLocked(name string) *agentState {
 // ones must not grow kas's memory.
 const maxStatusProjects = 256
 
-func (s *statusStore) projectLocked(agent, project string) *ProjectStatus {
+// projectLocked returns the entry of a project by name, creating it.
+func (s *statusStore) projectLocked(agent, name, id string) *ProjectStatus {
 	a := s.agentLocked(agent)
-	p := a.projects[project]
+	p := a.projects[name]
 	if p == nil {
-		p = &ProjectStatus{ID: project}
+		p = &ProjectStatus{ID: id}
 		if len(a.projects) < maxStatusProjects {
-			a.projects[project] = p
+			a.projects[name] = p
 		}
 	}
 	return p
 }
 
+// byIDLocked returns the entries of every project with repository id:
+// manifest streams are per id. Without any, it makes one keyed by the id,
+// which the first report with a name replaces.
+func (s *statusStore) byIDLocked(agent, id string) []*ProjectStatus {
+	a := s.agentLocked(agent)
+	var out []*ProjectStatus
+	for _, p := range a.projects {
+		if p.ID == id {
+			out = append(out, p)
+		}
+	}
+	if len(out) == 0 {
+		out = append(out, s.projectLocked(agent, id, id))
+	}
+	return out
+}
+
 func (s *statusStore) sent(agent, project, commit string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	p := s.projectLocked(agent, project)
-	p.SentCommit, p.SentAt, p.Error = commit, s.now(), ""
+	for _, p := range s.byIDLocked(agent, project) {
+		p.SentCommit, p.SentAt, p.Error = commit, s.now(), ""
+	}
 }
 
 func (s *statusStore) streamError(agent, project, msg string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.projectLocked(agent, project).Error = msg
+	for _, p := range s.byIDLocked(agent, project) {
+		p.Error = msg
+	}
 }
 
 func (s *statusStore) report(agent string, st *rpc.SyncStatus) {
 	now := s.now()
-	s.mu.Lock()
-	s.projectLocked(agent, st.GetProjectId()).LastSync = &SyncReport{
+	name := projectName(st)
+	r := &SyncReport{
 		CommitID: st.GetCommitId(), Result: st.GetResult(), Reason: st.GetReason(),
 		Applied: st.GetApplied(), Pruned: st.GetPruned(), Unchanged: st.GetUnchanged(),
-		Health: st.GetHealth(), ReportedAt: now,
+		Health: st.GetHealth(), Attempts: st.GetAttempts(), ReportedAt: now,
 	}
+	if ms := st.GetNextRetryUnixMs(); ms > 0 {
+		r.NextRetryAt = time.UnixMilli(ms).UTC()
+	}
+	for _, pp := range st.GetPendingPrunes() {
+		r.PendingPrunes = append(r.PendingPrunes, PendingPrune{Object: pp.GetObject(), Finalizers: pp.GetFinalizers(),
+			DeletingSince: time.UnixMilli(pp.GetDeletingSinceUnixMs()).UTC()})
+	}
+	s.mu.Lock()
+	a := s.agentLocked(agent)
+	p := a.projects[name]
+	if p == nil {
+		p = &ProjectStatus{ID: st.GetProjectId()}
+		// An entry made by a manifest stream before any report.
+		if byID := a.projects[st.GetProjectId()]; byID != nil && byID.Name == "" && name != st.GetProjectId() {
+			*p = *byID
+			delete(a.projects, st.GetProjectId())
+		}
+		a.projects[name] = p
+	}
+	if st.GetProjectName() != "" {
+		p.Name = name
+	}
+	p.DefaultNamespace = st.GetDefaultNamespace()
+	p.LastSync = r
 	s.mu.Unlock()
-	for _, r := range syncResults {
+	for _, res := range syncResults {
 		v := 0.0
-		if r == st.GetResult() {
+		if res == st.GetResult() {
 			v = 1
 		}
-		s.syncStatus.WithLabelValues(agent, st.GetProjectId(), r).Set(v)
+		s.syncStatus.WithLabelValues(agent, name, res).Set(v)
 	}
-	s.lastSync.WithLabelValues(agent, st.GetProjectId()).Set(float64(now.UnixNano()) / 1e9)
+	s.lastSync.WithLabelValues(agent, name).Set(float64(now.UnixNano()) / 1e9)
 }
 
 // config records a config commit the agent has: one it reported on
@@ -195,7 +272,9 @@ func (s *statusStore) fill(key string, st *AgentStatus) {
 		}
 		st.Projects = append(st.Projects, c)
 	}
-	slices.SortFunc(st.Projects, func(a, b ProjectStatus) int { return cmp.Compare(a.ID, b.ID) })
+	slices.SortFunc(st.Projects, func(a, b ProjectStatus) int {
+		return cmp.Or(cmp.Compare(a.ID, b.ID), cmp.Compare(a.Name, b.Name))
+	})
 }
 
 // streamInterceptor watches Configuration streams go by to learn each
