@@ -514,6 +514,7 @@ func sendGoAway(sess *agentSession) error {
 	tr := &http.Transport{DialContext: func(context.Context, string, string) (net.Conn, error) { return st, nil }}
 	defer tr.CloseIdleConnections()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://agentk"+tunnel.GoAwayPath, nil)
+	req.Header.Set(tunnel.HeaderInternal, tunnel.InternalGoAway)
 	resp, err := tr.RoundTrip(req)
 	if err != nil {
 		return err

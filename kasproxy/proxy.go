@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"path"
 	"slices"
 	"strings"
 	"sync"
@@ -294,6 +295,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusForbidden, fmt.Sprintf("user %q may not use agent %q", u.Name, agent))
 		return
 	}
+	if IsInternalPath(rest) {
+		// agentk's own endpoints (GoAway) are for kas alone.
+		fail(http.StatusNotFound, fmt.Sprintf("%s is not a Kubernetes API path: paths under %s are agentk's own, for kas alone", rest, tunnel.InternalPathPrefix))
+		return
+	}
 	if h := kubehttp.ImpersonationHeader(r.Header); h != "" {
 		fail(http.StatusForbidden, fmt.Sprintf("%s is not allowed through kas: the agent's user_access.access_as decides the identity of requests", h))
 		return
@@ -337,6 +343,13 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if ri.status >= 200 && ri.status != 499 {
 		_ = http.NewResponseController(w).Flush()
 	}
+}
+
+// IsInternalPath reports whether an API path (already percent-decoded)
+// reaches agentk's own endpoints, however it is spelled ("//-/", "/./-/").
+func IsInternalPath(rest string) bool {
+	c := path.Clean("/" + rest)
+	return c == strings.TrimSuffix(tunnel.InternalPathPrefix, "/") || strings.HasPrefix(c, tunnel.InternalPathPrefix)
 }
 
 func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
