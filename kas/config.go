@@ -59,6 +59,8 @@ type Config struct {
 	Redis         *RedisSection        `yaml:"redis"`
 	PrivateAPI    *PrivateAPISection   `yaml:"private_api"`
 	Git           GitSection           `yaml:"git"`
+	// Limits: connection caps, timeouts and per-caller bounds (limits.go).
+	Limits LimitsSection `yaml:"limits"`
 }
 
 // AgentSection configures the agent-facing side.
@@ -320,6 +322,7 @@ func (c *Config) Default() {
 	if c.Git.CacheDir == "" {
 		c.Git.CacheDir = DefaultCacheDir
 	}
+	c.Limits.defaults()
 	if r := c.Redis; r != nil {
 		if r.KeyPrefix == "" {
 			r.KeyPrefix = DefaultRedisKeyPrefix
@@ -440,6 +443,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	c.validateReplicas(bad, checkListen)
+	c.Limits.validate(bad)
 	return errors.Join(errs...)
 }
 

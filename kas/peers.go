@@ -76,6 +76,7 @@ func newPeerSet(cfg *Config, sessions *sessionRegistry, logger *slog.Logger, m *
 		Tunnels:            sessions,
 		Logger:             logger.With("listener", "private_api"),
 		MaxStreamsPerAgent: cfg.Agent.KubernetesAPI.MaxStreamsPerAgent,
+		MaxStreamsPerUser:  cfg.Limits.MaxStreamsPerUser,
 		// Every forwarded request of a replica comes from one address: a
 		// secret mismatch must keep its clear error, not turn into 429s.
 		// (Guessing an HS256 key of 32 bytes is hopeless anyway.)
@@ -225,12 +226,7 @@ func (t replicaTunnels) RoundTripper(agent string) (http.RoundTripper, error) {
 // servePrivateAPI serves peers until ctx is done; like the proxy, watches
 // end at once and other requests get the drain timeout.
 func (s *Server) servePrivateAPI(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{
-		Handler:           s.peers.private,
-		ReadHeaderTimeout: 30 * time.Second,
-		IdleTimeout:       5 * time.Minute,
-		MaxHeaderBytes:    proxyMaxHeaderBytes,
-	}
+	srv := s.httpServer(s.peers.private, 0)
 	stop := context.AfterFunc(ctx, s.peers.private.StopWatches)
 	defer stop()
 	return httpserve.ServeServer(ctx, ln, srv, s.cfg.Agent.Listen.DrainTimeout)

@@ -58,6 +58,9 @@ type Server struct {
 	ready chan struct{}
 	// stopping is set once Run's ctx is done: /readyz fails from then on.
 	stopping atomic.Bool
+	// connRefused counts connections over a listener's caps (limits.go).
+	limitsOnce  sync.Once
+	connRefused *prometheus.CounterVec
 }
 
 // New wires a kas from a validated config. Nothing listens until Run.
@@ -111,6 +114,9 @@ func New(cfg *Config, logger *slog.Logger) (*Server, error) {
 		Metrics: kasproxy.NewMetrics(reg),
 
 		MaxStreamsPerAgent: cfg.Agent.KubernetesAPI.MaxStreamsPerAgent,
+		MaxStreamsPerUser:  cfg.Limits.MaxStreamsPerUser,
+		AuthFailures:       kasproxy.NewFailureLimiter(cfg.Limits.AuthFailureBurst, kasproxy.DefaultAuthFailureWindow),
+		TrustedProxies:     cfg.Limits.trustedProxies(),
 	})
 	s.grpc = grpc.NewServer(grpc.Creds(agentCreds{}), grpc.ChainStreamInterceptor(s.status.streamInterceptor),
 		// Every connected agent holds a gRPC connection for as long as it
@@ -157,6 +163,7 @@ func (s *Server) listen(name string, l Listen) (net.Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s listener on %s: %w", name, l.Address, err)
 	}
+	ln = s.limitListener(name, ln)
 	if l.CertificateFile != "" {
 		cert, err := tls.LoadX509KeyPair(l.CertificateFile, l.KeyFile)
 		if err != nil {
@@ -259,14 +266,19 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		return err
 	})
-	g.Go(func() error { return httpserve.Serve(gctx, obsLn, s.apiHandler(s.observabilityHandler())) })
+	g.Go(func() error {
+		return httpserve.ServeServer(gctx, obsLn, s.httpServer(s.apiHandler(s.observabilityHandler()), s.cfg.Limits.ObservabilityReadTimeout), httpserve.DefaultGrace)
+	})
 	proxyDone := make(chan struct{})
 	g.Go(func() error {
 		defer close(proxyDone)
 		return s.serveProxy(gctx, apiLn)
 	})
 	if *al.Websocket {
-		g.Go(func() error { return httpserve.Serve(gctx, agentLn, s.tunnel) })
+		// No read timeout: the upgraded connection is the tunnel.
+		g.Go(func() error {
+			return httpserve.ServeServer(gctx, agentLn, s.httpServer(s.tunnel, 0), httpserve.DefaultGrace)
+		})
 	} else {
 		g.Go(func() error { return s.tunnel.ServeListener(gctx, agentLn) })
 	}
@@ -341,12 +353,8 @@ func (s *Server) startGracePeriod(ctx, serveCtx context.Context, stopServing con
 // once (clients re-establish them) and other requests get the drain
 // timeout to finish.
 func (s *Server) serveProxy(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{
-		Handler:           s.proxy,
-		ReadHeaderTimeout: 30 * time.Second,
-		IdleTimeout:       5 * time.Minute,
-		MaxHeaderBytes:    proxyMaxHeaderBytes,
-	}
+	// No read timeout: request bodies stream (exec, port-forward).
+	srv := s.httpServer(s.proxy, 0)
 	stop := context.AfterFunc(ctx, s.proxy.StopWatches)
 	defer stop()
 	return httpserve.ServeServer(ctx, ln, srv, s.cfg.Agent.Listen.DrainTimeout)

@@ -2,6 +2,8 @@ package kasproxy
 
 import (
 	"context"
+	"net/netip"
+	"time"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -57,8 +59,12 @@ func (rt *recordingTunnel) requests() []*http.Request {
 
 // serve sends one request to p and returns the status and body.
 func serve(p http.Handler, method, path, token string, hdr http.Header) (int, string) {
+	return serveFrom(p, "192.0.2.1:1234", method, path, token, hdr)
+}
+
+func serveFrom(p http.Handler, remote, method, path, token string, hdr http.Header) (int, string) {
 	r := httptest.NewRequest(method, path, nil)
-	r.RemoteAddr = "192.0.2.1:1234"
+	r.RemoteAddr = remote
 	for k, v := range hdr {
 		r.Header[k] = v
 	}
@@ -127,5 +133,115 @@ func TestCallerIdentityHeadersStripped(t *testing.T) {
 	code, body := serve(p, "GET", "/agents/prod/api/v1/pods", "alice-token", http.Header{"Impersonate_User": {"admin"}})
 	if code != http.StatusForbidden || !strings.Contains(body, "is not allowed through kas") {
 		t.Errorf("Impersonate_User: %d %s, want 403", code, body)
+	}
+}
+
+// Failed authentications from one address (an ingress, a NAT) never lock
+// out the valid users behind it: they are counted, and past the burst a
+// bad token gets 429, but a good one is served.
+func TestAuthLimiterNeverBlocksValidToken(t *testing.T) {
+	p := New(Config{Users: fakeUsers{}, Tunnels: &recordingTunnel{}, AuthFailures: NewFailureLimiter(5, time.Minute)})
+	var last int
+	for range 20 {
+		last, _ = serve(p, "GET", "/agents/prod/api", "guess", nil)
+	}
+	if last != http.StatusTooManyRequests {
+		t.Fatalf("bad token after 20 failures: %d, want 429", last)
+	}
+	for range 5 {
+		if code, body := serve(p, "GET", "/agents/prod/api", "alice-token", nil); code != 200 {
+			t.Fatalf("valid token from the same address: %d %s", code, body)
+		}
+	}
+}
+
+// Behind a trusted proxy, failures count against the client that
+// X-Forwarded-For names; from any other peer the header is ignored.
+func TestAuthLimiterTrustedProxy(t *testing.T) {
+	p := New(Config{Users: fakeUsers{}, Tunnels: &recordingTunnel{}, AuthFailures: NewFailureLimiter(5, time.Minute),
+		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}})
+	xff := func(v string) http.Header { return http.Header{"X-Forwarded-For": {v}} }
+	var last int
+	for range 10 {
+		// The attacker forges a left entry; the ingress appends the real one.
+		last, _ = serveFrom(p, "10.1.1.1:5555", "GET", "/agents/prod/api", "guess", xff("203.0.113.9, 198.51.100.7"))
+	}
+	if last != http.StatusTooManyRequests {
+		t.Fatalf("attacker behind the ingress: %d, want 429", last)
+	}
+	// Another client behind the same ingress is not limited...
+	if code, _ := serveFrom(p, "10.1.1.1:5555", "GET", "/agents/prod/api", "guess", xff("198.51.100.8")); code != http.StatusUnauthorized {
+		t.Errorf("another client behind the ingress: %d, want 401", code)
+	}
+	// ...through a second trusted hop either.
+	if code, _ := serveFrom(p, "10.1.1.2:5555", "GET", "/agents/prod/api", "guess", xff("198.51.100.8, 10.9.9.9")); code != http.StatusUnauthorized {
+		t.Errorf("another client behind two proxies: %d, want 401", code)
+	}
+	// An untrusted peer cannot escape its count by varying the header.
+	for i := range 10 {
+		last, _ = serveFrom(p, "192.0.2.50:1", "GET", "/agents/prod/api", "guess", xff(netip.AddrFrom4([4]byte{198, 51, 100, byte(i + 20)}).String()))
+	}
+	if last != http.StatusTooManyRequests {
+		t.Errorf("untrusted peer with varying X-Forwarded-For: %d, want 429", last)
+	}
+}
+
+// One caller cannot take every slot of an agent: past its own limit it
+// gets 429, while another caller is still served.
+func TestFairSlotsPerUser(t *testing.T) {
+	release := make(chan struct{})
+	entered := make(chan struct{}, 100)
+	rt := &recordingTunnel{handler: func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/hang") {
+			entered <- struct{}{}
+			<-release
+		}
+		io.WriteString(w, "ok")
+	}}
+	p := New(Config{Users: fakeUsers{}, Tunnels: rt, MaxStreamsPerAgent: 10, MaxStreamsPerUser: 3})
+	var wg sync.WaitGroup
+	codes := make(chan int, 20)
+	for range 20 {
+		wg.Go(func() {
+			code, _ := serve(p, "GET", "/agents/prod/hang", "mallory-token", nil)
+			codes <- code
+		})
+	}
+	for range 3 {
+		select {
+		case <-entered:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the first requests did not reach the agent")
+		}
+	}
+	// The other 17 are refused at once.
+	deadline := time.After(5 * time.Second)
+	for range 17 {
+		select {
+		case c := <-codes:
+			if c != http.StatusTooManyRequests {
+				t.Errorf("refused request: %d, want 429", c)
+			}
+		case <-deadline:
+			t.Fatal("requests over the per-user limit were not refused")
+		}
+	}
+	code, body := serve(p, "GET", "/agents/prod/api", "alice-token", nil)
+	if code != 200 {
+		t.Errorf("another user while mallory holds her slots: %d %s", code, body)
+	}
+	code, body = serve(p, "GET", "/agents/prod/api", "mallory-token", nil)
+	if code != http.StatusTooManyRequests || !strings.Contains(body, "the limit per user") {
+		t.Errorf("mallory's fourth: %d %s", code, body)
+	}
+	close(release)
+	wg.Wait()
+	if code, _ := serve(p, "GET", "/agents/prod/api", "mallory-token", nil); code != 200 {
+		t.Errorf("after her requests ended: %d", code)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.perAgent)+len(p.perUser) != 0 {
+		t.Errorf("slot maps not emptied: %v %v", p.perAgent, p.perUser)
 	}
 }

@@ -1,0 +1,152 @@
+package kas
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	tu "kubetunnel/internal/testutil"
+)
+
+// dialFrom opens n TCP connections to addr from the loopback address src
+// and returns them; a dial that fails ends the test.
+func dialFrom(t *testing.T, src, addr string, n int) []net.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
+	conns := make([]net.Conn, 0, n)
+	for range n {
+		c, err := d.Dial("tcp", addr)
+		if err != nil {
+			t.Fatalf("dial %s from %s: %v", addr, src, err)
+		}
+		conns = append(conns, c)
+	}
+	t.Cleanup(func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return conns
+}
+
+// countOpen reports how many of conns kas keeps open: a closed one reads
+// EOF (or a reset) within wait, an open one times out.
+func countOpen(conns []net.Conn, wait time.Duration) int {
+	open := 0
+	deadline := time.Now().Add(wait)
+	for _, c := range conns {
+		// A deadline in the past times out even with an EOF waiting.
+		c.SetReadDeadline(latest(deadline, time.Now().Add(50*time.Millisecond)))
+		_, err := c.Read(make([]byte, 1))
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			open++
+		}
+	}
+	return open
+}
+
+// An unauthenticated client that opens many idle connections gets only
+// its share of each listener: the excess is closed at once, and agents,
+// callers and /healthz from other addresses are still served.
+func TestConnectionFloodIsCapped(t *testing.T) {
+	e := newEnv(t, "ws")
+	for _, l := range []*ConnectionLimits{&e.cfg.Limits.AgentListen, &e.cfg.Limits.KubernetesAPIListen, &e.cfg.Limits.ObservabilityListen} {
+		*l = ConnectionLimits{MaxConnections: 40, MaxConnectionsPerSource: 10}
+	}
+	e.start()
+	obs := e.kas.Addr("observability").String()
+	listeners := map[string]string{"agent": e.kas.Addr("agent").String(), "kubernetes_api": e.kas.Addr("kubernetes_api").String(), "observability": obs}
+	for name, addr := range listeners {
+		conns := dialFrom(t, "127.0.0.2", addr, 60)
+		if n := countOpen(conns, 500*time.Millisecond); n > 10 {
+			t.Errorf("%s: kas keeps %d of 60 idle connections from one address, want at most 10", name, n)
+		}
+	}
+	// A second attacker address gets its share, and the total cap holds.
+	for _, src := range []string{"127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6"} {
+		dialFrom(t, src, obs, 10)
+	}
+	// Others are still served: an agent connects, its caller is proxied,
+	// /healthz answers.
+	a := e.startAgent(nil)
+	tu.Eventually(t, 10*time.Second, "agent config", func() bool { _, c := a.Config(); return c != nil })
+	if code, body := e.call("GET", "/api/v1/pods", aliceToken, nil, nil); code != 200 {
+		t.Errorf("proxied request during the flood: %d %s", code, body)
+	}
+	tu.Eventually(t, 5*time.Second, "the total cap on the observability listener", func() bool {
+		return metricLabel(t, e, "kas_listener_connections_refused_total", "observability") > 50
+	})
+	for _, src := range []string{"127.0.0.3", "127.0.0.4"} {
+		// 40 held by attackers: even a fresh address is refused now.
+		if n := countOpen(dialFrom(t, src, obs, 1), 300*time.Millisecond); n != 0 {
+			t.Errorf("a connection over the total cap was kept")
+		}
+	}
+}
+
+// Idle keep-alive connections are closed after limits.idle_timeout, and
+// a connection that sends no request after limits.read_header_timeout.
+func TestIdleConnectionsClosed(t *testing.T) {
+	e := newEnv(t, "ws")
+	e.cfg.Limits.IdleTimeout = 300 * time.Millisecond
+	e.cfg.Limits.ReadHeaderTimeout = 300 * time.Millisecond
+	e.start()
+	for _, name := range []string{"agent", "kubernetes_api", "observability"} {
+		addr := e.kas.Addr(name).String()
+		silent := dialFrom(t, "127.0.0.1", addr, 1)[0]
+		kept := dialFrom(t, "127.0.0.1", addr, 1)[0]
+		// One request, answered, then nothing: a keep-alive connection.
+		io.WriteString(kept, "GET /healthz HTTP/1.1\r\nHost: kas\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(kept), nil)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		resp.Body.Close()
+		if resp.Close {
+			t.Fatalf("%s closed the connection after one request", name)
+		}
+		start := time.Now()
+		if n := countOpen([]net.Conn{silent, kept}, 3*time.Second); n != 0 {
+			t.Errorf("%s: %d idle connections still open after 3s, want them closed after 300ms", name, n)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("%s: closing took %v", name, d)
+		}
+	}
+}
+
+// metricLabel is the value of the series of name whose one label has the
+// value v.
+func metricLabel(t *testing.T, e *env, name, v string) float64 {
+	t.Helper()
+	mfs, err := e.kas.Metrics().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if strings.EqualFold(l.GetValue(), v) {
+					return m.GetCounter().GetValue() + m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
+func latest(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
