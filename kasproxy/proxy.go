@@ -72,8 +72,8 @@ const (
 	// DefaultMaxStreamsPerUser leaves an agent's other callers most of
 	// its slots when one caller floods it.
 	DefaultMaxStreamsPerUser = 100
-	DefaultIdleConnTimeout    = 90 * time.Second
-	DefaultMaxIdleConns       = 100
+	DefaultIdleConnTimeout   = 90 * time.Second
+	DefaultMaxIdleConns      = 100
 )
 
 // User is an authenticated caller.

@@ -2,14 +2,14 @@ package kasproxy
 
 import (
 	"context"
-	"net/netip"
-	"time"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"kubetunnel/internal/kubehttp"
 )
