@@ -61,6 +61,8 @@ type Server struct {
 	// connRefused counts connections over a listener's caps (limits.go).
 	limitsOnce  sync.Once
 	connRefused *prometheus.CounterVec
+	// statusUsers authenticates status API callers (set by apiHandler).
+	statusUsers kasproxy.Authenticator
 }
 
 // New wires a kas from a validated config. Nothing listens until Run.
