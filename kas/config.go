@@ -444,6 +444,7 @@ func (c *Config) Validate() error {
 	}
 	c.validateReplicas(bad, checkListen)
 	c.Limits.validate(bad)
+	c.validateIdentities(bad)
 	return errors.Join(errs...)
 }
 
