@@ -24,8 +24,10 @@ import (
 // peerSet is what a kas replica runs when several share Redis: the agent
 // registry, the forwarder to peers, and the private API it serves them.
 type peerSet struct {
-	cfg       *Config
-	client    *redis.Client
+	cfg    *Config
+	client *redis.Client
+	// secret signs the tokens this replica sends and checks those it gets.
+	secret    *replicas.Secret
 	registry  *replicas.Registry
 	forwarder *replicas.Forwarder
 	// private serves the private API: only agents this replica holds.
@@ -37,7 +39,7 @@ func newPeerSet(cfg *Config, sessions *sessionRegistry, logger *slog.Logger, m *
 	if err != nil {
 		return nil, fmt.Errorf("private_api.authentication_secret_file: %w", err)
 	}
-	p := &peerSet{cfg: cfg}
+	p := &peerSet{cfg: cfg, secret: secret}
 	opts, err := redisOptions(cfg.Redis)
 	if err != nil {
 		return nil, err

@@ -234,6 +234,8 @@ func (s *Server) Run(ctx context.Context) error {
 			closeAll()
 			return err
 		}
+		// Tokens are good only at the replica they were made for.
+		s.peers.secret.SetSelf(self)
 	}
 
 	s.tunnel = &tunnel.Server{

@@ -90,6 +90,13 @@ type Authenticator interface {
 	AuthenticateUser(ctx context.Context, token string) (User, error)
 }
 
+// RequestAuthenticator is an Authenticator whose tokens are bound to the
+// request they come with (the private API's); the proxy prefers it.
+type RequestAuthenticator interface {
+	Authenticator
+	AuthenticateRequest(r *http.Request, token string) (User, error)
+}
+
 // Tunnels picks one of an agent's live sessions and returns its HTTP
 // transport (a pool of connections that are tunnel streams);
 // ErrAgentNotConnected when there is none. Picking per request spreads
@@ -316,7 +323,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	token, hasToken := bearerToken(r)
 	var u User
 	err := ErrUnauthenticated
-	if hasToken {
+	if ra, ok := p.cfg.Users.(RequestAuthenticator); ok && hasToken {
+		u, err = ra.AuthenticateRequest(r, token)
+	} else if hasToken {
 		u, err = p.cfg.Users.AuthenticateUser(r.Context(), token)
 	}
 	if err != nil {
