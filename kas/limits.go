@@ -32,6 +32,11 @@ const (
 	DefaultObservabilityReadTimeout          = 10 * time.Second
 	DefaultMaxStreamsPerUser                 = kasproxy.DefaultMaxStreamsPerUser
 	DefaultAuthFailureBurst                  = kasproxy.DefaultAuthFailureBurst
+	// agentk opens one stream per gRPC connection, and has one at a time
+	// (a second while reconnecting).
+	DefaultMaxAgentStreamsPerConnection = 16
+	// An agent's replicas each hold one connection, two while rotating.
+	DefaultMaxConnectionsPerAgent = 64
 )
 
 // LimitsSection bounds what any one party (an unauthenticated client, a
@@ -61,6 +66,14 @@ type LimitsSection struct {
 	// address may make per minute before further failures get 429. A
 	// valid token is never refused.
 	AuthFailureBurst int `yaml:"auth_failure_burst"`
+	// MaxAgentStreamsPerConnection bounds the streams an agent connection
+	// may have open that agentk opened (gRPC); over it a new one is closed
+	// at once. Streams kas opens (proxied requests) are bounded by the
+	// in-flight limits instead.
+	MaxAgentStreamsPerConnection int `yaml:"max_agent_streams_per_connection"`
+	// MaxConnectionsPerAgent bounds one agent's connections to this kas
+	// (one per agentk replica); over it the handshake is refused with 429.
+	MaxConnectionsPerAgent int `yaml:"max_connections_per_agent"`
 	// TrustedProxies are addresses or CIDRs of proxies in front of the
 	// Kubernetes API listener (an ingress): for a connection from one of
 	// them, failed authentications count against the client its
@@ -119,6 +132,12 @@ func (l *LimitsSection) defaults() {
 	if l.AuthFailureBurst == 0 {
 		l.AuthFailureBurst = DefaultAuthFailureBurst
 	}
+	if l.MaxAgentStreamsPerConnection == 0 {
+		l.MaxAgentStreamsPerConnection = DefaultMaxAgentStreamsPerConnection
+	}
+	if l.MaxConnectionsPerAgent == 0 {
+		l.MaxConnectionsPerAgent = DefaultMaxConnectionsPerAgent
+	}
 }
 
 func (l *LimitsSection) validate(bad func(key, format string, args ...any)) {
@@ -139,6 +158,12 @@ func (l *LimitsSection) validate(bad func(key, format string, args ...any)) {
 	}
 	if l.AuthFailureBurst < 0 {
 		bad("limits.auth_failure_burst", "must be positive")
+	}
+	if l.MaxAgentStreamsPerConnection < 0 {
+		bad("limits.max_agent_streams_per_connection", "must be positive")
+	}
+	if l.MaxConnectionsPerAgent < 0 {
+		bad("limits.max_connections_per_agent", "must be positive")
 	}
 	for i, p := range l.TrustedProxies {
 		if _, err := parsePrefix(p); err != nil {

@@ -2,6 +2,7 @@ package kas
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	tu "kubetunnel/internal/testutil"
+	"kubetunnel/tunnel"
+	"kubetunnel/version"
 )
 
 // dialFrom opens n TCP connections to addr from the loopback address src
@@ -149,4 +152,67 @@ func latest(a, b time.Time) time.Time {
 		return a
 	}
 	return b
+}
+
+// One agent token cannot make kas hold unbounded streams or connections:
+// past limits.max_agent_streams_per_connection its streams are closed at
+// once, past limits.max_connections_per_agent its handshakes are refused;
+// the agent's real connection keeps serving users meanwhile.
+func TestAgentStreamAndConnectionCaps(t *testing.T) {
+	e, _ := startWithConfig(t, "")
+	e.stop()
+	e.cfg.Limits.MaxAgentStreamsPerConnection = 8
+	e.cfg.Limits.MaxConnectionsPerAgent = 3
+	e.start()
+	e.waitConnected(1) // the real agentk reconnects
+	rogue := e.dialAgent()
+	var streams []net.Conn
+	for range 200 {
+		st, err := rogue.sess.OpenStream()
+		if err != nil {
+			t.Fatalf("open stream: %v", err)
+		}
+		streams = append(streams, st)
+	}
+	defer func() {
+		for _, st := range streams {
+			st.Close()
+		}
+	}()
+	tu.Eventually(t, 5*time.Second, "kas to close the streams over the cap", func() bool {
+		return metric(t, e, "kas_tunnel_streams_refused_total") >= 192
+	})
+	if n := countOpen(streams, 500*time.Millisecond); n > 8 {
+		t.Errorf("kas keeps %d of 200 agent-opened streams, want at most 8", n)
+	}
+	// Connections: the real agentk and the rogue one hold two; one more
+	// fits, then handshakes are refused.
+	e.dialAgent()
+	d := &tunnel.Dialer{Address: e.address(), Hello: tunnel.Hello{Token: agentToken, AgentVersion: version.Version, Protocol: tunnel.MaxProtocol}, Session: fastSession}
+	_, err := d.Dial(context.Background())
+	var refused *tunnel.RefusedError
+	if !errors.As(err, &refused) || refused.Status != http.StatusTooManyRequests || !strings.Contains(refused.Reason, "limits.max_connections_per_agent") {
+		t.Errorf("fourth connection: %v, want 429 naming limits.max_connections_per_agent", err)
+	}
+	// An authenticated connection that never opens its gRPC stream gets
+	// no user request while a working one is there: every request is
+	// answered (the idle one would never answer).
+	for _, st := range streams {
+		st.Close()
+	}
+	rogue.sess.Close()
+	e.waitConnected(2)
+	client := &http.Client{Timeout: 5 * time.Second}
+	for range 10 {
+		req, _ := http.NewRequest("GET", e.proxyURL()+"/api/v1/pods", nil)
+		req.Header.Set("Authorization", "Bearer "+aliceToken)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("a proxied request with an idle rogue connection: %v", err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+	}
 }

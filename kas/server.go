@@ -374,6 +374,9 @@ func (s *Server) authenticate(ctx context.Context, h tunnel.Hello) (string, erro
 	if err != nil {
 		return "", err
 	}
+	if n := s.sessions.count(a.Name); n >= s.cfg.Limits.MaxConnectionsPerAgent {
+		return "", &tunnel.RefusedError{Status: http.StatusTooManyRequests, Reason: fmt.Sprintf("agent %q has %d connections to this kas, the limit (limits.max_connections_per_agent)", a.Name, n)}
+	}
 	return a.Name, nil
 }
 
@@ -401,15 +404,25 @@ func (s *Server) handleSession(ctx context.Context, ts *tunnel.Session) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		// Streams agentk opens go to gRPC only, never to the pool that
+		// carries users' requests; and only so many at once.
+		var open atomic.Int64
 		for {
 			st, err := ts.AcceptStream()
 			if err != nil {
 				return
 			}
+			if open.Load() >= int64(s.cfg.Limits.MaxAgentStreamsPerConnection) {
+				st.Close()
+				s.sessions.streamsRefused.Inc()
+				continue
+			}
+			open.Add(1)
+			sess.proven.Store(true)
 			s.sessions.streamsOpened.WithLabelValues("from_agent").Inc()
 			gauge := s.sessions.streamsOpen.WithLabelValues("from_agent")
 			gauge.Inc()
-			s.grpcLn.deliver(ctx, &agentConn{Conn: st, agent: agent, done: gauge.Dec})
+			s.grpcLn.deliver(ctx, &agentConn{Conn: st, agent: agent, done: func() { gauge.Dec(); open.Add(-1) }})
 		}
 	}()
 
