@@ -12,6 +12,7 @@ import (
 
 	"kubetunnel/internal/httpserve"
 	"kubetunnel/kasproxy"
+	"kubetunnel/tunnel"
 )
 
 // Defaults of the limits section. The connection caps are sized so that
@@ -36,7 +37,13 @@ const (
 	// (a second while reconnecting).
 	DefaultMaxAgentStreamsPerConnection = 16
 	// An agent's replicas each hold one connection, two while rotating.
-	DefaultMaxConnectionsPerAgent = 64
+	DefaultMaxConnectionsPerAgent  = 64
+	DefaultWriteTimeout            = kasproxy.DefaultWriteTimeout
+	DefaultMaxBufferedBytesPerUser = kasproxy.DefaultMaxBufferedBytesPerUser
+	DefaultMaxBufferedBytes        = kasproxy.DefaultMaxBufferedBytes
+	// A stream kas closed is reset if agentk has not closed it within
+	// this, freeing its buffered data (yamux keeps it otherwise).
+	DefaultStreamCloseTimeout = 5 * time.Second
 )
 
 // LimitsSection bounds what any one party (an unauthenticated client, a
@@ -74,6 +81,19 @@ type LimitsSection struct {
 	// MaxConnectionsPerAgent bounds one agent's connections to this kas
 	// (one per agentk replica); over it the handshake is refused with 429.
 	MaxConnectionsPerAgent int `yaml:"max_connections_per_agent"`
+	// WriteTimeout bounds each write of a proxied response to its caller:
+	// a caller that reads nothing for this long is cut off.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// MaxBufferedBytesPerUser and MaxBufferedBytes bound the memory held
+	// by responses whose callers stopped reading (each holds up to its
+	// tunnel stream's 16 MiB window), per caller and for this kas; a
+	// response that would go over is ended.
+	MaxBufferedBytesPerUser int64 `yaml:"max_buffered_bytes_per_user"`
+	MaxBufferedBytes        int64 `yaml:"max_buffered_bytes"`
+	// StreamCloseTimeout is how long a tunnel stream kas closed (its
+	// caller went away) waits for agentk's close before it is reset and
+	// its buffered data freed.
+	StreamCloseTimeout time.Duration `yaml:"stream_close_timeout"`
 	// TrustedProxies are addresses or CIDRs of proxies in front of the
 	// Kubernetes API listener (an ingress): for a connection from one of
 	// them, failed authentications count against the client its
@@ -138,6 +158,18 @@ func (l *LimitsSection) defaults() {
 	if l.MaxConnectionsPerAgent == 0 {
 		l.MaxConnectionsPerAgent = DefaultMaxConnectionsPerAgent
 	}
+	if l.WriteTimeout == 0 {
+		l.WriteTimeout = DefaultWriteTimeout
+	}
+	if l.MaxBufferedBytesPerUser == 0 {
+		l.MaxBufferedBytesPerUser = DefaultMaxBufferedBytesPerUser
+	}
+	if l.MaxBufferedBytes == 0 {
+		l.MaxBufferedBytes = DefaultMaxBufferedBytes
+	}
+	if l.StreamCloseTimeout == 0 {
+		l.StreamCloseTimeout = DefaultStreamCloseTimeout
+	}
 }
 
 func (l *LimitsSection) validate(bad func(key, format string, args ...any)) {
@@ -148,7 +180,8 @@ func (l *LimitsSection) validate(bad func(key, format string, args ...any)) {
 	for _, d := range []struct {
 		key string
 		d   time.Duration
-	}{{"limits.idle_timeout", l.IdleTimeout}, {"limits.read_header_timeout", l.ReadHeaderTimeout}, {"limits.observability_read_timeout", l.ObservabilityReadTimeout}} {
+	}{{"limits.idle_timeout", l.IdleTimeout}, {"limits.read_header_timeout", l.ReadHeaderTimeout}, {"limits.observability_read_timeout", l.ObservabilityReadTimeout},
+		{"limits.write_timeout", l.WriteTimeout}, {"limits.stream_close_timeout", l.StreamCloseTimeout}} {
 		if d.d < 0 {
 			bad(d.key, "must be positive")
 		}
@@ -158,6 +191,12 @@ func (l *LimitsSection) validate(bad func(key, format string, args ...any)) {
 	}
 	if l.AuthFailureBurst < 0 {
 		bad("limits.auth_failure_burst", "must be positive")
+	}
+	if l.MaxBufferedBytesPerUser < 0 {
+		bad("limits.max_buffered_bytes_per_user", "must be positive")
+	}
+	if l.MaxBufferedBytes < 0 {
+		bad("limits.max_buffered_bytes", "must be positive")
 	}
 	if l.MaxAgentStreamsPerConnection < 0 {
 		bad("limits.max_agent_streams_per_connection", "must be positive")
@@ -240,4 +279,25 @@ func (s *Server) httpServer(h http.Handler, readTimeout time.Duration) *http.Ser
 		IdleTimeout:       s.cfg.Limits.IdleTimeout,
 		MaxHeaderBytes:    proxyMaxHeaderBytes,
 	}
+}
+
+// proxyLimits fills in a proxy config's per-caller bounds.
+func (s *Server) proxyLimits(c kasproxy.Config) kasproxy.Config {
+	l := s.cfg.Limits
+	c.MaxStreamsPerUser = l.MaxStreamsPerUser
+	c.WriteTimeout = l.WriteTimeout
+	c.MaxBufferedBytesPerUser = l.MaxBufferedBytesPerUser
+	c.MaxBufferedBytes = l.MaxBufferedBytes
+	c.StreamWindow = int64(s.Session.MaxStreamWindow)
+	return c
+}
+
+// sessionConfig is the tunnel session config: what tests set in
+// Server.Session, with limits.stream_close_timeout unless they set one.
+func (s *Server) sessionConfig() tunnel.SessionConfig {
+	c := s.Session
+	if c.StreamCloseTimeout == 0 {
+		c.StreamCloseTimeout = s.cfg.Limits.StreamCloseTimeout
+	}
+	return c
 }

@@ -74,11 +74,14 @@ func newPeerSet(cfg *Config, sessions *sessionRegistry, logger *slog.Logger, m *
 		Metrics:     m,
 	})
 	p.private = kasproxy.New(kasproxy.Config{
-		Users:              secret,
-		Tunnels:            sessions,
-		Logger:             logger.With("listener", "private_api"),
-		MaxStreamsPerAgent: cfg.Agent.KubernetesAPI.MaxStreamsPerAgent,
-		MaxStreamsPerUser:  cfg.Limits.MaxStreamsPerUser,
+		Users:                   secret,
+		Tunnels:                 sessions,
+		Logger:                  logger.With("listener", "private_api"),
+		MaxStreamsPerAgent:      cfg.Agent.KubernetesAPI.MaxStreamsPerAgent,
+		MaxStreamsPerUser:       cfg.Limits.MaxStreamsPerUser,
+		WriteTimeout:            cfg.Limits.WriteTimeout,
+		MaxBufferedBytesPerUser: cfg.Limits.MaxBufferedBytesPerUser,
+		MaxBufferedBytes:        cfg.Limits.MaxBufferedBytes,
 		// Every forwarded request of a replica comes from one address: a
 		// secret mismatch must keep its clear error, not turn into 429s.
 		// (Guessing an HS256 key of 32 bytes is hopeless anyway.)

@@ -109,17 +109,16 @@ func New(cfg *Config, logger *slog.Logger) (*Server, error) {
 		}
 		tunnels = replicaTunnels{local: s.sessions, peers: s.peers.forwarder}
 	}
-	s.proxy = kasproxy.New(kasproxy.Config{
+	s.proxy = kasproxy.New(s.proxyLimits(kasproxy.Config{
 		Users:   newUserRegistry(cfg),
 		Tunnels: tunnels,
 		Logger:  logger,
 		Metrics: kasproxy.NewMetrics(reg),
 
 		MaxStreamsPerAgent: cfg.Agent.KubernetesAPI.MaxStreamsPerAgent,
-		MaxStreamsPerUser:  cfg.Limits.MaxStreamsPerUser,
 		AuthFailures:       kasproxy.NewFailureLimiter(cfg.Limits.AuthFailureBurst, kasproxy.DefaultAuthFailureWindow),
 		TrustedProxies:     cfg.Limits.trustedProxies(),
-	})
+	}))
 	s.grpc = grpc.NewServer(grpc.Creds(agentCreds{}), grpc.ChainStreamInterceptor(s.status.streamInterceptor),
 		// Every connected agent holds a gRPC connection for as long as it
 		// is connected; gRPC's default 32 KiB read and write buffers per
@@ -242,7 +241,7 @@ func (s *Server) Run(ctx context.Context) error {
 		Authenticate: s.authenticate,
 		OnSession:    s.handleSession,
 		KasVersion:   version.Version,
-		Session:      s.Session,
+		Session:      s.sessionConfig(),
 		Logger:       s.logger,
 		Metrics:      tunnel.NewServerMetrics(s.metrics),
 	}

@@ -119,6 +119,19 @@ type Config struct {
 	MaxStreamsPerUser int
 	// AuthFailures limits failed authentications per client address.
 	AuthFailures *FailureLimiter
+	// WriteTimeout bounds each write of a response to the caller.
+	WriteTimeout time.Duration
+	// StallAfter is how long a write must block for the response to
+	// count as stalled (and be charged StreamWindow).
+	StallAfter time.Duration
+	// StreamWindow is the most a stalled response holds in kas: the
+	// tunnel's stream window.
+	StreamWindow int64
+	// MaxBufferedBytesPerUser and MaxBufferedBytes bound what stalled
+	// responses hold, per caller and in total; a response that would go
+	// over is ended.
+	MaxBufferedBytesPerUser int64
+	MaxBufferedBytes        int64
 	// TrustedProxies are the addresses of proxies in front of kas (an
 	// ingress) whose X-Forwarded-For says who the client is.
 	TrustedProxies []netip.Prefix
@@ -134,6 +147,8 @@ type Proxy struct {
 	perUser  map[slotKey]int
 	// watches in flight, ended cleanly by StopWatches
 	watches kubehttp.Watches
+	// budget for responses whose callers stopped reading
+	budget *budget
 }
 
 type ctxKey int
@@ -166,7 +181,23 @@ func New(cfg Config) *Proxy {
 	if cfg.MaxStreamsPerUser <= 0 {
 		cfg.MaxStreamsPerUser = DefaultMaxStreamsPerUser
 	}
-	p := &Proxy{cfg: cfg, perAgent: map[string]int{}, perUser: map[slotKey]int{}}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = DefaultWriteTimeout
+	}
+	if cfg.StallAfter <= 0 {
+		cfg.StallAfter = DefaultStallAfter
+	}
+	if cfg.StreamWindow <= 0 {
+		cfg.StreamWindow = tunnel.DefaultMaxStreamWindow
+	}
+	if cfg.MaxBufferedBytesPerUser <= 0 {
+		cfg.MaxBufferedBytesPerUser = DefaultMaxBufferedBytesPerUser
+	}
+	if cfg.MaxBufferedBytes <= 0 {
+		cfg.MaxBufferedBytes = DefaultMaxBufferedBytes
+	}
+	p := &Proxy{cfg: cfg, perAgent: map[string]int{}, perUser: map[slotKey]int{},
+		budget: newBudget(cfg.StreamWindow, cfg.MaxBufferedBytesPerUser, cfg.MaxBufferedBytes)}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:   p.rewrite,
 		Transport: RoundTripperFunc(p.roundTrip),
@@ -380,6 +411,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer p.cfg.Metrics.Inflight.Dec()
 	}
 
+	// From here on the response may be long (watches, logs -f, a large
+	// list): a caller that stops reading must not hold kas's memory.
+	w = p.guard(w, u.Name, ri)
 	if p.cfg.Metrics != nil {
 		w = p.cfg.Metrics.countingWriter(w)
 	}

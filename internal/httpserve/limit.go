@@ -1,6 +1,7 @@
 package httpserve
 
 import (
+	"io"
 	"net"
 	"sync"
 )
@@ -109,4 +110,22 @@ func (c *limitConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(c.release)
 	return err
+}
+
+// CloseWrite passes through, so that net/http can half-close before
+// closing a connection it refused (431, 400): without it, the client gets
+// a reset instead of the answer.
+func (c *limitConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+// ReadFrom passes through, keeping sendfile/splice for net/http.
+func (c *limitConn) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(struct{ io.Writer }{c.Conn}, r)
 }
