@@ -4,14 +4,18 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"kubetunnel/agentk"
 	tu "kubetunnel/internal/testutil"
 	"kubetunnel/tunnel"
 	"kubetunnel/version"
@@ -214,5 +218,63 @@ func TestAgentStreamAndConnectionCaps(t *testing.T) {
 		if resp.StatusCode != 200 {
 			t.Fatalf("status %d", resp.StatusCode)
 		}
+	}
+}
+
+// A caller that stops reading a large response is cut off after
+// limits.write_timeout, and the tunnel stream behind it, whose window
+// agentk had filled, is freed within limits.stream_close_timeout rather
+// than held for minutes.
+func TestStalledCallerReleasesStream(t *testing.T) {
+	e := newEnv(t, "ws")
+	e.cfg.Limits.WriteTimeout = time.Second
+	e.cfg.Limits.StreamCloseTimeout = 500 * time.Millisecond
+	// Production keepalives (the fast ones of other tests misfire under a
+	// full link on a busy machine) and a 1 MiB window, so the stall comes
+	// soon.
+	session := tunnel.SessionConfig{MaxStreamWindow: 1 << 20}
+	e.startWith(func(s *Server) { s.Session = session })
+	// The cluster's API server answers /big with an endless body.
+	big := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/big" {
+			io.WriteString(w, "{}")
+			return
+		}
+		buf := make([]byte, 64<<10)
+		for r.Context().Err() == nil {
+			if _, err := w.Write(buf); err != nil {
+				return
+			}
+		}
+	}))
+	defer big.Close()
+	a := e.startAgent(func(o *agentk.Options) { o.REST.Host = big.URL; o.Session = session })
+	tu.Eventually(t, 10*time.Second, "agent config", func() bool { _, c := a.Config(); return c != nil })
+	sess, err := e.kas.sessions.pick(agentName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := sess.NumStreams()
+
+	c := dialFrom(t, "127.0.0.1", e.cfg.Agent.KubernetesAPI.Listen.Address, 1)[0]
+	c.(*net.TCPConn).SetReadBuffer(4 << 10)
+	fmt.Fprintf(c, "GET /agents/%s/big HTTP/1.1\r\nHost: kas\r\nAuthorization: Bearer %s\r\n\r\n", agentName, aliceToken)
+	// The caller reads nothing; the stream is open while kas waits.
+	tu.Eventually(t, 5*time.Second, "the stream of the request", func() bool { return sess.NumStreams() > base })
+	start := time.Now()
+	tu.Eventually(t, 10*time.Second, "the stream to be freed", func() bool { return sess.NumStreams() <= base })
+	if d := time.Since(start); d > 6*time.Second {
+		t.Errorf("the stream was freed after %v, want about write_timeout + stream_close_timeout", d)
+	}
+	// The caller was cut off; others are served.
+	if n := countOpen([]net.Conn{c}, 2*time.Second); n != 0 {
+		// Drain what the kernel holds, then the close must show.
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.Copy(io.Discard, c); err != nil && !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("the stalled caller's connection was not closed: %v", err)
+		}
+	}
+	if code, body := e.call("GET", "/api", aliceToken, nil, nil); code != 200 {
+		t.Errorf("another request after the stall: %d %s", code, body)
 	}
 }
