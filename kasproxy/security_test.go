@@ -3,6 +3,7 @@ package kasproxy
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -244,4 +245,51 @@ func TestFairSlotsPerUser(t *testing.T) {
 	if len(p.perAgent)+len(p.perUser) != 0 {
 		t.Errorf("slot maps not emptied: %v %v", p.perAgent, p.perUser)
 	}
+}
+
+// FuzzClientAddr: whatever X-Forwarded-For a caller sends, the address
+// failures are counted against is the TCP peer or an untrusted address
+// that the header names, never a trusted proxy's nor one it did not name.
+func FuzzClientAddr(f *testing.F) {
+	f.Add("198.51.100.7", "10.1.1.1")
+	f.Add("203.0.113.9, 198.51.100.7, 10.9.9.9", "10.1.1.1")
+	f.Add("::ffff:198.51.100.7", "10.1.1.1")
+	f.Add("garbage, 10.0.0.1", "192.0.2.1")
+	f.Add("", "10.2.3.4")
+	p := New(Config{Users: fakeUsers{}, Tunnels: &recordingTunnel{}, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}})
+	f.Fuzz(func(t *testing.T, xff, peer string) {
+		if _, err := netip.ParseAddr(peer); err != nil {
+			return // the TCP peer is always an address
+		}
+		r := httptest.NewRequest("GET", "/agents/prod/api", nil)
+		r.RemoteAddr = net.JoinHostPort(peer, "1234")
+		r.Header.Set("X-Forwarded-For", xff)
+		got := p.clientAddr(r)
+		host, _, err := net.SplitHostPort(r.RemoteAddr)
+		if err != nil {
+			host = r.RemoteAddr
+		}
+		if got == host {
+			return
+		}
+		if !p.trusted(peer) {
+			t.Fatalf("untrusted peer %q: counted against %q from X-Forwarded-For %q", peer, got, xff)
+		}
+		if p.trusted(got) {
+			t.Fatalf("counted against trusted proxy %q (X-Forwarded-For %q)", got, xff)
+		}
+		ip, err := netip.ParseAddr(got)
+		if err != nil || !strings.Contains(xff, strings.TrimPrefix(ip.String(), "::ffff:")) && !containsAddr(xff, ip) {
+			t.Fatalf("counted against %q, not named in X-Forwarded-For %q", got, xff)
+		}
+	})
+}
+
+func containsAddr(xff string, ip netip.Addr) bool {
+	for h := range strings.SplitSeq(xff, ",") {
+		if a, err := netip.ParseAddr(strings.TrimSpace(h)); err == nil && a.Unmap() == ip {
+			return true
+		}
+	}
+	return false
 }
