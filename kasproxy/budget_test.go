@@ -98,3 +98,30 @@ func TestStalledResponsesBudget(t *testing.T) {
 		t.Errorf("budget used %d after every response ended", used)
 	}
 }
+
+// A kept-alive connection idle for longer than the write timeout still
+// carries the next response, a refusal included (net/http clears a
+// response's write deadline once it is sent).
+func TestWriteDeadlineDoesNotOutliveItsResponse(t *testing.T) {
+	p := New(Config{Users: fakeUsers{}, Tunnels: &recordingTunnel{}, WriteTimeout: 200 * time.Millisecond})
+	srv := httptest.NewServer(p)
+	defer srv.Close()
+	c, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	for i, token := range []string{"alice-token", "alice-token", "guess"} {
+		if i > 0 {
+			time.Sleep(400 * time.Millisecond)
+		}
+		fmt.Fprintf(c, "GET /agents/prod/api HTTP/1.1\r\nHost: kas\r\nAuthorization: Bearer %s\r\n\r\n", token)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d on the kept-alive connection: %v", i, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+}
