@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"syscall"
 )
 
 // minWebhookSecretBytes: a shorter git.webhook_secret_file is a warning
@@ -85,6 +86,16 @@ func securityWarnings(c *Config) []string {
 	if p := c.PrivateAPI; p != nil && p.Listen.CertificateFile == "" {
 		w = append(w, fmt.Sprintf("private_api.listen %s: plain text between replicas: requests, bodies and their private API tokens cross the network in clear; set certificate_file/key_file and ca_certificate_file", p.Listen.Address))
 	}
+	if limit := openFilesLimit(); limit > 0 {
+		l := c.Limits
+		sum := l.AgentListen.MaxConnections + l.KubernetesAPIListen.MaxConnections + l.ObservabilityListen.MaxConnections
+		if c.PrivateAPI != nil {
+			sum += l.PrivateAPIListen.MaxConnections
+		}
+		if uint64(sum) >= limit {
+			w = append(w, fmt.Sprintf("limits.*_listen.max_connections add up to %d, not below this process's open-files limit (%d): a flood on one listener can starve the others; lower them or raise the limit (ulimit -n)", sum, limit))
+		}
+	}
 	for i, u := range c.Users {
 		for _, g := range u.Groups {
 			if strings.HasPrefix(strings.ToLower(g), "system:") {
@@ -101,4 +112,14 @@ func checkSecurity(c *Config, out io.Writer) {
 	for _, s := range securityWarnings(c) {
 		fmt.Fprintf(out, "WARN  %s\n", s)
 	}
+}
+
+// openFilesLimit is the soft RLIMIT_NOFILE (Go raises it to the hard
+// limit at start), or 0 if unknown.
+func openFilesLimit() uint64 {
+	var r syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &r); err != nil {
+		return 0
+	}
+	return r.Cur
 }
