@@ -39,6 +39,8 @@ type budget struct {
 	mu     sync.Mutex // guards used and byUser
 	used   int64
 	byUser map[string]int64
+	// metrics may be nil
+	metrics *Metrics
 }
 
 func newBudget(window, perUser, total int64) *budget {
@@ -55,6 +57,9 @@ func (b *budget) charge(user string) bool {
 	}
 	b.used += b.window
 	b.byUser[user] += b.window
+	if b.metrics != nil {
+		b.metrics.StalledBytes.Set(float64(b.used))
+	}
 	return true
 }
 
@@ -64,6 +69,9 @@ func (b *budget) refund(user string) {
 	b.used -= b.window
 	if b.byUser[user] -= b.window; b.byUser[user] <= 0 {
 		delete(b.byUser, user)
+	}
+	if b.metrics != nil {
+		b.metrics.StalledBytes.Set(float64(b.used))
 	}
 }
 
@@ -152,6 +160,9 @@ func (w *guardedWriter) stalled() {
 		return
 	}
 	w.cut = true
+	if w.b.metrics != nil {
+		w.b.metrics.StalledEnded.Inc()
+	}
 	_ = w.rc.SetWriteDeadline(time.Now())
 }
 

@@ -11,6 +11,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // endlessTunnel answers every request with an endless body, as a large
@@ -43,7 +46,8 @@ func (t *endlessTunnel) RoundTripper(string) (http.RoundTripper, error) {
 // meanwhile.
 func TestStalledResponsesBudget(t *testing.T) {
 	tun := &endlessTunnel{}
-	p := New(Config{Users: fakeUsers{}, Tunnels: tun, StreamWindow: 1 << 20, MaxBufferedBytesPerUser: 3 << 20, MaxBufferedBytes: 5 << 20,
+	m := NewMetrics(prometheus.NewRegistry())
+	p := New(Config{Users: fakeUsers{}, Tunnels: tun, Metrics: m, StreamWindow: 1 << 20, MaxBufferedBytesPerUser: 3 << 20, MaxBufferedBytes: 5 << 20,
 		StallAfter: 100 * time.Millisecond, WriteTimeout: 3 * time.Second})
 	srv := httptest.NewServer(p)
 	defer srv.Close()
@@ -71,6 +75,9 @@ func TestStalledResponsesBudget(t *testing.T) {
 	if used := p.budget.Used(); used > 3<<20 {
 		t.Errorf("budget used %d, want at most 3 MiB", used)
 	}
+	if n := testutil.ToFloat64(m.StalledEnded); n < 7 {
+		t.Errorf("kas_proxy_stalled_responses_ended_total %v, want at least 7", n)
+	}
 	// alice reads a response while mallory holds hers.
 	ac, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -94,8 +101,8 @@ func TestStalledResponsesBudget(t *testing.T) {
 	if n := tun.open.Load(); n != 0 {
 		t.Errorf("%d streams still held after the write timeout", n)
 	}
-	if used := p.budget.Used(); used != 0 {
-		t.Errorf("budget used %d after every response ended", used)
+	if used := p.budget.Used(); used != 0 || testutil.ToFloat64(m.StalledBytes) != 0 {
+		t.Errorf("budget used %d (gauge %v) after every response ended", used, testutil.ToFloat64(m.StalledBytes))
 	}
 }
 

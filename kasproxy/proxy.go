@@ -198,6 +198,7 @@ func New(cfg Config) *Proxy {
 	}
 	p := &Proxy{cfg: cfg, perAgent: map[string]int{}, perUser: map[slotKey]int{},
 		budget: newBudget(cfg.StreamWindow, cfg.MaxBufferedBytesPerUser, cfg.MaxBufferedBytes)}
+	p.budget.metrics = cfg.Metrics
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:   p.rewrite,
 		Transport: RoundTripperFunc(p.roundTrip),
