@@ -19,7 +19,7 @@ import (
 // endlessTunnel answers every request with an endless body, as a large
 // list or a log stream would, and counts the bodies still open (a body
 // open is a tunnel stream, and its window, held in kas).
-type endlessTunnel struct{ open atomic.Int64 }
+type endlessTunnel struct{ open, started atomic.Int64 }
 
 type endlessBody struct {
 	t    *endlessTunnel
@@ -35,6 +35,7 @@ func (b *endlessBody) Close() error {
 func (t *endlessTunnel) RoundTripper(string) (http.RoundTripper, error) {
 	return RoundTripperFunc(func(r *http.Request) (*http.Response, error) {
 		t.open.Add(1)
+		t.started.Add(1)
 		return &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {"application/json"}},
 			ContentLength: -1, Body: &endlessBody{t: t}, Request: r, ProtoMajor: 1, ProtoMinor: 1}, nil
 	}), nil
@@ -64,8 +65,11 @@ func TestStalledResponsesBudget(t *testing.T) {
 		fmt.Fprintf(c, "GET /agents/prod/api/v1/pods HTTP/1.1\r\nHost: kas\r\nAuthorization: Bearer mallory-token\r\n\r\n")
 		conns = append(conns, c)
 	}
-	// Within a second or so, all but her budget's worth (3) are ended.
 	deadline := time.Now().Add(10 * time.Second)
+	for tun.started.Load() < 10 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Within a second or so, all but her budget's worth (3) are ended.
 	for tun.open.Load() > 3 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
