@@ -50,6 +50,7 @@ func Check(ctx context.Context, cfg *Config, w io.Writer) bool {
 	if cfg.Redis != nil {
 		checkReplicas(ctx, cfg, verdict)
 	}
+	checkSecurity(cfg, w)
 	repos, err := gitrepo.New(cfg.Git.CacheDir, cfg.Repositories, slog.New(slog.DiscardHandler))
 	if err != nil {
 		verdict("git cache "+cfg.Git.CacheDir, err, "")

@@ -62,6 +62,8 @@ type Config struct {
 	// GitLab backend (config_gitlab.go).
 	GitLab *GitLabSection `yaml:"gitlab"`
 	API    *APISection    `yaml:"api"`
+	// Limits: connection caps, timeouts and per-caller bounds (limits.go).
+	Limits LimitsSection `yaml:"limits"`
 }
 
 // AgentSection configures the agent-facing side.
@@ -334,6 +336,7 @@ func (c *Config) Default() {
 		c.Git.CacheDir = DefaultCacheDir
 	}
 	c.defaultGitLab()
+	c.Limits.defaults()
 	if r := c.Redis; r != nil {
 		if r.KeyPrefix == "" {
 			r.KeyPrefix = DefaultRedisKeyPrefix
@@ -460,6 +463,8 @@ func (c *Config) Validate() error {
 	}
 	c.validateReplicas(bad, checkListen)
 	c.validateGitLab(bad, checkListen)
+	c.Limits.validate(bad)
+	c.validateIdentities(bad)
 	return errors.Join(errs...)
 }
 

@@ -72,6 +72,11 @@ type Server struct {
 	ready chan struct{}
 	// stopping is set once Run's ctx is done: /readyz fails from then on.
 	stopping atomic.Bool
+	// connRefused counts connections over a listener's caps (limits.go).
+	limitsOnce  sync.Once
+	connRefused *prometheus.CounterVec
+	// statusUsers authenticates status API callers (set by apiHandler).
+	statusUsers kasproxy.Authenticator
 }
 
 // New wires a kas from a validated config. Nothing listens until Run.
@@ -147,14 +152,16 @@ func New(cfg *Config, logger *slog.Logger) (*Server, error) {
 			}
 		}
 	}
-	s.proxy = kasproxy.New(kasproxy.Config{
+	s.proxy = kasproxy.New(s.proxyLimits(kasproxy.Config{
 		Users:   newUserRegistry(cfg),
 		Tunnels: tunnels,
 		Logger:  logger,
 		Metrics: kasproxy.NewMetrics(reg),
 
 		MaxStreamsPerAgent: cfg.Agent.KubernetesAPI.MaxStreamsPerAgent,
-	})
+		AuthFailures:       kasproxy.NewFailureLimiter(cfg.Limits.AuthFailureBurst, kasproxy.DefaultAuthFailureWindow),
+		TrustedProxies:     cfg.Limits.trustedProxies(),
+	}))
 	s.grpc = grpc.NewServer(grpc.Creds(agentCreds{}), grpc.ChainStreamInterceptor(s.status.streamInterceptor),
 		// Every connected agent holds a gRPC connection for as long as it
 		// is connected; gRPC's default 32 KiB read and write buffers per
@@ -201,6 +208,7 @@ func (s *Server) listen(name string, l Listen) (net.Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s listener on %s: %w", name, l.Address, err)
 	}
+	ln = s.limitListener(name, ln)
 	if l.CertificateFile != "" {
 		cert, err := tls.LoadX509KeyPair(l.CertificateFile, l.KeyFile)
 		if err != nil {
@@ -276,13 +284,15 @@ func (s *Server) Run(ctx context.Context) error {
 			closeAll()
 			return err
 		}
+		// Tokens are good only at the replica they were made for.
+		s.peers.secret.SetSelf(self)
 	}
 
 	s.tunnel = &tunnel.Server{
 		Authenticate: s.authenticate,
 		OnSession:    s.handleSession,
 		KasVersion:   version.Version,
-		Session:      s.Session,
+		Session:      s.sessionConfig(),
 		Logger:       s.logger,
 		Metrics:      tunnel.NewServerMetrics(s.metrics),
 	}
@@ -324,14 +334,19 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		return err
 	})
-	g.Go(func() error { return httpserve.Serve(gctx, obsLn, s.apiHandler(s.observabilityHandler())) })
+	g.Go(func() error {
+		return httpserve.ServeServer(gctx, obsLn, s.httpServer(s.apiHandler(s.observabilityHandler()), s.cfg.Limits.ObservabilityReadTimeout), httpserve.DefaultGrace)
+	})
 	proxyDone := make(chan struct{})
 	g.Go(func() error {
 		defer close(proxyDone)
 		return s.serveProxy(gctx, apiLn)
 	})
 	if *al.Websocket {
-		g.Go(func() error { return httpserve.Serve(gctx, agentLn, s.tunnel) })
+		// No read timeout: the upgraded connection is the tunnel.
+		g.Go(func() error {
+			return httpserve.ServeServer(gctx, agentLn, s.httpServer(s.tunnel, 0), httpserve.DefaultGrace)
+		})
 	} else {
 		g.Go(func() error { return s.tunnel.ServeListener(gctx, agentLn) })
 	}
@@ -406,12 +421,8 @@ func (s *Server) startGracePeriod(ctx, serveCtx context.Context, stopServing con
 // once (clients re-establish them) and other requests get the drain
 // timeout to finish.
 func (s *Server) serveProxy(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{
-		Handler:           s.proxy,
-		ReadHeaderTimeout: 30 * time.Second,
-		IdleTimeout:       5 * time.Minute,
-		MaxHeaderBytes:    proxyMaxHeaderBytes,
-	}
+	// No read timeout: request bodies stream (exec, port-forward).
+	srv := s.httpServer(s.proxy, 0)
 	stop := context.AfterFunc(ctx, s.proxy.StopWatches)
 	defer stop()
 	return httpserve.ServeServer(ctx, ln, srv, s.cfg.Agent.Listen.DrainTimeout)
@@ -437,6 +448,9 @@ func (s *Server) authenticate(ctx context.Context, h tunnel.Hello) (string, erro
 	}
 	if err != nil {
 		return "", err
+	}
+	if n := s.sessions.count(a.Key); n >= s.cfg.Limits.MaxConnectionsPerAgent {
+		return "", &tunnel.RefusedError{Status: http.StatusTooManyRequests, Reason: fmt.Sprintf("agent %q has %d connections to this kas, the limit (limits.max_connections_per_agent)", a.Name, n)}
 	}
 	return a.Key, nil
 }
@@ -470,15 +484,25 @@ func (s *Server) handleSession(ctx context.Context, ts *tunnel.Session) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		// Streams agentk opens go to gRPC only, never to the pool that
+		// carries users' requests; and only so many at once.
+		var open atomic.Int64
 		for {
 			st, err := ts.AcceptStream()
 			if err != nil {
 				return
 			}
+			if open.Load() >= int64(s.cfg.Limits.MaxAgentStreamsPerConnection) {
+				st.Close()
+				s.sessions.streamsRefused.Inc()
+				continue
+			}
+			open.Add(1)
+			sess.proven.Store(true)
 			s.sessions.streamsOpened.WithLabelValues("from_agent").Inc()
 			gauge := s.sessions.streamsOpen.WithLabelValues("from_agent")
 			gauge.Inc()
-			s.grpcLn.deliver(ctx, &agentConn{Conn: st, agent: agent, done: gauge.Dec})
+			s.grpcLn.deliver(ctx, &agentConn{Conn: st, agent: agent, done: func() { gauge.Dec(); open.Add(-1) }})
 		}
 	}()
 
@@ -595,6 +619,7 @@ func sendGoAway(sess *agentSession) error {
 	tr := &http.Transport{DialContext: func(context.Context, string, string) (net.Conn, error) { return st, nil }}
 	defer tr.CloseIdleConnections()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://agentk"+tunnel.GoAwayPath, nil)
+	req.Header.Set(tunnel.HeaderInternal, tunnel.InternalGoAway)
 	resp, err := tr.RoundTrip(req)
 	if err != nil {
 		return err

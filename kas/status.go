@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -333,30 +334,59 @@ func (s *Server) agentStatus(a Agent) AgentStatus {
 //
 // The observability listener has no authentication: this API shows agent
 // names, repository ids, commits and sync errors to whoever can reach the
-// listener. Keep observability.listen on a private address.
-func (s *Server) handleListAgents(w http.ResponseWriter, _ *http.Request) {
+// listener. Keep observability.listen on a private address. A caller that
+// sends a user token (Authorization: Bearer) sees only the agents that
+// user may use.
+func (s *Server) handleListAgents(w http.ResponseWriter, r *http.Request) {
+	visible, ok := s.statusScope(w, r)
+	if !ok {
+		return
+	}
 	agents := s.registry.Agents()
 	list := make([]AgentStatus, 0, len(agents))
 	for _, a := range agents {
-		list = append(list, s.agentStatus(a))
+		if visible(a.Key) {
+			list = append(list, s.agentStatus(a))
+		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"agents": list})
 }
 
 // handleGetAgent serves GET /api/v1/agents/{name}: one agent, or 404 for a
-// name that is not in the kas config. No authentication, as
-// handleListAgents.
+// name that is not in the kas config or (with a user token) that the user
+// may not use: the same answer, so it does not tell which agents exist.
 func (s *Server) handleGetAgent(w http.ResponseWriter, r *http.Request) {
+	visible, ok := s.statusScope(w, r)
+	if !ok {
+		return
+	}
 	name := r.PathValue("name")
-	if a, ok := s.registry.Agent(name); ok {
+	if a, ok := s.registry.Agent(name); ok && visible(a.Key) {
 		writeJSON(w, http.StatusOK, s.agentStatus(a))
 		return
 	}
-	msg := fmt.Sprintf("no agent %q in the kas config", name)
+	msg := fmt.Sprintf("no agent %q that you may see", name)
 	if s.gitlab != nil {
-		msg = fmt.Sprintf("no agent with id %q has connected since kas started", name)
+		msg = fmt.Sprintf("no agent with id %q that you may see (an agent of GitLab's is known once it has connected since kas started)", name)
 	}
 	writeJSON(w, http.StatusNotFound, apiError{Error: msg})
+}
+
+// statusScope says which agents a status API caller sees: every one
+// without a token, the user's agents with a valid user token; a bad token
+// is answered 401 (ok false).
+func (s *Server) statusScope(w http.ResponseWriter, r *http.Request) (visible func(string) bool, ok bool) {
+	auth := r.Header.Get("Authorization")
+	if auth == "" {
+		return func(string) bool { return true }, true
+	}
+	scheme, token, _ := strings.Cut(auth, " ")
+	u, err := s.statusUsers.AuthenticateUser(r.Context(), strings.TrimSpace(token))
+	if !strings.EqualFold(scheme, "Bearer") || err != nil {
+		writeJSON(w, http.StatusUnauthorized, apiError{Error: "Unauthorized: not a valid user token"})
+		return nil, false
+	}
+	return func(agent string) bool { return slices.Contains(u.Agents, agent) }, true
 }
 
 type apiError struct {
@@ -375,6 +405,7 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 // apiHandler serves /api/v1/ on the observability listener and passes
 // every other request to next.
 func (s *Server) apiHandler(next http.Handler) http.Handler {
+	s.statusUsers = newUserRegistry(s.cfg)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/v1/agents", s.handleListAgents)
 	mux.HandleFunc("GET /api/v1/agents/{name}", s.handleGetAgent)
