@@ -46,14 +46,17 @@
 //     headers (GITLAB.md: refused by default even with access_as agent).
 //  4. Carry grant.Identity to agentk. The tunnel today carries only
 //     Kas-Proxy-User and Kas-Proxy-Group; the identity needs uid and
-//     ordered extra too, so the tunnel protocol needs a new header (for
-//     example one JSON-encoded Identity, with a fuzzed decoder in agentk).
-//     grant.Identity == nil means the agent's own service account.
+//     ordered extra too: Identity.HeaderValue encodes it for one new
+//     tunnel header (its name belongs in tunnel/const.go and
+//     tunnel/PROTOCOL.md), ParseIdentityHeader (fuzzed, bounded) decodes
+//     it in agentk. grant.Identity == nil means the agent's own service
+//     account: send no such header.
 //  5. Audit and usage counters from grant.Kind, grant.Username,
 //     grant.JobID and grant.AgentID.
 //
-// agentk, in its forwarder: decode the identity kas sent and call
-// Identity.SetImpersonationHeaders on the outgoing request after
+// agentk, in its forwarder: decode the identity kas sent
+// (ParseIdentityHeader; refuse the request with 400 if it does not parse)
+// and call Identity.SetImpersonationHeaders on the outgoing request after
 // kubehttp.StripCallerHeaders; with no identity, send the request as the
 // agent. (Upstream agentk does the same through rest.ImpersonationConfig,
 // which escapes extra keys as SetImpersonationHeaders does.)

@@ -67,15 +67,32 @@ func JobIdentity(job *gitlab.AllowedAgentsForJob, agent *gitlab.AllowedAgent) (*
 	case as.Impersonate != nil:
 		im := as.Impersonate
 		id := &Identity{User: im.Username, UID: im.UID, Groups: append([]string(nil), im.Groups...)}
+		at := map[string]int{}
 		for _, x := range im.Extra {
-			id.Extra = append(id.Extra, Extra{Key: x.Key, Values: append([]string(nil), x.Val...)})
+			e := Extra{Key: x.Key, Values: append([]string(nil), x.Val...)}
+			// A repeated key: the last one wins, as in upstream's
+			// ImpersonationConfig.GetExtraAsMap.
+			if i, ok := at[x.Key]; ok {
+				id.Extra[i] = e
+				continue
+			}
+			at[x.Key] = len(id.Extra)
+			id.Extra = append(id.Extra, e)
 		}
-		return id, nil
+		return checked(id, agent.ID)
 	case as.CIJob != nil:
-		return ciJobIdentity(job, agent), nil
+		return checked(ciJobIdentity(job, agent), agent.ID)
 	default: // ci_user
 		return nil, fmt.Errorf("%w: agent %d: access_as ci_user is not implemented (nor by GitLab's agent): use ci_job or impersonate", ErrAccessAs, agent.ID)
 	}
+}
+
+// checked refuses an identity that cannot be sent as headers.
+func checked(id *Identity, agentID gitlab.ID) (*Identity, error) {
+	if err := id.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: agent %d: %w", ErrAccessAs, agentID, err)
+	}
+	return id, nil
 }
 
 // parseCIAccessAs decodes ci_access access_as; nil when absent (upstream's
@@ -164,7 +181,7 @@ func UserIdentity(resp *gitlab.AuthorizeProxyUserResponse, accessType string) (*
 			groups = append(groups, "gitlab:group_role:"+strconv.FormatInt(int64(g.ID), 10)+":"+role)
 		}
 	}
-	return &Identity{
+	return checked(&Identity{
 		User:   "gitlab:user:" + resp.User.Username,
 		Groups: groups,
 		Extra: []Extra{
@@ -173,7 +190,7 @@ func UserIdentity(resp *gitlab.AuthorizeProxyUserResponse, accessType string) (*
 			{"agent.gitlab.com/access_type", []string{accessType}},
 			{"agent.gitlab.com/config_project_id", []string{strconv.FormatInt(int64(resp.Agent.ConfigProject.ID), 10)}},
 		},
-	}, nil
+	}, resp.Agent.ID)
 }
 
 // SetImpersonationHeaders writes id as Kubernetes impersonation headers

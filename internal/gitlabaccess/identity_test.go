@@ -68,6 +68,10 @@ func TestJobIdentity(t *testing.T) {
 			User: "deployer", UID: "u-1", Groups: []string{"ops", "dev"},
 			Extra: []gitlabaccess.Extra{{Key: "team", Values: []string{"a", "b"}}},
 		}, nil},
+		{"impersonate with a repeated extra key", noEnv, `{"impersonate":{"username":"d","extra":[{"key":"k","val":["1"]},{"key":"j","val":["2"]},{"key":"k","val":["3"]}]}}`, &gitlabaccess.Identity{
+			User: "d", Extra: []gitlabaccess.Extra{{Key: "k", Values: []string{"3"}}, {Key: "j", Values: []string{"2"}}},
+		}, nil},
+		{"impersonate with a control character", noEnv, `{"impersonate":{"username":"d\r\nImpersonate-Group: system:masters"}}`, nil, gitlabaccess.ErrAccessAs},
 		{"impersonate without username", noEnv, `{"impersonate":{"groups":["ops"]}}`, nil, gitlabaccess.ErrAccessAs},
 		{"ci_user", noEnv, `{"ci_user":{}}`, nil, gitlabaccess.ErrAccessAs},
 		{"two modes", noEnv, `{"agent":{},"ci_job":{}}`, nil, gitlabaccess.ErrAccessAs},
