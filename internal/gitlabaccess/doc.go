@@ -24,7 +24,10 @@
 //     API server.
 //
 // StripCredentials removes the GitLab credential headers and query
-// parameters before a request goes on.
+// parameters before a request goes on. CORS answers browsers calling
+// from gitlab.external_url (preflight, credentials, Vary: Origin) and
+// refuses other origins; StripClusterCORS drops the cluster's own CORS
+// headers from its answers.
 //
 // # Wiring (not done yet)
 //
@@ -33,10 +36,12 @@
 // kasproxy, on the Kubernetes API listener under
 // agent.kubernetes_api.url_path_prefix:
 //
+//  0. cors.Handle(w, r) first (cors from NewCORS(gitlab.external_url));
+//     when it returns true the request is answered.
 //  1. cred, err := ParseCredential(r). ErrNotGitLab: the existing static
 //     users path (/agents/<name>/) as today. Any other error: a
 //     Kubernetes Status with StatusCode(err) (401) and, as upstream, the
-//     header Gitlab-Unauthorized: true on 401s.
+//     header HeaderUnauthorized (Gitlab-Unauthorized: true) on 401s.
 //  2. grant, err := authorizer.Authorize(ctx, cred), one Authorizer per kas
 //     built on kas's *gitlab.Client. Errors: StatusCode(err) and
 //     err.Error() as the Status message (it names no secret).
@@ -51,6 +56,8 @@
 //     tunnel/PROTOCOL.md), ParseIdentityHeader (fuzzed, bounded) decodes
 //     it in agentk. grant.Identity == nil means the agent's own service
 //     account: send no such header.
+//     On the cluster's answer (ReverseProxy.ModifyResponse), call
+//     StripClusterCORS.
 //  5. Audit and usage counters from grant.Kind, grant.Username,
 //     grant.JobID and grant.AgentID.
 //
@@ -61,6 +68,9 @@
 // agent. (Upstream agentk does the same through rest.ImpersonationConfig,
 // which escapes extra keys as SetImpersonationHeaders does.)
 //
-// CORS for gitlab.external_url, the config.yaml ci_access/user_access
-// checks that GitLab applies, and the docs page are for the wiring step.
+// The config.yaml ci_access/user_access checks are GitLab's (it answers
+// allowed_agents and authorize_proxy_user from them); kas applies only
+// access_as, which arrives in those answers. The user docs page (config
+// examples, identities table, RBAC) is for the wiring step, when a test
+// shows it end to end.
 package gitlabaccess
