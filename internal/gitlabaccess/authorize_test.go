@@ -205,6 +205,9 @@ func TestAuthorizeUnavailableNothingCached(t *testing.T) {
 		if !errors.Is(err, gitlabaccess.ErrUnavailable) || gitlabaccess.StatusCode(err) != http.StatusServiceUnavailable || !strings.Contains(err.Error(), "502") {
 			t.Fatalf("%v: %v, want ErrUnavailable with GitLab's answer", h, err)
 		}
+		if strings.Contains(err.Error(), "glcbt-x") || strings.Contains(err.Error(), "glpat-x") {
+			t.Fatalf("error %q carries the token", err)
+		}
 	}
 	// Outages are not cached: once GitLab is back the answer is GitLab's.
 	gl.SetDown(false)
@@ -240,8 +243,12 @@ func TestAuthorizePAT(t *testing.T) {
 		"agent not in user_access": bearer("pat", other.ID, tok),
 		"unknown token":            bearer("pat", prod.ID, "glpat-nope"),
 	} {
-		if _, err := a.Authorize(ctx, parse(t, h)); !errors.Is(err, gitlabaccess.ErrUnauthorized) || gitlabaccess.StatusCode(err) != 401 {
+		_, err := a.Authorize(ctx, parse(t, h))
+		if !errors.Is(err, gitlabaccess.ErrUnauthorized) || gitlabaccess.StatusCode(err) != 401 {
 			t.Fatalf("%s: %v", name, err)
+		}
+		if strings.Contains(err.Error(), "glpat-") {
+			t.Fatalf("%s: error %q carries the token", name, err)
 		}
 	}
 	if calls := gl.Calls(gitlab.PathAuthorizeProxyUser); calls != 3 {

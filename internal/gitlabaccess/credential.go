@@ -198,19 +198,21 @@ func ParseAuthorization(v string) (Credential, error) {
 }
 
 // ParseAgentID parses a GitLab agent id: a positive decimal integer, no
-// sign, no spaces.
+// sign, no spaces. The error does not quote s: in a mangled header it may
+// be part of a token.
 func ParseAgentID(s string) (int64, error) {
+	bad := fmt.Errorf("%w: agent id (%d bytes) is not a positive integer", ErrMalformed, len(s))
 	if s == "" || len(s) > 19 {
-		return 0, fmt.Errorf("%w: agent id %q is not a positive integer", ErrMalformed, truncate(s))
+		return 0, bad
 	}
 	for i := 0; i < len(s); i++ {
 		if s[i] < '0' || s[i] > '9' {
-			return 0, fmt.Errorf("%w: agent id %q is not a positive integer", ErrMalformed, truncate(s))
+			return 0, bad
 		}
 	}
 	id, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || id <= 0 {
-		return 0, fmt.Errorf("%w: agent id %q is not a positive integer", ErrMalformed, truncate(s))
+		return 0, bad
 	}
 	return id, nil
 }

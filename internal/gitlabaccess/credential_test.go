@@ -211,3 +211,24 @@ func checkParsed(t *testing.T, c gitlabaccess.Credential, err error) {
 		t.Fatal("kind has no name")
 	}
 }
+
+// Errors go to logs and to the caller: none may carry a token.
+func TestErrorsCarryNoSecret(t *testing.T) {
+	const secret = "SECRETSECRET"
+	for _, h := range []http.Header{
+		{"Authorization": {"Bearer ci:" + secret + ":x"}},
+		{"Authorization": {"Bearer ci:" + secret}},
+		{"Authorization": {"Bearer pat:1:" + secret + " x"}},
+		{"Authorization": {"Bearer pat:1:" + secret, "Bearer pat:2:" + secret}},
+		{"Cookie": {gitlabaccess.CookieName + "=" + secret}, "Gitlab-Agent-Id": {secret}, "X-Csrf-Token": {secret}},
+		{"Cookie": {gitlabaccess.CookieName + "=" + secret + "%zz"}, "Gitlab-Agent-Id": {"1"}, "X-Csrf-Token": {secret}},
+		{"Cookie": {gitlabaccess.CookieName + "=" + secret}, "Gitlab-Agent-Id": {"1"}, "X-Csrf-Token": {secret + "\x01"}},
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.Header = h
+		_, err := gitlabaccess.ParseCredential(r)
+		if err == nil || strings.Contains(err.Error(), "SECRET") {
+			t.Fatalf("%v: error %v", h, err)
+		}
+	}
+}
