@@ -3,7 +3,7 @@
 // kubeconfig GitLab injects, and GitLab users with a personal access token
 // or GitLab's session cookie (the Kubernetes dashboard in the browser).
 //
-// It has three parts, each usable alone:
+// Its parts, each usable alone:
 //
 //   - ParseCredential reads a request's GitLab credential:
 //     "Authorization: Bearer ci:<agent id>:<CI_JOB_TOKEN>",
@@ -28,6 +28,20 @@
 // from gitlab.external_url (preflight, credentials, Vary: Origin) and
 // refuses other origins; StripClusterCORS drops the cluster's own CORS
 // headers from its answers.
+//
+// # Where this differs from upstream (GitLab 16.3-16.5), on purpose
+//
+//   - A 404 from allowed_agents is 401 here (upstream passes 404 on): to
+//     the caller it is an unknown job token.
+//   - An Authorization header that is not ci:/pat: is not an error but
+//     ErrNotGitLab (upstream has no other callers); a GitLab bearer token
+//     beside a _gitlab_kas cookie wins, as in upstream's code (its doc
+//     says the two may not be combined).
+//   - access_as ci_user is refused with ErrAccessAs: upstream documents it
+//     as tentative and its schema has it commented out.
+//   - Answers are never used past their TTL, even when GitLab is down.
+//   - User access extra is upstream's {id, username, access_type,
+//     config_project_id}, not the CI job's set (GITLAB.md says "as above").
 //
 // # Wiring (not done yet)
 //
@@ -65,7 +79,9 @@
 // (ParseIdentityHeader; refuse the request with 400 if it does not parse)
 // and call Identity.SetImpersonationHeaders on the outgoing request after
 // kubehttp.StripCallerHeaders; with no identity, send the request as the
-// agent. (Upstream agentk does the same through rest.ImpersonationConfig,
+// agent. The Kas-Proxy-User path (static users, user_access.groups
+// admission) stays as it is for static callers: GitLab callers were
+// admitted by GitLab. (Upstream agentk does the same through rest.ImpersonationConfig,
 // which escapes extra keys as SetImpersonationHeaders does.)
 //
 // The config.yaml ci_access/user_access checks are GitLab's (it answers
