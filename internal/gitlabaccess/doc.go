@@ -79,10 +79,10 @@
 // (ParseIdentityHeader; refuse the request with 400 if it does not parse)
 // and call Identity.SetImpersonationHeaders on the outgoing request after
 // kubehttp.StripCallerHeaders; with no identity, send the request as the
-// agent. The Kas-Proxy-User path (static users, user_access.groups
-// admission) stays as it is for static callers: GitLab callers were
-// admitted by GitLab. (Upstream agentk does the same through rest.ImpersonationConfig,
-// which escapes extra keys as SetImpersonationHeaders does.)
+// agent. (Upstream agentk does the same through rest.ImpersonationConfig,
+// which escapes extra keys as SetImpersonationHeaders does.) The
+// Kas-Proxy-User path (static users, user_access.groups admission) stays
+// as it is for static callers: GitLab callers were admitted by GitLab.
 //
 // The config.yaml ci_access/user_access checks are GitLab's (it answers
 // allowed_agents and authorize_proxy_user from them); kas applies only
