@@ -1,6 +1,8 @@
 // Package fakegitlab is a GitLab for tests: the internal Kubernetes agent
 // API kas calls (agent_info, project_info, agent_configuration,
-// usage_metrics), with the JWT checked on every call as GitLab checks it,
+// usage_metrics, authorize_proxy_user for personal access tokens and
+// session cookies with their CSRF token) and allowed_agents for CI job
+// tokens, with the JWT checked on every internal call as GitLab checks it,
 // and smart-HTTP git for its projects through the real `git http-backend`
 // with basic auth. Agents, tokens and per-agent project access are set up
 // by the test; tokens can be revoked and the whole GitLab taken down.
@@ -17,6 +19,7 @@ import (
 	"net/http"
 	"net/http/cgi"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -59,8 +62,16 @@ type Server struct {
 	usage    []gitlab.UsageData
 	calls    map[string]int // path → calls that passed the JWT check
 	jwtFails int
-	jobs     map[string]*Job  // CI job token → job
-	users    map[string]*User // personal access token → user
+	jobs     map[string]*Job     // CI job token → job
+	users    map[string]*User    // personal access token → user
+	sessions map[string]*session // _gitlab_kas cookie value (unescaped) → session
+}
+
+// session is a browser session of a user: GitLab's _gitlab_kas cookie and
+// the CSRF token that must come with it.
+type session struct {
+	user *User
+	csrf string
 }
 
 // Job is a running CI job that may use some agents.
@@ -69,6 +80,13 @@ type Job struct {
 	Project *Project
 	User    string
 	Agents  []*Agent
+	// Groups are the ids of the project's groups (default: one group,
+	// id 1). Environment is the job's environment, if any.
+	Groups      []int64
+	Environment *gitlab.Environment
+	// AccessAs is sent as each agent's configuration.access_as (nil:
+	// omitted, which means access_as agent).
+	AccessAs json.RawMessage
 }
 
 // User is a GitLab user with a personal access token that may reach some
@@ -77,6 +95,11 @@ type User struct {
 	ID       int64
 	Username string
 	Agents   []*Agent
+	// AsUser answers access_as user (with Projects and Groups) instead
+	// of access_as agent.
+	AsUser   bool
+	Projects []gitlab.RoleGrant
+	Groups   []gitlab.RoleGrant
 }
 
 // Project is a GitLab project with a real git repository on branch main.
@@ -117,6 +140,7 @@ func New(t testing.TB) *Server {
 		calls:       map[string]int{},
 		jobs:        map[string]*Job{},
 		users:       map[string]*User{},
+		sessions:    map[string]*session{},
 	}
 	s.SecretFile = filepath.Join(dir, "gitlab_kas_secret")
 	writeFile(t, s.SecretFile, base64.StdEncoding.EncodeToString(s.Secret)+"\n")
@@ -218,6 +242,34 @@ func (s *Server) AddUser(username string, agents ...*Agent) (*User, string) {
 	u := &User{ID: s.id(), Username: username, Agents: agents}
 	s.users[tok] = u
 	return u, tok
+}
+
+// ConfigureJob changes a job under the server's lock (the server may be
+// serving it).
+func (s *Server) ConfigureJob(j *Job, f func(*Job)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f(j)
+}
+
+// ConfigureUser changes a user under the server's lock.
+func (s *Server) ConfigureUser(u *User, f func(*User)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f(u)
+}
+
+// AddSession signs u in from a browser: it returns the _gitlab_kas cookie
+// value as GitLab sets it (URL-escaped, as Rails' rack escapes cookie
+// values) and the CSRF token GitLab's UI sends with it.
+func (s *Server) AddSession(u *User) (cookie, csrf string) {
+	// Standard base64 has '+', '/' and '=', which rack escapes.
+	val := base64.StdEncoding.EncodeToString(randomBytes(s.t, 30)) + "/+="
+	csrf = base64.StdEncoding.EncodeToString(randomBytes(s.t, 32))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sessions[val] = &session{user: u, csrf: csrf}
+	return url.QueryEscape(val), csrf
 }
 
 // SetDown makes every request answer 503 (true) or serves again (false).
@@ -470,21 +522,38 @@ func (s *Server) allowedAgents(w http.ResponseWriter, r *http.Request) {
 		jsonError(w, http.StatusUnauthorized, "401 Unauthorized")
 		return
 	}
+	s.mu.Lock()
 	agents := []map[string]any{}
 	for _, a := range j.Agents {
+		conf := map[string]any{"default_namespace": "default"}
+		if j.AccessAs != nil {
+			conf["access_as"] = j.AccessAs
+		}
 		agents = append(agents, map[string]any{
 			"id":             a.ID,
 			"config_project": map[string]any{"id": a.ConfigProject.ID},
-			"configuration":  map[string]any{"default_namespace": "default"},
+			"configuration":  conf,
 		})
 	}
-	writeJSON(w, map[string]any{
+	groups := []map[string]any{{"id": 1}}
+	if j.Groups != nil {
+		groups = []map[string]any{}
+		for _, g := range j.Groups {
+			groups = append(groups, map[string]any{"id": g})
+		}
+	}
+	answer := map[string]any{
 		"allowed_agents": agents,
 		"job":            map[string]any{"id": j.ID},
 		"pipeline":       map[string]any{"id": j.ID + 1000},
-		"project":        map[string]any{"id": j.Project.ID, "groups": []map[string]any{{"id": 1}}},
+		"project":        map[string]any{"id": j.Project.ID, "groups": groups},
 		"user":           map[string]any{"id": 1, "username": j.User},
-	})
+	}
+	if j.Environment != nil {
+		answer["environment"] = *j.Environment
+	}
+	s.mu.Unlock()
+	writeJSON(w, answer)
 }
 
 func (s *Server) authorizeProxyUser(w http.ResponseWriter, r *http.Request) {
@@ -493,13 +562,38 @@ func (s *Server) authorizeProxyUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
-	u := s.users[req.AccessKey]
+	var u *User
+	switch req.AccessType {
+	case gitlab.AccessTypePersonalAccessToken:
+		u = s.users[req.AccessKey]
+	case gitlab.AccessTypeSessionCookie:
+		// GitLab checks the CSRF token against the session's.
+		if ss := s.sessions[req.AccessKey]; ss != nil && subtle.ConstantTimeCompare([]byte(ss.csrf), []byte(req.CSRFToken)) == 1 {
+			u = ss.user
+		}
+	default:
+		s.mu.Unlock()
+		jsonError(w, http.StatusBadRequest, "unknown access_type")
+		return
+	}
 	var agent *Agent
 	if u != nil {
 		for _, a := range u.Agents {
 			if a.ID == req.AgentID {
 				agent = a
 			}
+		}
+	}
+	var answer map[string]any
+	if u != nil && agent != nil {
+		accessAs := map[string]any{"agent": map[string]any{}}
+		if u.AsUser {
+			accessAs = map[string]any{"user": map[string]any{"projects": u.Projects, "groups": u.Groups}}
+		}
+		answer = map[string]any{
+			"agent":     map[string]any{"id": agent.ID, "config_project": map[string]any{"id": agent.ConfigProject.ID}},
+			"user":      map[string]any{"id": u.ID, "username": u.Username},
+			"access_as": accessAs,
 		}
 	}
 	s.mu.Unlock()
@@ -509,10 +603,6 @@ func (s *Server) authorizeProxyUser(w http.ResponseWriter, r *http.Request) {
 	case agent == nil:
 		jsonError(w, http.StatusForbidden, "403 Forbidden")
 	default:
-		writeJSON(w, map[string]any{
-			"agent":     map[string]any{"id": agent.ID, "config_project": map[string]any{"id": agent.ConfigProject.ID}},
-			"user":      map[string]any{"id": u.ID, "username": u.Username},
-			"access_as": map[string]any{"agent": map[string]any{}},
-		})
+		writeJSON(w, answer)
 	}
 }
