@@ -113,6 +113,11 @@ fuzz:
 	$(GO) test -run XXX -fuzz FuzzServerRequest -fuzztime $(FUZZTIME) ./internal/streamhttp
 	$(GO) test -run XXX -fuzz FuzzParseAgentInfo -fuzztime $(FUZZTIME) ./internal/gitlab
 	$(GO) test -run XXX -fuzz FuzzParseAllowedAgents -fuzztime $(FUZZTIME) ./internal/gitlab
+	$(GO) test -run XXX -fuzz FuzzParseCredential -fuzztime $(FUZZTIME) ./internal/gitlabaccess
+	$(GO) test -run XXX -fuzz FuzzParseAuthorization -fuzztime $(FUZZTIME) ./internal/gitlabaccess
+	$(GO) test -run XXX -fuzz FuzzParseAgentID -fuzztime $(FUZZTIME) ./internal/gitlabaccess
+	$(GO) test -run XXX -fuzz FuzzStripQuery -fuzztime $(FUZZTIME) ./internal/gitlabaccess
+	$(GO) test -run XXX -fuzz FuzzParseIdentityHeader -fuzztime $(FUZZTIME) ./internal/gitlabaccess
 
 clean:
 	rm -rf bin
