@@ -141,6 +141,8 @@ type Listen struct {
 // ObservabilitySection serves /metrics, /healthz and /readyz.
 type ObservabilitySection struct {
 	Listen Listen `yaml:"listen"`
+	// Status: the status page (statuspage.go).
+	Status StatusSection `yaml:"status"`
 }
 
 // GitSection configures the local git cache.

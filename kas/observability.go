@@ -9,6 +9,7 @@ import (
 func (s *Server) observabilityHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.exposedGatherer(), promhttp.HandlerOpts{}))
+	s.statusRoutes(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Write([]byte("ok\n"))
 	})

@@ -35,6 +35,9 @@ Usage:
                                cluster through kas as that user
   kas check --config FILE      validate the config and reach every repository,
                                with a verdict per item
+  kas agents [describe NAME] [--server URL | --config FILE] [--token-file F] [-o json]
+                               the agents a running kas knows: connections,
+                               agentk version, config commit, syncs
   kas --version                print the version
 
 Flags:
@@ -50,6 +53,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if len(args) >= 1 && args[0] == "kubeconfig" {
 		return kubeconfigCmd(args[1:], stdout, stderr)
+	}
+	if len(args) >= 1 && args[0] == "agents" {
+		return agentsCmd(args[1:], stdout, stderr)
 	}
 	if len(args) >= 1 && args[0] == "check" {
 		return checkCmd(args[1:], stdout, stderr)

@@ -13,17 +13,18 @@ import (
 	"testing"
 )
 
-// writeKasConfig writes a minimal kas config on loopback ports plus extra.
-func writeKasConfig(t *testing.T, extra string) string {
+// writeKasConfig writes a minimal kas config on loopback ports plus extra;
+// obs is added to the observability section.
+func writeKasConfig(t *testing.T, obs, extra string) string {
 	t.Helper()
 	dir := t.TempDir()
 	cfgFile := filepath.Join(dir, "kas.yaml")
 	cfg := fmt.Sprintf(`agent:
   listen: {address: "127.0.0.1:0"}
   kubernetes_api: {listen: {address: "127.0.0.1:0"}}
-observability: {listen: {address: "127.0.0.1:0"}}
+observability: {listen: {address: "127.0.0.1:0"}%s}
 git: {cache_dir: %s}
-`, filepath.Join(dir, "cache")) + extra
+`, obs, filepath.Join(dir, "cache")) + extra
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +87,7 @@ func get(t *testing.T, url string) (int, string) {
 // A single kas without Redis: /metrics says which build runs, and does not
 // show kas_agent_registry_up (a 0 there would read as a Redis outage).
 func TestBuildInfoAndNoRegistryGaugeWithoutRedis(t *testing.T) {
-	obs := startKasObs(t, writeKasConfig(t, ""))
+	obs := startKasObs(t, writeKasConfig(t, "", ""))
 	code, body := get(t, "http://"+obs+"/metrics")
 	if code != http.StatusOK {
 		t.Fatalf("/metrics: %d", code)

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+
+	"kubetunnel/internal/testutil"
+	"kubetunnel/kas"
+)
+
+func statusAgents(t *testing.T, obs, token string) (int, []string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, "http://"+obs+"/api/v1/status", nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var rep kas.StatusReport
+	_ = json.NewDecoder(resp.Body).Decode(&rep)
+	var names []string
+	for _, a := range rep.Agents {
+		names = append(names, a.Name)
+	}
+	return resp.StatusCode, names
+}
+
+// The status shows a user the agents in their users[].agents only, and
+// everyone every agent once observability.status.public is true.
+func TestStatusAccess(t *testing.T) {
+	agents := fmt.Sprintf(`agents:
+  - name: prod
+    token_sha256: [%q]
+  - name: dev
+    token_sha256: [%q]
+users:
+  - name: bob
+    token_sha256: [%q]
+    agents: [dev]
+`, kas.HashToken("p"), kas.HashToken("d"), kas.HashToken("bob-token"))
+	obs := startKasObs(t, writeKasConfig(t, "", agents))
+	if code, _ := statusAgents(t, obs, ""); code != http.StatusUnauthorized {
+		t.Errorf("no token: %d, want 401", code)
+	}
+	if code, _ := statusAgents(t, obs, "p"); code != http.StatusUnauthorized {
+		t.Errorf("an agent's token: %d, want 401", code)
+	}
+	if code, names := statusAgents(t, obs, "bob-token"); code != http.StatusOK || strings.Join(names, ",") != "dev" {
+		t.Errorf("bob: %d %v, want only dev", code, names)
+	}
+	code, body := get(t, "http://"+obs+"/")
+	if code != http.StatusUnauthorized || !strings.Contains(body, `<form method="post" action="/login">`) || strings.Contains(body, "prod") {
+		t.Errorf("page without a token: %d\n%s", code, body)
+	}
+
+	obs = startKasObs(t, writeKasConfig(t, ", status: {public: true}", agents))
+	if code, names := statusAgents(t, obs, ""); code != http.StatusOK || strings.Join(names, ",") != "dev,prod" {
+		t.Errorf("public: %d %v, want dev,prod", code, names)
+	}
+	code, body = get(t, "http://"+obs+"/")
+	if code != http.StatusOK || !strings.Contains(body, `<meta http-equiv="refresh" content="10">`) || !strings.Contains(body, "prod · <span class=\"bad\">not connected</span>") {
+		t.Errorf("public page: %d\n%s", code, body)
+	}
+}
+
+// kas agents with no kas at the address says so, and what --server is.
+func TestAgentsUnreachable(t *testing.T) {
+	addr := testutil.FreeAddr(t)
+	code, out, errOut := runKas(t, "agents", "--server", "http://"+addr)
+	if code != 1 || out != "" || !strings.Contains(errOut, "cannot reach kas at http://"+addr) || !strings.Contains(errOut, "--server takes the URL of its observability.listen") {
+		t.Errorf("exit %d, stderr %q", code, errOut)
+	}
+	if code, _, errOut := runKas(t, "agents", "-o", "yaml"); code != 2 || !strings.Contains(errOut, "want table or json") {
+		t.Errorf("-o yaml: exit %d %q", code, errOut)
+	}
+}
