@@ -54,6 +54,9 @@ users:
 	if code, names := statusAgents(t, obs, "bob-token"); code != http.StatusOK || strings.Join(names, ",") != "dev" {
 		t.Errorf("bob: %d %v, want only dev", code, names)
 	}
+	if _, m := get(t, "http://"+obs+"/metrics"); !strings.Contains(m, `kas_agent_connections{agent="dev"} 0`) || !strings.Contains(m, `kas_agent_connections{agent="prod"} 0`) {
+		t.Errorf("/metrics: want kas_agent_connections 0 for each configured agent")
+	}
 	code, body := get(t, "http://"+obs+"/")
 	if code != http.StatusUnauthorized || !strings.Contains(body, `<form method="post" action="/login">`) || strings.Contains(body, "prod") {
 		t.Errorf("page without a token: %d\n%s", code, body)

@@ -153,6 +153,17 @@ func TestStatusPageInBrowser(t *testing.T) {
 		t.Errorf("/api/v1/status without a token: %s", resp.Status)
 	}
 
+	// The per-agent connection gauge agrees.
+	resp, err = http.Get(page + "metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := `kas_agent_connections{agent="` + stack.AgentName + `"} 1`; !strings.Contains(string(body), want) {
+		t.Errorf("/metrics lacks %s", want)
+	}
+
 	// kas agents, against the same kas.
 	tokenFile := filepath.Join(t.TempDir(), "alice.token")
 	if err := os.WriteFile(tokenFile, []byte(s.UserToken+"\n"), 0o600); err != nil {
