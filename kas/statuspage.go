@@ -2,6 +2,7 @@ package kas
 
 import (
 	"cmp"
+	"context"
 	"embed"
 	"errors"
 	"html/template"
@@ -39,6 +40,12 @@ type StatusReport struct {
 type StatusPageAgent struct {
 	AgentStatus
 	Sessions []SessionStatus `json:"sessions"`
+	// Replicas are the kas replicas (private API URLs) that hold a
+	// connection of the agent, from the Redis registry; only when several
+	// replicas run.
+	Replicas []string `json:"replicas,omitempty"`
+	// RegistryError says why Replicas could not be read.
+	RegistryError string `json:"registry_error,omitempty"`
 }
 
 // SessionStatus is one live agentk connection.
@@ -127,7 +134,7 @@ func (s *Server) statusUser(r *http.Request) (kasproxy.User, error) {
 var errNoToken = errors.New("the status page needs a users[] token (or observability.status.public: true in the kas config)")
 
 // statusReport builds the report for user (nil: every agent).
-func (s *Server) statusReport(user *kasproxy.User) StatusReport {
+func (s *Server) statusReport(ctx context.Context, user *kasproxy.User) StatusReport {
 	rep := StatusReport{Replica: s.statusReplica(), GeneratedAt: time.Now().UTC(), Agents: []StatusPageAgent{}}
 	if user != nil {
 		rep.User = user.Name
@@ -136,7 +143,15 @@ func (s *Server) statusReport(user *kasproxy.User) StatusReport {
 		if user != nil && !slices.Contains(user.Agents, a.Name) {
 			continue
 		}
-		rep.Agents = append(rep.Agents, StatusPageAgent{AgentStatus: s.agentStatus(a), Sessions: s.sessions.snapshot(a.Name)})
+		st := StatusPageAgent{AgentStatus: s.agentStatus(a), Sessions: s.sessions.snapshot(a.Name)}
+		if s.peers != nil {
+			replicas, err := s.peers.registry.Lookup(ctx, a.Name)
+			if err != nil {
+				st.RegistryError = err.Error()
+			}
+			st.Replicas = replicas
+		}
+		rep.Agents = append(rep.Agents, st)
 	}
 	slices.SortStableFunc(rep.Agents, func(a, b StatusPageAgent) int { return cmp.Compare(a.Name, b.Name) })
 	return rep
@@ -184,7 +199,7 @@ func (s *Server) handleStatusPage(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	rep := s.statusReport(user)
+	rep := s.statusReport(r.Context(), user)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'")
@@ -219,7 +234,7 @@ func (s *Server) handleStatusJSON(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	writeJSON(w, http.StatusOK, s.statusReport(user))
+	writeJSON(w, http.StatusOK, s.statusReport(r.Context(), user))
 }
 
 // statusRoutes adds the status page and its JSON to mux.
