@@ -6,6 +6,7 @@ import (
 	"embed"
 	"errors"
 	"html/template"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -167,15 +168,34 @@ func (s *Server) statusReplica() string {
 	return ""
 }
 
+// statusPage serves the page, its sign-in and its JSON. Failed sign-ins
+// and bad tokens count against the client's address as on the Kubernetes
+// API proxy (20 a minute), to slow down token guessing.
+type statusPage struct {
+	s        *Server
+	failures *kasproxy.FailureLimiter
+}
+
 // authorizeStatus returns the user the request is for (nil when the page
-// is public), or writes the 401 and returns ok false.
-func (s *Server) authorizeStatus(w http.ResponseWriter, r *http.Request, html bool) (user *kasproxy.User, ok bool) {
+// is public), or writes the 401 (429 for an address over its failures)
+// and returns ok false.
+func (p *statusPage) authorizeStatus(w http.ResponseWriter, r *http.Request, html bool) (user *kasproxy.User, ok bool) {
+	s := p.s
 	if s.cfg.Observability.Status.Public {
 		return nil, true
+	}
+	client, _, _ := net.SplitHostPort(r.RemoteAddr)
+	if !p.failures.Allow(client) {
+		w.Header().Set("Cache-Control", "no-store")
+		http.Error(w, "too many failed sign-ins from this address; wait a minute", http.StatusTooManyRequests)
+		return nil, false
 	}
 	u, err := s.statusUser(r)
 	if err == nil {
 		return &u, true
+	}
+	if !errors.Is(err, errNoToken) {
+		p.failures.Fail(client)
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	if html {
@@ -194,8 +214,9 @@ func (s *Server) authorizeStatus(w http.ResponseWriter, r *http.Request, html bo
 }
 
 // handleStatusPage serves the HTML status page.
-func (s *Server) handleStatusPage(w http.ResponseWriter, r *http.Request) {
-	user, ok := s.authorizeStatus(w, r, true)
+func (p *statusPage) handleStatusPage(w http.ResponseWriter, r *http.Request) {
+	s := p.s
+	user, ok := p.authorizeStatus(w, r, true)
 	if !ok {
 		return
 	}
@@ -210,11 +231,11 @@ func (s *Server) handleStatusPage(w http.ResponseWriter, r *http.Request) {
 
 // handleStatusLogin takes the login form's token, and sets the cookie if
 // the token is a users[] token.
-func (s *Server) handleStatusLogin(w http.ResponseWriter, r *http.Request) {
+func (p *statusPage) handleStatusLogin(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 4096)
 	token := strings.TrimSpace(r.PostFormValue("token"))
 	r.Header.Set("Authorization", "Bearer "+token)
-	if _, ok := s.authorizeStatus(w, r, true); !ok {
+	if _, ok := p.authorizeStatus(w, r, true); !ok {
 		return
 	}
 	http.SetCookie(w, &http.Cookie{Name: statusCookie, Value: token, Path: "/", HttpOnly: true,
@@ -223,24 +244,25 @@ func (s *Server) handleStatusLogin(w http.ResponseWriter, r *http.Request) {
 }
 
 // handleStatusLogout forgets the cookie.
-func (s *Server) handleStatusLogout(w http.ResponseWriter, r *http.Request) {
+func (p *statusPage) handleStatusLogout(w http.ResponseWriter, r *http.Request) {
 	http.SetCookie(w, &http.Cookie{Name: statusCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
 
 // handleStatusJSON serves GET /api/v1/status.
-func (s *Server) handleStatusJSON(w http.ResponseWriter, r *http.Request) {
-	user, ok := s.authorizeStatus(w, r, false)
+func (p *statusPage) handleStatusJSON(w http.ResponseWriter, r *http.Request) {
+	user, ok := p.authorizeStatus(w, r, false)
 	if !ok {
 		return
 	}
-	writeJSON(w, http.StatusOK, s.statusReport(r.Context(), user))
+	writeJSON(w, http.StatusOK, p.s.statusReport(r.Context(), user))
 }
 
 // statusRoutes adds the status page and its JSON to mux.
 func (s *Server) statusRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("GET /{$}", s.handleStatusPage)
-	mux.HandleFunc("POST /login", s.handleStatusLogin)
-	mux.HandleFunc("POST /logout", s.handleStatusLogout)
-	mux.HandleFunc("GET /api/v1/status", s.handleStatusJSON)
+	p := &statusPage{s: s, failures: kasproxy.NewFailureLimiter(kasproxy.DefaultAuthFailureBurst, kasproxy.DefaultAuthFailureWindow)}
+	mux.HandleFunc("GET /{$}", p.handleStatusPage)
+	mux.HandleFunc("POST /login", p.handleStatusLogin)
+	mux.HandleFunc("POST /logout", p.handleStatusLogout)
+	mux.HandleFunc("GET /api/v1/status", p.handleStatusJSON)
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -81,5 +82,42 @@ func TestAgentsUnreachable(t *testing.T) {
 	}
 	if code, _, errOut := runKas(t, "agents", "-o", "yaml"); code != 2 || !strings.Contains(errOut, "want table or json") {
 		t.Errorf("-o yaml: exit %d %q", code, errOut)
+	}
+}
+
+// Token guessing on the status page: an address that sent 20 bad tokens
+// in a minute gets 429 (even with a good token), while a user at another
+// address is still served.
+func TestStatusTokenGuessingLimited(t *testing.T) {
+	agents := fmt.Sprintf("agents:\n  - name: dev\n    token_sha256: [%q]\nusers:\n  - name: bob\n    token_sha256: [%q]\n    agents: [dev]\n",
+		kas.HashToken("d"), kas.HashToken("bob-token"))
+	obs := startKasObs(t, writeKasConfig(t, "", agents))
+	from := func(ip string) *http.Client {
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+		return &http.Client{Transport: &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true}}
+	}
+	try := func(c *http.Client, token string) int {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+obs+"/api/v1/status", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	attacker, user := from("127.0.0.1"), from("127.0.0.2")
+	codes := map[int]int{}
+	for i := range 30 {
+		codes[try(attacker, fmt.Sprintf("guess-%d", i))]++
+	}
+	if codes[http.StatusUnauthorized] != 20 || codes[http.StatusTooManyRequests] != 10 {
+		t.Errorf("30 guesses: %v, want 20 × 401 then 10 × 429", codes)
+	}
+	if c := try(attacker, "bob-token"); c != http.StatusTooManyRequests {
+		t.Errorf("a good token from the guessing address: %d, want 429", c)
+	}
+	if c := try(user, "bob-token"); c != http.StatusOK {
+		t.Errorf("bob from another address: %d, want 200", c)
 	}
 }
