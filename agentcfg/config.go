@@ -56,6 +56,27 @@ type ManifestProject struct {
 	// exclusions exclude nothing.
 	ResourceInclusions []ResourceFilter `yaml:"resource_inclusions" json:"resource_inclusions"`
 	ResourceExclusions []ResourceFilter `yaml:"resource_exclusions" json:"resource_exclusions"`
+
+	// Safety keys of kubetunnel (not in upstream's schema); see
+	// docs/gitops.md and gitops_safety.go.
+
+	// Name names the project in status, metrics and logs; default
+	// "<id>@<default_namespace>". It does not change which objects the
+	// project manages.
+	Name string `yaml:"name" json:"name,omitempty"`
+	// AllowEmpty lets the project's paths select no file (or no object),
+	// which then prunes everything the project applied. Off, such a commit
+	// applies and prunes nothing and reports no_manifests_matched.
+	AllowEmpty bool `yaml:"allow_empty" json:"allow_empty,omitempty"`
+	// PreCheck has the API server validate every object of a commit (a
+	// server-side dry-run apply) before anything is written; one rejection
+	// stops the commit. nil means the default (on).
+	PreCheck *bool `yaml:"pre_check" json:"pre_check,omitempty"`
+	// ServiceAccount confines the project: its objects are written as this
+	// service account ("<name>" in default_namespace, or
+	// "<namespace>/<name>"), so it can do only what RBAC lets that account
+	// do. Empty: the agent's own rights.
+	ServiceAccount string `yaml:"service_account" json:"service_account,omitempty"`
 }
 
 // Ref is the git ref to follow: at most one field is set; none means the

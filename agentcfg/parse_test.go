@@ -137,7 +137,7 @@ observability:
 // line and key, and say what to write instead.
 func TestParseErrors(t *testing.T) {
 	topKeys := "ci_access, cilium, container_scanning, flux, gitops, observability, remote_development, starboard, user_access"
-	projectKeys := "default_namespace, dry_run_strategy, id, inventory_policy, paths, prune, prune_propagation_policy, prune_timeout, reconcile_timeout, ref, resource_exclusions, resource_inclusions"
+	projectKeys := "allow_empty, default_namespace, dry_run_strategy, id, inventory_policy, name, paths, pre_check, prune, prune_propagation_policy, prune_timeout, reconcile_timeout, ref, resource_exclusions, resource_inclusions, service_account"
 	for _, tc := range []struct {
 		name string
 		in   string

@@ -47,6 +47,7 @@ func (c *Config) validate() []*Error {
 			first[k] = i
 		}
 	}
+	c.validateNames(&v)
 	a := c.UserAccess.AccessAs
 	switch {
 	case a.Agent != nil && a.User != nil:
@@ -100,6 +101,7 @@ func (p *ManifestProject) validate(v *validator, path string) {
 	v.positive(path+".prune_timeout", p.PruneTimeout)
 	v.oneOf(path+".prune_propagation_policy", p.PrunePropagationPolicy, propagationPolicies)
 	v.oneOf(path+".inventory_policy", p.InventoryPolicy, inventoryPolicies)
+	p.validateSafety(v, path)
 	for j, f := range p.ResourceInclusions {
 		f.validate(v, fmt.Sprintf("%s.resource_inclusions[%d]", path, j))
 	}

@@ -3,12 +3,10 @@ package agentk
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 
 	"k8s.io/client-go/rest"
 
-	"kubetunnel/agentcfg"
 	"kubetunnel/gitops/apply"
 )
 
@@ -23,28 +21,8 @@ func defaultSyncer(cfg *rest.Config, logger *slog.Logger) SyncerFactory {
 		if err != nil {
 			return nil, nil, err
 		}
-		return applySyncer{a}, a.Run, nil
+		return a, a.Run, nil
 	}
 }
 
-type applySyncer struct{ a *apply.Applier }
-
-func (s applySyncer) Sync(ctx context.Context, p agentcfg.ManifestProject, commit string, files []ManifestFile) SyncResult {
-	fs := make([]apply.File, 0, len(files))
-	for _, f := range files {
-		fs = append(fs, apply.File{Path: f.Path, Data: f.Data})
-	}
-	objs, err := s.a.Parse(fs, p.DefaultNamespace)
-	if err != nil {
-		return SyncResult{Err: fmt.Errorf("%w (nothing was applied or pruned)", err)}
-	}
-	res, err := s.a.Sync(ctx, apply.ProjectFromConfig(p), commit, objs)
-	if err != nil {
-		return SyncResult{Err: err}
-	}
-	r := SyncResult{Applied: res.Applied, Pruned: res.Pruned, Unchanged: res.Unchanged, Health: res.Health}
-	if res.Failed {
-		r.Err = errors.New(res.Reason)
-	}
-	return r
-}
+var _ Syncer = (*apply.Applier)(nil)

@@ -89,7 +89,7 @@ type agentConnections struct {
 func (c agentConnections) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 
 func (c agentConnections) Collect(ch chan<- prometheus.Metric) {
-	for _, a := range c.s.cfg.Agents {
-		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(c.s.sessions.count(a.Name)), a.Name)
+	for _, a := range c.s.registry.Agents() {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(c.s.sessions.count(a.Key)), a.Key)
 	}
 }

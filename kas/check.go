@@ -50,6 +50,7 @@ func Check(ctx context.Context, cfg *Config, w io.Writer) bool {
 	if cfg.Redis != nil {
 		checkReplicas(ctx, cfg, verdict)
 	}
+	checkSecurity(cfg, w)
 	repos, err := gitrepo.New(cfg.Git.CacheDir, cfg.Repositories, slog.New(slog.DiscardHandler))
 	if err != nil {
 		verdict("git cache "+cfg.Git.CacheDir, err, "")
@@ -92,7 +93,7 @@ func Check(ctx context.Context, cfg *Config, w io.Writer) bool {
 		file := AgentConfigPath(a.Name)
 		data, err := repos.ReadFile(a.ConfigProject, commit, file)
 		if errors.Is(err, gitrepo.ErrNotFound) {
-			verdict(item, nil, fmt.Sprintf(": no %s in %s, runs with the default config", file, a.ConfigProject))
+			verdict(item, nearAgentDir(repos, a.ConfigProject, commit, a.Name), fmt.Sprintf(": no %s in %s, runs with the default config", file, a.ConfigProject))
 			continue
 		}
 		if err != nil {
@@ -113,6 +114,9 @@ func Check(ctx context.Context, cfg *Config, w io.Writer) bool {
 			detail = fmt.Sprintf(": %s at %s, %d manifest projects", file, commit[:12], len(ac.GitOps.ManifestProjects))
 		}
 		verdict(item, err, detail)
+		if err == nil {
+			checkManifestGlobs(repos, a.Name, file, ac, verdict)
+		}
 	}
 	return ok
 }

@@ -59,6 +59,11 @@ type Config struct {
 	Redis         *RedisSection        `yaml:"redis"`
 	PrivateAPI    *PrivateAPISection   `yaml:"private_api"`
 	Git           GitSection           `yaml:"git"`
+	// GitLab backend (config_gitlab.go).
+	GitLab *GitLabSection `yaml:"gitlab"`
+	API    *APISection    `yaml:"api"`
+	// Limits: connection caps, timeouts and per-caller bounds (limits.go).
+	Limits LimitsSection `yaml:"limits"`
 }
 
 // AgentSection configures the agent-facing side.
@@ -67,6 +72,9 @@ type AgentSection struct {
 	Configuration PollSection          `yaml:"configuration"`
 	GitOps        GitOpsSection        `yaml:"gitops"`
 	KubernetesAPI KubernetesAPISection `yaml:"kubernetes_api"`
+	// GitLab backend (config_gitlab.go).
+	InfoCacheTTL      time.Duration `yaml:"info_cache_ttl"`
+	InfoCacheErrorTTL time.Duration `yaml:"info_cache_error_ttl"`
 }
 
 // AgentListen is where agentk connects.
@@ -141,6 +149,8 @@ type Listen struct {
 // ObservabilitySection serves /metrics, /healthz and /readyz.
 type ObservabilitySection struct {
 	Listen Listen `yaml:"listen"`
+	// UsageReportingPeriod: GitLab backend (config_gitlab.go).
+	UsageReportingPeriod time.Duration `yaml:"usage_reporting_period"`
 	// Status: the status page (statuspage.go).
 	Status StatusSection `yaml:"status"`
 }
@@ -161,6 +171,11 @@ type AgentEntry struct {
 	Name          string   `yaml:"name"`
 	ConfigProject string   `yaml:"config_project"`
 	TokenSHA256   []string `yaml:"token_sha256"`
+	// Projects are the repositories[].id this agent may read (its config
+	// project always). Not set: every repository, with a warning at start,
+	// so that configs written before this key keep working; [] : only the
+	// config project.
+	Projects []string `yaml:"projects"`
 }
 
 // UserEntry is a caller of the Kubernetes API proxy.
@@ -322,6 +337,8 @@ func (c *Config) Default() {
 	if c.Git.CacheDir == "" {
 		c.Git.CacheDir = DefaultCacheDir
 	}
+	c.defaultGitLab()
+	c.Limits.defaults()
 	if r := c.Redis; r != nil {
 		if r.KeyPrefix == "" {
 			r.KeyPrefix = DefaultRedisKeyPrefix
@@ -424,6 +441,11 @@ func (c *Config) Validate() error {
 			bad(key+".config_project", "%q is not a repositories[].id", a.ConfigProject)
 		}
 		checkHashes(key+".token_sha256", a.TokenSHA256, bad)
+		for j, p := range a.Projects {
+			if !repos[p] {
+				bad(fmt.Sprintf("%s.projects[%d]", key, j), "%q is not a repositories[].id", p)
+			}
+		}
 	}
 	users := map[string]bool{}
 	for i, u := range c.Users {
@@ -436,12 +458,15 @@ func (c *Config) Validate() error {
 		users[u.Name] = true
 		checkHashes(key+".token_sha256", u.TokenSHA256, bad)
 		for j, a := range u.Agents {
-			if !agents[a] {
+			if c.GitLab == nil && !agents[a] { // with gitlab:, agent ids (validateGitLab)
 				bad(fmt.Sprintf("%s.agents[%d]", key, j), "%q is not an agents[].name", a)
 			}
 		}
 	}
 	c.validateReplicas(bad, checkListen)
+	c.validateGitLab(bad, checkListen)
+	c.Limits.validate(bad)
+	c.validateIdentities(bad)
 	return errors.Join(errs...)
 }
 

@@ -1,10 +1,14 @@
 package kas
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"path"
+	"sync"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -12,14 +16,21 @@ import (
 	"kubetunnel/agentcfg"
 	"kubetunnel/api/rpc"
 	"kubetunnel/gitops/gitrepo"
+	"kubetunnel/internal/gitlab"
 )
 
 // configurationServer streams each agent's config.yaml from its config
 // project whenever the commit changes.
 type configurationServer struct {
 	rpc.UnimplementedConfigurationServer
-	repos  *gitrepo.Cache
+	repos  *repoSet
 	logger *slog.Logger
+	// With gitlab: config projects are mirrored from GitLab, and every
+	// new config commit is posted to agent_configuration.
+	gitlab *gitlab.Client
+
+	mu     sync.Mutex        // guards posted
+	posted map[string]string // agent key → config commit posted to GitLab
 }
 
 // AgentConfigPath is where an agent's config lives in its config project.
@@ -33,7 +44,7 @@ func (s *configurationServer) GetConfiguration(req *rpc.ConfigurationRequest, st
 	if !ok {
 		return status.Error(codes.Unauthenticated, "not an agent")
 	}
-	log := s.logger.With("agent", agent.Name, "project", agent.ConfigProject)
+	log := s.logger.With(agent.LogAttrs()...)
 	if agent.ConfigProject == "" {
 		// No config project: the defaults, once; the stream stays open so
 		// the agent does not reconnect for nothing.
@@ -42,6 +53,12 @@ func (s *configurationServer) GetConfiguration(req *rpc.ConfigurationRequest, st
 		}
 		<-ctx.Done()
 		return nil
+	}
+	if s.repos.gl != nil && !s.repos.static.Has(agent.ConfigProject) {
+		// GitLab's agent_info named this project: the agent may read it.
+		if err := s.repos.gl.ensure(agent.ConfigProject); err != nil {
+			return status.Errorf(codes.Unavailable, "config project %q: %v", agent.ConfigProject, err)
+		}
 	}
 	changed, cancel := s.repos.Subscribe(agent.ConfigProject)
 	defer cancel()
@@ -65,6 +82,9 @@ func (s *configurationServer) GetConfiguration(req *rpc.ConfigurationRequest, st
 				return err
 			}
 			last = commit
+			if resp.Error == "" {
+				s.postConfiguration(ctx, agent, commit, resp.ConfigJson, log)
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -102,4 +122,35 @@ func (s *configurationServer) build(agent Agent, commit string, data []byte, rea
 		s.logger.Warn("Agent config: "+msg, "agent", agent.Name, "commit", commit, "ignored_keys", cfg.Ignored)
 	}
 	return resp
+}
+
+// agentConfigurationTimeout bounds one agent_configuration post.
+const agentConfigurationTimeout = 10 * time.Second
+
+// postConfiguration tells GitLab an agent's config, once per agent and
+// commit (several agentk replicas share one agent). A failure is logged
+// and tried again with the next commit or connection.
+func (s *configurationServer) postConfiguration(ctx context.Context, agent Agent, commit string, configJSON []byte, log *slog.Logger) {
+	if s.gitlab == nil || agent.ID == 0 {
+		return
+	}
+	s.mu.Lock()
+	if s.posted[agent.Key] == commit {
+		s.mu.Unlock()
+		return
+	}
+	s.posted[agent.Key] = commit
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), agentConfigurationTimeout)
+	defer cancel()
+	if err := s.gitlab.PostAgentConfiguration(ctx, agent.ID, json.RawMessage(configJSON)); err != nil {
+		log.Warn("Could not tell GitLab the agent's config (agent_configuration)", "commit", commit, "err", err)
+		s.mu.Lock()
+		if s.posted[agent.Key] == commit {
+			delete(s.posted, agent.Key)
+		}
+		s.mu.Unlock()
+		return
+	}
+	log.Debug("Told GitLab the agent's config", "commit", commit)
 }

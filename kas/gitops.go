@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
@@ -67,7 +68,10 @@ const (
 // "failed" (InvalidArgument).
 type gitopsServer struct {
 	rpc.UnimplementedGitOpsServer
-	repos  *gitrepo.Cache
+	repos *repoSet
+	// access checks that an agent may read a project and returns the
+	// repository id to read it from (Server.projectAccess).
+	access func(ctx context.Context, agent Agent, project string) (string, error)
 	limits manifests.Limits
 	status *statusStore
 	logger *slog.Logger
@@ -77,7 +81,7 @@ type gitopsServer struct {
 	refWait   time.Duration
 }
 
-func newGitOpsServer(repos *gitrepo.Cache, cfg GitOpsSection, st *statusStore, logger *slog.Logger) *gitopsServer {
+func newGitOpsServer(repos *repoSet, cfg GitOpsSection, st *statusStore, logger *slog.Logger) *gitopsServer {
 	return &gitopsServer{
 		repos: repos,
 		limits: manifests.Limits{
@@ -100,8 +104,10 @@ func (s *gitopsServer) GetObjectsToSynchronize(req *rpc.ObjectsToSynchronizeRequ
 		return status.Error(codes.Unauthenticated, "not an agent")
 	}
 	project := req.GetProjectId()
-	if !s.repos.Has(project) {
-		return status.Errorf(codes.NotFound, "manifest project %q is not a repository kas knows: add it to repositories[] in the kas config, or fix gitops.manifest_projects[].id", project)
+	repoID, err := s.access(ctx, agent, project)
+	if err != nil {
+		s.logger.Warn("Manifest project refused: nothing is sent to the agent", append(agent.idAttrs(), "project", project, "reason", status.Convert(err).Message())...)
+		return s.fail(agent, project, err)
 	}
 	ref, err := decodeRef(req.GetRef())
 	if err != nil {
@@ -111,8 +117,8 @@ func (s *gitopsServer) GetObjectsToSynchronize(req *rpc.ObjectsToSynchronizeRequ
 	if err != nil {
 		return s.fail(agent, project, selectionStatus(project, err))
 	}
-	log := s.logger.With("agent", agent.Name, "project", project, "ref", ref.String())
-	changed, cancel := s.repos.Subscribe(project)
+	log := s.logger.With(append(agent.idAttrs(), "project", project, "ref", ref.String())...)
+	changed, cancel := s.repos.Subscribe(repoID)
 	defer cancel()
 
 	last := req.GetCommitId()
@@ -121,7 +127,7 @@ func (s *gitopsServer) GetObjectsToSynchronize(req *rpc.ObjectsToSynchronizeRequ
 	wait.Stop()
 	defer wait.Stop()
 	for {
-		commit, err := s.repos.Resolve(project, ref)
+		commit, err := s.repos.Resolve(repoID, ref)
 		switch {
 		case errors.Is(err, gitrepo.ErrNotFound):
 			if missingSince.IsZero() {
@@ -138,14 +144,14 @@ func (s *gitopsServer) GetObjectsToSynchronize(req *rpc.ObjectsToSynchronizeRequ
 		case commit != last:
 			missingSince = time.Time{}
 			wait.Stop()
-			if err := s.sendSet(stream, project, commit, matcher, log); err != nil {
+			if err := s.sendSet(stream, repoID, commit, matcher, log); err != nil {
 				if st, ok := status.FromError(err); ok && st.Code() == codes.FailedPrecondition {
 					log.Warn("Manifest project commit not sent", "commit", commit, "err", st.Message())
 					return s.fail(agent, project, err)
 				}
 				return err
 			}
-			s.status.sent(agent.Name, project, commit)
+			s.status.sent(agent.Key, project, commit)
 			last = commit
 		default:
 			missingSince = time.Time{}
@@ -206,7 +212,7 @@ func (s *gitopsServer) sendSet(stream rpc.GitOps_GetObjectsToSynchronizeServer, 
 
 // fail records why a stream ended, for the status API, and returns err.
 func (s *gitopsServer) fail(agent Agent, project string, err error) error {
-	s.status.streamError(agent.Name, project, status.Convert(err).Message())
+	s.status.streamError(agent.Key, project, status.Convert(err).Message())
 	return err
 }
 
@@ -235,26 +241,24 @@ func decodeRef(s string) (gitrepo.Ref, error) {
 	return gitrepo.Ref{Branch: branch, Tag: tag, Commit: commit}, nil
 }
 
-// syncResults are the values SyncStatus.result may take.
-var syncResults = []string{"synced", "failed"}
+// syncResults are the values SyncStatus.result may take (rpc.proto).
+var syncResults = []string{"synced", "failed", "stalled", "no_manifests_matched"}
 
 func (s *gitopsServer) ReportSyncStatus(ctx context.Context, st *rpc.SyncStatus) (*rpc.SyncStatusAck, error) {
 	agent, ok := agentFromContext(ctx)
 	if !ok {
 		return nil, status.Error(codes.Unauthenticated, "not an agent")
 	}
-	if !s.repos.Has(st.GetProjectId()) {
-		return nil, status.Errorf(codes.NotFound, "manifest project %q is not a repository kas knows", st.GetProjectId())
+	if _, err := s.access(ctx, agent, st.GetProjectId()); err != nil {
+		return nil, err
 	}
-	switch st.GetResult() {
-	case syncResults[0], syncResults[1]:
-	default:
-		return nil, status.Errorf(codes.InvalidArgument, "result %q: want %q or %q", st.GetResult(), syncResults[0], syncResults[1])
+	if !slices.Contains(syncResults, st.GetResult()) {
+		return nil, status.Errorf(codes.InvalidArgument, "result %q: want one of %q", st.GetResult(), syncResults)
 	}
-	s.status.report(agent.Name, st)
-	log := s.logger.With("agent", agent.Name, "project", st.GetProjectId(), "commit", st.GetCommitId())
-	if st.GetResult() == "failed" {
-		log.Warn("Agent sync failed", "reason", st.GetReason())
+	s.status.report(agent.Key, st)
+	log := s.logger.With(append(agent.idAttrs(), "project", projectName(st), "commit", st.GetCommitId())...)
+	if st.GetResult() != "synced" {
+		log.Warn("Agent sync failed", "result", st.GetResult(), "reason", st.GetReason())
 	} else {
 		log.Debug("Agent synced", "applied", st.GetApplied(), "pruned", st.GetPruned(), "unchanged", st.GetUnchanged(), "health", st.GetHealth())
 	}

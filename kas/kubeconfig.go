@@ -29,7 +29,11 @@ type KubeconfigOptions struct {
 // Kubeconfig renders a kubeconfig through which kubectl reaches the agent's
 // cluster via kas as the given user.
 func Kubeconfig(cfg *Config, o KubeconfigOptions) ([]byte, error) {
-	if !slices.Contains(agentNames(cfg), o.Agent) {
+	switch {
+	case cfg.GitLab != nil:
+		// Agents come from GitLab: --agent is the GitLab agent id, as
+		// users[].agents names it (checked below).
+	case !slices.Contains(agentNames(cfg), o.Agent):
 		return nil, fmt.Errorf("--agent %q is not in agents[] of the kas config", o.Agent)
 	}
 	var user *UserEntry

@@ -24,8 +24,10 @@ import (
 // peerSet is what a kas replica runs when several share Redis: the agent
 // registry, the forwarder to peers, and the private API it serves them.
 type peerSet struct {
-	cfg       *Config
-	client    *redis.Client
+	cfg    *Config
+	client *redis.Client
+	// secret signs the tokens this replica sends and checks those it gets.
+	secret    *replicas.Secret
 	registry  *replicas.Registry
 	forwarder *replicas.Forwarder
 	// private serves the private API: only agents this replica holds.
@@ -37,7 +39,7 @@ func newPeerSet(cfg *Config, sessions *sessionRegistry, logger *slog.Logger, m *
 	if err != nil {
 		return nil, fmt.Errorf("private_api.authentication_secret_file: %w", err)
 	}
-	p := &peerSet{cfg: cfg}
+	p := &peerSet{cfg: cfg, secret: secret}
 	opts, err := redisOptions(cfg.Redis)
 	if err != nil {
 		return nil, err
@@ -72,10 +74,14 @@ func newPeerSet(cfg *Config, sessions *sessionRegistry, logger *slog.Logger, m *
 		Metrics:     m,
 	})
 	p.private = kasproxy.New(kasproxy.Config{
-		Users:              secret,
-		Tunnels:            sessions,
-		Logger:             logger.With("listener", "private_api"),
-		MaxStreamsPerAgent: cfg.Agent.KubernetesAPI.MaxStreamsPerAgent,
+		Users:                   secret,
+		Tunnels:                 sessions,
+		Logger:                  logger.With("listener", "private_api"),
+		MaxStreamsPerAgent:      cfg.Agent.KubernetesAPI.MaxStreamsPerAgent,
+		MaxStreamsPerUser:       cfg.Limits.MaxStreamsPerUser,
+		WriteTimeout:            cfg.Limits.WriteTimeout,
+		MaxBufferedBytesPerUser: cfg.Limits.MaxBufferedBytesPerUser,
+		MaxBufferedBytes:        cfg.Limits.MaxBufferedBytes,
 		// Every forwarded request of a replica comes from one address: a
 		// secret mismatch must keep its clear error, not turn into 429s.
 		// (Guessing an HS256 key of 32 bytes is hopeless anyway.)
@@ -225,12 +231,7 @@ func (t replicaTunnels) RoundTripper(agent string) (http.RoundTripper, error) {
 // servePrivateAPI serves peers until ctx is done; like the proxy, watches
 // end at once and other requests get the drain timeout.
 func (s *Server) servePrivateAPI(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{
-		Handler:           s.peers.private,
-		ReadHeaderTimeout: 30 * time.Second,
-		IdleTimeout:       5 * time.Minute,
-		MaxHeaderBytes:    proxyMaxHeaderBytes,
-	}
+	srv := s.httpServer(s.peers.private, 0)
 	stop := context.AfterFunc(ctx, s.peers.private.StopWatches)
 	defer stop()
 	return httpserve.ServeServer(ctx, ln, srv, s.cfg.Agent.Listen.DrainTimeout)

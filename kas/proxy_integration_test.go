@@ -161,9 +161,10 @@ func TestProxyAuthFailuresAreRateLimited(t *testing.T) {
 	if last != http.StatusTooManyRequests {
 		t.Fatalf("after 25 failures: %d, want 429", last)
 	}
-	// The limit applies to the address, so even a good token waits.
-	if code, _ := e.call("GET", "/api", aliceToken, nil, nil); code != http.StatusTooManyRequests {
-		t.Errorf("good token from a limited address: %d", code)
+	// A valid token is never refused: many users may share the address
+	// (an ingress, a NAT).
+	if code, _ := e.call("GET", "/api", aliceToken, nil, nil); code != http.StatusOK {
+		t.Errorf("good token from a limited address: %d, want 200", code)
 	}
 }
 

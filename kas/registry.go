@@ -6,6 +6,8 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"errors"
+	"log/slog"
+	"slices"
 
 	"kubetunnel/kasproxy"
 )
@@ -14,17 +16,67 @@ import (
 // learn whether the agent it claims to be exists.
 var ErrUnknownToken = errors.New("unknown token")
 
+// ErrRegistryUnavailable is a registry that cannot answer now (GitLab is
+// down): the agent is refused with 503 and retries.
+var ErrRegistryUnavailable = errors.New("agent registry unavailable")
+
 // Agent is an agent as the registry knows it.
 type Agent struct {
-	Name          string
+	// Key names the agent inside kas (sessions, routing between replicas,
+	// the proxy's /agents/<key>, the status API, metric labels): its name
+	// in the standalone registry, its decimal GitLab id with GitLab.
+	Key  string
+	Name string
+	// ID is the GitLab agent id (0 standalone).
+	ID            int64
 	ConfigProject string
+	// ConfigProjectID is the GitLab project id of ConfigProject (0
+	// standalone).
+	ConfigProjectID int64
+	// projects are the repositories a standalone agent may read besides
+	// its config project; nil: all (agents[].projects not set).
+	projects []string
 }
 
-// AgentRegistry answers "which agent owns this token?". The standalone
-// registry reads the kas config; a GitLab-backed one can sit behind the
-// same interface.
+// mayRead reports whether a standalone agent may read repository id.
+func (a Agent) mayRead(id string) bool {
+	return a.projects == nil || id == a.ConfigProject || slices.Contains(a.projects, id)
+}
+
+// LogAttrs are the agent's identity for log lines: name, GitLab id and
+// config project.
+func (a Agent) LogAttrs() []any {
+	attrs := a.idAttrs()
+	if a.ConfigProject != "" {
+		attrs = append(attrs, "project", a.ConfigProject)
+	}
+	return attrs
+}
+
+// idAttrs are the agent's name and GitLab id, for lines whose "project"
+// is another project.
+func (a Agent) idAttrs() []any {
+	if a.ID != 0 {
+		return []any{"agent", a.Name, "agent_id", a.ID}
+	}
+	return []any{"agent", a.Name}
+}
+
+// LogValue keeps the token out of any log line that prints an Agent.
+func (a Agent) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("name", a.Name), slog.Int64("id", a.ID), slog.String("config_project", a.ConfigProject))
+}
+
+// AgentRegistry answers "which agent owns this token?" and "who is the
+// agent with this key?". The standalone registry reads the kas config;
+// the GitLab one asks GitLab.
 type AgentRegistry interface {
 	AuthenticateAgent(ctx context.Context, token string) (Agent, error)
+	// Agent returns an agent by key: any configured one (standalone), or
+	// one that authenticated since kas started (GitLab).
+	Agent(key string) (Agent, bool)
+	// Agents lists the agents Agent knows, in a stable order.
+	Agents() []Agent
 }
 
 // tokenEntry is one accepted token hash and who it belongs to.
@@ -64,19 +116,36 @@ func (t *tokenTable[T]) lookup(token string) (T, bool) {
 // staticRegistry is the standalone registry from the kas config file.
 type staticRegistry struct {
 	tokens tokenTable[Agent]
+	agents []Agent // in config order
 }
 
 var _ AgentRegistry = (*staticRegistry)(nil)
 
 func newStaticRegistry(cfg *Config) *staticRegistry {
 	r := &staticRegistry{}
-	for _, a := range cfg.Agents {
-		for _, h := range a.TokenSHA256 {
-			r.tokens.add(h, Agent{Name: a.Name, ConfigProject: a.ConfigProject})
+	for _, e := range cfg.Agents {
+		a := Agent{Key: e.Name, Name: e.Name, ConfigProject: e.ConfigProject, projects: e.Projects}
+		if e.Projects != nil && a.projects == nil {
+			a.projects = []string{}
+		}
+		r.agents = append(r.agents, a)
+		for _, h := range e.TokenSHA256 {
+			r.tokens.add(h, a)
 		}
 	}
 	return r
 }
+
+func (r *staticRegistry) Agent(key string) (Agent, bool) {
+	for _, a := range r.agents {
+		if a.Key == key {
+			return a, true
+		}
+	}
+	return Agent{}, false
+}
+
+func (r *staticRegistry) Agents() []Agent { return slices.Clone(r.agents) }
 
 func (r *staticRegistry) AuthenticateAgent(_ context.Context, token string) (Agent, error) {
 	a, ok := r.tokens.lookup(token)

@@ -16,11 +16,13 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
 	"kubetunnel/api/rpc"
 	"kubetunnel/gitops/gitrepo"
+	"kubetunnel/internal/gitlab"
 	"kubetunnel/internal/httpserve"
 	"kubetunnel/kas/replicas"
 	"kubetunnel/kasproxy"
@@ -33,19 +35,31 @@ type Server struct {
 	cfg      *Config
 	logger   *slog.Logger
 	registry AgentRegistry
+	// gitlab is set with gitlab: in the config.
+	gitlab   *gitlab.Client
 	metrics  *prometheus.Registry
 	sessions *sessionRegistry
 	repos    *gitrepo.Cache
 	poller   *gitrepo.Poller
-	tunnel   *tunnel.Server
-	grpc     *grpc.Server
-	grpcLn   *streamListener
-	proxy    *kasproxy.Proxy
-	gitops   *gitopsServer
-	status   *statusStore
-	webhook  *webhookHandler
+	// repoSet is repos plus, with gitlab:, the mirrors of GitLab projects.
+	repoSet *repoSet
+	config  *configurationServer
+	tunnel  *tunnel.Server
+	grpc    *grpc.Server
+	grpcLn  *streamListener
+	proxy   *kasproxy.Proxy
+	gitops  *gitopsServer
+	status  *statusStore
+	webhook *webhookHandler
 	// peers is set when Redis is configured (several replicas).
 	peers *peerSet
+	// With gitlab: the agent tracker, and the api listener's server when
+	// api: is set.
+	tracker *agentTracker
+	apiGRPC *grpc.Server
+	// hellos holds the latest hello (without its token) per agent key,
+	// for the tracker's agent metadata.
+	hellos sync.Map
 
 	// Getenv reads the environment (advertise address); tests replace it.
 	Getenv func(string) string
@@ -58,6 +72,11 @@ type Server struct {
 	ready chan struct{}
 	// stopping is set once Run's ctx is done: /readyz fails from then on.
 	stopping atomic.Bool
+	// connRefused counts connections over a listener's caps (limits.go).
+	limitsOnce  sync.Once
+	connRefused *prometheus.CounterVec
+	// statusUsers authenticates status API callers (set by apiHandler).
+	statusUsers kasproxy.Authenticator
 }
 
 // New wires a kas from a validated config. Nothing listens until Run.
@@ -71,10 +90,20 @@ func New(cfg *Config, logger *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	for _, a := range cfg.Agents {
+		if a.Projects == nil && len(cfg.Repositories) > 1 {
+			logger.Warn("agents[].projects is not set: this agent may read every repository in repositories[]; list the ones it needs", "agent", a.Name)
+		}
+	}
+	registry, glClient, err := newRegistry(cfg, logger)
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{
 		cfg:      cfg,
 		logger:   logger,
-		registry: newStaticRegistry(cfg),
+		registry: registry,
+		gitlab:   glClient,
 		metrics:  reg,
 		sessions: newSessionRegistry(reg),
 		repos:    repos,
@@ -83,17 +112,23 @@ func New(cfg *Config, logger *slog.Logger) (*Server, error) {
 		ready:    make(chan struct{}),
 		Getenv:   os.Getenv,
 	}
-	s.poller = gitrepo.NewPoller(repos, gitrepo.PollerConfig{
+	pcfg := gitrepo.PollerConfig{
 		Period:  min(cfg.Agent.Configuration.PollPeriod, cfg.Agent.GitOps.PollPeriod),
 		OnFetch: newGitMetrics(reg, repos.IDs()).onFetch,
-	}, logger)
+	}
+	s.poller = gitrepo.NewPoller(repos, pcfg, logger)
+	s.repoSet = &repoSet{static: repos, poller: s.poller}
+	if cfg.GitLab != nil {
+		s.repoSet.gl = newGitLabMirrors(cfg, pcfg, logger)
+	}
 	s.webhook, err = newWebhookHandler(cfg.Git.WebhookSecretFile, cfg.Repositories, s.poller.Trigger, logger, reg)
 	if err != nil {
 		repos.Close()
 		return nil, err
 	}
 	s.status = newStatusStore(reg)
-	s.gitops = newGitOpsServer(repos, cfg.Agent.GitOps, s.status, logger)
+	s.gitops = newGitOpsServer(s.repoSet, cfg.Agent.GitOps, s.status, logger)
+	s.gitops.access = s.projectAccess
 	replicaMetrics := replicas.NewMetrics(reg)
 	var tunnels kasproxy.Tunnels = s.sessions
 	if cfg.Redis != nil {
@@ -104,21 +139,37 @@ func New(cfg *Config, logger *slog.Logger) (*Server, error) {
 		}
 		tunnels = replicaTunnels{local: s.sessions, peers: s.peers.forwarder}
 	}
-	s.proxy = kasproxy.New(kasproxy.Config{
+	if cfg.GitLab != nil {
+		var rc *redis.Client
+		if s.peers != nil {
+			rc = s.peers.client
+		}
+		s.tracker = newAgentTracker(cfg, rc, logger)
+		if cfg.API != nil {
+			if s.apiGRPC, err = newAPIServer(cfg, s.tracker, s.repoSet, logger); err != nil {
+				repos.Close()
+				return nil, err
+			}
+		}
+	}
+	s.proxy = kasproxy.New(s.proxyLimits(kasproxy.Config{
 		Users:   newUserRegistry(cfg),
 		Tunnels: tunnels,
 		Logger:  logger,
 		Metrics: kasproxy.NewMetrics(reg),
 
 		MaxStreamsPerAgent: cfg.Agent.KubernetesAPI.MaxStreamsPerAgent,
-	})
+		AuthFailures:       kasproxy.NewFailureLimiter(cfg.Limits.AuthFailureBurst, kasproxy.DefaultAuthFailureWindow),
+		TrustedProxies:     cfg.Limits.trustedProxies(),
+	}))
 	s.grpc = grpc.NewServer(grpc.Creds(agentCreds{}), grpc.ChainStreamInterceptor(s.status.streamInterceptor),
 		// Every connected agent holds a gRPC connection for as long as it
 		// is connected; gRPC's default 32 KiB read and write buffers per
 		// connection were most of an idle agent's cost to kas. Agents send
 		// kas small messages; what kas writes borrows a pooled buffer.
 		grpc.ReadBufferSize(grpcReadBufferSize), grpc.SharedWriteBuffer(true))
-	rpc.RegisterConfigurationServer(s.grpc, &configurationServer{repos: repos, logger: logger})
+	s.config = &configurationServer{repos: s.repoSet, logger: logger, gitlab: s.gitlab, posted: map[string]string{}}
+	rpc.RegisterConfigurationServer(s.grpc, s.config)
 	rpc.RegisterGitOpsServer(s.grpc, s.gitops)
 	return s, nil
 }
@@ -157,6 +208,7 @@ func (s *Server) listen(name string, l Listen) (net.Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s listener on %s: %w", name, l.Address, err)
 	}
+	ln = s.limitListener(name, ln)
 	if l.CertificateFile != "" {
 		cert, err := tls.LoadX509KeyPair(l.CertificateFile, l.KeyFile)
 		if err != nil {
@@ -215,6 +267,13 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	var apiGitLabLn net.Listener
+	if s.apiGRPC != nil {
+		// TLS, when set, is the gRPC server's (credentials.NewTLS).
+		if apiGitLabLn, err = listen("api", Listen{Address: s.cfg.API.Listen.Address}); err != nil {
+			return err
+		}
+	}
 	var privLn net.Listener
 	var self string
 	if s.peers != nil {
@@ -225,13 +284,15 @@ func (s *Server) Run(ctx context.Context) error {
 			closeAll()
 			return err
 		}
+		// Tokens are good only at the replica they were made for.
+		s.peers.secret.SetSelf(self)
 	}
 
 	s.tunnel = &tunnel.Server{
 		Authenticate: s.authenticate,
 		OnSession:    s.handleSession,
 		KasVersion:   version.Version,
-		Session:      s.Session,
+		Session:      s.sessionConfig(),
 		Logger:       s.logger,
 		Metrics:      tunnel.NewServerMetrics(s.metrics),
 	}
@@ -252,6 +313,20 @@ func (s *Server) Run(ctx context.Context) error {
 	defer s.startGracePeriod(ctx, serveCtx, stopServing, al.ListenGracePeriod)()
 	g, gctx := errgroup.WithContext(serveCtx)
 	g.Go(func() error { return s.poller.Run(gctx) })
+	if gl := s.repoSet.gl; gl != nil {
+		defer gl.Close()
+		g.Go(func() error { return gl.Run(gctx) })
+	}
+	if s.apiGRPC != nil {
+		g.Go(func() error { return serveAPI(gctx, s.apiGRPC, apiGitLabLn) })
+	}
+	if s.tracker != nil {
+		g.Go(func() error { return s.tracker.Run(gctx) })
+	}
+	if s.gitlab != nil {
+		u := newUsageReporter(s.gitlab, s.metrics, s.cfg.Observability.UsageReportingPeriod, s.logger)
+		g.Go(func() error { return u.Run(gctx) })
+	}
 	g.Go(func() error {
 		err := s.grpc.Serve(s.grpcLn)
 		if errors.Is(err, grpc.ErrServerStopped) {
@@ -259,14 +334,19 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		return err
 	})
-	g.Go(func() error { return httpserve.Serve(gctx, obsLn, s.apiHandler(s.observabilityHandler())) })
+	g.Go(func() error {
+		return httpserve.ServeServer(gctx, obsLn, s.httpServer(s.apiHandler(s.observabilityHandler()), s.cfg.Limits.ObservabilityReadTimeout), httpserve.DefaultGrace)
+	})
 	proxyDone := make(chan struct{})
 	g.Go(func() error {
 		defer close(proxyDone)
 		return s.serveProxy(gctx, apiLn)
 	})
 	if *al.Websocket {
-		g.Go(func() error { return httpserve.Serve(gctx, agentLn, s.tunnel) })
+		// No read timeout: the upgraded connection is the tunnel.
+		g.Go(func() error {
+			return httpserve.ServeServer(gctx, agentLn, s.httpServer(s.tunnel, 0), httpserve.DefaultGrace)
+		})
 	} else {
 		g.Go(func() error { return s.tunnel.ServeListener(gctx, agentLn) })
 	}
@@ -341,12 +421,8 @@ func (s *Server) startGracePeriod(ctx, serveCtx context.Context, stopServing con
 // once (clients re-establish them) and other requests get the drain
 // timeout to finish.
 func (s *Server) serveProxy(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{
-		Handler:           s.proxy,
-		ReadHeaderTimeout: 30 * time.Second,
-		IdleTimeout:       5 * time.Minute,
-		MaxHeaderBytes:    proxyMaxHeaderBytes,
-	}
+	// No read timeout: request bodies stream (exec, port-forward).
+	srv := s.httpServer(s.proxy, 0)
 	stop := context.AfterFunc(ctx, s.proxy.StopWatches)
 	defer stop()
 	return httpserve.ServeServer(ctx, ln, srv, s.cfg.Agent.Listen.DrainTimeout)
@@ -357,21 +433,34 @@ func (s *Server) authenticate(ctx context.Context, h tunnel.Hello) (string, erro
 	if errors.Is(err, ErrUnknownToken) {
 		// The same answer for every bad token: it must not tell whether an
 		// agent by some name exists.
-		return "", &tunnel.RefusedError{Status: http.StatusUnauthorized, Reason: "unknown agent token: check --token-file and agents[].token_sha256 in the kas config"}
+		reason := "unknown agent token: check --token-file and agents[].token_sha256 in the kas config"
+		if s.gitlab != nil {
+			reason = "unknown agent token: GitLab does not know it (revoked, or not this GitLab's): check --token-file"
+		}
+		return "", &tunnel.RefusedError{Status: http.StatusUnauthorized, Reason: reason}
+	}
+	if err == nil && s.tracker != nil {
+		h.Token = ""
+		s.hellos.Store(a.Key, h)
+	}
+	if errors.Is(err, ErrRegistryUnavailable) {
+		return "", &tunnel.RefusedError{Status: http.StatusServiceUnavailable, Reason: "kas cannot check the agent token now: GitLab is unavailable; retrying"}
 	}
 	if err != nil {
 		return "", err
 	}
-	return a.Name, nil
+	if n := s.sessions.count(a.Key); n >= s.cfg.Limits.MaxConnectionsPerAgent {
+		return "", &tunnel.RefusedError{Status: http.StatusTooManyRequests, Reason: fmt.Sprintf("agent %q has %d connections to this kas, the limit (limits.max_connections_per_agent)", a.Name, n)}
+	}
+	return a.Key, nil
 }
 
-func (s *Server) agentByName(name string) Agent {
-	for _, a := range s.cfg.Agents {
-		if a.Name == name {
-			return Agent{Name: a.Name, ConfigProject: a.ConfigProject}
-		}
+// agentByKey is the registry's agent for a session's key.
+func (s *Server) agentByKey(key string) Agent {
+	if a, ok := s.registry.Agent(key); ok {
+		return a
 	}
-	return Agent{Name: name}
+	return Agent{Key: key, Name: key}
 }
 
 // handleSession owns one agent connection: it routes the agent's streams
@@ -380,24 +469,40 @@ func (s *Server) agentByName(name string) Agent {
 func (s *Server) handleSession(ctx context.Context, ts *tunnel.Session) {
 	sess := s.sessions.add(ts)
 	defer s.sessions.remove(sess)
-	log := s.logger.With("agent", ts.Agent, "session", sess.id)
+	agent := s.agentByKey(ts.Agent)
+	log := s.logger.With(append(agent.LogAttrs(), "session", sess.id)...)
 	log.Info("Agent connected", "agent_version", ts.AgentVersion, "remote", ts.Remote)
-	agent := s.agentByName(ts.Agent)
+	if s.tracker != nil && agent.ID != 0 {
+		h, _ := s.hellos.Load(ts.Agent)
+		hello, _ := h.(tunnel.Hello)
+		hello.AgentVersion = ts.AgentVersion
+		defer s.tracker.register(connectionInfo(agent, hello, ts.Connected))()
+	}
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		// Streams agentk opens go to gRPC only, never to the pool that
+		// carries users' requests; and only so many at once.
+		var open atomic.Int64
 		for {
 			st, err := ts.AcceptStream()
 			if err != nil {
 				return
 			}
+			if open.Load() >= int64(s.cfg.Limits.MaxAgentStreamsPerConnection) {
+				st.Close()
+				s.sessions.streamsRefused.Inc()
+				continue
+			}
+			open.Add(1)
+			sess.proven.Store(true)
 			s.sessions.streamsOpened.WithLabelValues("from_agent").Inc()
 			gauge := s.sessions.streamsOpen.WithLabelValues("from_agent")
 			gauge.Inc()
-			s.grpcLn.deliver(ctx, &agentConn{Conn: st, agent: agent, done: gauge.Dec})
+			s.grpcLn.deliver(ctx, &agentConn{Conn: st, agent: agent, done: func() { gauge.Dec(); open.Add(-1) }})
 		}
 	}()
 
@@ -514,6 +619,7 @@ func sendGoAway(sess *agentSession) error {
 	tr := &http.Transport{DialContext: func(context.Context, string, string) (net.Conn, error) { return st, nil }}
 	defer tr.CloseIdleConnections()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://agentk"+tunnel.GoAwayPath, nil)
+	req.Header.Set(tunnel.HeaderInternal, tunnel.InternalGoAway)
 	resp, err := tr.RoundTrip(req)
 	if err != nil {
 		return err

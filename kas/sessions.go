@@ -39,6 +39,9 @@ type agentSession struct {
 	// goneAway is set once agentk has said (yamux GoAway) that it takes no
 	// new streams on this session: it is stopping. pick skips it.
 	goneAway atomic.Bool
+	// proven is set once agentk opened a stream (its gRPC connection):
+	// pick prefers such sessions.
+	proven atomic.Bool
 	// open counts streams kas opened to the agent that are still open, so
 	// a draining session can close once they are done.
 	open    atomic.Int64
@@ -105,6 +108,8 @@ type sessionRegistry struct {
 	connected     prometheus.Gauge
 	streamsOpened *prometheus.CounterVec
 	streamsOpen   *prometheus.GaugeVec
+	// streamsRefused counts agent-opened streams over the per-connection cap.
+	streamsRefused prometheus.Counter
 }
 
 func newSessionRegistry(reg prometheus.Registerer) *sessionRegistry {
@@ -127,7 +132,11 @@ func newSessionRegistry(reg prometheus.Registerer) *sessionRegistry {
 		r.streamsOpened.WithLabelValues(d)
 		r.streamsOpen.WithLabelValues(d)
 	}
-	reg.MustRegister(r.connected, r.streamsOpened, r.streamsOpen)
+	r.streamsRefused = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "kas_tunnel_streams_refused_total",
+		Help: "Streams agentk opened over limits.max_agent_streams_per_connection, closed at once.",
+	})
+	reg.MustRegister(r.connected, r.streamsOpened, r.streamsOpen, r.streamsRefused)
 	return r
 }
 
@@ -176,25 +185,36 @@ func (r *sessionRegistry) remove(s *agentSession) {
 }
 
 // pick returns a live session of the agent, spreading callers round-robin
-// over its replicas. A draining session is used only when there is no
-// other: during a rotation the agent's new connection may not be up yet,
-// and the old one still takes requests until it closes.
+// over its replicas. Sessions whose agentk has opened its gRPC connection
+// (proven) come first: a connection that authenticated but never speaks
+// the protocol (a stolen token used to take a share of the agent's user
+// traffic, a client stuck half-way) gets requests only when there is no
+// other. A draining session is used only when there is no other: during a
+// rotation the agent's new connection may not be up yet, and the old one
+// still takes requests until it closes.
 func (r *sessionRegistry) pick(agent string) (*agentSession, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	list := r.byAgent[agent]
 	n := len(list)
 	start := int(r.rr.Add(1) % uint64(max(n, 1)))
-	var fallback *agentSession
+	var unproven, fallback *agentSession
 	for i := range n {
 		s := list[(start+i)%n]
 		switch {
 		case s.IsClosed() || s.closing.Load() || s.goneAway.Load():
-		case !s.draining.Load():
+		case !s.draining.Load() && s.proven.Load():
 			return s, nil
+		case !s.draining.Load():
+			if unproven == nil {
+				unproven = s
+			}
 		case fallback == nil:
 			fallback = s
 		}
+	}
+	if unproven != nil {
+		return unproven, nil
 	}
 	if fallback != nil {
 		return fallback, nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -41,6 +42,9 @@ type agentState struct {
 // AgentStatus is one agent in GET /api/v1/agents.
 type AgentStatus struct {
 	Name string `json:"name"`
+	// ID is the GitLab agent id (with gitlab:); the status API's
+	// /api/v1/agents/{id} takes it.
+	ID int64 `json:"id,omitempty"`
 	// ConnectedSessions counts live connections (one per agentk replica).
 	ConnectedSessions int    `json:"connected_sessions"`
 	ConfigProject     string `json:"config_project,omitempty"`
@@ -55,9 +59,15 @@ type AgentStatus struct {
 	Projects          []ProjectStatus `json:"projects"`
 }
 
-// ProjectStatus is one manifest project of an agent.
+// ProjectStatus is one manifest project of an agent, as the agent's
+// config names it: two projects sharing a repository id are two entries.
 type ProjectStatus struct {
-	ID string `json:"id"`
+	// Name is the project's name (manifest_projects[].name, or
+	// "<id>@<default_namespace>"); empty until the agent reports a sync
+	// (and from agents older than kas).
+	Name             string `json:"name,omitempty"`
+	ID               string `json:"id"`
+	DefaultNamespace string `json:"default_namespace,omitempty"`
 	// SentCommit is the last commit whose manifests kas sent the agent.
 	SentCommit string    `json:"sent_commit,omitempty"`
 	SentAt     time.Time `json:"sent_at,omitzero"`
@@ -70,14 +80,40 @@ type ProjectStatus struct {
 
 // SyncReport is an agent's report of one sync (rpc.SyncStatus).
 type SyncReport struct {
-	CommitID   string    `json:"commit_id"`
-	Result     string    `json:"result"`
-	Reason     string    `json:"reason,omitempty"`
-	Applied    int32     `json:"applied"`
-	Pruned     int32     `json:"pruned"`
-	Unchanged  int32     `json:"unchanged"`
-	Health     string    `json:"health,omitempty"`
-	ReportedAt time.Time `json:"reported_at"`
+	CommitID string `json:"commit_id"`
+	// Result is synced, failed (retried: see NextRetryAt), stalled (fails
+	// the same way until the commit, config or cluster changes) or
+	// no_manifests_matched (nothing applied or pruned).
+	Result    string `json:"result"`
+	Reason    string `json:"reason,omitempty"`
+	Applied   int32  `json:"applied"`
+	Pruned    int32  `json:"pruned"`
+	Unchanged int32  `json:"unchanged"`
+	// Health is followed by the agent between syncs: a new report comes
+	// when it changes.
+	Health string `json:"health,omitempty"`
+	// Attempts counts failed attempts in a row at this commit.
+	Attempts    int32     `json:"attempts,omitempty"`
+	NextRetryAt time.Time `json:"next_retry_at,omitzero"`
+	// PendingPrunes are pruned objects still being deleted.
+	PendingPrunes []PendingPrune `json:"pending_prunes,omitempty"`
+	ReportedAt    time.Time      `json:"reported_at"`
+}
+
+// PendingPrune is a pruned object waiting for finalizers.
+type PendingPrune struct {
+	Object        string    `json:"object"`
+	Finalizers    []string  `json:"finalizers,omitempty"`
+	DeletingSince time.Time `json:"deleting_since"`
+}
+
+// projectName is the key of a reported project: its name, or its id from
+// agents that send none.
+func projectName(st *rpc.SyncStatus) string {
+	if st.GetProjectName() != "" {
+		return st.GetProjectName()
+	}
+	return st.GetProjectId()
 }
 
 func newStatusStore(reg prometheus.Registerer) *statusStore {
@@ -85,7 +121,7 @@ func newStatusStore(reg prometheus.Registerer) *statusStore {
 		agents: map[string]*agentState{},
 		syncStatus: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "kas_gitops_sync_status",
-			Help: "1 for the result (synced, failed) of the latest sync an agent reported for a manifest project, 0 for the other.",
+			Help: "1 for the result (synced, failed, stalled, no_manifests_matched) of the latest sync an agent reported for a manifest project (by the project's name), 0 for the others.",
 		}, []string{"agent", "project", "result"}),
 		lastSync: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "kas_gitops_last_sync_timestamp_seconds",
@@ -107,46 +143,98 @@ func (s *statusStore) agentLocked(name string) *agentState {
 	return a
 }
 
-func (s *statusStore) projectLocked(agent, project string) *ProjectStatus {
+// maxStatusProjects bounds the projects kept per agent: refused project
+// ids come from the agent's requests, so an agent asking for many made-up
+// ones must not grow kas's memory.
+const maxStatusProjects = 256
+
+// projectLocked returns the entry of a project by name, creating it.
+func (s *statusStore) projectLocked(agent, name, id string) *ProjectStatus {
 	a := s.agentLocked(agent)
-	p := a.projects[project]
+	p := a.projects[name]
 	if p == nil {
-		p = &ProjectStatus{ID: project}
-		a.projects[project] = p
+		p = &ProjectStatus{ID: id}
+		if len(a.projects) < maxStatusProjects {
+			a.projects[name] = p
+		}
 	}
 	return p
+}
+
+// byIDLocked returns the entries of every project with repository id:
+// manifest streams are per id. Without any, it makes one keyed by the id,
+// which the first report with a name replaces.
+func (s *statusStore) byIDLocked(agent, id string) []*ProjectStatus {
+	a := s.agentLocked(agent)
+	var out []*ProjectStatus
+	for _, p := range a.projects {
+		if p.ID == id {
+			out = append(out, p)
+		}
+	}
+	if len(out) == 0 {
+		out = append(out, s.projectLocked(agent, id, id))
+	}
+	return out
 }
 
 func (s *statusStore) sent(agent, project, commit string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	p := s.projectLocked(agent, project)
-	p.SentCommit, p.SentAt, p.Error = commit, s.now(), ""
+	for _, p := range s.byIDLocked(agent, project) {
+		p.SentCommit, p.SentAt, p.Error = commit, s.now(), ""
+	}
 }
 
 func (s *statusStore) streamError(agent, project, msg string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.projectLocked(agent, project).Error = msg
+	for _, p := range s.byIDLocked(agent, project) {
+		p.Error = msg
+	}
 }
 
 func (s *statusStore) report(agent string, st *rpc.SyncStatus) {
 	now := s.now()
-	s.mu.Lock()
-	s.projectLocked(agent, st.GetProjectId()).LastSync = &SyncReport{
+	name := projectName(st)
+	r := &SyncReport{
 		CommitID: st.GetCommitId(), Result: st.GetResult(), Reason: st.GetReason(),
 		Applied: st.GetApplied(), Pruned: st.GetPruned(), Unchanged: st.GetUnchanged(),
-		Health: st.GetHealth(), ReportedAt: now,
+		Health: st.GetHealth(), Attempts: st.GetAttempts(), ReportedAt: now,
 	}
+	if ms := st.GetNextRetryUnixMs(); ms > 0 {
+		r.NextRetryAt = time.UnixMilli(ms).UTC()
+	}
+	for _, pp := range st.GetPendingPrunes() {
+		r.PendingPrunes = append(r.PendingPrunes, PendingPrune{Object: pp.GetObject(), Finalizers: pp.GetFinalizers(),
+			DeletingSince: time.UnixMilli(pp.GetDeletingSinceUnixMs()).UTC()})
+	}
+	s.mu.Lock()
+	a := s.agentLocked(agent)
+	p := a.projects[name]
+	if p == nil {
+		p = &ProjectStatus{ID: st.GetProjectId()}
+		// An entry made by a manifest stream before any report.
+		if byID := a.projects[st.GetProjectId()]; byID != nil && byID.Name == "" && name != st.GetProjectId() {
+			*p = *byID
+			delete(a.projects, st.GetProjectId())
+		}
+		a.projects[name] = p
+	}
+	if st.GetProjectName() != "" {
+		p.Name = name
+	}
+	p.DefaultNamespace = st.GetDefaultNamespace()
+	p.LastSync = r
 	s.mu.Unlock()
-	for _, r := range syncResults {
+	for _, res := range syncResults {
 		v := 0.0
-		if r == st.GetResult() {
+		if res == st.GetResult() {
 			v = 1
 		}
-		s.syncStatus.WithLabelValues(agent, st.GetProjectId(), r).Set(v)
+		s.syncStatus.WithLabelValues(agent, name, res).Set(v)
 	}
-	s.lastSync.WithLabelValues(agent, st.GetProjectId()).Set(float64(now.UnixNano()) / 1e9)
+	s.lastSync.WithLabelValues(agent, name).Set(float64(now.UnixNano()) / 1e9)
 }
 
 // config records a config commit the agent has: one it reported on
@@ -167,11 +255,11 @@ func (s *statusStore) config(agent, commit, errMsg string, ignored []string) {
 }
 
 // fill copies what is known of an agent into st.
-func (s *statusStore) fill(st *AgentStatus) {
+func (s *statusStore) fill(key string, st *AgentStatus) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st.Projects = []ProjectStatus{}
-	a := s.agents[st.Name]
+	a := s.agents[key]
 	if a == nil {
 		return
 	}
@@ -185,7 +273,9 @@ func (s *statusStore) fill(st *AgentStatus) {
 		}
 		st.Projects = append(st.Projects, c)
 	}
-	slices.SortFunc(st.Projects, func(a, b ProjectStatus) int { return cmp.Compare(a.ID, b.ID) })
+	slices.SortFunc(st.Projects, func(a, b ProjectStatus) int {
+		return cmp.Or(cmp.Compare(a.ID, b.ID), cmp.Compare(a.Name, b.Name))
+	})
 }
 
 // streamInterceptor watches Configuration streams go by to learn each
@@ -198,7 +288,7 @@ func (s *statusStore) streamInterceptor(srv any, ss grpc.ServerStream, info *grp
 	if !ok {
 		return handler(srv, ss)
 	}
-	return handler(srv, &configStream{ServerStream: ss, agent: agent.Name, store: s})
+	return handler(srv, &configStream{ServerStream: ss, agent: agent.Key, store: s})
 }
 
 type configStream struct {
@@ -232,10 +322,10 @@ func (c *configStream) SendMsg(m any) error {
 	return err
 }
 
-// agentStatus builds the status of a configured agent.
-func (s *Server) agentStatus(a AgentEntry) AgentStatus {
-	st := AgentStatus{Name: a.Name, ConfigProject: a.ConfigProject, ConnectedSessions: s.sessions.count(a.Name)}
-	s.status.fill(&st)
+// agentStatus builds the status of an agent the registry knows.
+func (s *Server) agentStatus(a Agent) AgentStatus {
+	st := AgentStatus{Name: a.Name, ID: a.ID, ConfigProject: a.ConfigProject, ConnectedSessions: s.sessions.count(a.Key)}
+	s.status.fill(a.Key, &st)
 	return st
 }
 
@@ -244,27 +334,59 @@ func (s *Server) agentStatus(a AgentEntry) AgentStatus {
 //
 // The observability listener has no authentication: this API shows agent
 // names, repository ids, commits and sync errors to whoever can reach the
-// listener. Keep observability.listen on a private address.
-func (s *Server) handleListAgents(w http.ResponseWriter, _ *http.Request) {
-	list := make([]AgentStatus, 0, len(s.cfg.Agents))
-	for _, a := range s.cfg.Agents {
-		list = append(list, s.agentStatus(a))
+// listener. Keep observability.listen on a private address. A caller that
+// sends a user token (Authorization: Bearer) sees only the agents that
+// user may use.
+func (s *Server) handleListAgents(w http.ResponseWriter, r *http.Request) {
+	visible, ok := s.statusScope(w, r)
+	if !ok {
+		return
+	}
+	agents := s.registry.Agents()
+	list := make([]AgentStatus, 0, len(agents))
+	for _, a := range agents {
+		if visible(a.Key) {
+			list = append(list, s.agentStatus(a))
+		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"agents": list})
 }
 
 // handleGetAgent serves GET /api/v1/agents/{name}: one agent, or 404 for a
-// name that is not in the kas config. No authentication, as
-// handleListAgents.
+// name that is not in the kas config or (with a user token) that the user
+// may not use: the same answer, so it does not tell which agents exist.
 func (s *Server) handleGetAgent(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("name")
-	for _, a := range s.cfg.Agents {
-		if a.Name == name {
-			writeJSON(w, http.StatusOK, s.agentStatus(a))
-			return
-		}
+	visible, ok := s.statusScope(w, r)
+	if !ok {
+		return
 	}
-	writeJSON(w, http.StatusNotFound, apiError{Error: fmt.Sprintf("no agent %q in the kas config", name)})
+	name := r.PathValue("name")
+	if a, ok := s.registry.Agent(name); ok && visible(a.Key) {
+		writeJSON(w, http.StatusOK, s.agentStatus(a))
+		return
+	}
+	msg := fmt.Sprintf("no agent %q that you may see", name)
+	if s.gitlab != nil {
+		msg = fmt.Sprintf("no agent with id %q that you may see (an agent of GitLab's is known once it has connected since kas started)", name)
+	}
+	writeJSON(w, http.StatusNotFound, apiError{Error: msg})
+}
+
+// statusScope says which agents a status API caller sees: every one
+// without a token, the user's agents with a valid user token; a bad token
+// is answered 401 (ok false).
+func (s *Server) statusScope(w http.ResponseWriter, r *http.Request) (visible func(string) bool, ok bool) {
+	auth := r.Header.Get("Authorization")
+	if auth == "" {
+		return func(string) bool { return true }, true
+	}
+	scheme, token, _ := strings.Cut(auth, " ")
+	u, err := s.statusUsers.AuthenticateUser(r.Context(), strings.TrimSpace(token))
+	if !strings.EqualFold(scheme, "Bearer") || err != nil {
+		writeJSON(w, http.StatusUnauthorized, apiError{Error: "Unauthorized: not a valid user token"})
+		return nil, false
+	}
+	return func(agent string) bool { return slices.Contains(u.Agents, agent) }, true
 }
 
 type apiError struct {
@@ -283,6 +405,7 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 // apiHandler serves /api/v1/ on the observability listener and passes
 // every other request to next.
 func (s *Server) apiHandler(next http.Handler) http.Handler {
+	s.statusUsers = newUserRegistry(s.cfg)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/v1/agents", s.handleListAgents)
 	mux.HandleFunc("GET /api/v1/agents/{name}", s.handleGetAgent)

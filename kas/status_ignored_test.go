@@ -39,7 +39,7 @@ func TestStatusShowsIgnoredKeys(t *testing.T) {
 	}
 	status := func() AgentStatus {
 		st := AgentStatus{Name: agentName}
-		store.fill(&st)
+		store.fill(agentName, &st)
 		return st
 	}
 

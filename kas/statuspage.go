@@ -140,13 +140,13 @@ func (s *Server) statusReport(ctx context.Context, user *kasproxy.User) StatusRe
 	if user != nil {
 		rep.User = user.Name
 	}
-	for _, a := range s.cfg.Agents {
-		if user != nil && !slices.Contains(user.Agents, a.Name) {
+	for _, a := range s.registry.Agents() {
+		if user != nil && !slices.Contains(user.Agents, a.Key) {
 			continue
 		}
-		st := StatusPageAgent{AgentStatus: s.agentStatus(a), Sessions: s.sessions.snapshot(a.Name)}
+		st := StatusPageAgent{AgentStatus: s.agentStatus(a), Sessions: s.sessions.snapshot(a.Key)}
 		if s.peers != nil {
-			replicas, err := s.peers.registry.Lookup(ctx, a.Name)
+			replicas, err := s.peers.registry.Lookup(ctx, a.Key)
 			if err != nil {
 				st.RegistryError = err.Error()
 			}

@@ -62,15 +62,25 @@ const (
 //
 // Answers: 202 {"triggered": [ids]}; 200 when no configured repository
 // matches or the event is not a push; 401 for a missing or wrong secret;
-// 400 for a body that is not a push event; 413 over 1 MiB; 404 when
-// git.webhook_secret_file is not set (webhooks disabled).
+// 400 for a body that is not a push event; 413 over 1 MiB; 503 when 32
+// GitHub bodies are being read already; 404 when git.webhook_secret_file
+// is not set (webhooks disabled). A GitLab token is checked before the
+// body is read; the observability listener bounds the time to read it
+// (limits.observability_read_timeout).
 type webhookHandler struct {
 	secretFile string
 	repos      []gitrepo.Repository
 	trigger    func(id string) error
 	logger     *slog.Logger
 	requests   *prometheus.CounterVec
+	// bodyReads bounds GitHub bodies read at once before their signature
+	// is checked.
+	bodyReads chan struct{}
 }
+
+// maxWebhookBodyReads bounds unauthenticated (GitHub) webhook bodies read
+// at once: with maxWebhookBody, at most 32 MiB.
+const maxWebhookBodyReads = 32
 
 func newWebhookHandler(secretFile string, repos []gitrepo.Repository, trigger func(string) error, logger *slog.Logger, reg prometheus.Registerer) (*webhookHandler, error) {
 	h := &webhookHandler{
@@ -78,6 +88,7 @@ func newWebhookHandler(secretFile string, repos []gitrepo.Repository, trigger fu
 		repos:      repos,
 		trigger:    trigger,
 		logger:     logger,
+		bodyReads:  make(chan struct{}, maxWebhookBodyReads),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kas_git_webhook_requests_total",
 			Help: "Git push webhooks received, by result (triggered, unmatched, ignored, unauthorized, bad_request, disabled, error).",
@@ -131,6 +142,34 @@ func (h *webhookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fail(webhookBadRequest, http.StatusMethodNotAllowed, "use POST")
 		return
 	}
+	secret, err := h.secret()
+	if err != nil {
+		h.logger.Error("Git webhook: cannot read git.webhook_secret_file", "err", err)
+		fail(webhookError, http.StatusInternalServerError, "kas cannot read its webhook secret")
+		return
+	}
+	refuse := func() {
+		h.logger.Warn("Git webhook refused: wrong or missing secret", "remote", r.RemoteAddr)
+		fail(webhookUnauthorized, http.StatusUnauthorized, "missing or wrong X-Gitlab-Token or X-Hub-Signature-256")
+	}
+	// GitLab's token is a header: check it before reading a byte of the
+	// body. GitHub signs the body, which must be read first: those reads
+	// are bounded in size (maxWebhookBody), in time (the observability
+	// listener's read timeout) and in number at once (bodyReads).
+	provider, event, ok := authenticateHeaders(r.Header, secret)
+	if !ok {
+		refuse()
+		return
+	}
+	if provider == "github" {
+		select {
+		case h.bodyReads <- struct{}{}:
+			defer func() { <-h.bodyReads }()
+		default:
+			fail(webhookError, http.StatusServiceUnavailable, "too many unauthenticated webhook bodies being read: retry")
+			return
+		}
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxWebhookBody))
 	if err != nil {
 		var tooLarge *http.MaxBytesError
@@ -141,16 +180,8 @@ func (h *webhookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fail(webhookBadRequest, http.StatusBadRequest, "reading the body: %v", err)
 		return
 	}
-	secret, err := h.secret()
-	if err != nil {
-		h.logger.Error("Git webhook: cannot read git.webhook_secret_file", "err", err)
-		fail(webhookError, http.StatusInternalServerError, "kas cannot read its webhook secret")
-		return
-	}
-	provider, event, ok := authenticateWebhook(r.Header, body, secret)
-	if !ok {
-		h.logger.Warn("Git webhook refused: wrong or missing secret", "remote", r.RemoteAddr)
-		fail(webhookUnauthorized, http.StatusUnauthorized, "missing or wrong X-Gitlab-Token or X-Hub-Signature-256")
+	if provider == "github" && !githubSignatureValid(r.Header, body, secret) {
+		refuse()
 		return
 	}
 	if provider == "github" && event == "ping" {
@@ -187,17 +218,13 @@ func (h *webhookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	answer(webhookTriggered, http.StatusAccepted, webhookAnswer{Triggered: ids})
 }
 
-// authenticateWebhook checks the secret of a GitHub or GitLab webhook and
-// says which it is and its event ("" when the header is absent).
-func authenticateWebhook(hdr http.Header, body, secret []byte) (provider, event string, ok bool) {
+// authenticateHeaders says which provider a webhook is from and its
+// event. For GitLab it checks the token (ok false: wrong or missing); for
+// GitHub it only checks that a signature is there, and the body must then
+// pass githubSignatureValid. No provider header: ok false.
+func authenticateHeaders(hdr http.Header, secret []byte) (provider, event string, ok bool) {
 	if sig := hdr.Get("X-Hub-Signature-256"); sig != "" {
-		got, err := hex.DecodeString(strings.TrimPrefix(sig, "sha256="))
-		if err != nil || !strings.HasPrefix(sig, "sha256=") {
-			return "", "", false
-		}
-		mac := hmac.New(sha256.New, secret)
-		mac.Write(body)
-		return "github", hdr.Get("X-GitHub-Event"), hmac.Equal(got, mac.Sum(nil))
+		return "github", hdr.Get("X-GitHub-Event"), strings.HasPrefix(sig, "sha256=")
 	}
 	if token := hdr.Get("X-Gitlab-Token"); token != "" {
 		// Hash both sides so the comparison takes the same time whatever
@@ -206,6 +233,18 @@ func authenticateWebhook(hdr http.Header, body, secret []byte) (provider, event 
 		return "gitlab", hdr.Get("X-Gitlab-Event"), subtle.ConstantTimeCompare(a[:], b[:]) == 1
 	}
 	return "", "", false
+}
+
+// githubSignatureValid checks X-Hub-Signature-256: "sha256=<hex
+// HMAC-SHA256 of the body keyed with the secret>".
+func githubSignatureValid(hdr http.Header, body, secret []byte) bool {
+	got, err := hex.DecodeString(strings.TrimPrefix(hdr.Get("X-Hub-Signature-256"), "sha256="))
+	if err != nil {
+		return false
+	}
+	mac := hmac.New(sha256.New, secret)
+	mac.Write(body)
+	return hmac.Equal(got, mac.Sum(nil))
 }
 
 // isPushEvent reports whether an event can move branches or tags. An event

@@ -15,6 +15,10 @@ type Metrics struct {
 	Duration *prometheus.HistogramVec // verb
 	Inflight prometheus.Gauge
 	Bytes    *prometheus.CounterVec // direction: to_agent, from_agent
+	// StalledBytes is what responses whose callers stopped reading are
+	// charged now; StalledEnded counts those ended over the budget.
+	StalledBytes prometheus.Gauge
+	StalledEnded prometheus.Counter
 
 	// The Bytes children, looked up once rather than per request.
 	toAgent, fromAgent prometheus.Counter
@@ -41,7 +45,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Proxied body bytes, by direction (to_agent: request bodies; from_agent: responses).",
 		}, []string{"direction"}),
 	}
-	reg.MustRegister(m.Requests, m.Duration, m.Inflight, m.Bytes)
+	m.StalledBytes = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "kas_proxy_stalled_response_bytes",
+		Help: "Memory charged to proxied responses whose callers stopped reading (one tunnel stream window each), against limits.max_buffered_bytes.",
+	})
+	m.StalledEnded = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "kas_proxy_stalled_responses_ended_total",
+		Help: "Proxied responses ended because their caller stopped reading and the caller's or kas's budget was spent.",
+	})
+	reg.MustRegister(m.Requests, m.Duration, m.Inflight, m.Bytes, m.StalledBytes, m.StalledEnded)
 	m.toAgent, m.fromAgent = m.Bytes.WithLabelValues("to_agent"), m.Bytes.WithLabelValues("from_agent")
 	return m
 }

@@ -8,7 +8,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"net/url"
+	"path"
 	"slices"
 	"strings"
 	"sync"
@@ -67,8 +69,11 @@ func UserFromContext(ctx context.Context) (User, bool) {
 // Defaults, in one place.
 const (
 	DefaultMaxStreamsPerAgent = 500
-	DefaultIdleConnTimeout    = 90 * time.Second
-	DefaultMaxIdleConns       = 100
+	// DefaultMaxStreamsPerUser leaves an agent's other callers most of
+	// its slots when one caller floods it.
+	DefaultMaxStreamsPerUser = 100
+	DefaultIdleConnTimeout   = 90 * time.Second
+	DefaultMaxIdleConns      = 100
 )
 
 // User is an authenticated caller.
@@ -83,6 +88,13 @@ type User struct {
 // matches nobody.
 type Authenticator interface {
 	AuthenticateUser(ctx context.Context, token string) (User, error)
+}
+
+// RequestAuthenticator is an Authenticator whose tokens are bound to the
+// request they come with (the private API's); the proxy prefers it.
+type RequestAuthenticator interface {
+	Authenticator
+	AuthenticateRequest(r *http.Request, token string) (User, error)
 }
 
 // Tunnels picks one of an agent's live sessions and returns its HTTP
@@ -103,8 +115,26 @@ type Config struct {
 	// MaxStreamsPerAgent bounds requests in flight per agent; over it is a
 	// 429 rather than a queue.
 	MaxStreamsPerAgent int
+	// MaxStreamsPerUser bounds one caller's requests in flight per agent.
+	MaxStreamsPerUser int
 	// AuthFailures limits failed authentications per client address.
 	AuthFailures *FailureLimiter
+	// WriteTimeout bounds each write of a response to the caller.
+	WriteTimeout time.Duration
+	// StallAfter is how long a write must block for the response to
+	// count as stalled (and be charged StreamWindow).
+	StallAfter time.Duration
+	// StreamWindow is the most a stalled response holds in kas: the
+	// tunnel's stream window.
+	StreamWindow int64
+	// MaxBufferedBytesPerUser and MaxBufferedBytes bound what stalled
+	// responses hold, per caller and in total; a response that would go
+	// over is ended.
+	MaxBufferedBytesPerUser int64
+	MaxBufferedBytes        int64
+	// TrustedProxies are the addresses of proxies in front of kas (an
+	// ingress) whose X-Forwarded-For says who the client is.
+	TrustedProxies []netip.Prefix
 }
 
 // Proxy is the http.Handler for agent.kubernetes_api.listen.
@@ -112,10 +142,13 @@ type Proxy struct {
 	cfg Config
 	rp  *httputil.ReverseProxy
 
-	mu    sync.Mutex // guards slots
-	slots map[string]chan struct{}
+	mu       sync.Mutex // guards perAgent and perUser
+	perAgent map[string]int
+	perUser  map[slotKey]int
 	// watches in flight, ended cleanly by StopWatches
 	watches kubehttp.Watches
+	// budget for responses whose callers stopped reading
+	budget *budget
 }
 
 type ctxKey int
@@ -145,7 +178,27 @@ func New(cfg Config) *Proxy {
 	if cfg.AuthFailures == nil {
 		cfg.AuthFailures = NewFailureLimiter(DefaultAuthFailureBurst, DefaultAuthFailureWindow)
 	}
-	p := &Proxy{cfg: cfg, slots: map[string]chan struct{}{}}
+	if cfg.MaxStreamsPerUser <= 0 {
+		cfg.MaxStreamsPerUser = DefaultMaxStreamsPerUser
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = DefaultWriteTimeout
+	}
+	if cfg.StallAfter <= 0 {
+		cfg.StallAfter = DefaultStallAfter
+	}
+	if cfg.StreamWindow <= 0 {
+		cfg.StreamWindow = tunnel.DefaultMaxStreamWindow
+	}
+	if cfg.MaxBufferedBytesPerUser <= 0 {
+		cfg.MaxBufferedBytesPerUser = DefaultMaxBufferedBytesPerUser
+	}
+	if cfg.MaxBufferedBytes <= 0 {
+		cfg.MaxBufferedBytes = DefaultMaxBufferedBytes
+	}
+	p := &Proxy{cfg: cfg, perAgent: map[string]int{}, perUser: map[slotKey]int{},
+		budget: newBudget(cfg.StreamWindow, cfg.MaxBufferedBytesPerUser, cfg.MaxBufferedBytes)}
+	p.budget.metrics = cfg.Metrics
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:   p.rewrite,
 		Transport: RoundTripperFunc(p.roundTrip),
@@ -193,16 +246,38 @@ func info(ctx context.Context) *reqInfo {
 // while the other requests are left to drain.
 func (p *Proxy) StopWatches() { p.watches.Stop() }
 
-// agentSlots is the semaphore bounding requests in flight to an agent.
-func (p *Proxy) agentSlots(agent string) chan struct{} {
+// slotKey is one caller's requests to one agent.
+type slotKey struct{ agent, user string }
+
+// acquire takes a slot for a request of user to agent, or says why not:
+// the agent has MaxStreamsPerAgent requests in flight, or this user has
+// MaxStreamsPerUser of them, so that one caller cannot take every slot.
+func (p *Proxy) acquire(agent, user string) (refused string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	c := p.slots[agent]
-	if c == nil {
-		c = make(chan struct{}, p.cfg.MaxStreamsPerAgent)
-		p.slots[agent] = c
+	k := slotKey{agent, user}
+	switch {
+	case p.perAgent[agent] >= p.cfg.MaxStreamsPerAgent:
+		return fmt.Sprintf("agent %q has %d requests in flight, the limit: retry later", agent, p.cfg.MaxStreamsPerAgent)
+	case p.perUser[k] >= p.cfg.MaxStreamsPerUser:
+		return fmt.Sprintf("user %q has %d requests in flight to agent %q, the limit per user: retry later", user, p.cfg.MaxStreamsPerUser, agent)
 	}
-	return c
+	p.perAgent[agent]++
+	p.perUser[k]++
+	return ""
+}
+
+func (p *Proxy) release(agent, user string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	k := slotKey{agent, user}
+	// Entries go at zero: the maps stay as small as the requests in flight.
+	if p.perAgent[agent]--; p.perAgent[agent] <= 0 {
+		delete(p.perAgent, agent)
+	}
+	if p.perUser[k]--; p.perUser[k] <= 0 {
+		delete(p.perUser, k)
+	}
 }
 
 func (p *Proxy) roundTrip(r *http.Request) (*http.Response, error) {
@@ -272,18 +347,28 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusNotFound, "kas serves the Kubernetes API at /agents/<agent-name>/: set the kubeconfig server to <kas URL>/agents/<agent-name> (with kubectl proxy, add --append-server-path; kubectl get --raw paths start with /agents/<agent-name>/)")
 		return
 	}
-	client := clientAddr(r)
-	if !p.cfg.AuthFailures.Allow(client) {
-		fail(http.StatusTooManyRequests, "too many failed authentications from this address; wait a minute")
-		return
-	}
+	// Authenticate first: a valid token always passes, however many
+	// failures came from its address (one ingress or NAT address carries
+	// many users). Only failures are counted and, past the burst, answered
+	// 429 instead of 401.
+	client := p.clientAddr(r)
 	token, hasToken := bearerToken(r)
-	u, err := p.cfg.Users.AuthenticateUser(r.Context(), token)
-	if !hasToken || err != nil {
-		p.cfg.AuthFailures.Fail(client)
-		if err != nil && !errors.Is(err, ErrUnauthenticated) {
+	var u User
+	err := ErrUnauthenticated
+	if ra, ok := p.cfg.Users.(RequestAuthenticator); ok && hasToken {
+		u, err = ra.AuthenticateRequest(r, token)
+	} else if hasToken {
+		u, err = p.cfg.Users.AuthenticateUser(r.Context(), token)
+	}
+	if err != nil {
+		if !errors.Is(err, ErrUnauthenticated) {
 			ri.err = err
 		}
+		if !p.cfg.AuthFailures.Allow(client) {
+			fail(http.StatusTooManyRequests, "too many failed authentications from this address; wait a minute")
+			return
+		}
+		p.cfg.AuthFailures.Fail(client)
 		fail(http.StatusUnauthorized, "Unauthorized: kas needs a valid user token (Authorization: Bearer <token>)")
 		return
 	}
@@ -294,18 +379,20 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusForbidden, fmt.Sprintf("user %q may not use agent %q", u.Name, agent))
 		return
 	}
+	if IsInternalPath(rest) {
+		// agentk's own endpoints (GoAway) are for kas alone.
+		fail(http.StatusNotFound, fmt.Sprintf("%s is not a Kubernetes API path: paths under %s are agentk's own, for kas alone", rest, tunnel.InternalPathPrefix))
+		return
+	}
 	if h := kubehttp.ImpersonationHeader(r.Header); h != "" {
 		fail(http.StatusForbidden, fmt.Sprintf("%s is not allowed through kas: the agent's user_access.access_as decides the identity of requests", h))
 		return
 	}
-	slots := p.agentSlots(agent)
-	select {
-	case slots <- struct{}{}:
-		defer func() { <-slots }()
-	default:
-		fail(http.StatusTooManyRequests, fmt.Sprintf("agent %q has %d requests in flight, the limit: retry later", agent, cap(slots)))
+	if msg := p.acquire(agent, u.Name); msg != "" {
+		fail(http.StatusTooManyRequests, msg)
 		return
 	}
+	defer p.release(agent, u.Name)
 	ri.rt, err = p.cfg.Tunnels.RoundTripper(agent)
 	if err != nil {
 		ri.err = err
@@ -325,6 +412,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer p.cfg.Metrics.Inflight.Dec()
 	}
 
+	// From here on the response may be long (watches, logs -f, a large
+	// list): a caller that stops reading must not hold kas's memory.
+	w = p.guard(w, u.Name, ri)
 	if p.cfg.Metrics != nil {
 		w = p.cfg.Metrics.countingWriter(w)
 	}
@@ -337,6 +427,13 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if ri.status >= 200 && ri.status != 499 {
 		_ = http.NewResponseController(w).Flush()
 	}
+}
+
+// IsInternalPath reports whether an API path (already percent-decoded)
+// reaches agentk's own endpoints, however it is spelled ("//-/", "/./-/").
+func IsInternalPath(rest string) bool {
+	c := path.Clean("/" + rest)
+	return c == strings.TrimSuffix(tunnel.InternalPathPrefix, "/") || strings.HasPrefix(c, tunnel.InternalPathPrefix)
 }
 
 func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
@@ -375,10 +472,48 @@ func bearerToken(r *http.Request) (string, bool) {
 	return strings.TrimSpace(token), true
 }
 
-func clientAddr(r *http.Request) string {
+// clientAddr is the address failed authentications are counted against:
+// the TCP peer, or, when the peer is one of TrustedProxies, the last
+// X-Forwarded-For entry that is not a trusted proxy (the address the
+// outermost trusted proxy saw; entries left of it could be forged).
+func (p *Proxy) clientAddr(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
-		return r.RemoteAddr
+		host = r.RemoteAddr
+	}
+	if len(p.cfg.TrustedProxies) == 0 || !p.trusted(host) {
+		return host
+	}
+	var hops []string
+	for _, v := range r.Header.Values("X-Forwarded-For") {
+		for h := range strings.SplitSeq(v, ",") {
+			hops = append(hops, strings.TrimSpace(h))
+		}
+	}
+	for i := len(hops) - 1; i >= 0; i-- {
+		ip, err := netip.ParseAddr(hops[i])
+		if err != nil {
+			// Not an address: what the proxy saw cannot be known; count
+			// against the proxy's own entry rather than a forged one.
+			return host
+		}
+		if !p.trusted(ip.String()) {
+			return ip.Unmap().String()
+		}
 	}
 	return host
+}
+
+func (p *Proxy) trusted(host string) bool {
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return false
+	}
+	ip = ip.Unmap()
+	for _, pr := range p.cfg.TrustedProxies {
+		if pr.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }

@@ -54,6 +54,20 @@ var (
 // once, while the old session drains.
 const GoAwayPath = "/-/tunnel/goaway"
 
+// InternalPathPrefix starts every path of agentk's own endpoints, which
+// only kas itself calls (GoAwayPath). kas refuses proxied requests whose
+// path starts with it: no Kubernetes API path does.
+const InternalPathPrefix = "/-/"
+
+// HeaderInternal marks a request kas itself sends agentk (GoAway), as
+// opposed to a proxied caller's; its value is InternalGoAway. kas removes
+// every Kas-* header a caller sends, so only kas can set it, and agentk
+// answers its internal endpoints only with it.
+const (
+	HeaderInternal = "Kas-Internal"
+	InternalGoAway = "goaway"
+)
+
 // Headers kas sets on every proxied request it sends agentk, after
 // removing any a caller sent: they say who the caller is, so agentk can
 // impersonate them (user_access.access_as: user) and apply its own policy.

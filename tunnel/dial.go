@@ -145,7 +145,8 @@ func (d *Dialer) explainUpgradeFailure(u *url.URL, resp *http.Response, err erro
 	reason := strings.TrimSpace(string(body))
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusUpgradeRequired ||
-		resp.StatusCode == http.StatusBadRequest || resp.StatusCode == http.StatusRequestHeaderFieldsTooLarge:
+		resp.StatusCode == http.StatusBadRequest || resp.StatusCode == http.StatusRequestHeaderFieldsTooLarge ||
+		resp.StatusCode == http.StatusTooManyRequests:
 		if reason == "" {
 			reason = http.StatusText(resp.StatusCode)
 		}

@@ -25,6 +25,11 @@ type SessionConfig struct {
 	// whose reader stalls can hold in memory (memory is only used as data
 	// waits unread). See docs/benchmarks.md, "Stream window".
 	MaxStreamWindow uint32
+	// StreamCloseTimeout is how long a stream closed on this side waits
+	// for the peer's close before it is reset and its buffers freed. A
+	// peer blocked writing into a stream nobody reads never closes it, so
+	// this is how long such a stream's window stays in memory.
+	StreamCloseTimeout time.Duration
 }
 
 func (c SessionConfig) withDefaults() SessionConfig {
@@ -37,6 +42,9 @@ func (c SessionConfig) withDefaults() SessionConfig {
 	if c.MaxStreamWindow == 0 {
 		c.MaxStreamWindow = DefaultMaxStreamWindow
 	}
+	if c.StreamCloseTimeout <= 0 {
+		c.StreamCloseTimeout = DefaultStreamCloseTimeout
+	}
 	return c
 }
 
@@ -48,7 +56,7 @@ func (c SessionConfig) yamux(logger *slog.Logger) *yamux.Config {
 	y.KeepAliveInterval = c.KeepAliveInterval
 	y.ConnectionWriteTimeout = c.KeepAliveTimeout
 	y.MaxStreamWindowSize = c.MaxStreamWindow
-	y.StreamCloseTimeout = DefaultStreamCloseTimeout
+	y.StreamCloseTimeout = c.StreamCloseTimeout
 	y.LogOutput = nil
 	if logger == nil {
 		y.Logger = log.New(io.Discard, "", 0)

@@ -320,10 +320,15 @@ func (*ObjectsToSynchronizeResponse_Object_) isObjectsToSynchronizeResponse_Mess
 func (*ObjectsToSynchronizeResponse_Trailer_) isObjectsToSynchronizeResponse_Message() {}
 
 type SyncStatus struct {
-	state     protoimpl.MessageState `protogen:"open.v1"`
-	ProjectId string                 `protobuf:"bytes,1,opt,name=project_id,json=projectId,proto3" json:"project_id,omitempty"`
-	CommitId  string                 `protobuf:"bytes,2,opt,name=commit_id,json=commitId,proto3" json:"commit_id,omitempty"`
-	// "synced" or "failed".
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The manifest project's repository id (gitops.manifest_projects[].id).
+	ProjectId string `protobuf:"bytes,1,opt,name=project_id,json=projectId,proto3" json:"project_id,omitempty"`
+	CommitId  string `protobuf:"bytes,2,opt,name=commit_id,json=commitId,proto3" json:"commit_id,omitempty"`
+	// "synced"; "failed" (retried with backoff, see next_retry_unix_ms);
+	// "stalled" (fails the same way until the commit, the config or the
+	// cluster changes: a rejected object, a manifest that does not parse);
+	// "no_manifests_matched" (the paths select no file or no object: nothing
+	// was applied or pruned).
 	Result string `protobuf:"bytes,3,opt,name=result,proto3" json:"result,omitempty"`
 	// Why the sync failed, or a short summary; empty when there is nothing to say.
 	Reason string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
@@ -332,8 +337,23 @@ type SyncStatus struct {
 	Pruned    int32 `protobuf:"varint,6,opt,name=pruned,proto3" json:"pruned,omitempty"`
 	Unchanged int32 `protobuf:"varint,7,opt,name=unchanged,proto3" json:"unchanged,omitempty"`
 	// Aggregated health of the synced objects as gitops-engine reports it
-	// ("Healthy", "Progressing", "Degraded", ...).
-	Health        string `protobuf:"bytes,8,opt,name=health,proto3" json:"health,omitempty"`
+	// ("Healthy", "Progressing", "Degraded", ...). agentk follows it between
+	// syncs and sends a new SyncStatus when it changes.
+	Health string `protobuf:"bytes,8,opt,name=health,proto3" json:"health,omitempty"`
+	// The project as configured: its name (manifest_projects[].name) or,
+	// without one, "<id>@<default_namespace>". Two projects sharing a
+	// repository id have different names. Empty from older agents: kas then
+	// uses project_id.
+	ProjectName      string `protobuf:"bytes,9,opt,name=project_name,json=projectName,proto3" json:"project_name,omitempty"`
+	DefaultNamespace string `protobuf:"bytes,10,opt,name=default_namespace,json=defaultNamespace,proto3" json:"default_namespace,omitempty"`
+	// When agentk retries a failed sync (Unix milliseconds); 0 when none is
+	// planned.
+	NextRetryUnixMs int64 `protobuf:"varint,11,opt,name=next_retry_unix_ms,json=nextRetryUnixMs,proto3" json:"next_retry_unix_ms,omitempty"`
+	// Objects this project pruned that are still there, waiting for a
+	// finalizer or for their dependents (foreground deletion).
+	PendingPrunes []*PendingPrune `protobuf:"bytes,12,rep,name=pending_prunes,json=pendingPrunes,proto3" json:"pending_prunes,omitempty"`
+	// Failed attempts in a row at this commit (0 after a success).
+	Attempts      int32 `protobuf:"varint,13,opt,name=attempts,proto3" json:"attempts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -424,6 +444,105 @@ func (x *SyncStatus) GetHealth() string {
 	return ""
 }
 
+func (x *SyncStatus) GetProjectName() string {
+	if x != nil {
+		return x.ProjectName
+	}
+	return ""
+}
+
+func (x *SyncStatus) GetDefaultNamespace() string {
+	if x != nil {
+		return x.DefaultNamespace
+	}
+	return ""
+}
+
+func (x *SyncStatus) GetNextRetryUnixMs() int64 {
+	if x != nil {
+		return x.NextRetryUnixMs
+	}
+	return 0
+}
+
+func (x *SyncStatus) GetPendingPrunes() []*PendingPrune {
+	if x != nil {
+		return x.PendingPrunes
+	}
+	return nil
+}
+
+func (x *SyncStatus) GetAttempts() int32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+// PendingPrune is a pruned object that is not gone yet.
+type PendingPrune struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// kind/name or kind namespace/name, as in agentk's messages.
+	Object string `protobuf:"bytes,1,opt,name=object,proto3" json:"object,omitempty"`
+	// The object's finalizers (foregroundDeletion for a foreground deletion).
+	Finalizers []string `protobuf:"bytes,2,rep,name=finalizers,proto3" json:"finalizers,omitempty"`
+	// The object's deletionTimestamp (Unix milliseconds).
+	DeletingSinceUnixMs int64 `protobuf:"varint,3,opt,name=deleting_since_unix_ms,json=deletingSinceUnixMs,proto3" json:"deleting_since_unix_ms,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *PendingPrune) Reset() {
+	*x = PendingPrune{}
+	mi := &file_api_rpc_rpc_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PendingPrune) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PendingPrune) ProtoMessage() {}
+
+func (x *PendingPrune) ProtoReflect() protoreflect.Message {
+	mi := &file_api_rpc_rpc_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PendingPrune.ProtoReflect.Descriptor instead.
+func (*PendingPrune) Descriptor() ([]byte, []int) {
+	return file_api_rpc_rpc_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *PendingPrune) GetObject() string {
+	if x != nil {
+		return x.Object
+	}
+	return ""
+}
+
+func (x *PendingPrune) GetFinalizers() []string {
+	if x != nil {
+		return x.Finalizers
+	}
+	return nil
+}
+
+func (x *PendingPrune) GetDeletingSinceUnixMs() int64 {
+	if x != nil {
+		return x.DeletingSinceUnixMs
+	}
+	return 0
+}
+
 type SyncStatusAck struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -432,7 +551,7 @@ type SyncStatusAck struct {
 
 func (x *SyncStatusAck) Reset() {
 	*x = SyncStatusAck{}
-	mi := &file_api_rpc_rpc_proto_msgTypes[5]
+	mi := &file_api_rpc_rpc_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -444,7 +563,7 @@ func (x *SyncStatusAck) String() string {
 func (*SyncStatusAck) ProtoMessage() {}
 
 func (x *SyncStatusAck) ProtoReflect() protoreflect.Message {
-	mi := &file_api_rpc_rpc_proto_msgTypes[5]
+	mi := &file_api_rpc_rpc_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -457,7 +576,7 @@ func (x *SyncStatusAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncStatusAck.ProtoReflect.Descriptor instead.
 func (*SyncStatusAck) Descriptor() ([]byte, []int) {
-	return file_api_rpc_rpc_proto_rawDescGZIP(), []int{5}
+	return file_api_rpc_rpc_proto_rawDescGZIP(), []int{6}
 }
 
 // Header starts the set of objects for one commit.
@@ -470,7 +589,7 @@ type ObjectsToSynchronizeResponse_Header struct {
 
 func (x *ObjectsToSynchronizeResponse_Header) Reset() {
 	*x = ObjectsToSynchronizeResponse_Header{}
-	mi := &file_api_rpc_rpc_proto_msgTypes[6]
+	mi := &file_api_rpc_rpc_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -482,7 +601,7 @@ func (x *ObjectsToSynchronizeResponse_Header) String() string {
 func (*ObjectsToSynchronizeResponse_Header) ProtoMessage() {}
 
 func (x *ObjectsToSynchronizeResponse_Header) ProtoReflect() protoreflect.Message {
-	mi := &file_api_rpc_rpc_proto_msgTypes[6]
+	mi := &file_api_rpc_rpc_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -517,7 +636,7 @@ type ObjectsToSynchronizeResponse_Object struct {
 
 func (x *ObjectsToSynchronizeResponse_Object) Reset() {
 	*x = ObjectsToSynchronizeResponse_Object{}
-	mi := &file_api_rpc_rpc_proto_msgTypes[7]
+	mi := &file_api_rpc_rpc_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -529,7 +648,7 @@ func (x *ObjectsToSynchronizeResponse_Object) String() string {
 func (*ObjectsToSynchronizeResponse_Object) ProtoMessage() {}
 
 func (x *ObjectsToSynchronizeResponse_Object) ProtoReflect() protoreflect.Message {
-	mi := &file_api_rpc_rpc_proto_msgTypes[7]
+	mi := &file_api_rpc_rpc_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -568,7 +687,7 @@ type ObjectsToSynchronizeResponse_Trailer struct {
 
 func (x *ObjectsToSynchronizeResponse_Trailer) Reset() {
 	*x = ObjectsToSynchronizeResponse_Trailer{}
-	mi := &file_api_rpc_rpc_proto_msgTypes[8]
+	mi := &file_api_rpc_rpc_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -580,7 +699,7 @@ func (x *ObjectsToSynchronizeResponse_Trailer) String() string {
 func (*ObjectsToSynchronizeResponse_Trailer) ProtoMessage() {}
 
 func (x *ObjectsToSynchronizeResponse_Trailer) ProtoReflect() protoreflect.Message {
-	mi := &file_api_rpc_rpc_proto_msgTypes[8]
+	mi := &file_api_rpc_rpc_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -626,7 +745,7 @@ const file_api_rpc_rpc_proto_rawDesc = "" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\x1a\t\n" +
 	"\aTrailerB\t\n" +
-	"\amessage\"\xe0\x01\n" +
+	"\amessage\"\xc1\x03\n" +
 	"\n" +
 	"SyncStatus\x12\x1d\n" +
 	"\n" +
@@ -637,7 +756,19 @@ const file_api_rpc_rpc_proto_rawDesc = "" +
 	"\aapplied\x18\x05 \x01(\x05R\aapplied\x12\x16\n" +
 	"\x06pruned\x18\x06 \x01(\x05R\x06pruned\x12\x1c\n" +
 	"\tunchanged\x18\a \x01(\x05R\tunchanged\x12\x16\n" +
-	"\x06health\x18\b \x01(\tR\x06health\"\x0f\n" +
+	"\x06health\x18\b \x01(\tR\x06health\x12!\n" +
+	"\fproject_name\x18\t \x01(\tR\vprojectName\x12+\n" +
+	"\x11default_namespace\x18\n" +
+	" \x01(\tR\x10defaultNamespace\x12+\n" +
+	"\x12next_retry_unix_ms\x18\v \x01(\x03R\x0fnextRetryUnixMs\x12F\n" +
+	"\x0epending_prunes\x18\f \x03(\v2\x1f.kubetunnel.rpc.v1.PendingPruneR\rpendingPrunes\x12\x1a\n" +
+	"\battempts\x18\r \x01(\x05R\battempts\"{\n" +
+	"\fPendingPrune\x12\x16\n" +
+	"\x06object\x18\x01 \x01(\tR\x06object\x12\x1e\n" +
+	"\n" +
+	"finalizers\x18\x02 \x03(\tR\n" +
+	"finalizers\x123\n" +
+	"\x16deleting_since_unix_ms\x18\x03 \x01(\x03R\x13deletingSinceUnixMs\"\x0f\n" +
 	"\rSyncStatusAck2x\n" +
 	"\rConfiguration\x12g\n" +
 	"\x10GetConfiguration\x12'.kubetunnel.rpc.v1.ConfigurationRequest\x1a(.kubetunnel.rpc.v1.ConfigurationResponse0\x012\xdb\x01\n" +
@@ -657,33 +788,35 @@ func file_api_rpc_rpc_proto_rawDescGZIP() []byte {
 	return file_api_rpc_rpc_proto_rawDescData
 }
 
-var file_api_rpc_rpc_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_api_rpc_rpc_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_api_rpc_rpc_proto_goTypes = []any{
 	(*ConfigurationRequest)(nil),                 // 0: kubetunnel.rpc.v1.ConfigurationRequest
 	(*ConfigurationResponse)(nil),                // 1: kubetunnel.rpc.v1.ConfigurationResponse
 	(*ObjectsToSynchronizeRequest)(nil),          // 2: kubetunnel.rpc.v1.ObjectsToSynchronizeRequest
 	(*ObjectsToSynchronizeResponse)(nil),         // 3: kubetunnel.rpc.v1.ObjectsToSynchronizeResponse
 	(*SyncStatus)(nil),                           // 4: kubetunnel.rpc.v1.SyncStatus
-	(*SyncStatusAck)(nil),                        // 5: kubetunnel.rpc.v1.SyncStatusAck
-	(*ObjectsToSynchronizeResponse_Header)(nil),  // 6: kubetunnel.rpc.v1.ObjectsToSynchronizeResponse.Header
-	(*ObjectsToSynchronizeResponse_Object)(nil),  // 7: kubetunnel.rpc.v1.ObjectsToSynchronizeResponse.Object
-	(*ObjectsToSynchronizeResponse_Trailer)(nil), // 8: kubetunnel.rpc.v1.ObjectsToSynchronizeResponse.Trailer
+	(*PendingPrune)(nil),                         // 5: kubetunnel.rpc.v1.PendingPrune
+	(*SyncStatusAck)(nil),                        // 6: kubetunnel.rpc.v1.SyncStatusAck
+	(*ObjectsToSynchronizeResponse_Header)(nil),  // 7: kubetunnel.rpc.v1.ObjectsToSynchronizeResponse.Header
+	(*ObjectsToSynchronizeResponse_Object)(nil),  // 8: kubetunnel.rpc.v1.ObjectsToSynchronizeResponse.Object
+	(*ObjectsToSynchronizeResponse_Trailer)(nil), // 9: kubetunnel.rpc.v1.ObjectsToSynchronizeResponse.Trailer
 }
 var file_api_rpc_rpc_proto_depIdxs = []int32{
-	6, // 0: kubetunnel.rpc.v1.ObjectsToSynchronizeResponse.header:type_name -> kubetunnel.rpc.v1.ObjectsToSynchronizeResponse.Header
-	7, // 1: kubetunnel.rpc.v1.ObjectsToSynchronizeResponse.object:type_name -> kubetunnel.rpc.v1.ObjectsToSynchronizeResponse.Object
-	8, // 2: kubetunnel.rpc.v1.ObjectsToSynchronizeResponse.trailer:type_name -> kubetunnel.rpc.v1.ObjectsToSynchronizeResponse.Trailer
-	0, // 3: kubetunnel.rpc.v1.Configuration.GetConfiguration:input_type -> kubetunnel.rpc.v1.ConfigurationRequest
-	2, // 4: kubetunnel.rpc.v1.GitOps.GetObjectsToSynchronize:input_type -> kubetunnel.rpc.v1.ObjectsToSynchronizeRequest
-	4, // 5: kubetunnel.rpc.v1.GitOps.ReportSyncStatus:input_type -> kubetunnel.rpc.v1.SyncStatus
-	1, // 6: kubetunnel.rpc.v1.Configuration.GetConfiguration:output_type -> kubetunnel.rpc.v1.ConfigurationResponse
-	3, // 7: kubetunnel.rpc.v1.GitOps.GetObjectsToSynchronize:output_type -> kubetunnel.rpc.v1.ObjectsToSynchronizeResponse
-	5, // 8: kubetunnel.rpc.v1.GitOps.ReportSyncStatus:output_type -> kubetunnel.rpc.v1.SyncStatusAck
-	6, // [6:9] is the sub-list for method output_type
-	3, // [3:6] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	7, // 0: kubetunnel.rpc.v1.ObjectsToSynchronizeResponse.header:type_name -> kubetunnel.rpc.v1.ObjectsToSynchronizeResponse.Header
+	8, // 1: kubetunnel.rpc.v1.ObjectsToSynchronizeResponse.object:type_name -> kubetunnel.rpc.v1.ObjectsToSynchronizeResponse.Object
+	9, // 2: kubetunnel.rpc.v1.ObjectsToSynchronizeResponse.trailer:type_name -> kubetunnel.rpc.v1.ObjectsToSynchronizeResponse.Trailer
+	5, // 3: kubetunnel.rpc.v1.SyncStatus.pending_prunes:type_name -> kubetunnel.rpc.v1.PendingPrune
+	0, // 4: kubetunnel.rpc.v1.Configuration.GetConfiguration:input_type -> kubetunnel.rpc.v1.ConfigurationRequest
+	2, // 5: kubetunnel.rpc.v1.GitOps.GetObjectsToSynchronize:input_type -> kubetunnel.rpc.v1.ObjectsToSynchronizeRequest
+	4, // 6: kubetunnel.rpc.v1.GitOps.ReportSyncStatus:input_type -> kubetunnel.rpc.v1.SyncStatus
+	1, // 7: kubetunnel.rpc.v1.Configuration.GetConfiguration:output_type -> kubetunnel.rpc.v1.ConfigurationResponse
+	3, // 8: kubetunnel.rpc.v1.GitOps.GetObjectsToSynchronize:output_type -> kubetunnel.rpc.v1.ObjectsToSynchronizeResponse
+	6, // 9: kubetunnel.rpc.v1.GitOps.ReportSyncStatus:output_type -> kubetunnel.rpc.v1.SyncStatusAck
+	7, // [7:10] is the sub-list for method output_type
+	4, // [4:7] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_api_rpc_rpc_proto_init() }
@@ -702,7 +835,7 @@ func file_api_rpc_rpc_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_rpc_rpc_proto_rawDesc), len(file_api_rpc_rpc_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

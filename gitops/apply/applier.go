@@ -28,6 +28,11 @@ const (
 	// AnnotationManifestHash is a hash of the manifest last applied, so a
 	// changed manifest is applied even when the change is a removed field.
 	AnnotationManifestHash = "gitops.kubetunnel.io/manifest-hash"
+	// AnnotationOwningInventory marks objects applied by GitLab's agent
+	// (cli-utils inventories). Such an object belongs to another
+	// inventory: only inventory_policy adopt_all takes it over, as in
+	// cli-utils.
+	AnnotationOwningInventory = "config.k8s.io/owning-inventory"
 )
 
 // FieldManager is the server-side apply field manager of agentk's applies.
@@ -57,13 +62,18 @@ type Applier struct {
 	// guarded by cacheMu.
 	projects map[string]Project
 
-	mu sync.Mutex // guards locks and verified
+	mu sync.Mutex // guards locks, verified, targets and impersonating
 	// locks serializes the syncs of one project (by mark).
 	locks map[string]*sync.Mutex
 	// verified holds, per project mark, the resourceVersion at which each
 	// object was last known to match its manifest (applied or diffed). An
 	// object still at that version is unchanged without a diff.
 	verified map[string]map[kube.ResourceKey]verifiedState
+	// targets holds, per project mark, the objects of its last sync (not
+	// a dry run), for Health.
+	targets map[string]map[kube.ResourceKey]struct{}
+	// impersonating holds the clients of each service_account in use.
+	impersonating map[string]*clients
 }
 
 // verifiedState is an object known to match the manifest with this hash
@@ -94,6 +104,9 @@ func New(cfg *rest.Config, agentName string, logger *slog.Logger) (*Applier, err
 		projects:  map[string]Project{},
 		locks:     map[string]*sync.Mutex{},
 		verified:  map[string]map[kube.ResourceKey]verifiedState{},
+		targets:   map[string]map[kube.ResourceKey]struct{}{},
+
+		impersonating: map[string]*clients{},
 	}
 	k := &kubectl{KubectlCmd: &kube.KubectlCmd{Log: a.engineLog, Tracer: tracing.NopTracer{}}, c: c, manager: FieldManager, invalidated: &a.invalidated}
 	a.cache = cache.NewClusterCache(c.config,
@@ -251,3 +264,23 @@ func (f cacheFilter) IsExcludedResource(group, kind, _ string) bool {
 }
 
 func (f cacheFilter) GetLabelSelector(_, _, _ string) string { return "" }
+
+// writer returns the clients that send project p's writes: the agent's
+// own, or ones impersonating p's service account.
+func (a *Applier) writer(p Project) (*clients, error) {
+	if p.ServiceAccount == "" {
+		return a.clients, nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if c, ok := a.impersonating[p.ServiceAccount]; ok {
+		return c, nil
+	}
+	ns, name, _ := strings.Cut(p.ServiceAccount, "/")
+	c, err := a.clients.as(ns, name)
+	if err != nil {
+		return nil, err
+	}
+	a.impersonating[p.ServiceAccount] = c
+	return c, nil
+}

@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
+	"k8s.io/client-go/transport"
 )
 
 // Client-side rate limits used when the given rest.Config leaves them at
@@ -43,6 +44,10 @@ type clients struct {
 
 	resetMu   sync.Mutex // guards lastReset
 	lastReset time.Time
+
+	// applyConfig is the config of dynamic (warnings at WARN); as derives
+	// impersonating clients from it.
+	applyConfig *rest.Config
 
 	// writes bounds the object writes in flight. gitops-engine starts one
 	// goroutine per object of a wave; without a bound a thousand requests
@@ -107,11 +112,38 @@ func newClients(cfg *rest.Config, logger *slog.Logger) (*clients, error) {
 		return nil, fmt.Errorf("kubernetes discovery client: %w", err)
 	}
 	return &clients{
-		config:    shared,
-		transport: rt,
-		dynamic:   dyn,
-		mapper:    restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(disco)),
-		writes:    make(chan struct{}, maxWrites),
+		config:      shared,
+		transport:   rt,
+		dynamic:     dyn,
+		mapper:      restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(disco)),
+		applyConfig: applyCfg,
+		writes:      make(chan struct{}, maxWrites),
+	}, nil
+}
+
+// as returns clients whose object reads and writes impersonate the
+// service account namespace/name, sharing the transport, discovery and
+// write slots. The agent's identity needs the impersonate verb on that
+// service account.
+func (c *clients) as(namespace, name string) (*clients, error) {
+	// The names the API server gives a service account's token.
+	user := "system:serviceaccount:" + namespace + ":" + name
+	cfg := rest.CopyConfig(c.applyConfig)
+	cfg.Transport = transport.NewImpersonatingRoundTripper(transport.ImpersonationConfig{
+		UserName: user,
+		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"},
+	}, c.transport)
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes dynamic client for %s: %w", user, err)
+	}
+	return &clients{
+		config:      c.config,
+		transport:   c.transport,
+		dynamic:     dyn,
+		mapper:      c.mapper,
+		applyConfig: cfg,
+		writes:      c.writes,
 	}, nil
 }
 

@@ -2,6 +2,7 @@ package apply
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -26,11 +27,27 @@ import (
 var cp *controlplane.ControlPlane
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if fuzzing() {
+		// The fuzz targets test pure functions: no control plane for the
+		// coordinator and every worker process.
+		os.Exit(m.Run())
+	}
 	os.Exit(controlplane.Main(m, &cp, controlplane.Options{},
 		// gitops-engine retries APIService watches with a backoff it does
 		// not cancel when the cache is invalidated: the goroutine sleeps
 		// for up to tens of seconds after the cache is gone, then ends.
 		goleak.IgnoreAnyFunction("github.com/argoproj/argo-cd/gitops-engine/v3/pkg/cache.(*clusterCache).reconcileAPIServiceWatches")))
+}
+
+// fuzzing reports whether this process runs fuzz targets (go test -fuzz).
+func fuzzing() bool {
+	for _, name := range []string{"test.fuzz", "test.fuzzworker"} {
+		if f := flag.Lookup(name); f != nil && f.Value.String() != "" && f.Value.String() != "false" {
+			return true
+		}
+	}
+	return false
 }
 
 // tlogWriter sends log lines to t.Logf until the test is over (the

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -72,6 +73,7 @@ func decodeFiles(files []File) (objs []*unstructured.Unstructured, srcs []source
 				return nil, nil, &ParseError{Path: f.Path, Document: doc, Err: err}
 			}
 			for _, o := range decoded {
+				setSource(o, f.Path, doc)
 				objs = append(objs, o)
 				srcs = append(srcs, source{path: f.Path, doc: doc})
 			}
@@ -250,4 +252,35 @@ func describeKey(gk schema.GroupKind, namespace, name string) string {
 		return kind + " " + name
 	}
 	return kind + " " + namespace + "/" + name
+}
+
+// annotationSource carries an object's file and document from Parse to
+// Sync, for the pre-check's messages. Sync removes it before anything is
+// hashed or sent.
+const annotationSource = "internal.gitops.kubetunnel.io/source"
+
+func setSource(o *unstructured.Unstructured, path string, doc int) {
+	ann := o.GetAnnotations()
+	if ann == nil {
+		ann = map[string]string{}
+	}
+	ann[annotationSource] = strconv.Itoa(doc) + ":" + path
+	o.SetAnnotations(ann)
+}
+
+// takeSource removes annotationSource from o and returns what it said.
+func takeSource(o *unstructured.Unstructured) (source, bool) {
+	ann := o.GetAnnotations()
+	v, ok := ann[annotationSource]
+	if !ok {
+		return source{}, false
+	}
+	delete(ann, annotationSource)
+	if len(ann) == 0 {
+		ann = nil
+	}
+	o.SetAnnotations(ann)
+	docStr, path, _ := strings.Cut(v, ":")
+	doc, _ := strconv.Atoi(docStr)
+	return source{path: path, doc: doc}, true
 }

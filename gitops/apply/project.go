@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path"
 	"slices"
+	"strings"
 	"time"
 
 	"kubetunnel/agentcfg"
@@ -42,6 +43,23 @@ type Project struct {
 	// include every kind.
 	ResourceInclusions []Filter
 	ResourceExclusions []Filter
+	// Name names the project in logs (default "<id>@<default namespace>");
+	// it does not change the mark.
+	Name string
+	// Paths are the project's globs. SyncFiles refuses a commit in which
+	// one of them selects no file, unless AllowEmpty.
+	Paths []string
+	// AllowEmpty lets a glob select no file and the project hold no object
+	// (then, with Prune, everything the project applied is pruned).
+	AllowEmpty bool
+	// SkipPreCheck writes without first having the API server validate
+	// every object of the commit (pre_check: false).
+	SkipPreCheck bool
+	// ServiceAccount, "<namespace>/<name>", is who the project's writes
+	// (pre-check, applies, prunes) are sent as, by impersonation: the
+	// project can do only what that service account may. "" writes with
+	// the agent's own identity.
+	ServiceAccount string
 }
 
 // Filter matches kinds by API group and kind. '*' (or any path.Match
@@ -66,6 +84,10 @@ func ProjectFromConfig(p agentcfg.ManifestProject) Project {
 	if p.Prune != nil {
 		prune = *p.Prune
 	}
+	globs := make([]string, 0, len(p.Paths))
+	for _, g := range p.Paths {
+		globs = append(globs, g.Glob)
+	}
 	return Project{
 		ID:                     p.ID,
 		DefaultNamespace:       p.DefaultNamespace,
@@ -77,6 +99,11 @@ func ProjectFromConfig(p agentcfg.ManifestProject) Project {
 		DryRunStrategy:         p.DryRunStrategy,
 		ResourceInclusions:     conv(p.ResourceInclusions),
 		ResourceExclusions:     conv(p.ResourceExclusions),
+		Name:                   p.DisplayName(),
+		Paths:                  globs,
+		AllowEmpty:             p.AllowEmpty,
+		SkipPreCheck:           !p.PreCheckEnabled(),
+		ServiceAccount:         p.ServiceAccountRef(),
 	}
 }
 
@@ -100,6 +127,9 @@ func (p Project) withDefaults() Project {
 	if p.DryRunStrategy == "" {
 		p.DryRunStrategy = agentcfg.DefaultDryRunStrategy
 	}
+	if p.Name == "" {
+		p.Name = p.ID + "@" + p.DefaultNamespace
+	}
 	return p
 }
 
@@ -118,6 +148,12 @@ func (p Project) validate() error {
 	} {
 		if !slices.Contains(k.allowed, k.value) {
 			return fmt.Errorf("%w: project %s: %s: %q is not one of %v", ErrInvalidProject, p.ID, k.key, k.value, k.allowed)
+		}
+	}
+	if p.ServiceAccount != "" {
+		ns, name, ok := strings.Cut(p.ServiceAccount, "/")
+		if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+			return fmt.Errorf("%w: project %s: service_account %q: want <namespace>/<name>", ErrInvalidProject, p.ID, p.ServiceAccount)
 		}
 	}
 	for _, fs := range [][]Filter{p.ResourceInclusions, p.ResourceExclusions} {

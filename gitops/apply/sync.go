@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -48,6 +47,13 @@ type Result struct {
 	// was reached; Reason says which.
 	Failed bool
 	Reason string
+	// Failure says what kind of failure it is (FailureNone when not
+	// Failed): whether to retry.
+	Failure Failure
+	// PendingPrunes are objects this project pruned (now or before) that
+	// are still there, waiting for finalizers. Sync does not wait for
+	// them; past prune_timeout they make the sync Failed.
+	PendingPrunes []PendingPrune
 }
 
 // Timings that tests may shorten.
@@ -87,11 +93,16 @@ func (a *Applier) Sync(ctx context.Context, p Project, commit string, objs []*un
 	m := mark(a.agent, p)
 	unlock := a.lockProject(m)
 	defer unlock()
-	targets, skipped, err := a.prepare(p, m, objs)
+	targets, sources, skipped, err := a.prepare(p, m, objs)
 	if err != nil {
 		return res, err
 	}
 	res.Skipped = skipped
+	if len(targets) == 0 && p.Prune && !p.AllowEmpty {
+		// The signature of a typo'd glob or a wrong ref: pruning now would
+		// delete everything the project applied.
+		return res, fmt.Errorf("%w: the project has no object to apply (%d left out by resource_inclusions/exclusions); nothing was applied or pruned: fix paths, or set allow_empty: true to prune everything", ErrNoManifests, skipped)
+	}
 	if err := a.watch(m, p); err != nil {
 		return res, err
 	}
@@ -108,14 +119,20 @@ func (a *Applier) Sync(ctx context.Context, p Project, commit string, objs []*un
 		p:       p,
 		mark:    m,
 		commit:  commit,
-		log:     a.logger.With("project", p.ID, "commit", commit),
+		log:     a.logger.With("project", p.Name, "commit", commit),
 		targets: targets,
+		sources: sources,
 		refused: map[kube.ResourceKey]string{},
 		applied: &appliedObjects{objs: map[kube.ResourceKey]*unstructured.Unstructured{}},
 	}
+	writer, err := a.writer(p)
+	if err != nil {
+		return res, err
+	}
+	s.writer = writer
 	s.kubectl = &kubectl{
 		KubectlCmd:   &kube.KubectlCmd{Log: a.engineLog, Tracer: tracing.NopTracer{}},
-		c:            a.clients,
+		c:            writer,
 		manager:      FieldManager,
 		serverDryRun: p.DryRunStrategy == agentcfg.DryRunServer,
 		applied:      s.applied,
@@ -131,25 +148,28 @@ func (a *Applier) Sync(ctx context.Context, p Project, commit string, objs []*un
 // prepare copies objs, fixes their namespaces, leaves out the kinds the
 // project does not manage and stamps the project's mark and the manifest
 // hash on each.
-func (a *Applier) prepare(p Project, m string, objs []*unstructured.Unstructured) ([]*unstructured.Unstructured, int, error) {
+func (a *Applier) prepare(p Project, m string, objs []*unstructured.Unstructured) ([]*unstructured.Unstructured, map[kube.ResourceKey]source, int, error) {
 	copies := make([]*unstructured.Unstructured, 0, len(objs))
-	for _, o := range objs {
-		copies = append(copies, o.DeepCopy())
-	}
-	srcs := make([]source, len(copies))
-	for i := range copies {
-		srcs[i] = source{path: fmt.Sprintf("objs[%d]", i)}
+	srcs := make([]source, 0, len(objs))
+	for i, o := range objs {
+		c := o.DeepCopy()
+		src, ok := takeSource(c)
+		if !ok {
+			src = source{path: fmt.Sprintf("objs[%d]", i)}
+		}
+		copies = append(copies, c)
+		srcs = append(srcs, src)
 	}
 	if err := setNamespaces(copies, srcs, p.DefaultNamespace, a.clients.namespaced); err != nil {
-		var pe *ParseError
-		if errors.As(err, &pe) {
-			return nil, 0, fmt.Errorf("%s: %w", pe.Path, pe.Err)
-		}
-		return nil, 0, err
+		return nil, nil, 0, err
+	}
+	if err := orderByDependencies(copies); err != nil {
+		return nil, nil, 0, err
 	}
 	targets := copies[:0]
+	sources := make(map[kube.ResourceKey]source, len(copies))
 	skipped := 0
-	for _, o := range copies {
+	for i, o := range copies {
 		gvk := o.GroupVersionKind()
 		if !p.manages(gvk.Group, gvk.Kind) {
 			skipped++
@@ -164,14 +184,15 @@ func (a *Applier) prepare(p Project, m string, objs []*unstructured.Unstructured
 		o.SetAnnotations(ann)
 		data, err := json.Marshal(o.Object)
 		if err != nil {
-			return nil, 0, fmt.Errorf("%s: %w", describe(o), err)
+			return nil, nil, 0, fmt.Errorf("%s: %w", describe(o), err)
 		}
 		sum := sha256.Sum256(data)
 		ann[AnnotationManifestHash] = hex.EncodeToString(sum[:16])
 		o.SetAnnotations(ann)
 		targets = append(targets, o)
+		sources[kube.GetResourceKey(o)] = srcs[i]
 	}
-	return targets, skipped, nil
+	return targets, sources, skipped, nil
 }
 
 // syncRun is one Sync in progress.
@@ -182,6 +203,10 @@ type syncRun struct {
 	commit  string
 	log     *slog.Logger
 	targets []*unstructured.Unstructured
+	// writer sends the project's writes (as its service_account, if set).
+	writer *clients
+	// sources say where each target came from (file, document).
+	sources map[kube.ResourceKey]source
 	kubectl *kubectl
 	applied *appliedObjects
 	// refused are targets inventory_policy keeps us from taking over, with
@@ -194,6 +219,9 @@ type syncRun struct {
 	nowVerified map[kube.ResourceKey]verifiedState
 	// live is the last read of the live objects (admitted, managed).
 	live map[kube.ResourceKey]*unstructured.Unstructured
+	// deleting are the objects already being deleted at the first step:
+	// gitops-engine reports them pruned again, but this sync did not.
+	deleting map[kube.ResourceKey]bool
 	// skipHooks is decided at the first step: hooks run only when some
 	// object is created or changed.
 	skipHooks *bool
@@ -237,6 +265,15 @@ func (s *syncRun) run(parent context.Context) (Result, error) {
 	})
 	defer unsubscribe()
 
+	if !s.p.SkipPreCheck && s.p.DryRunStrategy == agentcfg.DryRunNone {
+		if err := s.preCheck(ctx); err != nil {
+			if parent.Err() != nil {
+				return res, parent.Err()
+			}
+			return res, err
+		}
+	}
+
 	state := opState{startedAt: metav1.Now()}
 	steps, appliedBefore := 0, 0
 	for {
@@ -251,6 +288,14 @@ func (s *syncRun) run(parent context.Context) (Result, error) {
 		sc.Sync(ctx)
 		state.phase, state.message, state.results = sc.GetState()
 		if state.phase.Completed() {
+			break
+		}
+		if waitsOnlyForDeletion(state.message) {
+			// Everything else is done; a pruned object held by a
+			// finalizer (or a foreground deletion) would hold the project
+			// until reconcile_timeout. It is reported as a pending prune
+			// instead, and the next sync does not wait for it either.
+			state.phase, state.message = common.OperationSucceeded, ""
 			break
 		}
 		// The next step needs the cache to show what this one applied;
@@ -275,6 +320,7 @@ func (s *syncRun) run(parent context.Context) (Result, error) {
 				return out, parent.Err()
 			}
 			out.Failed = true
+			out.Failure = FailureRetryable
 			out.Reason = fmt.Sprintf("reconcile_timeout (%s) reached: %s", s.p.ReconcileTimeout, state.message)
 			return out, nil
 		}
@@ -285,13 +331,20 @@ func (s *syncRun) run(parent context.Context) (Result, error) {
 		// The next sync diffs against the cache: let it show what this one
 		// did. Then wait (up to prune_timeout) for pruned objects to go.
 		s.waitCache(parent, changed)
-		if msg := s.waitPruned(parent, changed, state.results); msg != "" {
+		out.PendingPrunes = s.settlePrunes(parent, changed, state.results)
+		if msg := s.overdue(out.PendingPrunes); msg != "" {
 			out.Failed = true
 			out.Reason = joinReasons(out.Reason, msg)
+		}
+		for _, pp := range out.PendingPrunes {
+			s.log.Warn("GitOps: pruned object not gone yet", "object", pp.Object, "finalizers", pp.Finalizers, "since", pp.Since.UTC().Format(time.RFC3339))
 		}
 		s.remember(state.results)
 	}
 	out.Health = s.health(dryRun)
+	if out.Failed {
+		out.Failure = FailureObjects
+	}
 	s.log.Debug("GitOps: sync done", "steps", steps, "applied", out.Applied, "pruned", out.Pruned,
 		"unchanged", out.Unchanged, "health", out.Health, "failed", out.Failed, "duration", time.Since(start).Round(time.Millisecond))
 	return out, parent.Err()
@@ -311,8 +364,15 @@ func (s *syncRun) newSyncContext(ctx context.Context, state opState) (gsync.Sync
 		}
 	}
 	s.live = make(map[kube.ResourceKey]*unstructured.Unstructured, len(live))
+	first := s.deleting == nil
+	if first {
+		s.deleting = map[kube.ResourceKey]bool{}
+	}
 	for k, v := range live {
 		s.live[k] = v
+		if first && v.GetDeletionTimestamp() != nil {
+			s.deleting[k] = true
+		}
 	}
 	rec := gsync.Reconcile(targets, live, s.p.DefaultNamespace, s.a.cache)
 	diffs, err := s.diff(ctx, rec)
@@ -366,9 +426,13 @@ func (s *syncRun) admit(live map[kube.ResourceKey]*unstructured.Unstructured) []
 			continue
 		}
 		owner := l.GetAnnotations()[AnnotationManagedBy]
+		cliInventory := l.GetAnnotations()[AnnotationOwningInventory]
 		var why string
 		switch {
 		case owner == s.mark, s.p.InventoryPolicy == agentcfg.InventoryAdoptAll:
+		case owner == "" && cliInventory != "":
+			why = fmt.Sprintf("%s belongs to the cli-utils inventory %q (%s, GitLab's agent): inventory_policy %s does not take it over (adopt_all would)",
+				describeKey(k.GroupKind(), k.Namespace, k.Name), cliInventory, AnnotationOwningInventory, s.p.InventoryPolicy)
 		case owner == "" && s.p.InventoryPolicy == agentcfg.InventoryAdoptIfNoInventory:
 		case owner == "":
 			why = fmt.Sprintf("%s exists and is not managed by this project: inventory_policy %s does not take over objects without the %s annotation (adopt_if_no_inventory would)",
@@ -464,7 +528,11 @@ func (s *syncRun) result(state opState) Result {
 		case common.ResultCodeSynced:
 			res.Applied++
 		case common.ResultCodePruned:
-			res.Pruned++
+			clusterScoped := r.ResourceKey
+			clusterScoped.Namespace = ""
+			if !s.deleting[r.ResourceKey] && !(r.ResourceKey.Namespace == s.p.DefaultNamespace && s.deleting[clusterScoped]) {
+				res.Pruned++
+			}
 		case common.ResultCodeSyncFailed:
 			failures = append(failures, fmt.Sprintf("%s: %s", describeKey(r.ResourceKey.GroupKind(), r.ResourceKey.Namespace, r.ResourceKey.Name), r.Message))
 		}
@@ -555,44 +623,6 @@ func olderVersion(have, want string) bool {
 	return h < w
 }
 
-// waitPruned waits up to prune_timeout for the pruned objects to be gone
-// from the cluster (foreground deletion keeps them until their dependents
-// are deleted). It returns a reason when they are not.
-func (s *syncRun) waitPruned(ctx context.Context, changed <-chan struct{}, results []common.ResourceSyncResult) string {
-	pruned := map[kube.ResourceKey]bool{}
-	for _, r := range results {
-		if r.Status == common.ResultCodePruned && r.Message == "pruned" {
-			pruned[r.ResourceKey] = true
-		}
-	}
-	if len(pruned) == 0 {
-		return ""
-	}
-	deadline := time.NewTimer(s.p.PruneTimeout)
-	defer deadline.Stop()
-	for {
-		left := s.a.cache.FindResources("", func(r *cache.Resource) bool {
-			return pruned[r.ResourceKey()] && markOf(r) == s.mark
-		})
-		if len(left) == 0 {
-			return ""
-		}
-		select {
-		case <-ctx.Done():
-			return ""
-		case <-deadline.C:
-			var names []string
-			for k := range left {
-				names = append(names, describeKey(k.GroupKind(), k.Namespace, k.Name))
-			}
-			sort.Strings(names)
-			return fmt.Sprintf("prune_timeout (%s) reached: still being deleted: %s", s.p.PruneTimeout, strings.Join(names, ", "))
-		case <-changed:
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
 // remember records which objects are known to match their manifests, at
 // which resourceVersion, for the next sync.
 func (s *syncRun) remember(results []common.ResourceSyncResult) {
@@ -620,7 +650,14 @@ func (s *syncRun) remember(results []common.ResourceSyncResult) {
 			delete(v, k)
 		}
 	}
+	keys := make(map[kube.ResourceKey]struct{}, len(s.targets))
+	for _, t := range s.targets {
+		if _, refused := s.refused[kube.GetResourceKey(t)]; !refused && !hook.IsHook(t) {
+			keys[kube.GetResourceKey(t)] = struct{}{}
+		}
+	}
 	s.a.mu.Lock()
+	s.a.targets[s.mark] = keys
 	s.a.verified[s.mark] = v
 	s.a.mu.Unlock()
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -277,7 +278,15 @@ func TestTwoProjectsNeverPruneEachOther(t *testing.T) {
 	pa2 := testProject("group/a", "default")
 	mustSync(t, a, pa2, "a2", mustParse(t, a, "default", File{Path: "/a.yaml", Data: []byte(configMap("from-a2-"+ns, nil, "  namespace: "+ns+"\n"))}))
 
+	// An empty project prunes nothing unless it opts in.
+	if _, err := a.Sync(context.Background(), pa, "a3", nil); !errors.Is(err, ErrNoManifests) {
+		t.Errorf("Sync with no objects: err = %v, want ErrNoManifests", err)
+	}
+	if getCM(t, ns, "from-a") == nil {
+		t.Fatal("from-a pruned by an empty sync without allow_empty")
+	}
 	// Project a removed everything (or was removed from the config).
+	pa.AllowEmpty, pb.AllowEmpty = true, true
 	res := mustSync(t, a, pa, "a3", nil)
 	wantCounts(t, res, 0, 1, 0)
 	if getCM(t, ns, "from-a") != nil {
@@ -434,14 +443,27 @@ func TestTimeouts(t *testing.T) {
 	}
 
 	// Foreground deletion waits for the garbage collector, which is not
-	// running: the prune times out.
+	// running: the sync does not wait for it, and reports it; once
+	// prune_timeout has passed, the sync fails.
 	q := testProject("group/fg", ns)
 	q.PrunePropagationPolicy = "foreground"
 	q.PruneTimeout = 2 * time.Second
+	q.AllowEmpty = true
 	mustSync(t, a, q, "c1", mustParse(t, a, ns, File{Path: "/m.yaml", Data: []byte(configMap("doomed", nil, ""))}))
+	start := time.Now()
 	res = mustSync(t, a, q, "c2", nil)
-	if res.Pruned != 1 || !res.Failed || !strings.Contains(res.Reason, "prune_timeout (2s) reached: still being deleted: ConfigMap "+ns+"/doomed") {
-		t.Errorf("result %+v, want 1 pruned and a prune_timeout reason", res)
+	if res.Pruned != 1 || res.Failed || len(res.PendingPrunes) != 1 || res.PendingPrunes[0].Object != "ConfigMap "+ns+"/doomed" ||
+		!slices.Equal(res.PendingPrunes[0].Finalizers, []string{"foregroundDeletion"}) {
+		t.Errorf("result %+v, want 1 pruned, not failed, doomed pending on foregroundDeletion", res)
+	}
+	if d := time.Since(start); d > q.PruneTimeout {
+		t.Errorf("the sync waited %s for the pending prune", d)
+	}
+	time.Sleep(q.PruneTimeout - time.Since(res.PendingPrunes[0].Since) + 100*time.Millisecond)
+	res = mustSync(t, a, q, "c2", nil)
+	if !res.Failed || res.Failure != FailureObjects || !strings.Contains(res.Reason, "prune_timeout (2s) reached: ConfigMap "+ns+"/doomed is being deleted since ") ||
+		!strings.Contains(res.Reason, "waiting for finalizer foregroundDeletion") {
+		t.Errorf("result %+v, want failed (objects) with a prune_timeout reason", res)
 	}
 	if cm := getCM(t, ns, "doomed"); cm == nil || cm.GetDeletionTimestamp() == nil {
 		t.Errorf("doomed should be pending foreground deletion: %v", cm)

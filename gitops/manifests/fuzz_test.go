@@ -1,6 +1,7 @@
 package manifests
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -45,6 +46,33 @@ func FuzzMatch(f *testing.F) {
 		}
 		if m2.Match("/"+rel) != got {
 			t.Fatalf("glob %q, path %q: leading slashes change the answer", glob, path)
+		}
+	})
+}
+
+// Unmatched, which decides whether a commit may prune, agrees with Match:
+// a glob is reported unmatched exactly when it selects none of the paths.
+func FuzzUnmatched(f *testing.F) {
+	f.Add("/manifests/**/*.yaml", "/manifest/crds/*.yaml", "manifests/a/b.yaml", ".hidden/x.yaml")
+	f.Add(DefaultGlob, "/{a,b}/*", "a/x.json", "b/.y")
+	f.Add("/[", "/**", "", "/")
+	f.Fuzz(func(t *testing.T, g1, g2, p1, p2 string) {
+		m, err := NewMatcher([]string{g1, g2}, 0)
+		if err != nil {
+			return
+		}
+		paths := []string{p1, p2}
+		unmatched := m.Unmatched(paths)
+		for _, g := range []string{g1, g2} {
+			single, err := NewMatcher([]string{g}, 0)
+			if err != nil {
+				t.Fatalf("glob %q valid in a pair but not alone: %v", g, err)
+			}
+			selects := single.Match(p1) || single.Match(p2)
+			reported := slices.Contains(unmatched, "/"+strings.TrimPrefix(g, "/"))
+			if selects == reported {
+				t.Fatalf("glob %q, paths %q: selects a file %v, reported unmatched %v (%q)", g, paths, selects, reported, unmatched)
+			}
 		}
 	})
 }

@@ -122,3 +122,25 @@ func splitAlternatives(s string) (end int, alts []string) {
 	}
 	return -1, nil
 }
+
+// Unmatched returns the globs (with a leading "/") that select none of
+// paths:
+// a glob with a typo selects nothing, and applying a commit without the
+// files it was meant to select would prune their objects.
+func (m *Matcher) Unmatched(paths []string) []string {
+	var out []string
+	for _, g := range m.globs {
+		found := false
+		for _, p := range paths {
+			p = strings.TrimPrefix(p, "/")
+			if p != "" && !hidden(p) && doublestar.MatchUnvalidated(g, p) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			out = append(out, "/"+g)
+		}
+	}
+	return out
+}

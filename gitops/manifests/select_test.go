@@ -234,3 +234,18 @@ func TestFormatSize(t *testing.T) {
 		}
 	}
 }
+
+func TestUnmatched(t *testing.T) {
+	m, err := NewMatcher([]string{"/manifests/**/*.yaml", "manifest/crds/*.yaml", "/.hidden/*.yaml"}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := m.Unmatched([]string{"/manifests/app/a.yaml", "/manifests/crds/c.yaml", "/.hidden/x.yaml"})
+	want := []string{"/manifest/crds/*.yaml", "/.hidden/*.yaml"}
+	if !slices.Equal(got, want) {
+		t.Errorf("Unmatched = %q, want %q", got, want)
+	}
+	if got := m.Unmatched(nil); len(got) != 3 {
+		t.Errorf("Unmatched(nil) = %q, want all three globs", got)
+	}
+}

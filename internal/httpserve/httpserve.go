@@ -10,12 +10,23 @@ import (
 	"time"
 )
 
-// DefaultGrace bounds the graceful part of a stop.
-const DefaultGrace = 5 * time.Second
+// Defaults for Serve.
+const (
+	// DefaultGrace bounds the graceful part of a stop.
+	DefaultGrace = 5 * time.Second
+	// DefaultReadHeaderTimeout bounds reading a request's headers.
+	DefaultReadHeaderTimeout = 10 * time.Second
+	// DefaultIdleTimeout closes a keep-alive connection with no request:
+	// without it, idle connections were never closed, and enough of them
+	// used up the process's open files.
+	DefaultIdleTimeout = 2 * time.Minute
+)
 
-// Serve serves h on ln until ctx is done, then shuts down gracefully.
+// Serve serves h on ln until ctx is done, then shuts down gracefully. It
+// bounds headers and idle keep-alive connections with the defaults; use
+// ServeServer for other bounds.
 func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
-	return ServeServer(ctx, ln, &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}, DefaultGrace)
+	return ServeServer(ctx, ln, &http.Server{Handler: h, ReadHeaderTimeout: DefaultReadHeaderTimeout, IdleTimeout: DefaultIdleTimeout}, DefaultGrace)
 }
 
 // ServeServer serves srv on ln until ctx is done. Then it stops accepting,

@@ -84,31 +84,66 @@ func isDiscovery(r *http.Request) bool {
 	return p == "/api" || p == "/apis" || p == "/version" || p == ""
 }
 
-// ImpersonationHeader returns the first Impersonate-* header in h, or "".
+// ImpersonationHeader returns the first impersonation header in h, or "":
+// Impersonate-*, in any letter case, and spellings a proxy or server on
+// the way might read as one (Impersonate_User).
 func ImpersonationHeader(h http.Header) string {
 	for k := range h {
-		if hasPrefixFold(k, "Impersonate-") {
+		if strings.HasPrefix(normalizeKey(k), "impersonate-") {
 			return http.CanonicalHeaderKey(k)
 		}
 	}
 	return ""
 }
 
-// hasPrefixFold is strings.HasPrefix ignoring ASCII case. Header keys are
-// compared this way rather than after http.CanonicalHeaderKey, which
-// leaves a key with any byte outside the token alphabet (a space, say)
-// as it is: "kAs- x" must not slip past a "Kas-" check.
-func hasPrefixFold(s, prefix string) bool {
-	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
+// normalizeKey lowers a header key's ASCII letters and reads "_" as "-",
+// as nginx (underscores_in_headers), CGI and some API gateways do, so
+// "Impersonate_User" cannot slip past a check for "Impersonate-User".
+// Keys are compared this way rather than after http.CanonicalHeaderKey,
+// which leaves a key with any byte outside the token alphabet (a space,
+// say) as it is: "kAs- x" must not slip past a "Kas-" check.
+func normalizeKey(k string) string {
+	b := []byte(k)
+	for i, c := range b {
+		switch {
+		case c == '_':
+			b[i] = '-'
+		case 'A' <= c && c <= 'Z':
+			b[i] = c + ('a' - 'A')
+		}
+	}
+	return string(b)
+}
+
+// callerHeaderPrefixes are the header families a caller may never pass on:
+// impersonation, the Kas-* headers only kas sets (the caller's identity,
+// kas's own internal requests), and the front-proxy headers an API server
+// configured with --requestheader-* reads the caller's identity from.
+var callerHeaderPrefixes = []string{"impersonate-", "kas-", "x-remote-"}
+
+// IsCallerHeader reports whether a caller's header must be removed before
+// the request goes on (see StripCallerHeaders).
+func IsCallerHeader(k string) bool {
+	n := normalizeKey(k)
+	switch n {
+	case "authorization", "proxy-authorization", "cookie":
+		return true
+	}
+	for _, p := range callerHeaderPrefixes {
+		if strings.HasPrefix(n, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // StripCallerHeaders removes what must never pass from a caller to the
-// next hop: credentials, any impersonation, and the Kas-* headers that
-// only kas may set.
+// next hop: credentials, any impersonation, the Kas-* headers that only
+// kas may set, and front-proxy identity headers (X-Remote-User,
+// X-Remote-Group, X-Remote-Extra-*).
 func StripCallerHeaders(h http.Header) {
 	for k := range h {
-		if strings.EqualFold(k, "Authorization") || strings.EqualFold(k, "Proxy-Authorization") || strings.EqualFold(k, "Cookie") ||
-			hasPrefixFold(k, "Impersonate-") || hasPrefixFold(k, "Kas-") {
+		if IsCallerHeader(k) {
 			delete(h, k)
 		}
 	}

@@ -109,10 +109,6 @@ func (f *Forwarder) roundTrip(agent string, r *http.Request) (*http.Response, er
 	if !ok {
 		return nil, errors.New("forwarding to a kas peer: no authenticated caller")
 	}
-	token, err := f.cfg.Secret.Sign(u, agent)
-	if err != nil {
-		return nil, fmt.Errorf("signing a private API token: %w", err)
-	}
 	var body *kubehttp.GuardedBody
 	if r.Body != nil && r.Body != http.NoBody {
 		body = &kubehttp.GuardedBody{ReadCloser: r.Body}
@@ -130,7 +126,7 @@ func (f *Forwarder) roundTrip(agent string, r *http.Request) (*http.Response, er
 			return nil, kasproxy.Unavailable(fmt.Sprintf("agent %q is not connected to this kas replica and the agent registry is unreachable", agent), err)
 		}
 		for _, peer := range f.order(peers) {
-			resp, err := f.try(ctx, r, peer, agent, token, body)
+			resp, err := f.try(ctx, r, peer, agent, u, body)
 			if !errors.Is(err, errTryNext) {
 				return resp, err
 			}
@@ -145,12 +141,19 @@ const lookAgainAfter = 100 * time.Millisecond
 // errTryNext: this peer did not take the request, the next one may.
 var errTryNext = errors.New("try the next peer")
 
-func (f *Forwarder) try(ctx context.Context, r *http.Request, peer, agent, token string, body *kubehttp.GuardedBody) (*http.Response, error) {
-	out, err := f.request(ctx, r, peer, agent, token, body)
+func (f *Forwarder) try(ctx context.Context, r *http.Request, peer, agent string, u kasproxy.User, body *kubehttp.GuardedBody) (*http.Response, error) {
+	out, err := f.request(ctx, r, peer, agent, body)
 	if err != nil {
 		f.count("error")
 		return nil, err
 	}
+	// A token for this request to this peer only, made as it is sent.
+	token, err := f.cfg.Secret.Sign(u, agent, TargetOf(peer, out))
+	if err != nil {
+		f.count("error")
+		return nil, fmt.Errorf("signing a private API token: %w", err)
+	}
+	out.Header.Set("Authorization", "Bearer "+token)
 	resp, err := f.transport.RoundTrip(out)
 	sent := body != nil && body.Touched()
 	switch {
@@ -192,9 +195,9 @@ func isSafe(r *http.Request) bool {
 	return (r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions) && r.Header.Get("Upgrade") == ""
 }
 
-// request is r addressed to the peer's private API, carrying the token
-// instead of any caller credential (kasproxy stripped those).
-func (f *Forwarder) request(ctx context.Context, r *http.Request, peer, agent, token string, body *kubehttp.GuardedBody) (*http.Request, error) {
+// request is r addressed to the peer's private API; try adds the token
+// (kasproxy stripped any caller credential).
+func (f *Forwarder) request(ctx context.Context, r *http.Request, peer, agent string, body *kubehttp.GuardedBody) (*http.Request, error) {
 	base, err := url.Parse(peer)
 	if err != nil {
 		return nil, fmt.Errorf("kas peer URL %q in the agent registry: %w", peer, err)
@@ -203,7 +206,6 @@ func (f *Forwarder) request(ctx context.Context, r *http.Request, peer, agent, t
 	out.URL = &url.URL{Scheme: base.Scheme, Host: base.Host, Path: "/agents/" + agent + r.URL.Path, RawQuery: r.URL.RawQuery}
 	out.Host = base.Host
 	out.RequestURI = ""
-	out.Header.Set("Authorization", "Bearer "+token)
 	if body != nil {
 		out.Body = body
 		// The peer sends "100 Continue" only once it reads the body, which

@@ -87,14 +87,18 @@ func checkKasDeployment(t *testing.T, r *rendered, cfg *kas.Config) {
 			t.Errorf("container port %s is %q; kas listens on %q", name, ports[name], addr)
 		}
 	}
+	svc, obs := kasServices(t, r)
 	svcPorts := map[string]string{}
-	for _, p := range list(r.one(t, "Service"), "spec", "ports") {
+	for _, p := range list(svc, "spec", "ports") {
 		svcPorts[str(p, "name")] = str(p, "targetPort")
 	}
-	for _, name := range []string{"agent", "kubernetes-api", "observability"} {
+	for _, name := range []string{"agent", "kubernetes-api"} {
 		if svcPorts[name] != name {
 			t.Errorf("Service port %s targets %q, want the container port %s (Service ports: %v)", name, svcPorts[name], name, svcPorts)
 		}
+	}
+	if p := list(obs, "spec", "ports"); len(p) != 1 || str(p[0], "targetPort") != "observability" || str(obs, "spec", "type") != "ClusterIP" {
+		t.Errorf("observability Service %v: want one port, observability, on a ClusterIP Service", get(obs, "spec"))
 	}
 	for probe, path := range map[string]string{"livenessProbe": "/healthz", "readinessProbe": "/readyz"} {
 		if str(c, probe, "httpGet", "path") != path || str(c, probe, "httpGet", "port") != "observability" {
@@ -111,6 +115,46 @@ func checkKasDeployment(t *testing.T, r *rendered, cfg *kas.Config) {
 	cmName := r.one(t, "ConfigMap").name()
 	if !strings.Contains(fmt.Sprint(get(d, "spec", "template", "spec", "volumes")), "name:"+cmName) {
 		t.Errorf("ConfigMap %s is not among the volumes", cmName)
+	}
+}
+
+// kasServices returns the agent Service and the observability Service.
+func kasServices(t *testing.T, r *rendered) (svc, obs object) {
+	t.Helper()
+	for _, o := range r.find("Service") {
+		if strings.HasSuffix(o.name(), "-observability") {
+			obs = o
+		} else {
+			svc = o
+		}
+	}
+	if svc == nil || obs == nil || len(r.find("Service")) != 2 {
+		t.Fatalf("want an agent Service and an observability Service:\n%s", r.YAML)
+	}
+	return svc, obs
+}
+
+// The observability port (metrics, status API, webhook: no
+// authentication) is not on the agent Service by default, so
+// service.type LoadBalancer does not publish it.
+func TestKasObservabilityStaysInternal(t *testing.T) {
+	ns := namespace(t)
+	r := mustRender(t, "kas", "kas", ns, "service: {type: LoadBalancer}")
+	dryRunApply(t, r)
+	svc, obs := kasServices(t, r)
+	for _, p := range list(svc, "spec", "ports") {
+		if str(p, "name") == "observability" || str(p, "targetPort") == "observability" {
+			t.Errorf("the %s Service publishes the observability port: %v", str(svc, "spec", "type"), get(svc, "spec", "ports"))
+		}
+	}
+	if str(obs, "spec", "type") != "ClusterIP" {
+		t.Errorf("observability Service type %q, want ClusterIP", str(obs, "spec", "type"))
+	}
+	// Asked for explicitly, it is there.
+	r = mustRender(t, "kas", "kas", ns, "service: {exposeObservability: true}")
+	svc, _ = kasServices(t, r)
+	if !strings.Contains(fmt.Sprint(get(svc, "spec", "ports")), "observability") {
+		t.Errorf("service.exposeObservability: true left it off: %v", get(svc, "spec", "ports"))
 	}
 }
 
@@ -185,7 +229,8 @@ gitCache:
 		t.Errorf("PVC %v", get(pvc, "spec"))
 	}
 	var nodePorts []string
-	for _, p := range list(r.one(t, "Service"), "spec", "ports") {
+	svc, _ := kasServices(t, r)
+	for _, p := range list(svc, "spec", "ports") {
 		nodePorts = append(nodePorts, fmt.Sprint(get(p, "nodePort")))
 	}
 	if !slices.Contains(nodePorts, "30150") || !slices.Contains(nodePorts, "30154") {
@@ -258,6 +303,17 @@ func TestKasServiceMonitor(t *testing.T) {
 	sm := r.one(t, "ServiceMonitor")
 	if str(sm, "spec", "endpoints", 0, "port") != "observability" {
 		t.Errorf("ServiceMonitor endpoints %v", get(sm, "spec", "endpoints"))
+	}
+	// It selects the observability Service, not the agent Service.
+	_, obs := kasServices(t, r)
+	sel, _ := get(sm, "spec", "selector", "matchLabels").(map[string]any)
+	for k, v := range sel {
+		if str(obs, "metadata", "labels", k) != fmt.Sprint(v) {
+			t.Errorf("ServiceMonitor selects %s=%v, which the observability Service lacks", k, v)
+		}
+	}
+	if get(sm, "spec", "selector", "matchLabels", "kubetunnel.io/service") != "observability" {
+		t.Errorf("ServiceMonitor selector %v would also match the agent Service", get(sm, "spec", "selector"))
 	}
 	ensureServiceMonitorCRD(t)
 	dryRunApply(t, r)

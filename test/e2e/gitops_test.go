@@ -135,9 +135,10 @@ func TestGitOps(t *testing.T) {
 	r = waitSync(t, s, c, "synced")
 	waitFor(t, 10*time.Second, "cm-a pruned", func() bool { return get("cm-a") == nil })
 
-	// A broken file fails the sync, names the file, applies and prunes nothing.
+	// A broken file fails the sync (stalled: it fails the same way until
+	// the next commit), names the file, applies and prunes nothing.
 	c = commit("broken", map[string]string{"manifests/bad.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: [oops\n", "manifests/d.yaml": configMap("cm-d", "1"), "manifests/renamed/b.yaml": ""})
-	r = waitSync(t, s, c, "failed")
+	r = waitSync(t, s, c, "stalled")
 	if !strings.Contains(r.Reason, "/manifests/bad.yaml") {
 		t.Errorf("failure reason does not name the file: %q", r.Reason)
 	}

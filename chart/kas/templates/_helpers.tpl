@@ -71,6 +71,23 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- else if .Values.config.private_api }}
 {{- fail "config.private_api: the private API is for several kas replicas, which need config.redis (the agent registry)" }}
 {{- end }}
+{{- if .Values.config.gitlab }}
+{{- if not .Values.gitlab.secretName }}
+{{- fail "gitlab.secretName: with config.gitlab, name a Secret with a key \"secret\" holding GitLab's .gitlab_kas_secret" }}
+{{- end }}
+{{- $secret := printf "%s/gitlab/secret" (include "kas.configDir" .) }}
+{{- $gl := dict "authentication_secret_file" $secret }}
+{{- if .Values.gitlab.gitPasswordSecretName }}
+{{- $_ := set $gl "git" (dict "password_file" (printf "%s/gitlab-git/password" (include "kas.configDir" .))) }}
+{{- end }}
+{{- if .Values.gitlab.caSecretName }}
+{{- $_ := set $gl "ca_certificate_file" (printf "%s/gitlab-ca/ca.crt" (include "kas.configDir" .)) }}
+{{- end }}
+{{- $_ := set $managed "gitlab" $gl }}
+{{- $_ := set $managed "api" (dict "listen" (dict "address" (printf ":%v" .Values.ports.api) "authentication_secret_file" $secret)) }}
+{{- else if .Values.config.api }}
+{{- fail "config.api: the api listener serves GitLab, which needs config.gitlab" }}
+{{- end }}
 {{- if and (gt (int .Values.replicas) 1) .Values.gitCache.persistence.enabled (has "ReadWriteOnce" .Values.gitCache.persistence.accessModes) }}
 {{- fail "gitCache.persistence: several kas replicas cannot share a ReadWriteOnce volume; use the default emptyDir (each replica keeps its own mirrors) or a ReadWriteMany access mode" }}
 {{- end }}

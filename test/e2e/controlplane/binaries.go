@@ -13,10 +13,13 @@ import (
 // binaryPackages maps each binary to the package that builds it. Both are
 // recorded as tool lines in go.mod, so they build from the module graph at
 // the versions the project already pins.
-var binaryPackages = []struct{ name, pkg string }{
+var binaryPackages = []Binary{
 	{"etcd", "go.etcd.io/etcd/server/v3"},
 	{"kube-apiserver", "k8s.io/kubernetes/cmd/kube-apiserver"},
 }
+
+// Binary is a program built from a package of the module graph.
+type Binary struct{ Name, Package string }
 
 // RepoRoot returns the directory holding go.mod, walking up from the working
 // directory (tests run in their package directory).
@@ -50,45 +53,58 @@ func ensureBinaries(ctx context.Context, opts *Options) (string, error) {
 	if binDir == "" {
 		binDir = filepath.Join(root, "bin")
 	}
-	if allExist(binDir) {
-		return binDir, nil
-	}
-	if err := os.MkdirAll(binDir, 0o755); err != nil {
-		return "", fmt.Errorf("create %s: %w", binDir, err)
-	}
-	// go test ./... runs test packages in parallel; the lock makes one of
-	// them build while the others wait and then find the binaries.
-	unlock, err := lockFile(filepath.Join(binDir, ".controlplane-build.lock"))
-	if err != nil {
+	if err := EnsureBinaries(ctx, binDir, opts.logf, binaryPackages); err != nil {
 		return "", err
-	}
-	defer unlock()
-	for _, b := range binaryPackages {
-		out := filepath.Join(binDir, b.name)
-		if _, err := os.Stat(out); err == nil {
-			continue
-		}
-		opts.logf("building %s from %s (slow when the build cache is cold)", out, b.pkg)
-		start := time.Now()
-		// Build under a temporary name and rename, so nobody ever runs a
-		// half-written binary.
-		tmp := out + ".tmp"
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", tmp, b.pkg)
-		cmd.Dir = root
-		if combined, err := cmd.CombinedOutput(); err != nil {
-			return "", fmt.Errorf("build %s: %w\n%s", b.name, err, combined)
-		}
-		if err := os.Rename(tmp, out); err != nil {
-			return "", fmt.Errorf("install %s: %w", b.name, err)
-		}
-		opts.logf("built %s in %s", b.name, time.Since(start).Round(time.Second))
 	}
 	return binDir, nil
 }
 
-func allExist(binDir string) bool {
-	for _, b := range binaryPackages {
-		if _, err := os.Stat(filepath.Join(binDir, b.name)); err != nil {
+// EnsureBinaries builds each binary missing from binDir, so that tests
+// never skip for lack of one. Concurrent callers (go test runs packages in
+// parallel) take turns: one builds while the others wait and then find
+// the binary.
+func EnsureBinaries(ctx context.Context, binDir string, logf func(string, ...any), bins []Binary) error {
+	if allExist(binDir, bins) {
+		return nil
+	}
+	root, err := RepoRoot()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(binDir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", binDir, err)
+	}
+	unlock, err := lockFile(filepath.Join(binDir, ".controlplane-build.lock"))
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	for _, b := range bins {
+		out := filepath.Join(binDir, b.Name)
+		if _, err := os.Stat(out); err == nil {
+			continue
+		}
+		logf("building %s from %s (slow when the build cache is cold)", out, b.Package)
+		start := time.Now()
+		// Build under a temporary name and rename, so nobody ever runs a
+		// half-written binary.
+		tmp := out + ".tmp"
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", tmp, b.Package)
+		cmd.Dir = root
+		if combined, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("build %s: %w\n%s", b.Name, err, combined)
+		}
+		if err := os.Rename(tmp, out); err != nil {
+			return fmt.Errorf("install %s: %w", b.Name, err)
+		}
+		logf("built %s in %s", b.Name, time.Since(start).Round(time.Second))
+	}
+	return nil
+}
+
+func allExist(binDir string, bins []Binary) bool {
+	for _, b := range bins {
+		if _, err := os.Stat(filepath.Join(binDir, b.Name)); err != nil {
 			return false
 		}
 	}

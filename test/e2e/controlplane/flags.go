@@ -3,6 +3,7 @@ package controlplane
 import (
 	"fmt"
 	"path/filepath"
+	"strings"
 )
 
 func etcdArgs(dataDir string, clientPort, peerPort int) []string {
@@ -22,15 +23,15 @@ func etcdArgs(dataDir string, clientPort, peerPort int) []string {
 	}
 }
 
-func apiserverArgs(dir string, etcdClientPort, securePort int) []string {
+func apiserverArgs(dir, address string, etcdClientPort, securePort int, extra []string) []string {
 	saKey := filepath.Join(dir, "sa.key")
-	return []string{
+	args := []string{
 		fmt.Sprintf("--etcd-servers=http://127.0.0.1:%d", etcdClientPort),
 		fmt.Sprintf("--secure-port=%d", securePort),
-		"--bind-address=127.0.0.1",
-		"--advertise-address=127.0.0.1",
+		"--bind-address=" + address,
+		"--advertise-address=" + address,
 		// The apiserver generates a self-signed serving certificate for
-		// 127.0.0.1 here; its file doubles as the CA bundle for clients.
+		// the address here; its file doubles as the CA bundle for clients.
 		"--cert-dir=" + filepath.Join(dir, "certs"),
 		"--token-auth-file=" + filepath.Join(dir, "tokens.csv"),
 		"--service-account-key-file=" + saKey,
@@ -44,4 +45,18 @@ func apiserverArgs(dir string, etcdClientPort, securePort int) []string {
 		"--allow-privileged=true",
 		"--profiling=false",
 	}
+	// A flag in extra replaces the default of that name (list flags such
+	// as --authorization-mode would otherwise add up).
+	given := map[string]bool{}
+	for _, a := range extra {
+		name, _, _ := strings.Cut(a, "=")
+		given[name] = true
+	}
+	out := make([]string, 0, len(args)+len(extra))
+	for _, a := range args {
+		if name, _, _ := strings.Cut(a, "="); !given[name] {
+			out = append(out, a)
+		}
+	}
+	return append(out, extra...)
 }

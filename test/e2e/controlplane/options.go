@@ -17,6 +17,13 @@ type Options struct {
 	// KUBECONFIG is set. For tests that need the API server to dial this
 	// machine's loopback, like those using the stand-in kubelet.
 	LocalOnly bool
+	// Address is where kube-apiserver listens and what it advertises.
+	// Default: 127.0.0.1. A real kubelet needs an address that is not
+	// loopback (package realnode uses a network namespace's).
+	Address string
+	// APIServerArgs are extra kube-apiserver flags; a flag given here
+	// overrides the default of the same name.
+	APIServerArgs []string
 }
 
 // User is a static-token user known to kube-apiserver via --token-auth-file.

@@ -77,8 +77,12 @@ func startProcesses(ctx context.Context, opts Options, binDir, dir string, admin
 		return nil, err
 	}
 	etcdClient, etcdPeer, securePort := ports[0], ports[1], ports[2]
+	address := opts.Address
+	if address == "" {
+		address = "127.0.0.1"
+	}
 	cp := &ControlPlane{
-		URL:        fmt.Sprintf("https://127.0.0.1:%d", securePort),
+		URL:        fmt.Sprintf("https://%s:%d", address, securePort),
 		AdminToken: admin.Token,
 		Dir:        dir,
 	}
@@ -100,7 +104,7 @@ func startProcesses(ctx context.Context, opts Options, binDir, dir string, admin
 		return nil, err
 	}
 	cp.apiserver, err = startProcess("kube-apiserver", filepath.Join(binDir, "kube-apiserver"), filepath.Join(dir, "kube-apiserver.log"),
-		apiserverArgs(dir, etcdClient, securePort))
+		apiserverArgs(dir, address, etcdClient, securePort, opts.APIServerArgs))
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,3 @@
+// Package agenttracker holds ConnectedAgentInfo
+// (gitlab.agent.agent_tracker), wire-compatible with GitLab's.
+package agenttracker

@@ -1,0 +1,3 @@
+// Package notifications is GitLab's Notifications service
+// (gitlab.agent.notifications.rpc): GitLab tells kas about pushes.
+package notifications

@@ -1,0 +1,102 @@
+package kas
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// One token must mean one identity, and users must not take Kubernetes'
+// reserved names: such configs are refused, naming the key.
+func TestConfigRefusesSharedTokensAndSystemNames(t *testing.T) {
+	h := HashToken("shared-token")
+	other := HashToken("other-token")
+	cases := map[string]struct{ yaml, key string }{
+		"two agents":     {"agents:\n- name: a\n  token_sha256: [" + h + "]\n- name: b\n  token_sha256: [" + h + "]\n", "agents[1].token_sha256[0]: the same token hash as agents[0].token_sha256[0]"},
+		"agent and user": {"agents:\n- name: a\n  token_sha256: [" + h + "]\nusers:\n- name: u\n  token_sha256: [" + other + ", " + h + "]\n", "users[0].token_sha256[1]: the same token hash as agents[0].token_sha256[0]"},
+		"two users":      {"users:\n- name: u\n  token_sha256: [" + h + "]\n- name: v\n  token_sha256: [" + h + "]\n", "users[1].token_sha256[0]"},
+		"system user":    {"users:\n- name: system:admin\n  token_sha256: [" + h + "]\n", `users[0].name: "system:admin": names starting with system: are reserved`},
+	}
+	for name, c := range cases {
+		_, err := ParseConfig([]byte(c.yaml))
+		if err == nil || !strings.Contains(err.Error(), c.key) {
+			t.Errorf("%s: %v, want an error with %q", name, err, c.key)
+		}
+	}
+	if _, err := ParseConfig([]byte("agents:\n- name: a\n  token_sha256: [" + h + "]\nusers:\n- name: u\n  token_sha256: [" + other + "]\n")); err != nil {
+		t.Errorf("distinct tokens: %v", err)
+	}
+}
+
+// kas check warns about weak settings without failing.
+func TestCheckSecurityWarnings(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "webhook")
+	if err := os.WriteFile(secret, []byte("x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := ParseConfig([]byte(`
+agent:
+  listen: {address: 0.0.0.0:8150}
+  kubernetes_api:
+    listen: {address: 0.0.0.0:8154}
+observability:
+  listen: {address: ":8151"}
+git:
+  cache_dir: ` + filepath.Join(dir, "cache") + `
+  webhook_secret_file: ` + secret + `
+users:
+- name: root
+  token_sha256: [` + HashToken("t") + `]
+  groups: [system:masters]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	if !Check(context.Background(), cfg, &out) {
+		t.Fatalf("warnings failed the check:\n%s", out.String())
+	}
+	for _, want := range []string{
+		"WARN  agent.listen 0.0.0.0:8150: plain text off loopback",
+		"WARN  agent.kubernetes_api.listen 0.0.0.0:8154: plain text off loopback",
+		"WARN  observability.listen :8151: off loopback",
+		"WARN  git.webhook_secret_file: 1 bytes",
+		`WARN  users[0].groups: "system:masters" is a Kubernetes system group`,
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("check output lacks %q:\n%s", want, out.String())
+		}
+	}
+	// Connection caps above the open-files limit.
+	big := *cfg
+	big.Limits.AgentListen.MaxConnections = int(openFilesLimit()) + 1
+	if w := strings.Join(securityWarnings(&big), "\n"); !strings.Contains(w, "not below this process's open-files limit") {
+		t.Errorf("caps over the open-files limit: no warning in\n%s", w)
+	}
+	// The defaults (loopback) warn about nothing.
+	cfg, _ = ParseConfig([]byte("git:\n  cache_dir: " + filepath.Join(dir, "cache2") + "\n"))
+	for _, w := range securityWarnings(cfg) {
+		// (The open-files warning depends on this machine's limit.)
+		if !strings.Contains(w, "open-files limit") {
+			t.Errorf("defaults: %q", w)
+		}
+	}
+}
+
+// Several replicas: kas check warns about Redis and the private API
+// without TLS or authentication.
+func TestCheckReplicaSecurityWarnings(t *testing.T) {
+	cfg, err := ParseConfig([]byte("redis:\n  address: 127.0.0.1:6379\nprivate_api:\n  listen:\n    address: 127.0.0.1:8155\n  authentication_secret_file: /x\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := strings.Join(securityWarnings(cfg), "\n")
+	for _, want := range []string{"redis.tls.enabled is false", "redis.password_file is not set", "private_api.listen 127.0.0.1:8155: plain text between replicas"} {
+		if !strings.Contains(w, want) {
+			t.Errorf("warnings lack %q:\n%s", want, w)
+		}
+	}
+}
