@@ -24,7 +24,10 @@ func runKas(t *testing.T, args ...string) (int, string, string) {
 // reason, and the exit status says so.
 func TestCheck(t *testing.T) {
 	repo := testutil.NewGitRepo(t)
-	repo.Commit("config", map[string]string{kas.AgentConfigPath("prod"): "gitops:\n  manifest_projects:\n  - id: ops/config\n", "manifests/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n"})
+	repo.Commit("config", map[string]string{
+		kas.AgentConfigPath("prod"): "gitops:\n  manifest_projects:\n  - id: ops/config\n    paths: [{glob: '/manifests/*.yaml'}]\n",
+		"manifests/cm.yaml":         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n",
+	})
 	dir := t.TempDir()
 	write := func(body string) string {
 		p := filepath.Join(dir, "kas.yaml")
