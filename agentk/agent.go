@@ -39,6 +39,7 @@ type Agent struct {
 	gitops *gitopsManager
 
 	gitopsMetrics *gitopsMetrics
+	identity      *identityMetrics
 
 	mu      sync.Mutex // guards obsAddr
 	obsAddr net.Addr
@@ -63,6 +64,7 @@ func New(opts *Options, logger *slog.Logger, level *slog.LevelVar) (*Agent, erro
 	a := &Agent{opts: opts, logger: logger, level: level, metrics: reg, rest: restCfg, ready: make(chan struct{})}
 	a.config = &configWatcher{logger: logger, level: level}
 	a.gitopsMetrics = newGitopsMetrics(reg)
+	a.identity = newIdentityMetrics(reg)
 	var err error
 	fwd, err := newForwarder(restCfg, func() *agentcfg.Config { _, c := a.Config(); return c }, logger)
 	if err != nil {
@@ -152,6 +154,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.gitops = newGitopsManager(rpc.NewGitOpsClient(cc), newSyncer, a.logger, a.gitopsMetrics, a.opts.ReconcilePeriod)
 	a.config.onConfig = func(name, _ string, cfg *agentcfg.Config) { a.gitops.update(name, cfg) }
+	a.config.onAgentName = a.identity.setAgent
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return a.conn.Run(gctx) })

@@ -27,6 +27,9 @@ type configWatcher struct {
 	// onConfig is called with every new valid config, in order, and the
 	// agent's name as kas knows it.
 	onConfig func(agentName, commit string, cfg *agentcfg.Config)
+	// onAgentName is called with the agent's name from every response,
+	// valid config or not.
+	onAgentName func(agentName string)
 
 	mu     sync.Mutex // guards commit, cfg, seen and problem
 	commit string
@@ -98,6 +101,9 @@ func (w *configWatcher) apply(resp *rpc.ConfigurationResponse) {
 	w.mu.Lock()
 	w.seen = resp.CommitId
 	w.mu.Unlock()
+	if w.onAgentName != nil {
+		w.onAgentName(resp.AgentName)
+	}
 	if resp.Error != "" {
 		w.reject(resp.CommitId, whatInvalid, resp.Error)
 		return

@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/yamux"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"kubetunnel/internal/logging"
 	"kubetunnel/internal/streamhttp"
 	"kubetunnel/tunnel"
 	"kubetunnel/version"
@@ -34,6 +35,10 @@ type connManager struct {
 	lastErr error
 
 	goaway chan *yamux.Session
+
+	// failures keeps a refusal or dial error that repeats on every retry
+	// to one line and a summary every few retries.
+	failures logging.Repeats
 
 	connected prometheus.Gauge
 	connects  *prometheus.CounterVec
@@ -143,10 +148,18 @@ func (m *connManager) Run(ctx context.Context) error {
 			var refused *tunnel.RefusedError
 			if errors.As(err, &refused) {
 				m.connects.WithLabelValues("refused").Inc()
-				m.logger.Error("kas refused the connection", "status", refused.Status, "reason", refused.Reason)
+				args := []any{"status", refused.Status, "reason", refused.Reason}
+				if hint := dialHint(m.opts.KasAddress, err); hint != "" {
+					args = append(args, "hint", hint)
+				}
+				m.failures.Log(m.logger, slog.LevelError, "refused "+refused.Reason, "kas refused the connection", args...)
 			} else {
 				m.connects.WithLabelValues("error").Inc()
-				m.logger.Warn("Cannot connect to kas", "err", err)
+				args := []any{"err", err}
+				if hint := dialHint(m.opts.KasAddress, err); hint != "" {
+					args = append(args, "hint", hint)
+				}
+				m.failures.Log(m.logger, slog.LevelWarn, "error "+err.Error(), "Cannot connect to kas", args...)
 			}
 			if !wait() {
 				break
@@ -154,7 +167,11 @@ func (m *connManager) Run(ctx context.Context) error {
 			continue
 		}
 		m.connects.WithLabelValues("ok").Inc()
-		m.logger.Info("Connected to kas", "kas_address", m.opts.KasAddress)
+		if n := m.failures.Reset(); n > 0 {
+			m.logger.Info("Connected to kas", "kas_address", m.opts.KasAddress, "failed_attempts", n)
+		} else {
+			m.logger.Info("Connected to kas", "kas_address", m.opts.KasAddress)
+		}
 		start := time.Now()
 		m.setCurrent(sess)
 		wg.Add(1)

@@ -151,6 +151,8 @@ type ObservabilitySection struct {
 	Listen Listen `yaml:"listen"`
 	// UsageReportingPeriod: GitLab backend (config_gitlab.go).
 	UsageReportingPeriod time.Duration `yaml:"usage_reporting_period"`
+	// Status: the status page (statuspage.go).
+	Status StatusSection `yaml:"status"`
 }
 
 // GitSection configures the local git cache.

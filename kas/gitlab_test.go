@@ -484,7 +484,7 @@ func TestKubeconfigGitLab(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kc, err := Kubeconfig(cfg, KubeconfigOptions{Agent: "7", User: "alice"})
+	kc, err := Kubeconfig(cfg, KubeconfigOptions{Agent: "7", User: "alice", Server: "https://kas.example.com"})
 	if err != nil || !strings.Contains(string(kc), "/agents/7") {
 		t.Fatalf("kubeconfig: %v\n%s", err, kc)
 	}

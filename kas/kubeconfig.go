@@ -4,8 +4,10 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"slices"
+	"strings"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -51,17 +53,31 @@ func Kubeconfig(cfg *Config, o KubeconfigOptions) ([]byte, error) {
 	if server == "" {
 		host, port, err := net.SplitHostPort(l.Address)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("agent.kubernetes_api.listen.address %q: %w", l.Address, err)
 		}
-		if host == "" || host == "0.0.0.0" || host == "::" {
-			host = "127.0.0.1"
+		if l.CertificateFile == "" {
+			return nil, fmt.Errorf("agent.kubernetes_api.listen has no certificate_file, so the kubeconfig would say http://, "+
+				"and kubectl does not send a token over plain HTTP (it would only say \"provide credentials\"): "+
+				"give the listener certificate_file and key_file, or put a TLS-terminating proxy in front and pass --server https://HOST:%s", port)
 		}
-		scheme := "http"
-		if l.CertificateFile != "" {
-			scheme = "https"
+		if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+			return nil, fmt.Errorf("agent.kubernetes_api.listen.address %q listens on every interface, so kas cannot tell which name "+
+				"callers reach it by (and its certificate must hold that name): pass --server https://HOST:%s", l.Address, port)
 		}
-		server = scheme + "://" + net.JoinHostPort(host, port)
+		server = "https://" + net.JoinHostPort(host, port)
 	}
+	u, err := url.Parse(server)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("--server %q: %w", server, err)
+	case u.Scheme == "http":
+		return nil, fmt.Errorf("--server %q is plain HTTP, and kubectl does not send a token over plain HTTP (it would only say \"provide credentials\"): use https://", server)
+	case u.Scheme != "https" || u.Host == "":
+		return nil, fmt.Errorf("--server %q: want https://HOST[:PORT]", server)
+	case u.Path != "" && u.Path != "/":
+		return nil, fmt.Errorf("--server %q: give kas's URL without a path; the kubeconfig adds /agents/%s", server, o.Agent)
+	}
+	server = strings.TrimSuffix(server, "/")
 	cluster := map[string]any{"server": server + "/agents/" + o.Agent}
 	caFile := o.CAFile
 	if caFile == "" && l.CertificateFile != "" {

@@ -17,6 +17,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 
 	"kubetunnel/agentk"
+	"kubetunnel/internal/logging"
 	"kubetunnel/version"
 )
 
@@ -71,6 +72,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&opts.DrainTimeout, "drain-timeout", agentk.DefaultDrainTimeout, "on SIGTERM, how long proxied requests in flight may take to finish (kas sends new ones to other replicas); keep it below the pod's terminationGracePeriodSeconds")
 	fs.DurationVar(&opts.ReconcilePeriod, "gitops-reconcile-period", agentk.DefaultReconcilePeriod, "how often each manifest project is re-synced without a new commit, putting back objects changed by hand")
 	logLevel := fs.String("log-level", "info", "initial log level (config.yaml's observability.logging.level overrides it)")
+	logFormat := fs.String("log-format", logging.FormatText, "log format: text (key=value) or json (one object per line)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	// The cluster's API server and agentk's credentials: kubectl's flags,
 	// as GitLab's agentk registers them; with none, the in-cluster service
@@ -129,7 +131,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "agentk: --log-level %q: want debug, info, warn or error\n", *logLevel)
 		return 2
 	}
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	logger, err := logging.New(stderr, *logFormat, level)
+	if err != nil {
+		fmt.Fprintf(stderr, "agentk: %v\n", err)
+		return 2
+	}
+	logging.RouteLibraries(logger)
 	if opts.KasAddress != "" && (opts.TokenFile != "" || opts.Token != "") {
 		restCfg, err := kube.ToRESTConfig()
 		if err != nil {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"kubetunnel/internal/logging"
 	"kubetunnel/kas"
 	"kubetunnel/version"
 )
@@ -24,14 +25,19 @@ kubectl and other callers reach those clusters through it.
 
 Usage:
   kas --config FILE            run the server
-  kas token create --agent NAME
-                               make an agent token: prints the token once and
-                               the agents[].token_sha256 line for the config
-  kas kubeconfig --config FILE --agent NAME --user NAME [--token-file F]
+  kas token create (--agent NAME | --user NAME) [--output FILE]
+                               make a token for agentk (--agent) or for a
+                               kubectl user (--user): prints the token once (or
+                               writes it to FILE, mode 0600) and the agents[]
+                               or users[] entry for the config
+  kas kubeconfig --config FILE --agent NAME --user NAME [--token-file F] [--server URL]
                                print a kubeconfig that reaches the agent's
                                cluster through kas as that user
   kas check --config FILE      validate the config and reach every repository,
                                with a verdict per item
+  kas agents [describe NAME] [--server URL | --config FILE] [--token-file F] [-o json]
+                               the agents a running kas knows: connections,
+                               agentk version, config commit, syncs
   kas --version                print the version
 
 Flags:
@@ -48,6 +54,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) >= 1 && args[0] == "kubeconfig" {
 		return kubeconfigCmd(args[1:], stdout, stderr)
 	}
+	if len(args) >= 1 && args[0] == "agents" {
+		return agentsCmd(args[1:], stdout, stderr)
+	}
 	if len(args) >= 1 && args[0] == "check" {
 		return checkCmd(args[1:], stdout, stderr)
 	}
@@ -56,6 +65,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	configFile := fs.String("config", "", "path of the kas config file (YAML); see README.md for the keys")
 	fs.StringVar(configFile, "configuration-file", "", "the same as --config (GitLab's kas calls it so)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	logFormat := fs.String("log-format", logging.FormatText, "log format: text (key=value) or json (one object per line)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usage)
@@ -86,7 +96,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "kas: --log-level %q: want debug, info, warn or error\n", *logLevel)
 		return 2
 	}
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	logger, err := logging.New(stderr, *logFormat, level)
+	if err != nil {
+		fmt.Fprintf(stderr, "kas: %v\n", err)
+		return 2
+	}
+	logging.RouteLibraries(logger)
 	// go-redis logs through a process-wide logger; kas reports Redis
 	// outages itself ("Agent registry (Redis) unreachable"), so the
 	// client's own lines are debug detail.

@@ -25,7 +25,12 @@ func TestMain(m *testing.M) {
 	if os.Getenv(runMainEnv) != "" {
 		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 	}
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
+		if builtKasDir != "" {
+			os.RemoveAll(builtKasDir)
+		}
+		os.Exit(code)
+	}))
 }
 
 // The first SIGTERM starts the graceful stop (here a 60 s

@@ -61,6 +61,9 @@ func TestDocumentedMetricsExist(t *testing.T) {
 	for n := range scrape(t, "http://"+s.AgentObs+"/metrics") {
 		exposed[n] = true
 	}
+	// This stack runs one kas without Redis, which does not expose the
+	// Redis registry's gauge (kas/replicas_integration_test.go checks it with Redis up and down).
+	exposed["kas_agent_registry_up"] = true
 
 	root := filepath.Join("..", "..")
 	for _, file := range []string{"README.md", "docs/gitops.md", "deploy/observability/grafana-dashboard.json", "deploy/observability/prometheus-rules.yaml"} {

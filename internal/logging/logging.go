@@ -1,0 +1,163 @@
+// Package logging builds the slog logger of kas and agentk from their
+// --log-format and --log-level flags, routes the logging of the libraries
+// they use (klog, gRPC, the standard library's log package, which
+// net/http's servers write "http: TLS handshake error" to) through it, and
+// summarises failures that repeat.
+package logging
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/grpclog"
+	"k8s.io/klog/v2"
+)
+
+// Formats accepted by --log-format.
+const (
+	FormatText = "text"
+	FormatJSON = "json"
+)
+
+// New returns a logger writing to w in format (text or json) at level.
+func New(w io.Writer, format string, level slog.Leveler) (*slog.Logger, error) {
+	opts := &slog.HandlerOptions{Level: level}
+	switch format {
+	case FormatText, "":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case FormatJSON:
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+// RouteLibraries sends what libraries log on their own through logger:
+// klog (client-go), gRPC's logger and the standard library's log package.
+// Those loggers are process-wide, so only a main calls this.
+func RouteLibraries(logger *slog.Logger) {
+	klog.SetSlogLogger(logger.With("component", "klog"))
+	grpclog.SetLoggerV2(grpcLogger{l: logger.With("component", "grpc")})
+	log.SetFlags(0)
+	log.SetPrefix("")
+	log.SetOutput(&stdlibWriter{l: logger.With("component", "stdlib")})
+}
+
+// stdlibWriter turns each line the log package writes into a slog record.
+// net/http's servers log through it when they have no ErrorLog: a client
+// that fails the TLS handshake is the client's problem, so it is a
+// warning, with the peer and the reason as keys.
+type stdlibWriter struct{ l *slog.Logger }
+
+func (w *stdlibWriter) Write(p []byte) (int, error) {
+	for _, line := range bytes.Split(bytes.TrimRight(p, "\n"), []byte("\n")) {
+		msg := string(line)
+		if rest, ok := strings.CutPrefix(msg, "http: TLS handshake error from "); ok {
+			if remote, reason, ok := strings.Cut(rest, ": "); ok {
+				w.l.Warn("TLS handshake failed", "remote", remote, "err", reason)
+				continue
+			}
+		}
+		if rest, ok := strings.CutPrefix(msg, "http: "); ok {
+			w.l.Warn("HTTP server: "+rest, "component", "net/http")
+			continue
+		}
+		w.l.Info(msg)
+	}
+	return len(p), nil
+}
+
+// grpcLogger is gRPC's LoggerV2 on slog. gRPC's info and warning lines
+// are transport detail that kas and agentk report in their own words, so
+// they are debug; errors stay errors.
+type grpcLogger struct{ l *slog.Logger }
+
+func (g grpcLogger) log(level slog.Level, msg string) {
+	g.l.Log(context.Background(), level, strings.TrimRight(msg, "\n"))
+}
+
+func (g grpcLogger) Info(args ...any)   { g.log(slog.LevelDebug, fmt.Sprint(args...)) }
+func (g grpcLogger) Infoln(args ...any) { g.log(slog.LevelDebug, fmt.Sprintln(args...)) }
+func (g grpcLogger) Infof(format string, args ...any) {
+	g.log(slog.LevelDebug, fmt.Sprintf(format, args...))
+}
+func (g grpcLogger) Warning(args ...any)   { g.log(slog.LevelDebug, fmt.Sprint(args...)) }
+func (g grpcLogger) Warningln(args ...any) { g.log(slog.LevelDebug, fmt.Sprintln(args...)) }
+func (g grpcLogger) Warningf(format string, args ...any) {
+	g.log(slog.LevelDebug, fmt.Sprintf(format, args...))
+}
+func (g grpcLogger) Error(args ...any)   { g.log(slog.LevelError, fmt.Sprint(args...)) }
+func (g grpcLogger) Errorln(args ...any) { g.log(slog.LevelError, fmt.Sprintln(args...)) }
+func (g grpcLogger) Errorf(format string, args ...any) {
+	g.log(slog.LevelError, fmt.Sprintf(format, args...))
+}
+func (g grpcLogger) Fatal(args ...any) {
+	g.log(slog.LevelError, fmt.Sprint(args...))
+	panic("grpc: fatal")
+}
+func (g grpcLogger) Fatalln(args ...any) {
+	g.log(slog.LevelError, fmt.Sprintln(args...))
+	panic("grpc: fatal")
+}
+func (g grpcLogger) Fatalf(format string, args ...any) {
+	g.log(slog.LevelError, fmt.Sprintf(format, args...))
+	panic("grpc: fatal")
+}
+func (g grpcLogger) V(l int) bool { return g.l.Enabled(context.Background(), slog.LevelDebug) }
+
+// DefaultSummaryEvery is how many repeats of the same failure pass
+// between two summary lines.
+const DefaultSummaryEvery = 10
+
+// Repeats keeps a failure that repeats (a refused agent retrying, say)
+// to one line at its level, then one summary line every Every repeats
+// with the count and when it started; the repeats in between are debug.
+// The zero value summarises every DefaultSummaryEvery.
+type Repeats struct {
+	Every int
+
+	mu    sync.Mutex // guards the fields below
+	key   string
+	count int
+	since time.Time
+}
+
+// Log logs msg with args at level, or a summary of it, or (for a repeat
+// between summaries) at debug. key identifies the failure: the same key
+// again is a repeat.
+func (r *Repeats) Log(l *slog.Logger, level slog.Level, key, msg string, args ...any) {
+	every := r.Every
+	if every <= 0 {
+		every = DefaultSummaryEvery
+	}
+	r.mu.Lock()
+	if key != r.key {
+		r.key, r.count, r.since = key, 0, time.Now()
+	}
+	r.count++
+	n, since := r.count, r.since
+	r.mu.Unlock()
+	switch {
+	case n == 1:
+		l.Log(context.Background(), level, msg, args...)
+	case n%every == 0:
+		l.Log(context.Background(), level, msg+" (repeated)", append(args, "times", n, "since", since.UTC().Format(time.RFC3339))...)
+	default:
+		l.Log(context.Background(), slog.LevelDebug, msg, append(args, "times", n)...)
+	}
+}
+
+// Reset ends the current run of repeats and returns how many there were.
+func (r *Repeats) Reset() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := r.count
+	r.key, r.count = "", 0
+	return n
+}

@@ -1,0 +1,83 @@
+package logging
+
+import (
+	"bytes"
+	"log"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+
+	"google.golang.org/grpc/grpclog"
+	"k8s.io/klog/v2"
+)
+
+// A failure repeated 25 times gives one line, then a summary at the 10th
+// and 20th repeat; a different failure starts over.
+func TestRepeats(t *testing.T) {
+	var buf bytes.Buffer
+	l := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	var r Repeats
+	for range 25 {
+		r.Log(l, slog.LevelError, "k1", "kas refused the connection", "reason", "bad token")
+	}
+	r.Log(l, slog.LevelWarn, "k2", "Cannot connect to kas")
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 4 || !strings.Contains(lines[1], "(repeated)") || !strings.Contains(lines[1], "times=10") ||
+		!strings.Contains(lines[2], "times=20") || !strings.Contains(lines[3], "Cannot connect to kas") {
+		t.Fatalf("log:\n%s", buf.String())
+	}
+	if n := r.Reset(); n != 1 {
+		t.Errorf("Reset = %d, want 1", n)
+	}
+}
+
+func TestStdlibWriter(t *testing.T) {
+	var buf bytes.Buffer
+	l := log.New(&stdlibWriter{l: slog.New(slog.NewJSONHandler(&buf, nil))}, "", 0)
+	l.Printf("http: TLS handshake error from 127.0.0.1:5555: EOF")
+	if s := buf.String(); !strings.Contains(s, `"level":"WARN","msg":"TLS handshake failed","remote":"127.0.0.1:5555","err":"EOF"`) {
+		t.Errorf("got %s", s)
+	}
+}
+
+// After RouteLibraries, klog, gRPC's logger and the log package write
+// JSON records through the logger, tagged with their component.
+func TestRouteLibraries(t *testing.T) {
+	var buf syncBuf
+	l, err := New(&buf, FormatJSON, slog.LevelDebug)
+	if err != nil {
+		t.Fatal(err)
+	}
+	RouteLibraries(l)
+	klog.InfoS("from client-go", "k", "v")
+	grpclog.Errorf("from grpc %d", 1)
+	log.Printf("plain stdlib line")
+	out := buf.String()
+	for _, want := range []string{
+		`"msg":"from client-go","component":"klog"`,
+		`"level":"ERROR","msg":"from grpc 1","component":"grpc"`,
+		`"level":"INFO","msg":"plain stdlib line","component":"stdlib"`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %s in:\n%s", want, out)
+		}
+	}
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
