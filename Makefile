@@ -5,8 +5,9 @@ export GOTOOLCHAIN := go1.27.3
 GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo v0.1.0-dev)
 COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
-# agentk reports its commit to kas (GitLab's agent tracker shows it).
-LDFLAGS := -X kubetunnel/version.Version=$(VERSION) -X kubetunnel/agentk.GitCommit=$(COMMIT)
+# The commit goes into kas_build_info/agentk_build_info, and agentk reports
+# it to kas (GitLab's agent tracker shows it).
+LDFLAGS := -X kubetunnel/version.Version=$(VERSION) -X kubetunnel/agentk.GitCommit=$(COMMIT) -X kubetunnel/kas.GitCommit=$(COMMIT)
 
 # Packages whose tests run with the race detector: the tunnel, and the code
 # on both ends of it.

@@ -60,7 +60,8 @@ config:
 		t.Errorf("container port api %q, kas listens on %q", port, cfg.API.Listen.Address)
 	}
 	found := false
-	for _, p := range list(r.one(t, "Service"), "spec", "ports") {
+	svc, _ := kasServices(t, r) // the api port is on the agent Service, observability has its own
+	for _, p := range list(svc, "spec", "ports") {
 		found = found || (str(p, "name") == "api" && str(p, "targetPort") == "api")
 	}
 	if !found {
