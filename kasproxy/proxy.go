@@ -395,6 +395,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if !errors.Is(err, gitlabaccess.ErrNotGitLab) {
 			kind = cred.Kind.String()
 			if err == nil {
+				ri.agent = strconv.FormatInt(cred.AgentID, 10)
 				ri.rest, err = gl.apiPath(r.URL.Path)
 				if err != nil {
 					fail(http.StatusNotFound, err.Error())
