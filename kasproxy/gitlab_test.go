@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"kubetunnel/internal/gitlabaccess"
 	"kubetunnel/tunnel"
@@ -148,10 +149,71 @@ func TestGitLabCallers(t *testing.T) {
 	}
 
 	// Static users keep /agents/<name>/, with no GitLab identity.
-	if w := do("GET", "/agents/prod/version", map[string]string{"Authorization": "Bearer static"}); w.Code != 200 {
+	if w := do("GET", "/agents/prod/version", map[string]string{"Authorization": "Bearer static", tunnel.HeaderGitLabIdentity: "agent"}); w.Code != 200 {
 		t.Fatalf("static user: %d %s", w.Code, w.Body)
 	}
 	if agent, out := last(); agent != "prod" || out.Header.Get(tunnel.HeaderGitLabIdentity) != "" || out.Header.Get(tunnel.HeaderProxyUser) != "alice" {
 		t.Fatalf("static user: %q %v", agent, out.Header)
+	}
+}
+
+// peerUsers authenticates as the private API does (a kas peer's token).
+type peerUsers struct{ staticUsers }
+
+func (peerUsers) AuthenticateRequest(r *http.Request, token string) (User, error) {
+	if token == "peer" {
+		return User{Name: "gitlab:ci_job:42", Agents: []string{"7"}}, nil
+	}
+	return User{}, ErrUnauthenticated
+}
+
+// A GitLab caller's request that a kas peer forwards keeps its identity;
+// one from anyone else loses what it claims.
+func TestPeerKeepsGitLabIdentity(t *testing.T) {
+	tun := &recordingTunnels{}
+	p := New(Config{Users: peerUsers{}, Tunnels: tun})
+	id := (&gitlabaccess.Identity{User: "gitlab:ci_job:42", Groups: []string{"gitlab:ci_job"}}).HeaderValue()
+	for _, c := range []struct {
+		token, want string
+		code        int
+	}{{"peer", id, 200}, {"nope", "", 401}} {
+		r := httptest.NewRequest("GET", "/agents/7/api", nil)
+		r.Header.Set("Authorization", "Bearer "+c.token)
+		r.Header.Set(tunnel.HeaderGitLabIdentity, id)
+		w := httptest.NewRecorder()
+		p.ServeHTTP(w, r)
+		if w.Code != c.code {
+			t.Fatalf("token %q: %d %s", c.token, w.Code, w.Body)
+		}
+	}
+	if got := tun.reqs[0].Header.Get(tunnel.HeaderGitLabIdentity); got != id || len(tun.reqs) != 1 {
+		t.Fatalf("forwarded identity %q (%d requests)", got, len(tun.reqs))
+	}
+}
+
+// Failed GitLab credentials count against the client's address like any
+// other: past the burst they get 429, while a valid credential from the
+// same address is still served.
+func TestGitLabAuthFailuresLimited(t *testing.T) {
+	tun := &recordingTunnels{}
+	p := New(Config{Users: staticUsers{}, Tunnels: tun, AuthFailures: NewFailureLimiter(5, time.Minute),
+		GitLab: &GitLabAccess{Authorizer: fakeAuthorizer{}}})
+	codes := map[int]int{}
+	for range 50 {
+		r := httptest.NewRequest("GET", "/api", nil)
+		r.Header.Set("Authorization", "Bearer ci:7:guess")
+		w := httptest.NewRecorder()
+		p.ServeHTTP(w, r)
+		codes[w.Code]++
+	}
+	if codes[401] != 5 || codes[429] != 45 {
+		t.Fatalf("answers to 50 bad job tokens: %v", codes)
+	}
+	r := httptest.NewRequest("GET", "/api", nil)
+	r.Header.Set("Authorization", "Bearer ci:7:job-ok")
+	w := httptest.NewRecorder()
+	p.ServeHTTP(w, r)
+	if w.Code != 200 {
+		t.Fatalf("a valid job token after the flood: %d %s", w.Code, w.Body)
 	}
 }

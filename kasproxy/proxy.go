@@ -165,13 +165,16 @@ const keyInfo ctxKey = iota
 type reqInfo struct {
 	user *User
 	// grant is GitLab's yes for a GitLab caller; nil for static users.
-	grant  *gitlabaccess.Grant
-	agent  string
-	rest   string // the API path
-	verb   string
-	rt     http.RoundTripper // the agent's tunnel
-	status int
-	err    error
+	grant *gitlabaccess.Grant
+	// peerIdentity is the GitLab identity a kas peer forwarded with a
+	// GitLab caller's request (private API): kept for agentk.
+	peerIdentity string
+	agent        string
+	rest         string // the API path
+	verb         string
+	rt           http.RoundTripper // the agent's tunnel
+	status       int
+	err          error
 }
 
 // New makes a proxy.
@@ -314,6 +317,9 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	for _, g := range ri.user.Groups {
 		out.Header.Add(tunnel.HeaderProxyGroup, g)
 	}
+	if ri.peerIdentity != "" {
+		out.Header.Set(tunnel.HeaderGitLabIdentity, ri.peerIdentity)
+	}
 	if ri.grant != nil {
 		gitlabaccess.StripCredentials(out)
 		if ri.grant.Identity == nil {
@@ -444,8 +450,14 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		token, hasToken := bearerToken(r)
 		var u User
 		err := ErrUnauthenticated
-		if ra, ok := p.cfg.Users.(RequestAuthenticator); ok && hasToken {
+		ra, fromPeer := p.cfg.Users.(RequestAuthenticator)
+		if fromPeer && hasToken {
 			u, err = ra.AuthenticateRequest(r, token)
+			// Only a kas peer holds a token for this request: the
+			// GitLab identity it sends was GitLab's answer there.
+			if v := r.Header.Values(tunnel.HeaderGitLabIdentity); err == nil && len(v) == 1 {
+				ri.peerIdentity = v[0]
+			}
 		} else if hasToken {
 			u, err = p.cfg.Users.AuthenticateUser(r.Context(), token)
 		}
