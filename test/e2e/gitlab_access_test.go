@@ -20,6 +20,7 @@ import (
 	"kubetunnel/internal/testpki"
 	"kubetunnel/internal/testutil"
 	"kubetunnel/internal/testutil/fakegitlab"
+	"kubetunnel/internal/testutil/redisserver"
 	"kubetunnel/test/e2e/controlplane"
 	"kubetunnel/test/e2e/kubelet"
 	"kubetunnel/test/e2e/stack"
@@ -382,4 +383,134 @@ func readFile(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestGitLabAccessReplicas: a CI job calls the kas replica that does not
+// hold the agent; the replica that does serves it with the job's identity
+// (not as the agent). url_path_prefix is the default, /.
+func TestGitLabAccessReplicas(t *testing.T) {
+	setup(t)
+	dir := t.TempDir()
+	ns := namespace(t)
+	gl := fakegitlab.New(t)
+	cfgProject := gl.AddProject("group/agents", map[string]string{".gitlab/agents/ci/config.yaml": "ci_access:\n  projects:\n  - id: group/app\n"})
+	app := gl.AddProject("group/app", map[string]string{"README": "app"})
+	agent := gl.AddAgent("ci", cfgProject)
+	agentID := strconv.FormatInt(agent.ID, 10)
+	ca, err := testpki.NewCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile, caFile, err := ca.Issue(t.TempDir(), "127.0.0.1", "localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	redis := redisserver.Start(t)
+	privSecret := filepath.Join(dir, "private-api-secret")
+	writeTestFile(t, privSecret, strings.Repeat("cd", 32))
+	var replicas []*glKas
+	for i := range 2 {
+		ports, err := testutil.FreeAddrs(4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k := &glKas{agentAddr: ports[0], k8sAddr: ports[1], obsAddr: ports[2]}
+		cfgFile := filepath.Join(dir, fmt.Sprintf("kas-%d.yaml", i))
+		writeTestFile(t, cfgFile, fmt.Sprintf(`agent:
+  listen:
+    address: %s
+  kubernetes_api:
+    listen:
+      address: %s
+      certificate_file: %s
+      key_file: %s
+observability:
+  listen:
+    address: %s
+git:
+  cache_dir: %s
+gitlab:
+  address: %s
+  authentication_secret_file: %s
+  ca_certificate_file: %s
+  git:
+    username: %s
+    password_file: %s
+redis:
+  address: %s
+  refresh_period: 1s
+  agent_ttl: 10s
+private_api:
+  listen:
+    address: %s
+  authentication_secret_file: %s
+`, k.agentAddr, k.k8sAddr, certFile, keyFile, k.obsAddr, filepath.Join(dir, fmt.Sprintf("cache-%d", i)),
+			gl.URL, gl.SecretFile, gl.CAFile, gl.GitUsername, gl.GitPasswordFile, redis.Addr, ports[3], privSecret))
+		k.glProc = startProc(t, filepath.Join(binDir, "kas"), filepath.Join(dir, fmt.Sprintf("kas-%d.log", i)), "--config", cfgFile)
+		waitFor(t, 30*time.Second, fmt.Sprintf("kas %d ready", i), func() bool { return httpOK("http://" + k.obsAddr + "/readyz") })
+		replicas = append(replicas, k)
+	}
+	agentKubeconfig, err := cp.KubeconfigFor(controlplane.User{Name: stack.AgentkUser, Token: stack.AgentkToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokenFile := filepath.Join(dir, "agent-token")
+	writeTestFile(t, tokenFile, gl.IssueToken(agent)+"\n")
+	obs, err := testutil.FreeAddrs(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	agentk := startProc(t, filepath.Join(binDir, "agentk"), filepath.Join(dir, "agentk.log"),
+		"--kas-address", "ws://"+replicas[0].agentAddr+"/", "--token-file", tokenFile, "--kubeconfig", agentKubeconfig,
+		"--observability-listen", obs[0])
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("kas 0 log:\n%s\nkas 1 log:\n%s\nagentk log:\n%s", replicas[0].output(), replicas[1].output(), agentk.output())
+		}
+	})
+
+	job, jobToken := gl.AddJob(app, "bob", agent)
+	gl.ConfigureJob(job, func(j *fakegitlab.Job) { j.AccessAs = json.RawMessage(`{"ci_job":{}}`) })
+	kc := filepath.Join(dir, "ci-kubeconfig")
+	writeTestFile(t, kc, fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- name: gitlab
+  cluster:
+    server: https://%[1]s
+    certificate-authority: %[2]s
+users:
+- name: agent:%[3]s
+  user:
+    token: ci:%[3]s:%[4]s
+contexts:
+- name: group/agents:ci
+  context:
+    cluster: gitlab
+    user: agent:%[3]s
+    namespace: %[5]s
+current-context: group/agents:ci
+`, replicas[1].k8sAddr, caFile, agentID, jobToken, ns))
+	var who struct {
+		Status struct {
+			UserInfo struct {
+				Username string   `json:"username"`
+				Groups   []string `json:"groups"`
+			} `json:"userInfo"`
+		} `json:"status"`
+	}
+	waitFor(t, 60*time.Second, "the job reaching the agent through the other replica", func() bool {
+		out, _, err := kubectl(t, kc, "", "auth", "whoami", "-o", "json")
+		return err == nil && json.Unmarshal([]byte(out), &who) == nil
+	})
+	if ui := who.Status.UserInfo; ui.Username != "gitlab:ci_job:"+strconv.FormatInt(job.ID, 10) || !contains(ui.Groups, "gitlab:project:"+strconv.FormatInt(app.ID, 10)) {
+		t.Fatalf("whoami through the other replica: %+v", ui)
+	}
+	// The job has no RBAC here: it is not the agent (cluster-admin).
+	if _, stderr, err := kubectl(t, kc, "", "get", "configmaps"); err == nil || !strings.Contains(stderr, "cannot list resource") {
+		t.Fatalf("the job through the other replica: err %v, %s", err, stderr)
+	}
+	if n := strings.Count(replicas[0].output(), "kind=static user=gitlab:ci_job:"); n == 0 {
+		t.Fatalf("replica 0 did not serve the forwarded request:\n%s", replicas[0].output())
+	}
 }
