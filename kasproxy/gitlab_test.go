@@ -217,3 +217,24 @@ func TestGitLabAuthFailuresLimited(t *testing.T) {
 		t.Fatalf("a valid job token after the flood: %d %s", w.Code, w.Body)
 	}
 }
+
+// FuzzGitLabAPIPath: a GitLab caller's API path is always absolute, a
+// suffix of what was asked, and only under the prefix.
+func FuzzGitLabAPIPath(f *testing.F) {
+	for _, s := range []string{"/k8s-proxy/api/v1/pods", "/k8s-proxy", "/k8s-proxyx/api", "/api", "//k8s-proxy/"} {
+		f.Add(s)
+	}
+	g := &GitLabAccess{PathPrefix: "/k8s-proxy/"}
+	f.Fuzz(func(t *testing.T, p string) {
+		rest, err := g.apiPath(p)
+		if err != nil {
+			return
+		}
+		if !strings.HasPrefix(rest, "/") || !strings.HasSuffix(p, strings.TrimPrefix(rest, "/")) {
+			t.Fatalf("rest %q from %q", rest, p)
+		}
+		if p != "/k8s-proxy" && !strings.HasPrefix(p, "/k8s-proxy/") {
+			t.Fatalf("%q accepted outside the prefix", p)
+		}
+	})
+}

@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -150,8 +148,11 @@ rules:
   resources: [configmaps, pods]
   verbs: [get, list, create]
 - apiGroups: [""]
-  resources: [pods/exec, pods/portforward]
+  resources: [pods/exec, pods/portforward, pods/attach, pods/log]
   verbs: [get, create]
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [watch]
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: RoleBinding
@@ -238,34 +239,57 @@ contexts:
 		t.Fatalf("job in another namespace: err %v, %s", err, stderr)
 	}
 
-	// exec and port-forward through the CI context.
+	// Streaming through the CI context: exec, attach, port-forward and
+	// logs -f over both of kubectl's protocols, cp, and a watch.
+	checkStreaming(t, &streamPod{kubeconfig: ciKubeconfig, ns: allowed, name: "app",
+		attachable:    func(*testing.T) string { return "app" },
+		sessionsEnded: func(*testing.T) bool { return k.Active() == 0 }})
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	if out, err := kubectlEnv(ctx, ciKubeconfig, nil, "exec", "app", "--", "echo", "hi").CombinedOutput(); err != nil || string(out) != "hi\n" {
-		t.Fatalf("exec through the CI context: %v %q", err, out)
+	src := filepath.Join(dir, "to-pod.txt")
+	writeTestFile(t, src, "copied by a CI job\n")
+	podDir := t.TempDir()
+	if out, err := kubectlEnv(ctx, ciKubeconfig, nil, "cp", src, "app:"+podDir+"/in-pod.txt").CombinedOutput(); err != nil {
+		t.Fatalf("cp through the CI context: %v %s", err, out)
 	}
-	_, local, _ := net.SplitHostPort(testutil.FreeAddr(t))
-	pf := kubectlEnv(ctx, ciKubeconfig, nil, "port-forward", "pod/app", fmt.Sprintf("%s:%d", local, podHTTPPort))
-	pfOut, _ := pf.StdoutPipe()
-	if err := pf.Start(); err != nil {
+	if got := readFile(t, podDir+"/in-pod.txt"); got != "copied by a CI job\n" {
+		t.Fatalf("file in the pod: %q", got)
+	}
+	watch := kubectlEnv(ctx, ciKubeconfig, nil, "get", "configmaps", "--watch", "-o", "name")
+	wout, _ := watch.StdoutPipe()
+	if err := watch.Start(); err != nil {
 		t.Fatal(err)
 	}
-	sc := bufio.NewScanner(pfOut)
-	if !sc.Scan() || !strings.Contains(sc.Text(), "Forwarding from") {
-		t.Fatalf("port-forward did not start: %q", sc.Text())
+	listed, seen := make(chan struct{}), make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(wout)
+		for sc.Scan() {
+			switch sc.Text() {
+			case "configmap/deployed":
+				close(listed)
+			case "configmap/watched":
+				seen <- true
+				return
+			}
+		}
+		seen <- false
+	}()
+	select {
+	case <-listed:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the watch through the CI context did not list the configmap")
 	}
-	go io.Copy(io.Discard, pfOut)
-	resp, err := http.Get("http://127.0.0.1:" + local + "/")
-	if err != nil {
-		t.Fatalf("through port-forward: %v", err)
+	mustKubectl(t, ciKubeconfig, "", "create", "configmap", "watched")
+	select {
+	case ok := <-seen:
+		if !ok {
+			t.Fatal("the watch ended before the new configmap")
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the watch through the CI context did not see the new configmap")
 	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if string(b) != podHTTPBody {
-		t.Fatalf("port-forward answer %q", b)
-	}
-	pf.Process.Kill()
-	pf.Wait()
+	watch.Process.Kill()
+	watch.Wait()
 
 	// A job of a project GitLab does not allow the agent.
 	_, otherToken := gl.AddJob(app, "eve")
