@@ -291,6 +291,21 @@ contexts:
 	watch.Process.Kill()
 	watch.Wait()
 
+	// GitLab down: a job kas has an answer for (cached, 60 s) goes on; a
+	// job kas never saw is 503 with the reason.
+	_, freshToken := gl.AddJob(app, "carol", agent)
+	gl.SetDown(true)
+	t.Cleanup(func() { gl.SetDown(false) })
+	if out := mustKubectl(t, ciKubeconfig, "", "get", "configmap", "watched", "-o", "name"); strings.TrimSpace(out) != "configmap/watched" {
+		t.Fatalf("cached job with GitLab down: %q", out)
+	}
+	down := exec.CommandContext(ctx, "curl", "-sS", "--cacert", caFile, "-w", "\n%{http_code}", "-H", "Authorization: Bearer ci:"+agentID+":"+freshToken,
+		"https://"+k8sAddr+"/k8s-proxy/version")
+	if out, err := down.Output(); err != nil || !strings.HasSuffix(string(out), "\n503") || !strings.Contains(string(out), "GitLab is unavailable") {
+		t.Fatalf("new job with GitLab down: %v %s", err, out)
+	}
+	gl.SetDown(false)
+
 	// A job of a project GitLab does not allow the agent.
 	_, otherToken := gl.AddJob(app, "eve")
 	otherKubeconfig := filepath.Join(dir, "other-kubeconfig")
