@@ -360,7 +360,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if ri.user != nil {
 			user = ri.user.Name
 		}
-		attrs := []any{"kind", kind, "user", user, "agent", ri.agent, "verb", verb, "path", ri.rest, "status", ri.status, "duration", d}
+		attrs := []any{"user", user, "agent", ri.agent, "verb", verb, "path", ri.rest, "status", ri.status, "duration", d, "kind", kind}
 		if g := ri.grant; g != nil {
 			attrs = append(attrs, "gitlab_user", g.Username, "agent_id", g.AgentID)
 			if g.JobID != 0 {
