@@ -30,7 +30,8 @@ import (
 //   - a CI job's kubeconfig exactly as GitLab injects it; access_as ci_job
 //     is gitlab:ci_job:<id> in kubectl auth whoami, and RBAC bound to
 //     gitlab:project_env_tier:<project>:production allows one namespace
-//     and forbids another; exec and port-forward work through it;
+//     and forbids another; exec, attach, port-forward, logs -f, cp and a
+//     watch work through it; access_as impersonate and agent;
 //   - a job GitLab does not allow the agent: 403;
 //   - a personal access token as user: gitlab:user:<name> with
 //     gitlab:project_role:<id>:<role> groups;
@@ -305,6 +306,28 @@ contexts:
 		t.Fatalf("new job with GitLab down: %v %s", err, out)
 	}
 	gl.SetDown(false)
+
+	// access_as impersonate and agent, through the same kubeconfig.
+	for _, c := range []struct {
+		accessAs    string
+		user, group string
+	}{
+		{`{"impersonate":{"username":"deployer","groups":["team-a"],"extra":[{"key":"example.com/team","val":["a"]}]}}`, "deployer", "team-a"},
+		{`{"agent":{}}`, stack.AgentkUser, ""},
+	} {
+		j, tok := gl.AddJob(app, "bob", agent)
+		gl.ConfigureJob(j, func(j *fakegitlab.Job) { j.AccessAs = json.RawMessage(c.accessAs) })
+		kc := filepath.Join(dir, "as-kubeconfig")
+		writeTestFile(t, kc, strings.ReplaceAll(readFile(t, ciKubeconfig), jobToken, tok))
+		out := mustKubectl(t, kc, "", "auth", "whoami", "-o", "json")
+		who.Status.UserInfo.Groups = nil
+		if err := json.Unmarshal([]byte(out), &who); err != nil {
+			t.Fatal(err)
+		}
+		if ui := who.Status.UserInfo; ui.Username != c.user || (c.group != "" && !contains(ui.Groups, c.group)) {
+			t.Fatalf("access_as %s: %+v", c.accessAs, ui)
+		}
+	}
 
 	// A job of a project GitLab does not allow the agent.
 	_, otherToken := gl.AddJob(app, "eve")
