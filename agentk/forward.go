@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"kubetunnel/agentcfg"
+	"kubetunnel/internal/gitlabaccess"
 	"kubetunnel/internal/kubehttp"
 	"kubetunnel/tunnel"
 )
@@ -41,6 +42,7 @@ type identity struct {
 	impersonate bool // as the caller (user_access.access_as: user)
 	user        string
 	groups      []string
+	gitlab      *gitlabaccess.Identity // a GitLab caller's (impersonate.go)
 }
 
 // errStopping refuses a watch that starts while agentk stops.
@@ -76,7 +78,9 @@ func newForwarder(cfg *rest.Config, config func() *agentcfg.Config, logger *slog
 			out.URL.RawPath = ""
 			out.Host = base.Host
 			kubehttp.StripCallerHeaders(out.Header)
-			if id, _ := pr.In.Context().Value(fwdKey{}).(*identity); id != nil && id.impersonate {
+			if id, _ := pr.In.Context().Value(fwdKey{}).(*identity); id != nil && id.gitlab != nil {
+				id.gitlab.SetImpersonationHeaders(out.Header)
+			} else if id != nil && id.impersonate {
 				out.Header.Set("Impersonate-User", id.user)
 				for _, g := range id.groups {
 					out.Header.Add("Impersonate-Group", g)
@@ -136,6 +140,10 @@ func (f *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// Only kas opens streams to agentk, and it always says who the
 		// caller is; anything else is refused rather than served as agentk.
 		kubehttp.WriteStatus(w, r, http.StatusForbidden, "agentk refuses a proxied request that does not name its caller")
+		return
+	}
+	if v, ok := r.Header[tunnel.HeaderGitLabIdentity]; ok {
+		f.serveGitLab(w, r, v)
 		return
 	}
 	ua := cfg.UserAccess

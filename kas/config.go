@@ -137,6 +137,10 @@ type KubernetesAPISection struct {
 	// MaxStreamsPerAgent bounds proxied requests in flight per agent
 	// (watches and exec sessions count); over it callers get 429.
 	MaxStreamsPerAgent int `yaml:"max_streams_per_agent"`
+	// URLPathPrefix is where GitLab's callers (CI jobs, users; with
+	// gitlab: set) reach the Kubernetes API; the agent is named in their
+	// credential. Static users keep /agents/<name>/.
+	URLPathPrefix string `yaml:"url_path_prefix"`
 }
 
 // Listen is a plain listener with optional TLS.
@@ -331,6 +335,9 @@ func (c *Config) Default() {
 	if c.Agent.KubernetesAPI.MaxStreamsPerAgent == 0 {
 		c.Agent.KubernetesAPI.MaxStreamsPerAgent = kasproxy.DefaultMaxStreamsPerAgent
 	}
+	if c.Agent.KubernetesAPI.URLPathPrefix == "" {
+		c.Agent.KubernetesAPI.URLPathPrefix = "/"
+	}
 	if c.Observability.Listen.Address == "" {
 		c.Observability.Listen.Address = DefaultObservabilityListen
 	}
@@ -394,6 +401,9 @@ func (c *Config) Validate() error {
 	checkListen("agent.kubernetes_api.listen", c.Agent.KubernetesAPI.Listen)
 	if c.Agent.KubernetesAPI.MaxStreamsPerAgent < 0 {
 		bad("agent.kubernetes_api.max_streams_per_agent", "must be positive")
+	}
+	if p := c.Agent.KubernetesAPI.URLPathPrefix; !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "/agents/") || strings.ContainsAny(p, "?#%") {
+		bad("agent.kubernetes_api.url_path_prefix", "%q: expected a path starting with / (not under /agents/)", p)
 	}
 	checkListen("observability.listen", c.Observability.Listen)
 	if c.Agent.Configuration.PollPeriod < 0 {

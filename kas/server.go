@@ -152,7 +152,7 @@ func New(cfg *Config, logger *slog.Logger) (*Server, error) {
 			}
 		}
 	}
-	s.proxy = kasproxy.New(s.proxyLimits(kasproxy.Config{
+	pc := kasproxy.Config{
 		Users:   newUserRegistry(cfg),
 		Tunnels: tunnels,
 		Logger:  logger,
@@ -161,7 +161,14 @@ func New(cfg *Config, logger *slog.Logger) (*Server, error) {
 		MaxStreamsPerAgent: cfg.Agent.KubernetesAPI.MaxStreamsPerAgent,
 		AuthFailures:       kasproxy.NewFailureLimiter(cfg.Limits.AuthFailureBurst, kasproxy.DefaultAuthFailureWindow),
 		TrustedProxies:     cfg.Limits.trustedProxies(),
-	}))
+	}
+	if cfg.GitLab != nil {
+		if pc.GitLab, err = newGitLabAccess(cfg, glClient); err != nil {
+			repos.Close()
+			return nil, err
+		}
+	}
+	s.proxy = kasproxy.New(s.proxyLimits(pc))
 	s.grpc = grpc.NewServer(grpc.Creds(agentCreds{}), grpc.ChainStreamInterceptor(s.status.streamInterceptor),
 		// Every connected agent holds a gRPC connection for as long as it
 		// is connected; gRPC's default 32 KiB read and write buffers per

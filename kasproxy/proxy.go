@@ -12,10 +12,12 @@ import (
 	"net/url"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"kubetunnel/internal/gitlabaccess"
 	"kubetunnel/internal/kubehttp"
 	"kubetunnel/tunnel"
 )
@@ -135,6 +137,9 @@ type Config struct {
 	// TrustedProxies are the addresses of proxies in front of kas (an
 	// ingress) whose X-Forwarded-For says who the client is.
 	TrustedProxies []netip.Prefix
+	// GitLab, when set, serves GitLab's callers (CI jobs, users) as
+	// GitLab's kas does; static users keep /agents/<name>/.
+	GitLab *GitLabAccess
 }
 
 // Proxy is the http.Handler for agent.kubernetes_api.listen.
@@ -158,13 +163,18 @@ const keyInfo ctxKey = iota
 // reqInfo is what the handler learns about a request, for the rewrite,
 // the transport, the error handler, metrics and the audit line.
 type reqInfo struct {
-	user   *User
-	agent  string
-	rest   string // the API path
-	verb   string
-	rt     http.RoundTripper // the agent's tunnel
-	status int
-	err    error
+	user *User
+	// grant is GitLab's yes for a GitLab caller; nil for static users.
+	grant *gitlabaccess.Grant
+	// peerIdentity is the GitLab identity a kas peer forwarded with a
+	// GitLab caller's request (private API): kept for agentk.
+	peerIdentity string
+	agent        string
+	rest         string // the API path
+	verb         string
+	rt           http.RoundTripper // the agent's tunnel
+	status       int
+	err          error
 }
 
 // New makes a proxy.
@@ -213,6 +223,9 @@ func New(cfg Config) *Proxy {
 		ModifyResponse: func(resp *http.Response) error {
 			ri := info(resp.Request.Context())
 			ri.status = resp.StatusCode
+			if cfg.GitLab != nil {
+				gitlabaccess.StripClusterCORS(resp.Header)
+			}
 			if ri.verb == "watch" && resp.StatusCode == http.StatusOK {
 				b, ok := p.watches.Track(resp.Body)
 				if !ok {
@@ -304,6 +317,17 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	for _, g := range ri.user.Groups {
 		out.Header.Add(tunnel.HeaderProxyGroup, g)
 	}
+	if ri.peerIdentity != "" {
+		out.Header.Set(tunnel.HeaderGitLabIdentity, ri.peerIdentity)
+	}
+	if ri.grant != nil {
+		gitlabaccess.StripCredentials(out)
+		if ri.grant.Identity == nil {
+			out.Header.Set(tunnel.HeaderGitLabIdentity, tunnel.GitLabIdentityAgent)
+		} else {
+			out.Header.Set(tunnel.HeaderGitLabIdentity, ri.grant.Identity.HeaderValue())
+		}
+	}
 	if p.cfg.Metrics != nil && out.Body != nil && out.Body != http.NoBody {
 		out.Body = p.cfg.Metrics.countingBody(out.Body)
 	}
@@ -324,16 +348,25 @@ func ParsePath(path string) (agent, rest string, ok bool) {
 
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	agent, rest, ok := ParsePath(r.URL.Path)
 	verb := Verb(r)
-	ri := &reqInfo{agent: agent, rest: rest, verb: verb}
-	user := ""
+	ri := &reqInfo{verb: verb}
+	kind := "static"
 	defer func() {
 		d := time.Since(start)
 		if p.cfg.Metrics != nil {
 			p.cfg.Metrics.observe(verb, ri.status, d)
 		}
-		attrs := []any{"user", user, "agent", agent, "verb", verb, "path", rest, "status", ri.status, "duration", d}
+		user := ""
+		if ri.user != nil {
+			user = ri.user.Name
+		}
+		attrs := []any{"user", user, "agent", ri.agent, "verb", verb, "path", ri.rest, "status", ri.status, "duration", d, "kind", kind}
+		if g := ri.grant; g != nil {
+			attrs = append(attrs, "gitlab_user", g.Username, "agent_id", g.AgentID)
+			if g.JobID != 0 {
+				attrs = append(attrs, "job", g.JobID, "project_id", g.ProjectID)
+			}
+		}
 		if ri.err != nil {
 			attrs = append(attrs, "err", ri.err)
 		}
@@ -343,42 +376,106 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ri.status = code
 		kubehttp.WriteStatus(w, r, code, msg)
 	}
-	if !ok {
-		fail(http.StatusNotFound, "kas serves the Kubernetes API at /agents/<agent-name>/: set the kubeconfig server to <kas URL>/agents/<agent-name> (with kubectl proxy, add --append-server-path; kubectl get --raw paths start with /agents/<agent-name>/)")
-		return
-	}
-	// Authenticate first: a valid token always passes, however many
-	// failures came from its address (one ingress or NAT address carries
-	// many users). Only failures are counted and, past the burst, answered
-	// 429 instead of 401.
 	client := p.clientAddr(r)
-	token, hasToken := bearerToken(r)
-	var u User
-	err := ErrUnauthenticated
-	if ra, ok := p.cfg.Users.(RequestAuthenticator); ok && hasToken {
-		u, err = ra.AuthenticateRequest(r, token)
-	} else if hasToken {
-		u, err = p.cfg.Users.AuthenticateUser(r.Context(), token)
-	}
-	if err != nil {
-		if !errors.Is(err, ErrUnauthenticated) {
-			ri.err = err
-		}
+	// authFailed answers a failed authentication: 401, or 429 past the
+	// burst of failures from this address.
+	authFailed := func(msg string) {
 		if !p.cfg.AuthFailures.Allow(client) {
 			fail(http.StatusTooManyRequests, "too many failed authentications from this address; wait a minute")
 			return
 		}
 		p.cfg.AuthFailures.Fail(client)
-		fail(http.StatusUnauthorized, "Unauthorized: kas needs a valid user token (Authorization: Bearer <token>)")
-		return
+		fail(http.StatusUnauthorized, msg)
 	}
-	user = u.Name
-	ri.user = &u
-	// The same answer whether or not the agent exists.
-	if !slices.Contains(u.Agents, agent) {
-		fail(http.StatusForbidden, fmt.Sprintf("user %q may not use agent %q", u.Name, agent))
-		return
+	var agent, rest string
+	gl := p.cfg.GitLab
+	if gl != nil {
+		if gl.CORS != nil {
+			cw := &statusWriter{ResponseWriter: w}
+			if gl.CORS.Handle(cw, r) {
+				ri.status = cw.status
+				return
+			}
+		}
+		cred, err := gitlabaccess.ParseCredential(r)
+		if !errors.Is(err, gitlabaccess.ErrNotGitLab) {
+			kind = cred.Kind.String()
+			if err == nil {
+				ri.agent = strconv.FormatInt(cred.AgentID, 10)
+				ri.rest, err = gl.apiPath(r.URL.Path)
+				if err != nil {
+					fail(http.StatusNotFound, err.Error())
+					return
+				}
+				ri.grant, err = gl.Authorizer.Authorize(r.Context(), cred)
+			}
+			if err != nil {
+				ri.err = err
+				code := gitlabaccess.StatusCode(err)
+				if code == http.StatusUnauthorized {
+					w.Header().Set(gitlabaccess.HeaderUnauthorized, "true")
+					authFailed(err.Error())
+					return
+				}
+				fail(code, err.Error())
+				return
+			}
+			g := ri.grant
+			agent = strconv.FormatInt(g.AgentID, 10)
+			name := "gitlab:user:" + g.Username
+			if g.Kind == gitlabaccess.KindCIJob {
+				name = "gitlab:ci_job:" + strconv.FormatInt(g.JobID, 10)
+			}
+			ri.user = &User{Name: name, Agents: []string{agent}}
+			ri.agent, rest = agent, ri.rest
+		}
 	}
+	if ri.grant == nil {
+		var ok bool
+		agent, rest, ok = ParsePath(r.URL.Path)
+		ri.agent, ri.rest = agent, rest
+		if !ok {
+			if gl != nil {
+				w.Header().Set(gitlabaccess.HeaderUnauthorized, "true")
+				fail(http.StatusUnauthorized, "Unauthorized: GitLab callers send Authorization: Bearer ci:<agent id>:<CI_JOB_TOKEN> or pat:<agent id>:<token> (or GitLab's session cookie); kas users[] callers use <kas URL>/agents/<agent-name>/")
+				return
+			}
+			fail(http.StatusNotFound, "kas serves the Kubernetes API at /agents/<agent-name>/: set the kubeconfig server to <kas URL>/agents/<agent-name> (with kubectl proxy, add --append-server-path; kubectl get --raw paths start with /agents/<agent-name>/)")
+			return
+		}
+		// Authenticate first: a valid token always passes, however many
+		// failures came from its address (one ingress or NAT address
+		// carries many users). Only failures are counted and, past the
+		// burst, answered 429 instead of 401.
+		token, hasToken := bearerToken(r)
+		var u User
+		err := ErrUnauthenticated
+		ra, fromPeer := p.cfg.Users.(RequestAuthenticator)
+		if fromPeer && hasToken {
+			u, err = ra.AuthenticateRequest(r, token)
+			// Only a kas peer holds a token for this request: the
+			// GitLab identity it sends was GitLab's answer there.
+			if v := r.Header.Values(tunnel.HeaderGitLabIdentity); err == nil && len(v) == 1 {
+				ri.peerIdentity = v[0]
+			}
+		} else if hasToken {
+			u, err = p.cfg.Users.AuthenticateUser(r.Context(), token)
+		}
+		if err != nil {
+			if !errors.Is(err, ErrUnauthenticated) {
+				ri.err = err
+			}
+			authFailed("Unauthorized: kas needs a valid user token (Authorization: Bearer <token>)")
+			return
+		}
+		ri.user = &u
+		// The same answer whether or not the agent exists.
+		if !slices.Contains(u.Agents, agent) {
+			fail(http.StatusForbidden, fmt.Sprintf("user %q may not use agent %q", u.Name, agent))
+			return
+		}
+	}
+	u := *ri.user
 	if IsInternalPath(rest) {
 		// agentk's own endpoints (GoAway) are for kas alone.
 		fail(http.StatusNotFound, fmt.Sprintf("%s is not a Kubernetes API path: paths under %s are agentk's own, for kas alone", rest, tunnel.InternalPathPrefix))
@@ -393,6 +490,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer p.release(agent, u.Name)
+	var err error
 	ri.rt, err = p.cfg.Tunnels.RoundTripper(agent)
 	if err != nil {
 		ri.err = err
@@ -516,4 +614,54 @@ func (p *Proxy) trusted(host string) bool {
 		}
 	}
 	return false
+}
+
+// GitLabAccess serves GitLab's callers: CI jobs with the kubeconfig GitLab
+// injects, users with a personal access token or GitLab's session cookie.
+// The agent comes from the credential, not the path.
+type GitLabAccess struct {
+	Authorizer interface {
+		Authorize(ctx context.Context, c gitlabaccess.Credential) (*gitlabaccess.Grant, error)
+	}
+	// CORS answers browsers (GitLab's UI at gitlab.external_url); nil
+	// refuses no origin and answers no preflight.
+	CORS *gitlabaccess.CORS
+	// PathPrefix is agent.kubernetes_api.url_path_prefix ("/" when empty).
+	PathPrefix string
+}
+
+// apiPath is the Kubernetes API path of a GitLab caller's request.
+func (g *GitLabAccess) apiPath(p string) (string, error) {
+	prefix := "/" + strings.Trim(g.PathPrefix, "/")
+	if prefix == "/" {
+		return p, nil
+	}
+	if p == prefix {
+		return "/", nil
+	}
+	rest, ok := strings.CutPrefix(p, prefix+"/")
+	if !ok {
+		return "", fmt.Errorf("kas serves GitLab's callers under %s/ (agent.kubernetes_api.url_path_prefix)", prefix)
+	}
+	return "/" + rest, nil
+}
+
+// statusWriter remembers the status written, for the audit line.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
 }

@@ -74,4 +74,9 @@ const (
 const (
 	HeaderProxyUser  = "Kas-Proxy-User"
 	HeaderProxyGroup = "Kas-Proxy-Group" // repeated, one per group
+	// HeaderGitLabIdentity is set for callers GitLab admitted (CI jobs,
+	// users): GitLabIdentityAgent (act as the agent) or the identity agentk
+	// impersonates, encoded by gitlabaccess.Identity.HeaderValue.
+	HeaderGitLabIdentity = "Kas-Gitlab-Identity"
+	GitLabIdentityAgent  = "agent"
 )

@@ -43,50 +43,18 @@
 //   - User access extra is upstream's {id, username, access_type,
 //     config_project_id}, not the CI job's set (GITLAB.md says "as above").
 //
-// # Wiring (not done yet)
+// # Wiring
 //
-// Nothing in kas or agentk uses this package yet. The plan:
-//
-// kasproxy, on the Kubernetes API listener under
-// agent.kubernetes_api.url_path_prefix:
-//
-//  0. cors.Handle(w, r) first (cors from NewCORS(gitlab.external_url));
-//     when it returns true the request is answered.
-//  1. cred, err := ParseCredential(r). ErrNotGitLab: the existing static
-//     users path (/agents/<name>/) as today. Any other error: a
-//     Kubernetes Status with StatusCode(err) (401) and, as upstream, the
-//     header HeaderUnauthorized (Gitlab-Unauthorized: true) on 401s.
-//  2. grant, err := authorizer.Authorize(ctx, cred), one Authorizer per kas
-//     built on kas's *gitlab.Client. Errors: StatusCode(err) and
-//     err.Error() as the Status message (it names no secret).
-//  3. Route to agent grant.AgentID (the agent comes from the credential,
-//     not from the path); StripCredentials(r) and
-//     kubehttp.StripCallerHeaders(r.Header); refuse caller Impersonate-*
-//     headers (GITLAB.md: refused by default even with access_as agent).
-//  4. Carry grant.Identity to agentk. The tunnel today carries only
-//     Kas-Proxy-User and Kas-Proxy-Group; the identity needs uid and
-//     ordered extra too: Identity.HeaderValue encodes it for one new
-//     tunnel header (its name belongs in tunnel/const.go and
-//     tunnel/PROTOCOL.md), ParseIdentityHeader (fuzzed, bounded) decodes
-//     it in agentk. grant.Identity == nil means the agent's own service
-//     account: send no such header.
-//     On the cluster's answer (ReverseProxy.ModifyResponse), call
-//     StripClusterCORS.
-//  5. Audit and usage counters from grant.Kind, grant.Username,
-//     grant.JobID and grant.AgentID.
-//
-// agentk, in its forwarder: decode the identity kas sent
-// (ParseIdentityHeader; refuse the request with 400 if it does not parse)
-// and call Identity.SetImpersonationHeaders on the outgoing request after
-// kubehttp.StripCallerHeaders; with no identity, send the request as the
-// agent. (Upstream agentk does the same through rest.ImpersonationConfig,
-// which escapes extra keys as SetImpersonationHeaders does.) The
-// Kas-Proxy-User path (static users, user_access.groups admission) stays
-// as it is for static callers: GitLab callers were admitted by GitLab.
-//
-// The config.yaml ci_access/user_access checks are GitLab's (it answers
-// allowed_agents and authorize_proxy_user from them); kas applies only
-// access_as, which arrives in those answers. The user docs page (config
-// examples, identities table, RBAC) is for the wiring step, when a test
-// shows it end to end.
+// kasproxy (GitLabAccess) uses it on the Kubernetes API listener under
+// agent.kubernetes_api.url_path_prefix: CORS first, then ParseCredential
+// (ErrNotGitLab: the static users' /agents/<name>/ path), Authorize
+// (errors answered with StatusCode and Gitlab-Unauthorized on 401s),
+// routing to the agent of the grant, StripCredentials and
+// StripClusterCORS. The identity travels to agentk in the
+// Kas-Gitlab-Identity tunnel header (HeaderValue, or "agent" for the
+// agent's own service account); agentk decodes it with
+// ParseIdentityHeader (400 when it does not parse) and calls
+// SetImpersonationHeaders. GitLab applies config.yaml's
+// ci_access/user_access rules; kas applies only access_as, which arrives
+// in GitLab's answers. User docs: docs/ci-user-access.md.
 package gitlabaccess
