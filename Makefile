@@ -105,6 +105,7 @@ fuzz:
 	$(GO) test -run XXX -fuzz 'FuzzParse$$' -fuzztime $(FUZZTIME) ./agentcfg
 	$(GO) test -run XXX -fuzz FuzzParsePath -fuzztime $(FUZZTIME) ./kasproxy
 	$(GO) test -run XXX -fuzz FuzzClientAddr -fuzztime $(FUZZTIME) ./kasproxy
+	$(GO) test -run XXX -fuzz FuzzGitLabAPIPath -fuzztime $(FUZZTIME) ./kasproxy
 	$(GO) test -run XXX -fuzz FuzzVerifyToken -fuzztime $(FUZZTIME) ./kas/replicas
 	$(GO) test -run XXX -fuzz FuzzMatch -fuzztime $(FUZZTIME) ./gitops/manifests
 	$(GO) test -run XXX -fuzz FuzzUnmatched -fuzztime $(FUZZTIME) ./gitops/manifests
