@@ -6,7 +6,7 @@ type Config struct {
 	GitOps        GitOps        `yaml:"gitops" json:"gitops"`
 	UserAccess    UserAccess    `yaml:"user_access" json:"user_access"`
 	Observability Observability `yaml:"observability" json:"observability"`
-	CIAccess      CIAccess      `yaml:"ci_access" json:"ci_access" agentcfg:"ignored"`
+	CIAccess      CIAccess      `yaml:"ci_access" json:"ci_access"`
 
 	// GitLab's sections this agent does not implement (ignored.go).
 	ContainerScanning ContainerScanning `yaml:"container_scanning" json:"-" agentcfg:"ignored"`
@@ -110,10 +110,10 @@ type UserAccess struct {
 	// enforces it itself, whatever kas lets through. Empty admits every
 	// caller kas lets reach this agent.
 	Groups []GroupAccess `yaml:"groups" json:"groups,omitempty"`
-	// Projects is upstream's grant to the members of GitLab projects;
-	// agentk does not enforce it (kas and GitLab decide who reaches the
-	// agent).
-	Projects []ProjectAccess `yaml:"projects" json:"projects,omitempty" agentcfg:"ignored"`
+	// Projects is upstream's grant to the members of GitLab projects:
+	// with kas on GitLab, GitLab applies it (authorize_proxy_user);
+	// agentk does not enforce it, and standalone it has no effect.
+	Projects []ProjectAccess `yaml:"projects" json:"projects,omitempty"`
 }
 
 // GroupAccess names a group of callers, in upstream's shape ({id: …}).

@@ -23,8 +23,6 @@ func TestParseGitLab16Config(t *testing.T) {
 	}
 	wantIgnored := []string{
 		"gitops.charts",
-		"ci_access",
-		"user_access.projects",
 		"observability.logging.grpc_level",
 		"observability.google_profiler",
 		"container_scanning",

@@ -44,11 +44,11 @@ func TestStatusShowsIgnoredKeys(t *testing.T) {
 	}
 
 	send("c1", "ci_access: {groups: [{id: g}]}\nflux: {webhook_receiver_url: http://x}\n", "")
-	if st := status(); st.ConfigCommit != "c1" || !slices.Equal(st.ConfigIgnoredKeys, []string{"ci_access", "flux"}) {
+	if st := status(); st.ConfigCommit != "c1" || !slices.Equal(st.ConfigIgnoredKeys, []string{"flux"}) {
 		t.Errorf("after c1: %+v", st)
 	}
 	send("c2", "", "line 1: broken")
-	if st := status(); st.ConfigCommit != "c1" || st.ConfigError == "" || !slices.Equal(st.ConfigIgnoredKeys, []string{"ci_access", "flux"}) {
+	if st := status(); st.ConfigCommit != "c1" || st.ConfigError == "" || !slices.Equal(st.ConfigIgnoredKeys, []string{"flux"}) {
 		t.Errorf("after a refused c2: %+v", st)
 	}
 	send("c3", "observability: {logging: {level: debug}}\n", "")

@@ -95,7 +95,7 @@ func TestBrokenFirstConfigThenGitLabConfig(t *testing.T) {
 	})
 	log := s.AgentLog()
 	if n := strings.Count(log, "does not implement"); n != 1 ||
-		!strings.Contains(log, "they have no effect: user_access.projects, ci_access, observability.logging.grpc_level, container_scanning, remote_development, flux") {
+		!strings.Contains(log, "they have no effect: observability.logging.grpc_level, container_scanning, remote_development, flux") {
 		t.Errorf("want one warning naming the ignored keys, got %d:\n%s", n, log)
 	}
 	if _, body := readyz(t, s); body != "ok\n" {
