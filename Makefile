@@ -90,9 +90,12 @@ deploy-manifest:
 demo: build testbin
 	$(GO) run ./test/e2e/demo
 
+# go.mod and go.sum must be tidy: `go mod tidy -diff` prints what tidy
+# would change and fails if anything would (run `go mod tidy` to fix).
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum not tidy: run 'go mod tidy'"; exit 1; }
 	$(GO) vet ./...
 
 # Run each fuzz target for a while (make fuzz FUZZTIME=1m).
