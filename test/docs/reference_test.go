@@ -14,7 +14,7 @@ import (
 	"kubetunnel/kas"
 )
 
-var update = flag.Bool("update", false, "rewrite docs/config-reference.md from the config structs")
+var update = flag.Bool("update", false, "rewrite docs/config-reference.md from the config structs and the import diagram of docs/architecture.md from go list")
 
 const referencePath = "../../docs/config-reference.md"
 
