@@ -62,7 +62,7 @@ test-e2e: build testbin
 test-chart: testbin
 	$(GO) test ./test/build/... ./test/chart/...
 
-# The issue 6 suite (test/bench): every path side by side in one run,
+# The comparison suite (test/bench): every path side by side in one run,
 # about 15 minutes on 2 cores. Writes the generated section of
 # docs/benchmarks.md and the plots in docs/img/ from bin/bench.txt. The
 # test binary is built first so no compiler runs during a measurement.

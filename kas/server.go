@@ -225,7 +225,8 @@ func (s *Server) listen(name string, l Listen) (net.Listener, error) {
 		// HTTP/1.1 only: the agent listener's WebSocket upgrade needs it,
 		// and on the Kubernetes API listener HTTP/2 measured slower per
 		// request (a goroutine per request and writes through the
-		// connection's serve loop; docs/benchmarks.md, issue 4).
+		// connection's serve loop; docs/benchmarks.md, "Kubernetes API
+		// proxy: direct vs through kas").
 		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}})
 	}
 	s.mu.Lock()

@@ -21,17 +21,19 @@
 //     timeout, so peers try it last while its agents move away.
 //
 // Readers take members whose score is in the future (ZRANGE BYSCORE).
-// Nothing else is stored; Redis 6.2 or later is needed (ZRANGE BYSCORE,
-// PEXPIRE NX/GT need 7.0).
+// Nothing else is stored. Redis 7.0 or later is needed: PEXPIRE's NX and
+// GT options came in 7.0 (ZRANGE BYSCORE in 6.2).
 //
 // # Private API
 //
 // A replica that receives a request for an agent it does not hold sends
 // it to a peer that does, at <peer URL>/agents/<agent>/<API path>, with
 // "Authorization: Bearer <JWT>". The JWT (HS256, the shared secret of
-// private_api.authentication_secret_file) names the caller (sub, groups)
-// and the agent, is issued by "kas" for the audience "kas-private-api",
-// and lives one minute. The caller's own credentials are never forwarded.
+// private_api.authentication_secret_file) names the caller (sub, groups),
+// the agent and the one request it is good for (the peer's URL, method,
+// path and query); it is issued by "kas" for the audience
+// "kas-private-api", lives TokenLifetime, and a peer accepts it once. The
+// caller's own credentials are never forwarded.
 // A peer serves only agents it holds: it answers 503 with the
 // Kas-Agent-Not-Connected header otherwise, and never forwards again, so
 // requests cannot loop. Only the receiving replica tries another peer,

@@ -3,7 +3,7 @@
 // and throughput of requests through kas compared with the same requests
 // sent straight to a real kube-apiserver.
 //
-// The issue 6 suite (`make bench`) compares, in one run on loopback, a
+// The comparison suite (`make bench`) compares, in one run on loopback, a
 // ladder of paths from a raw TCP copy up to the full kas → tunnel →
 // agentk path, and the peer rancher/remotedialer, all in front of the same
 // backend (paths_test.go, peer_test.go); ladder_test.go and agents_test.go

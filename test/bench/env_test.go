@@ -29,7 +29,8 @@ const tunnelEnv = "KUBETUNNEL_BENCH_TUNNEL"
 // agentk, GOMAXPROCS 1) on one CPU and the control plane (kube-apiserver
 // and etcd) on another, as they would run on machines of their own. By
 // default all three Go runtimes share every core, and on 2 cores each
-// goroutine hand-off may wait for one (docs/benchmarks.md, issue 4).
+// goroutine hand-off may wait for one (docs/benchmarks.md, "Kubernetes
+// API proxy: direct vs through kas").
 const cpusEnv = "KUBETUNNEL_BENCH_CPUS"
 
 // agentkAPIToken is agentk's static token towards kube-apiserver. The

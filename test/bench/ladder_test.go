@@ -103,7 +103,7 @@ func openLoop(p *path, rate int, d time.Duration, lat *latencies) (failed int64)
 const requestTimeout = 10 * time.Second
 
 // Arrival rates of BenchmarkLadderGet (requests per second, one path at
-// a time). The latency goals are read at goalRate.
+// a time). The latency goals (docs/benchmarks.md) are read at goalRate.
 var getRates = []int{200, 500, 1000, 2000, 3000}
 
 // getSamples is how many requests each path gets at each rate (at least

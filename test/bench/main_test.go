@@ -33,7 +33,7 @@ func TestMain(m *testing.M) {
 	// like) are not leaks.
 	ignore := []goleak.Option{
 		goleak.IgnoreCurrent(),
-		// rancher/remotedialer v0.6.2 (the peer in the issue 6 suite) leaves
+		// rancher/remotedialer v0.6.2 (the peer in the comparison suite) leaves
 		// a stream's copy goroutine blocked in backPressure.Wait for good when
 		// its session ends while the stream is paused: the peer's leak, not
 		// ours, so it must not fail this package.

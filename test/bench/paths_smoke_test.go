@@ -6,8 +6,8 @@ import (
 	"time"
 )
 
-// TestPaths checks, in a second or two, that every path of the issue 6
-// suite carries a small answer and a 4 MiB one, with and without a
+// TestPaths checks, in a second or two, that every path of the
+// comparison suite (`make bench`) carries a small answer and a 4 MiB one, with and without a
 // delay link, so that `make test` catches a broken harness before
 // `make bench` spends 15 minutes on it.
 func TestPaths(t *testing.T) {

@@ -18,7 +18,7 @@ import (
 const nonRootUID = "65532"
 
 // TestDockerfileFlags checks that each Dockerfile builds the way the
-// install issue requires: static, trimmed paths, version from a build arg,
+// release images need: static, trimmed paths, version from a build arg,
 // non-root final stages.
 func TestDockerfileFlags(t *testing.T) {
 	root := repoRoot(t)

@@ -1,4 +1,4 @@
-// Package load is the bounded load test of issue 5: many agents (the real
+// Package load is the bounded load test: many agents (the real
 // agentk code, many instances in this process) connected to the real kas
 // binary, and many concurrent proxied requests for a fixed time. It fails
 // on any failed request and reports latency percentiles and what each

@@ -1,6 +1,6 @@
-// Command report turns the output of the issue 6 benchmark suite
+// Command report turns the output of the comparison benchmark suite
 // (go test -bench in test/bench, see `make bench`) into the generated
-// section of docs/benchmarks.md and its plots. Each goal of the issue is
+// section of docs/benchmarks.md and its plots. Each performance goal is
 // printed as met or not met, with the margin.
 //
 //	go run ./test/bench/report -in bin/bench.txt -md docs/benchmarks.md -img docs/img

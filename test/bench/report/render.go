@@ -30,7 +30,7 @@ const goalRate = "rate=200"
 func render(r *results, plots []string, raw, note string) string {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
-	w("\n## Tunnel against its peers and the physical limit (issue 6)\n\n")
+	w("\n## Tunnel against its peers and the physical limit\n\n")
 	if note != "" {
 		w("> **Note:** %s\n\n", note)
 	}
