@@ -121,7 +121,8 @@ func New(cfg *Config, logger *slog.Logger) (*Server, error) {
 	if cfg.GitLab != nil {
 		s.repoSet.gl = newGitLabMirrors(cfg, pcfg, logger)
 	}
-	s.webhook, err = newWebhookHandler(cfg.Git.WebhookSecretFile, cfg.Repositories, s.poller.Trigger, logger, reg)
+	webhookRepos := func() []gitrepo.Repository { return s.repoSet.webhookRepositories(cfg.Repositories) }
+	s.webhook, err = newWebhookHandler(cfg.Git.WebhookSecretFile, webhookRepos, s.repoSet.Trigger, logger, reg)
 	if err != nil {
 		repos.Close()
 		return nil, err
