@@ -75,10 +75,10 @@ type webhookHandler struct {
 	secretFile string
 	// repos lists the repositories a push may name now: repositories[]
 	// and, with gitlab:, the GitLab projects kas mirrors.
-	repos func() []gitrepo.Repository
-	trigger    func(id string) error
-	logger     *slog.Logger
-	requests   *prometheus.CounterVec
+	repos    func() []gitrepo.Repository
+	trigger  func(id string) error
+	logger   *slog.Logger
+	requests *prometheus.CounterVec
 	// bodyReads bounds GitHub bodies read at once before their signature
 	// is checked.
 	bodyReads chan struct{}
