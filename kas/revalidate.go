@@ -106,13 +106,24 @@ func (s *Server) closeRevoked(sess *agentSession, log *slog.Logger) {
 	_ = sess.GoAway()
 	timeout := time.NewTimer(s.cfg.Agent.Listen.DrainTimeout)
 	defer timeout.Stop()
-	select {
-	case <-done:
-		// A request that picked the session just before closing was set
-		// fails with the session; pick no longer returns it.
-	case <-sess.CloseChan():
-	case <-timeout.C:
-		log.Warn("Drain timeout: closing the agent connection with requests in flight", "open_streams", sess.open.Load())
+	// Idle pooled streams count as open: close them now, and again as
+	// requests in flight finish and return theirs to the pool.
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for wait := true; wait; {
+		sess.transport.CloseIdleConnections()
+		select {
+		case <-done:
+			// A request that picked the session just before closing was
+			// set fails with the session; pick no longer returns it.
+			wait = false
+		case <-sess.CloseChan():
+			wait = false
+		case <-timeout.C:
+			log.Warn("Drain timeout: closing the agent connection with requests in flight", "open_streams", sess.open.Load())
+			wait = false
+		case <-tick.C:
+		}
 	}
 	sess.Close()
 	wg.Wait()
