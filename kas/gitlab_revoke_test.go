@@ -165,4 +165,16 @@ func TestRevalidateGuards(t *testing.T) {
 	if len(sessions.revoked) != 1 {
 		t.Fatalf("revoked twice: %v", sessions.revoked)
 	}
+	// A token the manifest path found refused (project_info 401) and
+	// forgot counts as well.
+	mode.Store("ok")
+	time.Sleep(5 * time.Millisecond)
+	if _, err := r.AuthenticateAgent(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	r.forget("7", tok)
+	r.revalidateOnce(ctx, sessions)
+	if len(sessions.revoked) != 2 {
+		t.Fatalf("token forgotten by project_info: revoked %v", sessions.revoked)
+	}
 }

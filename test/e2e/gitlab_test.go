@@ -92,8 +92,9 @@ type glKas struct {
 //   - GitLab's agent tracker, called with a gRPC client built from our
 //     protos, lists the agents connected to both replicas;
 //   - with GitLab down, the connected agent keeps working;
-//   - a revoked token: a new connection is refused once info_cache_ttl
-//     passed, and nothing the agent applied is pruned.
+//   - a revoked token: the running agentk's connection is closed and its
+//     reconnection refused once info_cache_ttl passed, and nothing the
+//     agent applied is pruned.
 func TestGitLab(t *testing.T) {
 	setup(t)
 	dir := t.TempDir()
