@@ -222,12 +222,12 @@ func TestGitLabTokens(t *testing.T) {
 	}
 	var revErr error
 	tu.Eventually(t, ttl+setTimeout, "revoked token refused", func() bool {
-		var ra *testAgent
-		ra, revErr = e.dialToken(revoked)
-		if revErr == nil {
-			// Not kept open: dozens of them would reach
-			// limits.max_connections_per_agent (429) first.
-			ra.sess.Close()
+		var c *testAgent
+		if c, revErr = e.dialToken(revoked); c != nil {
+			// Still accepted from the cache: close it, so the retries do
+			// not run into limits.max_connections_per_agent.
+			c.cc.Close()
+			c.sess.Close()
 		}
 		return revErr != nil
 	})
