@@ -14,8 +14,9 @@ import (
 )
 
 // Check verifies a loaded config the way kas would use it, without
-// serving: TLS key pairs load, every repository can be fetched, and every
-// agent's config.yaml parses and names known repositories. It writes one
+// serving: TLS key pairs load, every repository can be fetched, every
+// agent's config.yaml parses and names known repositories, and with
+// gitlab: GitLab answers and accepts kas's JWT (checkGitLab). It writes one
 // verdict line per item to w and reports whether all passed.
 func Check(ctx context.Context, cfg *Config, w io.Writer) bool {
 	ok := true
@@ -49,6 +50,9 @@ func Check(ctx context.Context, cfg *Config, w io.Writer) bool {
 	}
 	if cfg.Redis != nil {
 		checkReplicas(ctx, cfg, verdict)
+	}
+	if cfg.GitLab != nil {
+		checkGitLab(ctx, cfg, verdict, w)
 	}
 	checkSecurity(cfg, w)
 	repos, err := gitrepo.New(cfg.Git.CacheDir, cfg.Repositories, slog.New(slog.DiscardHandler))

@@ -237,6 +237,17 @@ func TestGitLabTokens(t *testing.T) {
 	if revErr.Error() != wrongErr.Error() {
 		t.Fatalf("revoked token answer %q differs from a wrong token's %q", revErr, wrongErr)
 	}
+	// A revoked token closes every connection of its agent here (see
+	// TestGitLabRevokedTokenClosesConnections); the agent reconnects
+	// with its good token, as agentk does.
+	select {
+	case <-a.sess.CloseChan():
+	case <-time.After(ttl + setTimeout):
+		t.Fatal("the agent's connections stay open after one of its tokens was revoked")
+	}
+	if a, err = e.dialToken(e.token); err != nil {
+		t.Fatal(err)
+	}
 
 	w := a.watch(t, &rpc.ObjectsToSynchronizeRequest{ProjectId: "group/apps"})
 	w.next(t, setTimeout)

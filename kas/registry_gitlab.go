@@ -31,6 +31,9 @@ type gitlabRegistry struct {
 	// tokens are the tokens GitLab accepted per agent key, newest first:
 	// kas asks project_info with them. A refused one is forgotten.
 	tokens map[string][]string
+	// refused holds the agents a token of which was forgotten (GitLab
+	// refused it) since revalidate last looked: their connections close.
+	refused map[string]bool
 }
 
 // maxTokensPerAgent bounds the tokens remembered per agent.
@@ -39,7 +42,7 @@ const maxTokensPerAgent = 8
 var _ AgentRegistry = (*gitlabRegistry)(nil)
 
 func newGitLabRegistry(client *gitlab.Client, logger *slog.Logger) *gitlabRegistry {
-	return &gitlabRegistry{client: client, logger: logger, known: map[string]Agent{}, tokens: map[string][]string{}}
+	return &gitlabRegistry{client: client, logger: logger, known: map[string]Agent{}, tokens: map[string][]string{}, refused: map[string]bool{}}
 }
 
 func agentFromInfo(info *gitlab.AgentInfo) Agent {
@@ -87,7 +90,28 @@ func (r *gitlabRegistry) tokensOf(key string) []string {
 func (r *gitlabRegistry) forget(key, token string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	n := len(r.tokens[key])
 	r.tokens[key] = slices.DeleteFunc(r.tokens[key], func(t string) bool { return t == token })
+	if len(r.tokens[key]) < n {
+		r.refused[key] = true
+	}
+}
+
+// takeRefused reports whether a token of agent key was forgotten since
+// the last call, and clears that.
+func (r *gitlabRegistry) takeRefused(key string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ok := r.refused[key]
+	delete(r.refused, key)
+	return ok
+}
+
+// markRefused keeps agent key's refusal for the next revalidation.
+func (r *gitlabRegistry) markRefused(key string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.refused[key] = true
 }
 
 func (r *gitlabRegistry) Agent(key string) (Agent, bool) {

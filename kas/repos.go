@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -75,6 +76,15 @@ func (r *repoSet) Subscribe(id string) (<-chan struct{}, func()) {
 	return c.Subscribe(id)
 }
 
+// webhookRepositories is every repository a push webhook may name: the
+// configured ones and the GitLab projects mirrored now.
+func (r *repoSet) webhookRepositories(static []gitrepo.Repository) []gitrepo.Repository {
+	if r.gl == nil {
+		return static
+	}
+	return append(slices.Clone(static), r.gl.repositories()...)
+}
+
 // Trigger asks for an immediate fetch of repository id.
 func (r *repoSet) Trigger(id string) error {
 	if r.static.Has(id) {
@@ -107,8 +117,21 @@ type gitlabMirrors struct {
 }
 
 type gitlabMirror struct {
+	repo   gitrepo.Repository
 	cache  *gitrepo.Cache
 	poller *gitrepo.Poller
+}
+
+// repositories lists the projects mirrored now (id: the full path), for
+// the push webhook to match.
+func (g *gitlabMirrors) repositories() []gitrepo.Repository {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	list := make([]gitrepo.Repository, 0, len(g.mirrors))
+	for _, m := range g.mirrors {
+		list = append(list, m.repo)
+	}
+	return list
 }
 
 func newGitLabMirrors(cfg *Config, pcfg gitrepo.PollerConfig, logger *slog.Logger) *gitlabMirrors {
@@ -159,7 +182,7 @@ func (g *gitlabMirrors) ensure(path string) error {
 	if err != nil {
 		return fmt.Errorf("project %q: %w", path, err)
 	}
-	m := &gitlabMirror{cache: c, poller: gitrepo.NewPoller(c, g.pcfg, g.logger)}
+	m := &gitlabMirror{repo: repo, cache: c, poller: gitrepo.NewPoller(c, g.pcfg, g.logger)}
 	g.mirrors[path] = m
 	g.logger.Info("Mirroring GitLab project", "project", path, "url", repo.URL)
 	if g.ctx != nil {

@@ -121,7 +121,8 @@ func New(cfg *Config, logger *slog.Logger) (*Server, error) {
 	if cfg.GitLab != nil {
 		s.repoSet.gl = newGitLabMirrors(cfg, pcfg, logger)
 	}
-	s.webhook, err = newWebhookHandler(cfg.Git.WebhookSecretFile, cfg.Repositories, s.poller.Trigger, logger, reg)
+	webhookRepos := func() []gitrepo.Repository { return s.repoSet.webhookRepositories(cfg.Repositories) }
+	s.webhook, err = newWebhookHandler(cfg.Git.WebhookSecretFile, webhookRepos, s.repoSet.Trigger, logger, reg)
 	if err != nil {
 		repos.Close()
 		return nil, err
@@ -331,6 +332,9 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.tracker != nil {
 		g.Go(func() error { return s.tracker.Run(gctx) })
 	}
+	if gr, ok := s.registry.(*gitlabRegistry); ok {
+		g.Go(func() error { return gr.revalidate(gctx, revalidatePeriod(s.cfg), s.sessions) })
+	}
 	if s.gitlab != nil {
 		u := newUsageReporter(s.gitlab, s.metrics, s.cfg.Observability.UsageReportingPeriod, s.logger)
 		g.Go(func() error { return u.Run(gctx) })
@@ -523,6 +527,8 @@ func (s *Server) handleSession(ctx context.Context, ts *tunnel.Session) {
 	case <-timer.C:
 		log.Info("Rotating agent connection (max_connection_age)")
 		s.drain(sess, log, false)
+	case <-sess.revoked:
+		s.closeRevoked(sess, log)
 	case <-ctx.Done():
 		if !ts.IsClosed() {
 			log.Info("Draining agent connection: kas is stopping")

@@ -46,8 +46,12 @@ type agentSession struct {
 	// a draining session can close once they are done.
 	open    atomic.Int64
 	drained chan struct{} // closed when draining and open reaches zero
-	once    sync.Once
-	reg     *sessionRegistry
+	// revoked is closed when the agent's registry no longer vouches for
+	// it (a token GitLab now refuses): handleSession closes the session.
+	revoked    chan struct{}
+	revokeOnce sync.Once
+	once       sync.Once
+	reg        *sessionRegistry
 	// transport pools HTTP connections (streams) to this session, so
 	// requests reuse streams instead of opening one each.
 	transport *streamhttp.Transport
@@ -144,7 +148,7 @@ func (r *sessionRegistry) add(ts *tunnel.Session) *agentSession {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.next++
-	s := &agentSession{Session: ts, id: r.next, drained: make(chan struct{}), reg: r}
+	s := &agentSession{Session: ts, id: r.next, drained: make(chan struct{}), revoked: make(chan struct{}), reg: r}
 	// streamhttp, not http.Transport: the request's own goroutine writes
 	// it and reads the answer (no read and write goroutine per stream,
 	// fewer hand-offs per request), and it adds no Accept-Encoding, so
@@ -291,5 +295,26 @@ func (r *sessionRegistry) hasOther(s *agentSession) bool {
 func (r *sessionRegistry) count(agent string) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return len(r.byAgent[agent])
+}
+
+// agents lists the agents with a live session here.
+func (r *sessionRegistry) agents() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	keys := make([]string, 0, len(r.byAgent))
+	for k := range r.byAgent {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+// revoke asks every session of an agent to close, and returns how many.
+func (r *sessionRegistry) revoke(agent string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range r.byAgent[agent] {
+		s.revokeOnce.Do(func() { close(s.revoked) })
+	}
 	return len(r.byAgent[agent])
 }

@@ -51,6 +51,10 @@ const (
 //     body keyed with the secret>". Events push, create and delete; ping is
 //     answered 200.
 //
+// With gitlab:, the GitLab projects kas mirrors (those an agent's config
+// names) are matched too: by path_with_namespace, or by URL under
+// gitlab.address.
+//
 // A repository matches when one of the event's URLs (GitLab
 // project.git_http_url, git_ssh_url, web_url, repository.git_http_url,
 // git_ssh_url, homepage; GitHub repository.clone_url, ssh_url, html_url)
@@ -69,10 +73,12 @@ const (
 // (limits.observability_read_timeout).
 type webhookHandler struct {
 	secretFile string
-	repos      []gitrepo.Repository
-	trigger    func(id string) error
-	logger     *slog.Logger
-	requests   *prometheus.CounterVec
+	// repos lists the repositories a push may name now: repositories[]
+	// and, with gitlab:, the GitLab projects kas mirrors.
+	repos    func() []gitrepo.Repository
+	trigger  func(id string) error
+	logger   *slog.Logger
+	requests *prometheus.CounterVec
 	// bodyReads bounds GitHub bodies read at once before their signature
 	// is checked.
 	bodyReads chan struct{}
@@ -82,7 +88,7 @@ type webhookHandler struct {
 // at once: with maxWebhookBody, at most 32 MiB.
 const maxWebhookBodyReads = 32
 
-func newWebhookHandler(secretFile string, repos []gitrepo.Repository, trigger func(string) error, logger *slog.Logger, reg prometheus.Registerer) (*webhookHandler, error) {
+func newWebhookHandler(secretFile string, repos func() []gitrepo.Repository, trigger func(string) error, logger *slog.Logger, reg prometheus.Registerer) (*webhookHandler, error) {
 	h := &webhookHandler{
 		secretFile: secretFile,
 		repos:      repos,
@@ -202,7 +208,7 @@ func (h *webhookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fail(webhookBadRequest, http.StatusBadRequest, "not a %s push event: no project or repository URL in the body", provider)
 		return
 	}
-	ids := matchRepositories(h.repos, urls, names)
+	ids := matchRepositories(h.repos(), urls, names)
 	log := h.logger.With("provider", provider, "event", event, "urls", urls, "names", names)
 	if len(ids) == 0 {
 		log.Info("Git webhook matches no configured repository")
@@ -320,7 +326,8 @@ func matchRepositories(repos []gitrepo.Repository, urls, names []string) []strin
 		}
 	}
 	slices.Sort(ids)
-	return ids
+	// A repositories[] id may also be a mirrored GitLab project's path.
+	return slices.Compact(ids)
 }
 
 // repoKey reduces a git URL to "host/path" (lower case, no scheme, user,

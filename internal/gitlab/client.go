@@ -265,9 +265,30 @@ func (c *Client) doWith(ctx context.Context, method, path string, q url.Values, 
 		return nil, fmt.Errorf("%s %s: %w", method, path, ErrForbidden)
 	case resp.StatusCode == http.StatusNotFound:
 		return nil, fmt.Errorf("%s %s: %w", method, path, ErrNotFound)
+	case resp.StatusCode == http.StatusBadRequest:
+		return nil, fmt.Errorf("%w: %w: %s %s answered %s", ErrUnavailable, errBadRequest, method, path, resp.Status)
 	default:
 		return nil, fmt.Errorf("%w: %s %s answered %s", ErrUnavailable, method, path, resp.Status)
 	}
+}
+
+// errBadRequest is a 400: GitLab accepted the JWT (it checks it first)
+// but not the request.
+var errBadRequest = errors.New("bad request")
+
+// ProbeJWT checks that GitLab answers and accepts kas's JWT, with a call
+// that needs the JWT and no other credential: an empty usage_metrics
+// report. GitLab checks the JWT before it reads the body, so 401 is the
+// JWT refused (ErrUnauthorized: gitlab.authentication_secret_file is not
+// GitLab's secret), while 204 (an empty report counts nothing) or 400 (a
+// GitLab that wants other fields) is the JWT accepted. agent_info without
+// an agent token cannot tell the two apart: GitLab answers 401 to both.
+func (c *Client) ProbeJWT(ctx context.Context) error {
+	_, err := c.do(ctx, http.MethodPost, PathUsageMetrics, nil, "", []byte("{}"))
+	if errors.Is(err, errBadRequest) {
+		return nil
+	}
+	return err
 }
 
 // tokenKey is a cache key: the SHA-256 of the token (never the token

@@ -73,6 +73,47 @@ func TestWrongSecretRefused(t *testing.T) {
 	}
 }
 
+// TestProbeJWT: GitLab accepting kas's JWT, refusing it (wrong secret),
+// a GitLab that wants other usage fields (400, still the JWT accepted)
+// and GitLab down are told apart.
+func TestProbeJWT(t *testing.T) {
+	gl := fakegitlab.New(t)
+	ctx := context.Background()
+	if err := newClient(t, gl, nil).ProbeJWT(ctx); err != nil {
+		t.Fatalf("right secret: %v", err)
+	}
+	wrong := newClient(t, gl, func(c *gitlab.Config) { c.Secret = []byte(strings.Repeat("w", 32)) })
+	if err := wrong.ProbeJWT(ctx); !errors.Is(err, gitlab.ErrUnauthorized) {
+		t.Fatalf("wrong secret: %v, want ErrUnauthorized", err)
+	}
+	gl.SetDown(true)
+	if err := newClient(t, gl, nil).ProbeJWT(ctx); !errors.Is(err, gitlab.ErrUnavailable) {
+		t.Fatalf("GitLab down: %v, want ErrUnavailable", err)
+	}
+	gl.SetDown(false)
+	if len(gl.Usage()) != 1 || !gl.Usage()[0].IsEmpty() {
+		t.Fatalf("usage_metrics got %+v, want one empty report (the probe)", gl.Usage())
+	}
+
+	old := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != gitlab.PathUsageMetrics || gitlab.VerifyJWT(gl.Secret, r.Header.Get(gitlab.HeaderKasAPIRequest), gitlab.IssuerKas, gitlab.AudienceGitLab, time.Now()) != nil {
+			http.Error(w, `{"message":"401 Unauthorized"}`, http.StatusUnauthorized)
+			return
+		}
+		http.Error(w, `{"error":"gitops_sync_count is missing"}`, http.StatusBadRequest)
+	}))
+	defer old.Close()
+	u, _ := url.Parse(old.URL)
+	c, err := gitlab.New(gitlab.Config{Address: u, Secret: gl.Secret, HTTPClient: old.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ProbeJWT(ctx); err != nil {
+		t.Fatalf("400 after the JWT check: %v, want accepted", err)
+	}
+	old.CloseClientConnections()
+}
+
 // TestAgentInfoCache: a good answer is trusted for info_cache_ttl (a
 // revoked token still works that long, and no more), a refusal is
 // remembered for info_cache_error_ttl, and during an outage the last good

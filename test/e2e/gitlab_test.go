@@ -92,8 +92,9 @@ type glKas struct {
 //   - GitLab's agent tracker, called with a gRPC client built from our
 //     protos, lists the agents connected to both replicas;
 //   - with GitLab down, the connected agent keeps working;
-//   - a revoked token: a new connection is refused once info_cache_ttl
-//     passed, and nothing the agent applied is pruned.
+//   - a revoked token: the running agentk's connection is closed and its
+//     reconnection refused once info_cache_ttl passed, and nothing the
+//     agent applied is pruned.
 func TestGitLab(t *testing.T) {
 	setup(t)
 	dir := t.TempDir()
@@ -321,17 +322,23 @@ current-context: kas
 	}
 	gl.SetDown(false)
 
-	// Revoked: a new connection is refused within info_cache_ttl; nothing
-	// is pruned.
+	// Revoked: the open connection is closed within about info_cache_ttl
+	// (kas asks GitLab again about connected agents' tokens), agentk's
+	// reconnection is refused, and nothing is pruned.
 	gl.RevokeToken(prodToken)
 	revokedAt := time.Now()
-	prodAgent.stop()
-	prodAgent = startAgentk("prod-again", prodToken, replicas[0])
 	waitFor(t, ttl+30*time.Second, "the revoked token to be refused", func() bool {
 		return strings.Contains(prodAgent.output(), "unknown agent token")
 	})
 	if d := time.Since(revokedAt); d > ttl+15*time.Second {
 		t.Fatalf("revoked token refused only after %v", d)
+	}
+	waitFor(t, 10*time.Second, "the revoked agent's connection to close", func() bool {
+		getJSON(t, "http://"+replicas[0].obsAddr+"/api/v1/agents/"+prodID, &status)
+		return status.ConnectedSessions == 0
+	})
+	if !strings.Contains(replicas[0].output(), "GitLab no longer accepts a token of this agent") {
+		t.Fatalf("kas does not say why it closed the agent's connection:\n%s", replicas[0].output())
 	}
 	time.Sleep(3 * time.Second)
 	out := mustKubectl(t, admin, "", "get", "configmaps", "-n", ns, "-o", "name")

@@ -1,0 +1,133 @@
+package kas
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	tu "kubetunnel/internal/testutil"
+)
+
+// TestCheckGitLab: kas check with gitlab: says, one line per item, whether
+// the secret loads, GitLab answers and accepts kas's JWT, the git
+// credential is readable and the api listener's secret loads; and it
+// fails naming the item for each way of getting them wrong.
+func TestCheckGitLab(t *testing.T) {
+	e := newGitLabEnv(t, time.Minute, time.Minute)
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	base := *e.cfg
+	base.API = &APISection{Listen: APIListen{Address: "127.0.0.1:0", AuthenticationSecretFile: e.gl.SecretFile}}
+	check := func(mutate func(c *Config, g *GitLabSection)) (bool, string) {
+		t.Helper()
+		c := base
+		g := *base.GitLab
+		api := *base.API
+		c.GitLab, c.API = &g, &api
+		if mutate != nil {
+			mutate(&c, &g)
+		}
+		var out bytes.Buffer
+		ok := Check(context.Background(), &c, &out)
+		return ok, out.String()
+	}
+
+	ok, out := check(nil)
+	for _, want := range []string{
+		"ok    gitlab.authentication_secret_file " + e.gl.SecretFile + ": 32 bytes",
+		"ok    gitlab " + e.gl.URL + ": reachable, accepts kas's JWT",
+		"ok    gitlab.git.password_file " + e.gl.GitPasswordFile,
+		"ok    api.listen.authentication_secret_file " + e.gl.SecretFile + ": 32 bytes\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("good config: no %q in:\n%s", want, out)
+		}
+	}
+	if !ok || strings.Contains(out, "FAIL") || strings.Contains(out, "WARN  gitlab.address") {
+		t.Fatalf("good config: ok=%v\n%s", ok, out)
+	}
+
+	other := write("other-secret", base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32))+"\n")
+	short := write("short-secret", base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 16)))
+	for _, c := range []struct {
+		name   string
+		mutate func(*Config, *GitLabSection)
+		want   string
+	}{
+		{"another secret", func(_ *Config, g *GitLabSection) { g.AuthenticationSecretFile = other },
+			"FAIL  gitlab " + e.gl.URL + ": GitLab refuses kas's JWT (401)"},
+		{"a short secret", func(_ *Config, g *GitLabSection) { g.AuthenticationSecretFile = short },
+			"FAIL  gitlab.authentication_secret_file " + short + ": " + short + ": decodes to 16 bytes, want at least 32"},
+		{"a missing git credential", func(_ *Config, g *GitLabSection) { g.Git.PasswordFile = filepath.Join(dir, "none") },
+			"FAIL  gitlab.git.password_file " + filepath.Join(dir, "none") + ": open "},
+		{"an empty git credential", func(_ *Config, g *GitLabSection) { g.Git.PasswordFile = write("empty", "\n") },
+			"is empty"},
+		{"a short api secret", func(c *Config, _ *GitLabSection) { c.API.Listen.AuthenticationSecretFile = short },
+			"FAIL  api.listen.authentication_secret_file " + short},
+		{"GitLab unreachable", func(_ *Config, g *GitLabSection) { g.Address = "http://127.0.0.1:1"; g.Git = GitLabGit{} },
+			"FAIL  gitlab http://127.0.0.1:1: GitLab is unreachable"},
+	} {
+		ok, out := check(c.mutate)
+		if ok || !strings.Contains(out, c.want) {
+			t.Errorf("%s: ok=%v, want a line with %q:\n%s", c.name, ok, c.want, out)
+		}
+	}
+	_, out = check(func(_ *Config, g *GitLabSection) { g.Address = "http://127.0.0.1:1"; g.Git = GitLabGit{} })
+	if !strings.Contains(out, `WARN  gitlab.address "http://127.0.0.1:1" is plain http://`) {
+		t.Errorf("no warning for http://:\n%s", out)
+	}
+	_, out = check(func(c *Config, _ *GitLabSection) { c.API.Listen.AuthenticationSecretFile = other })
+	if !strings.Contains(out, "not the same key as gitlab.authentication_secret_file") {
+		t.Errorf("no note for two different secrets:\n%s", out)
+	}
+	e.gl.SetDown(true)
+	if ok, out := check(nil); ok || !strings.Contains(out, "FAIL  gitlab "+e.gl.URL+": GitLab is unreachable") {
+		t.Errorf("GitLab down: ok=%v\n%s", ok, out)
+	}
+	e.gl.SetDown(false)
+}
+
+// TestGitLabStatusAPIUsers: with gitlab:, the status API scopes callers
+// by users[] tokens naming agents by GitLab id; a GitLab personal access
+// token is not a status API credential (401).
+func TestGitLabStatusAPIUsers(t *testing.T) {
+	e := newGitLabEnv(t, time.Minute, time.Minute)
+	key := strconv.FormatInt(e.agent.ID, 10)
+	e.cfg.Users = []UserEntry{
+		{Name: "alice", TokenSHA256: []string{HashToken(aliceToken)}, Agents: []string{key}},
+		{Name: "bob", TokenSHA256: []string{HashToken(bobToken)}, Agents: []string{"999999"}},
+	}
+	e.start()
+	a, err := e.dialToken(e.token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	firstConfig(t, a)
+	list := func(token string) (int, string) {
+		code, body := tu.Do(t, http.MethodGet, e.obsURL()+"/api/v1/agents", nil, map[string]string{"Authorization": "Bearer " + token})
+		return code, string(body)
+	}
+	if code, body := list(aliceToken); code != 200 || !strings.Contains(body, `"id": `+key) {
+		t.Fatalf("alice: %d %s", code, body)
+	}
+	if code, body := list(bobToken); code != 200 || strings.Contains(body, `"id": `+key) {
+		t.Fatalf("bob sees an agent users[] does not give him: %d %s", code, body)
+	}
+	_, pat := e.gl.AddUser("carol", e.agent)
+	if code, body := list(pat); code != http.StatusUnauthorized {
+		t.Fatalf("GitLab personal access token: %d %s, want 401", code, body)
+	}
+}

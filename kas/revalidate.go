@@ -1,0 +1,130 @@
+package kas
+
+import (
+	"context"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"kubetunnel/internal/gitlab"
+)
+
+// revalidatePeriod is how often the tokens of connected agents are asked
+// about again: a quarter of info_cache_ttl. Answers come from the GitLab
+// client's cache until they expire, so GitLab sees at most one agent_info
+// per token per info_cache_ttl (as for new connections), and a token
+// GitLab refuses closes its agent's connections within about
+// info_cache_ttl + this period.
+func revalidatePeriod(cfg *Config) time.Duration {
+	return max(cfg.Agent.InfoCacheTTL/4, 100*time.Millisecond)
+}
+
+// agentSessions is what revalidate needs of the session registry.
+type agentSessions interface {
+	agents() []string
+	revoke(agent string) int
+}
+
+var _ agentSessions = (*sessionRegistry)(nil)
+
+// revalidate asks GitLab again, every period, about the tokens of the
+// agents connected here. When GitLab refuses one (401/403/404: revoked,
+// or the agent deleted), every connection of that agent to this kas is
+// closed: kas cannot tell which connection used which token, and agentk
+// replicas holding a token GitLab still accepts reconnect at once. GitLab
+// being unreachable closes nothing, and neither does a refusal while
+// GitLab does not accept kas's own JWT (a wrong or rotated
+// gitlab.authentication_secret_file would otherwise look like every
+// token revoked).
+func (r *gitlabRegistry) revalidate(ctx context.Context, period time.Duration, sessions agentSessions) error {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		r.revalidateOnce(ctx, sessions)
+	}
+}
+
+func (r *gitlabRegistry) revalidateOnce(ctx context.Context, sessions agentSessions) {
+	var jwtChecked bool
+	var jwtErr error
+	for _, key := range sessions.agents() {
+		var refused []string
+		for _, tok := range r.tokensOf(key) {
+			res, err := r.client.GetAgentInfo(ctx, tok)
+			if gitlab.IsRefusal(err) || (err == nil && strconv.FormatInt(int64(res.AgentID), 10) != key) {
+				refused = append(refused, tok)
+			}
+		}
+		// A token the manifest path found refused (project_info 401) was
+		// forgotten there: it counts too.
+		if !r.takeRefused(key) && len(refused) == 0 {
+			continue
+		}
+		a, _ := r.Agent(key)
+		if a.Key == "" {
+			a = Agent{Key: key, Name: key}
+		}
+		if !jwtChecked {
+			jwtChecked, jwtErr = true, r.client.ProbeJWT(ctx)
+		}
+		if jwtErr != nil {
+			r.logger.Warn("GitLab refuses a token of a connected agent, but kas cannot confirm that GitLab accepts its own JWT: keeping the agent's connections", append(a.LogAttrs(), "err", jwtErr)...)
+			r.markRefused(key)
+			continue
+		}
+		for _, tok := range refused {
+			r.forget(key, tok)
+		}
+		r.takeRefused(key)
+		n := sessions.revoke(key)
+		r.logger.Warn("GitLab no longer accepts a token of this agent: closing its connections to this kas (agentk replicas with a token GitLab accepts reconnect)", append(a.LogAttrs(), "connections", n)...)
+	}
+}
+
+// closeRevoked closes a session whose agent GitLab no longer vouches for:
+// no new request picks it, agentk is told to dial anew, and the requests
+// in flight get up to drain_timeout. There is no hand-over wait: a
+// connection with a revoked token must not linger.
+func (s *Server) closeRevoked(sess *agentSession, log *slog.Logger) {
+	log.Warn("Closing agent connection: GitLab no longer accepts a token of this agent")
+	sess.closing.Store(true)
+	done := sess.startDrain()
+	var wg sync.WaitGroup
+	// The hint may wait for an agentk that does not answer; closing the
+	// session below ends it.
+	wg.Go(func() {
+		if err := sendGoAway(sess); err != nil {
+			log.Debug("GoAway signal not delivered", "err", err)
+		}
+	})
+	_ = sess.GoAway()
+	timeout := time.NewTimer(s.cfg.Agent.Listen.DrainTimeout)
+	defer timeout.Stop()
+	// Idle pooled streams count as open: close them now, and again as
+	// requests in flight finish and return theirs to the pool.
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for wait := true; wait; {
+		sess.transport.CloseIdleConnections()
+		select {
+		case <-done:
+			// A request that picked the session just before closing was
+			// set fails with the session; pick no longer returns it.
+			wait = false
+		case <-sess.CloseChan():
+			wait = false
+		case <-timeout.C:
+			log.Warn("Drain timeout: closing the agent connection with requests in flight", "open_streams", sess.open.Load())
+			wait = false
+		case <-tick.C:
+		}
+	}
+	sess.Close()
+	wg.Wait()
+}
