@@ -215,3 +215,161 @@ config:
 		t.Errorf("limits.memory lots: %v, want an error naming resources.limits.memory", err)
 	}
 }
+
+// containerPortNames are the named ports of the kas container.
+func containerPortNames(c map[string]any) []string {
+	var names []string
+	for _, p := range list(c, "ports") {
+		names = append(names, str(p, "name"))
+	}
+	return names
+}
+
+// The NetworkPolicy lets agents, kubectl and GitLab reach their listeners,
+// the other replicas the private API, and only the namespace (or the
+// peers named) the unauthenticated observability port; every port it
+// names is a container port.
+func TestKasNetworkPolicy(t *testing.T) {
+	ns := namespace(t)
+	if n := len(mustRender(t, "kas", "kas", ns, "").find("NetworkPolicy")); n != 0 {
+		t.Errorf("%d NetworkPolicies by default, want none", n)
+	}
+	r := mustRender(t, "kas", "kas", ns, `
+replicas: 2
+privateAPI: {secretName: kas-private-api}
+gitlab: {secretName: gitlab-kas-secret}
+config:
+  redis: {address: "redis.kas.svc:6379"}
+  gitlab: {address: "https://gitlab.example.com"}
+networkPolicy:
+  enabled: true
+  egress:
+  - ports: [{port: 53, protocol: UDP}]
+`)
+	dryRunApply(t, r)
+	np := r.one(t, "NetworkPolicy")
+	ports := containerPortNames(container(r.one(t, "Deployment")))
+	from := map[string]string{}
+	for _, rule := range list(np, "spec", "ingress") {
+		for _, p := range list(rule, "ports") {
+			if !slices.Contains(ports, str(p, "port")) {
+				t.Errorf("NetworkPolicy names port %q; the container has %v", str(p, "port"), ports)
+			}
+			from[str(p, "port")] = fmt.Sprint(get(rule, "from"))
+		}
+	}
+	want := map[string]string{
+		"agent":          "<nil>",
+		"kubernetes-api": "<nil>",
+		"api":            "<nil>",
+		"private-api":    "[map[podSelector:map[matchLabels:map[app.kubernetes.io/instance:kas app.kubernetes.io/name:kas]]]]",
+		"observability":  "[map[podSelector:map[]]]",
+	}
+	if !reflect.DeepEqual(from, want) {
+		t.Errorf("NetworkPolicy ingress by port %v, want %v", from, want)
+	}
+	if fmt.Sprint(get(np, "spec", "policyTypes")) != "[Ingress Egress]" || fmt.Sprint(get(np, "spec", "egress", 0, "ports", 0, "port")) != "53" {
+		t.Errorf("NetworkPolicy %v: want the egress rules given", get(np, "spec"))
+	}
+	if str(np, "spec", "podSelector", "matchLabels", "app.kubernetes.io/instance") != "kas" {
+		t.Errorf("NetworkPolicy selects %v", get(np, "spec", "podSelector"))
+	}
+
+	// Agents from given peers; observability also from the monitoring
+	// namespace; no egress rules: egress open, no api/private-api rules.
+	r = mustRender(t, "kas", "kas", ns, `
+networkPolicy:
+  enabled: true
+  agentFrom: [{ipBlock: {cidr: 10.0.0.0/8}}]
+  observabilityFrom:
+  - podSelector: {}
+  - namespaceSelector:
+      matchLabels: {kubernetes.io/metadata.name: monitoring}
+`)
+	dryRunApply(t, r)
+	np = r.one(t, "NetworkPolicy")
+	if fmt.Sprint(get(np, "spec", "policyTypes")) != "[Ingress]" {
+		t.Errorf("policyTypes %v, want [Ingress] without egress rules", get(np, "spec", "policyTypes"))
+	}
+	rules := list(np, "spec", "ingress")
+	if len(rules) != 2 || fmt.Sprint(get(rules[0], "ports")) != "[map[port:agent protocol:TCP] map[port:kubernetes-api protocol:TCP]]" ||
+		str(rules[0], "from", 0, "ipBlock", "cidr") != "10.0.0.0/8" ||
+		str(rules[1], "ports", 0, "port") != "observability" || str(rules[1], "from", 1, "namespaceSelector", "matchLabels", "kubernetes.io/metadata.name") != "monitoring" {
+		t.Errorf("NetworkPolicy ingress %v", rules)
+	}
+}
+
+// Ingresses for the agent WebSocket and the Kubernetes API listener:
+// routed to the Service ports of those listeners, with the annotations
+// ingress-nginx needs for connections open for hours, and admitted by the
+// real API server.
+func TestKasIngress(t *testing.T) {
+	ns := namespace(t)
+	if n := len(mustRender(t, "kas", "kas", ns, "ingress: {agent: {host: kas.example.com}}").find("Ingress")); n != 0 {
+		t.Errorf("%d Ingresses without ingress.enabled, want none", n)
+	}
+	r := mustRender(t, "kas", "kas", ns, `
+tls:
+  kubernetesAPI: {secretName: kas-api-tls}
+ingress:
+  enabled: true
+  className: nginx
+  annotations: {cert-manager.io/cluster-issuer: letsencrypt}
+  agent:
+    host: kas.example.com
+    tls: [{hosts: [kas.example.com], secretName: kas-ingress-tls}]
+  kubernetesAPI:
+    host: k8s-proxy.example.com
+    annotations: {nginx.ingress.kubernetes.io/proxy-read-timeout: "7200"}
+`)
+	dryRunApply(t, r)
+	svc, _ := kasServices(t, r)
+	svcPorts := map[string]bool{}
+	for _, p := range list(svc, "spec", "ports") {
+		svcPorts[str(p, "name")] = true
+	}
+	ings := r.find("Ingress")
+	if len(ings) != 2 {
+		t.Fatalf("%d Ingresses, want 2:\n%s", len(ings), r.YAML)
+	}
+	for _, ing := range ings {
+		ann := func(k string) string { return str(ing, "metadata", "annotations", k) }
+		backend := get(ing, "spec", "rules", 0, "http", "paths", 0, "backend", "service")
+		if str(backend, "name") != svc.name() || !svcPorts[str(backend, "port", "name")] {
+			t.Errorf("Ingress %s routes to %v; the Service %s has ports %v", ing.name(), backend, svc.name(), svcPorts)
+		}
+		if str(ing, "spec", "ingressClassName") != "nginx" || ann("cert-manager.io/cluster-issuer") != "letsencrypt" ||
+			ann("nginx.ingress.kubernetes.io/proxy-send-timeout") != "3600" || ann("nginx.ingress.kubernetes.io/proxy-buffering") != "off" ||
+			ann("nginx.ingress.kubernetes.io/proxy-body-size") != "0" {
+			t.Errorf("Ingress %s metadata %v spec %v", ing.name(), get(ing, "metadata"), get(ing, "spec"))
+		}
+		switch ing.name() {
+		case "kas-agent":
+			if str(ing, "spec", "rules", 0, "host") != "kas.example.com" || str(backend, "port", "name") != "agent" ||
+				str(ing, "spec", "tls", 0, "secretName") != "kas-ingress-tls" ||
+				ann("nginx.ingress.kubernetes.io/proxy-read-timeout") != "3600" || ann("nginx.ingress.kubernetes.io/backend-protocol") != "" {
+				t.Errorf("agent Ingress %v", ing)
+			}
+		case "kas-kubernetes-api":
+			// The listener has TLS: nginx must speak HTTPS to it; the
+			// Ingress's own annotations win.
+			if str(ing, "spec", "rules", 0, "host") != "k8s-proxy.example.com" || str(backend, "port", "name") != "kubernetes-api" ||
+				ann("nginx.ingress.kubernetes.io/backend-protocol") != "HTTPS" || ann("nginx.ingress.kubernetes.io/proxy-read-timeout") != "7200" {
+				t.Errorf("kubernetes-api Ingress %v", ing)
+			}
+		default:
+			t.Errorf("unexpected Ingress %s", ing.name())
+		}
+	}
+	// Only the listeners with a host; no nginx annotations when asked.
+	r = mustRender(t, "kas", "kas", ns, "ingress: {enabled: true, nginxAnnotations: false, kubernetesAPI: {host: k.example.com}}")
+	dryRunApply(t, r)
+	if ing := r.one(t, "Ingress"); ing.name() != "kas-kubernetes-api" || get(ing, "metadata", "annotations") != nil {
+		t.Errorf("Ingress %v: want kas-kubernetes-api only, no annotations", ing)
+	}
+	// Raw TCP agents cannot go through an Ingress.
+	_, err := renderChart("kas", "kas", ns, "ingress: {enabled: true, agent: {host: kas.example.com}}\nconfig: {agent: {listen: {websocket: false}}}")
+	if err == nil || !strings.Contains(err.Error(), "websocket") {
+		t.Errorf("Ingress for a raw TCP agent listener: %v, want an error naming websocket", err)
+	}
+}
