@@ -361,6 +361,9 @@ ingress:
 			t.Errorf("unexpected Ingress %s", ing.name())
 		}
 	}
+	if !strings.Contains(r.Notes, "--kas-address=wss://kas.example.com/") || !strings.Contains(r.Notes, "http://k8s-proxy.example.com/agents/NAME") {
+		t.Errorf("NOTES do not name the Ingress addresses:\n%s", r.Notes)
+	}
 	// Only the listeners with a host; no nginx annotations when asked.
 	r = mustRender(t, "kas", "kas", ns, "ingress: {enabled: true, nginxAnnotations: false, kubernetesAPI: {host: k.example.com}}")
 	dryRunApply(t, r)
