@@ -370,6 +370,10 @@ ingress:
 	if ing := r.one(t, "Ingress"); ing.name() != "kas-kubernetes-api" || get(ing, "metadata", "annotations") != nil {
 		t.Errorf("Ingress %v: want kas-kubernetes-api only, no annotations", ing)
 	}
+	// Enabled without a host would render nothing.
+	if _, err := renderChart("kas", "kas", ns, "ingress: {enabled: true}"); err == nil || !strings.Contains(err.Error(), "ingress.agent.host") {
+		t.Errorf("ingress.enabled without hosts: %v, want an error naming ingress.agent.host", err)
+	}
 	// Raw TCP agents cannot go through an Ingress.
 	_, err := renderChart("kas", "kas", ns, "ingress: {enabled: true, agent: {host: kas.example.com}}\nconfig: {agent: {listen: {websocket: false}}}")
 	if err == nil || !strings.Contains(err.Error(), "websocket") {
