@@ -96,3 +96,18 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- mergeOverwrite (deepCopy .Values.config) $managed | toYaml }}
 {{- end }}
+
+{{/* GOMEMLIMIT in bytes: goMemLimit.ratio of resources.limits.memory
+(a Kubernetes quantity: plain bytes, or with a k/M/G/T or Ki/Mi/Gi/Ti suffix). */}}
+{{- define "kas.goMemLimit" -}}
+{{- $q := .Values.resources.limits.memory -}}
+{{- if kindIs "float64" $q }}{{ $q = int64 $q }}{{ end -}}
+{{- $q = toString $q -}}
+{{- $num := regexFind "^[0-9]+(\\.[0-9]+)?" $q -}}
+{{- $unit := trimPrefix $num $q -}}
+{{- $units := dict "" 1 "k" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 -}}
+{{- if or (not $num) (not (hasKey $units $unit)) -}}
+{{- fail (printf "resources.limits.memory %q: want a quantity such as 512Mi or 1G (for GOMEMLIMIT; or set goMemLimit.enabled: false)" $q) -}}
+{{- end -}}
+{{- mulf (float64 $num) (get $units $unit) .Values.goMemLimit.ratio | floor | int64 -}}
+{{- end -}}
