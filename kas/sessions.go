@@ -1,9 +1,11 @@
 package kas
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"sync"
@@ -229,6 +231,12 @@ func (r *sessionRegistry) pick(agent string) (*agentSession, error) {
 // maxAttempts bounds the sessions one request is tried on.
 const maxAttempts = 3
 
+// maxReplayBody is the largest request body (by Content-Length) kept in
+// memory so that a request agentk refused can be sent again on another
+// session. The stream's body writer starts reading at once, so without a
+// copy a refused create or update (kubectl apply) could not be retried.
+const maxReplayBody = 64 << 10
+
 // RoundTripper implements kasproxy.Tunnels. A session whose agentk is
 // stopping refuses new streams (yamux GoAway) and has closed its idle
 // ones; a request that meets it has sent nothing yet and goes to another
@@ -241,9 +249,20 @@ func (r *sessionRegistry) RoundTripper(agent string) (http.RoundTripper, error) 
 	}
 	return kasproxy.RoundTripperFunc(func(req *http.Request) (*http.Response, error) {
 		var body *kubehttp.GuardedBody
+		var replay []byte
 		if req.Body != nil && req.Body != http.NoBody {
-			body = &kubehttp.GuardedBody{ReadCloser: req.Body}
-			req.Body = body
+			if req.ContentLength > 0 && req.ContentLength <= maxReplayBody {
+				b, err := io.ReadAll(io.LimitReader(req.Body, req.ContentLength))
+				req.Body.Close()
+				if err != nil {
+					return nil, fmt.Errorf("read the request body: %w", err)
+				}
+				replay = b
+				req.Body = io.NopCloser(bytes.NewReader(replay))
+			} else {
+				body = &kubehttp.GuardedBody{ReadCloser: req.Body}
+				req.Body = body
+			}
 		}
 		for attempt := 1; ; attempt++ {
 			resp, err := s.RoundTrip(req)
@@ -253,6 +272,9 @@ func (r *sessionRegistry) RoundTripper(agent string) (http.RoundTripper, error) 
 			refused := errors.Is(err, yamux.ErrRemoteGoAway) || errors.Is(err, yamux.ErrConnectionReset)
 			if !refused || (body != nil && body.Touched()) || attempt == maxAttempts {
 				return resp, err
+			}
+			if replay != nil {
+				req.Body = io.NopCloser(bytes.NewReader(replay))
 			}
 			if errors.Is(err, yamux.ErrRemoteGoAway) {
 				s.goneAway.Store(true)
