@@ -22,7 +22,7 @@ import (
 func (s *Server) projectAccess(ctx context.Context, agent Agent, project string) (string, error) {
 	if s.gitlab == nil {
 		if !s.repoSet.Has(project) || !agent.mayRead(project) {
-			return "", status.Errorf(codes.NotFound, "manifest project %q is not a repository this agent may read: add it to repositories[] and to agents[].projects in the kas config, or fix gitops.manifest_projects[].id", project)
+			return "", status.Errorf(codes.NotFound, "manifest project %q is not a repository agent %q may read: an agent reads only its config project unless the kas config lists the repository in repositories[] and in that agent's agents[].projects (or fix gitops.manifest_projects[].id)", project, agent.Name)
 		}
 		return project, nil
 	}

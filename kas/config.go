@@ -175,10 +175,9 @@ type AgentEntry struct {
 	Name          string   `yaml:"name"`
 	ConfigProject string   `yaml:"config_project"`
 	TokenSHA256   []string `yaml:"token_sha256"`
-	// Projects are the repositories[].id this agent may read (its config
-	// project always). Not set: every repository, with a warning at start,
-	// so that configs written before this key keep working; [] : only the
-	// config project.
+	// Projects are the repositories[].id this agent may read besides its
+	// config project (always readable). Not set or []: only the config
+	// project, so a token cannot read repositories its agent was not given.
 	Projects []string `yaml:"projects"`
 }
 

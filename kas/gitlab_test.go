@@ -2,6 +2,7 @@ package kas
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"path/filepath"
 	"strconv"
@@ -313,33 +314,34 @@ func TestGitLabConfigValidation(t *testing.T) {
 	}
 }
 
-// TestAgentProjects: a standalone agent reads only the repositories
-// agents[].projects gives it (and its config project); without the key it
-// reads every repository, as before, with a warning at start.
+// TestAgentProjects: a standalone agent reads its config project and the
+// repositories agents[].projects gives it, nothing else: without the key
+// (or with []) only its config project, and a refusal names the agent and
+// agents[].projects.
 func TestAgentProjects(t *testing.T) {
-	e, repo := newGitOpsEnv(t, func(c *Config) { c.Agents[0].Projects = []string{} })
-	repo.Commit("m", map[string]string{"a.yaml": "kind: ConfigMap\n"})
-	e.start()
-	a := e.dialAgent()
-	err := a.watch(t, &rpc.ObjectsToSynchronizeRequest{ProjectId: manifestProject}).end(t, setTimeout)
-	if status.Code(err) != codes.NotFound || !strings.Contains(err.Error(), "agents[].projects") {
-		t.Fatalf("repository not in agents[].projects: %v, want NotFound naming agents[].projects", err)
+	for _, tc := range []struct {
+		name     string
+		projects []string
+	}{{"unset", nil}, {"empty", []string{}}} {
+		e, repo := newGitOpsEnv(t, func(c *Config) { c.Agents[0].Projects = tc.projects })
+		repo.Commit("m", map[string]string{"a.yaml": "kind: ConfigMap\n"})
+		e.start()
+		a := e.dialAgent()
+		err := a.watch(t, &rpc.ObjectsToSynchronizeRequest{ProjectId: manifestProject}).end(t, setTimeout)
+		if status.Code(err) != codes.NotFound || !strings.Contains(err.Error(), "agents[].projects") || !strings.Contains(err.Error(), fmt.Sprintf("agent %q", agentName)) {
+			t.Fatalf("%s: repository not in agents[].projects: %v, want NotFound naming agent %q and agents[].projects", tc.name, err, agentName)
+		}
+		// The config project is always readable.
+		a.watch(t, &rpc.ObjectsToSynchronizeRequest{ProjectId: "group/config"}).next(t, setTimeout)
 	}
-	// The config project is always readable.
-	a.watch(t, &rpc.ObjectsToSynchronizeRequest{ProjectId: "group/config"}).next(t, setTimeout)
 
 	e2, repo2 := newGitOpsEnv(t, func(c *Config) { c.Agents[0].Projects = []string{manifestProject} })
 	repo2.Commit("m", map[string]string{"a.yaml": "kind: ConfigMap\n"})
 	e2.start()
-	e2.dialAgent().watch(t, &rpc.ObjectsToSynchronizeRequest{ProjectId: manifestProject}).next(t, setTimeout)
+	a2 := e2.dialAgent()
+	a2.watch(t, &rpc.ObjectsToSynchronizeRequest{ProjectId: manifestProject}).next(t, setTimeout)
+	a2.watch(t, &rpc.ObjectsToSynchronizeRequest{ProjectId: "group/config"}).next(t, setTimeout)
 
-	e3, repo3 := newGitOpsEnv(t, nil)
-	repo3.Commit("m", map[string]string{"a.yaml": "kind: ConfigMap\n"})
-	e3.start()
-	e3.dialAgent().watch(t, &rpc.ObjectsToSynchronizeRequest{ProjectId: manifestProject}).next(t, setTimeout)
-	if !e3.kasLog.Contains("agents[].projects is not set") {
-		t.Fatalf("no warning for an agent without agents[].projects:\n%s", e3.kasLog)
-	}
 	if _, err := ParseConfig([]byte("repositories:\n- id: a\n  url: file:///x\nagents:\n- name: p\n  projects: [b]\n")); err == nil || !strings.Contains(err.Error(), `agents[0].projects[0]: "b" is not a repositories[].id`) {
 		t.Fatalf("unknown project: %v", err)
 	}

@@ -31,8 +31,8 @@ const (
 //
 // GetObjectsToSynchronize, as kas serves it:
 //
-//   - project_id must be a repositories[].id of the kas config (for now
-//     every agent may read every configured repository); another id ends
+//   - project_id must be a repository the agent may read (standalone: its
+//     config project or one its agents[].projects lists); another id ends
 //     the call with NotFound naming it. A malformed ref is InvalidArgument;
 //     a bad glob is InvalidArgument and too many globs FailedPrecondition
 //     (max_number_of_paths), both before anything is sent.

@@ -30,6 +30,8 @@ func newGitOpsEnv(t *testing.T, mutate func(*Config)) (*env, *tu.GitRepo) {
 	e := newEnv(t, "ws")
 	repo := tu.NewGitRepo(t)
 	e.cfg.Repositories = append(e.cfg.Repositories, repoEntry(manifestProject, repo.URL()))
+	// An agent reads only its config project unless given more.
+	e.cfg.Agents[0].Projects = []string{manifestProject}
 	e.cfg.Agent.GitOps.PollPeriod = 100 * time.Millisecond
 	if mutate != nil {
 		mutate(e.cfg)

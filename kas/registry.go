@@ -34,13 +34,14 @@ type Agent struct {
 	// standalone).
 	ConfigProjectID int64
 	// projects are the repositories a standalone agent may read besides
-	// its config project; nil: all (agents[].projects not set).
+	// its config project (agents[].projects); none by default, so that a
+	// leaked token cannot read repositories the agent was not given.
 	projects []string
 }
 
 // mayRead reports whether a standalone agent may read repository id.
 func (a Agent) mayRead(id string) bool {
-	return a.projects == nil || id == a.ConfigProject || slices.Contains(a.projects, id)
+	return id == a.ConfigProject || slices.Contains(a.projects, id)
 }
 
 // LogAttrs are the agent's identity for log lines: name, GitLab id and
@@ -125,9 +126,6 @@ func newStaticRegistry(cfg *Config) *staticRegistry {
 	r := &staticRegistry{}
 	for _, e := range cfg.Agents {
 		a := Agent{Key: e.Name, Name: e.Name, ConfigProject: e.ConfigProject, projects: e.Projects}
-		if e.Projects != nil && a.projects == nil {
-			a.projects = []string{}
-		}
 		r.agents = append(r.agents, a)
 		for _, h := range e.TokenSHA256 {
 			r.tokens.add(h, a)

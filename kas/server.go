@@ -90,11 +90,6 @@ func New(cfg *Config, logger *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, a := range cfg.Agents {
-		if a.Projects == nil && len(cfg.Repositories) > 1 {
-			logger.Warn("agents[].projects is not set: this agent may read every repository in repositories[]; list the ones it needs", "agent", a.Name)
-		}
-	}
 	registry, glClient, err := newRegistry(cfg, logger)
 	if err != nil {
 		return nil, err
