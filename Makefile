@@ -7,7 +7,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo v0.1
 COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
 # The commit goes into kas_build_info/agentk_build_info, and agentk reports
 # it to kas (GitLab's agent tracker shows it).
-LDFLAGS := -X kubetunnel/version.Version=$(VERSION) -X kubetunnel/agentk.GitCommit=$(COMMIT) -X kubetunnel/kas.GitCommit=$(COMMIT)
+LDFLAGS := -X kubetunnel/version.Version=$(VERSION) -X kubetunnel/version.Commit=$(COMMIT)
 
 # Packages whose tests run with the race detector: the tunnel, and the code
 # on both ends of it.

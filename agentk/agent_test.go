@@ -19,6 +19,7 @@ import (
 	"kubetunnel/api/rpc"
 	"kubetunnel/internal/testutil"
 	"kubetunnel/tunnel"
+	"kubetunnel/version"
 )
 
 const (
@@ -205,7 +206,7 @@ func TestHelloCarriesMetadata(t *testing.T) {
 	kas.Session(10 * time.Second)
 	h := kas.Hellos()[0]
 	want := tunnel.Hello{Token: agentToken, AgentVersion: h.AgentVersion, Protocol: tunnel.MaxProtocol,
-		PodNamespace: "gitlab-agent", PodName: "agentk-5f7d-x2x9q", KubernetesVersion: "v1.37.0-fake", GitCommit: buildCommit()}
+		PodNamespace: "gitlab-agent", PodName: "agentk-5f7d-x2x9q", KubernetesVersion: "v1.37.0-fake", GitCommit: version.BuildCommit()}
 	if h != want {
 		t.Errorf("hello %+v, want %+v", h, want)
 	}

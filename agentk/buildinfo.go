@@ -22,7 +22,7 @@ func newIdentityMetrics(reg prometheus.Registerer) *identityMetrics {
 		Name: "agentk_build_info",
 		Help: "Always 1; the labels say which agentk this is: version, go_version and commit (empty when the build recorded none).",
 	}, []string{"version", "go_version", "commit"})
-	build.WithLabelValues(version.Version, runtime.Version(), buildCommit()).Set(1)
+	build.WithLabelValues(version.Version, runtime.Version(), version.BuildCommit()).Set(1)
 	m := &identityMetrics{agent: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "agentk_agent_info",
 		Help: "1 for the agent name kas gave this agentk with its configuration (valid or not); absent until the first configuration arrives.",

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
-	"runtime/debug"
 	"sync"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"kubetunnel/tunnel"
+	"kubetunnel/version"
 )
 
 // clusterVersionTTL is how long agentk trusts the cluster's version it
@@ -49,7 +49,7 @@ func newAgentMeta(opts *Options, restCfg *rest.Config, logger *slog.Logger) (*ag
 	return &agentMeta{
 		podNamespace: opts.PodNamespace,
 		podName:      opts.PodName,
-		gitCommit:    buildCommit(),
+		gitCommit:    version.BuildCommit(),
 		logger:       logger,
 		clusterVersion: func(ctx context.Context) (string, error) {
 			// The discovery client has no context parameter; the REST
@@ -89,39 +89,6 @@ func (m *agentMeta) fill(ctx context.Context, h *tunnel.Hello) {
 	m.mu.Lock()
 	h.KubernetesVersion = m.version
 	m.mu.Unlock()
-}
-
-// GitCommit is the commit agentk is built from, set at build time:
-//
-//	go build -ldflags "-X kubetunnel/agentk.GitCommit=$(git rev-parse HEAD)" ./cmd/agentk
-//
-// When empty, the go command's VCS stamp (vcs.revision) is used, if the
-// build recorded one (-buildvcs).
-var GitCommit string
-
-// buildCommit is the commit agentk was built from, or "" if unknown.
-func buildCommit() string {
-	if GitCommit != "" {
-		return GitCommit
-	}
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return ""
-	}
-	var rev string
-	var dirty bool
-	for _, s := range bi.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			rev = s.Value
-		case "vcs.modified":
-			dirty = s.Value == "true"
-		}
-	}
-	if rev != "" && dirty {
-		rev += "-dirty"
-	}
-	return rev
 }
 
 // sendsTokenInClear reports whether address carries the agent token

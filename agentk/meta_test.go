@@ -36,12 +36,3 @@ func TestAgentMetaCachesClusterVersion(t *testing.T) {
 		t.Errorf("after a good lookup: %d calls, version %q", calls, h.KubernetesVersion)
 	}
 }
-
-// The commit set at link time wins over the go command's VCS stamp.
-func TestBuildCommitFromLinker(t *testing.T) {
-	defer func(c string) { GitCommit = c }(GitCommit)
-	GitCommit = "0123456789abcdef0123456789abcdef01234567"
-	if got := buildCommit(); got != GitCommit {
-		t.Errorf("buildCommit() = %q, want the -X value", got)
-	}
-}

@@ -2,7 +2,6 @@ package kas
 
 import (
 	"runtime"
-	"runtime/debug"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -10,46 +9,13 @@ import (
 	"kubetunnel/version"
 )
 
-// GitCommit is the commit kas is built from, set at build time:
-//
-//	go build -ldflags "-X kubetunnel/kas.GitCommit=$(git rev-parse HEAD)" ./cmd/kas
-//
-// When empty, the go command's VCS stamp (vcs.revision) is used, if the
-// build recorded one.
-var GitCommit string
-
-func buildCommit() string {
-	if GitCommit != "" {
-		return GitCommit
-	}
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return ""
-	}
-	var rev, dirty string
-	for _, s := range bi.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			rev = s.Value
-		case "vcs.modified":
-			if s.Value == "true" {
-				dirty = "-dirty"
-			}
-		}
-	}
-	if rev == "" {
-		return ""
-	}
-	return rev + dirty
-}
-
 // newBuildInfo is kas_build_info: always 1, the labels say which kas runs.
 func newBuildInfo() prometheus.Collector {
 	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "kas_build_info",
 		Help: "Always 1; the labels say which kas this is: version, go_version and commit (empty when the build recorded none).",
 	}, []string{"version", "go_version", "commit"})
-	g.WithLabelValues(version.Version, runtime.Version(), buildCommit()).Set(1)
+	g.WithLabelValues(version.Version, runtime.Version(), version.BuildCommit()).Set(1)
 	return g
 }
 

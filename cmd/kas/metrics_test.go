@@ -44,7 +44,7 @@ var builtKas = sync.OnceValues(func() (string, error) {
 	builtKasDir = dir
 	bin := filepath.Join(dir, "kas")
 	cmd := exec.Command("go", "build", "-o", bin, "-ldflags",
-		"-X kubetunnel/version.Version="+testVersion+" -X kubetunnel/kas.GitCommit="+testCommit, ".")
+		"-X kubetunnel/version.Version="+testVersion+" -X kubetunnel/version.Commit="+testCommit, ".")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build: %v\n%s", err, out)
 	}
