@@ -4,6 +4,7 @@ import (
 	"github.com/argoproj/argo-cd/gitops-engine/v3/pkg/health"
 	"github.com/argoproj/argo-cd/gitops-engine/v3/pkg/sync/hook"
 	"github.com/argoproj/argo-cd/gitops-engine/v3/pkg/utils/kube"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
 // health is the worst gitops-engine health of the project's objects (hooks
@@ -33,17 +34,24 @@ func (s *syncRun) health(dryRun bool) string {
 		case obj == nil:
 			status = health.HealthStatusMissing
 		default:
-			h, err := health.GetResourceHealth(obj, nil)
-			switch {
-			case err != nil:
-				status = health.HealthStatusUnknown
-			case h != nil:
-				status = h.Status
-			}
+			status = objectHealth(obj)
 		}
 		if health.IsWorse(worst, status) {
 			worst = status
 		}
 	}
 	return string(worst)
+}
+
+// objectHealth is gitops-engine's health of one object: Unknown when it
+// cannot judge, Healthy when it has no assessment for the kind.
+func objectHealth(obj *unstructured.Unstructured) health.HealthStatusCode {
+	h, err := health.GetResourceHealth(obj, nil)
+	switch {
+	case err != nil:
+		return health.HealthStatusUnknown
+	case h != nil:
+		return h.Status
+	}
+	return health.HealthStatusHealthy
 }

@@ -44,17 +44,10 @@ func (a *Applier) Health(p Project) string {
 	for k := range want {
 		status := health.HealthStatusMissing
 		if r, ok := found[k]; ok && r.Resource != nil {
-			status = health.HealthStatusHealthy
 			if hook.IsHook(r.Resource) {
 				continue
 			}
-			h, err := health.GetResourceHealth(r.Resource, nil)
-			switch {
-			case err != nil:
-				status = health.HealthStatusUnknown
-			case h != nil:
-				status = h.Status
-			}
+			status = objectHealth(r.Resource)
 		}
 		if health.IsWorse(worst, status) {
 			worst = status
