@@ -69,11 +69,14 @@ func NewCluster(ctx context.Context, dir, binDir string, cp *controlplane.Contro
 	}
 	c := &Cluster{Stack: s, RedisAddr: redisAddr}
 	var agentAddrs, apiAddrs []string
+	// All replicas' ports in one call: ports chosen one replica at a time
+	// could repeat, since a replica binds only when it starts.
+	all, err := testutil.FreeAddrs(4 * n)
+	if err != nil {
+		return nil, err
+	}
 	for i := range n {
-		ports, err := testutil.FreeAddrs(4)
-		if err != nil {
-			return nil, err
-		}
+		ports := all[4*i : 4*i+4]
 		r := &Replica{Index: i, AgentAddr: ports[0], APIAddr: ports[1], ObsAddr: ports[2], PrivAddr: ports[3], binDir: s.BinDir,
 			Config: filepath.Join(dir, fmt.Sprintf("kas-%d.yaml", i)), log: filepath.Join(dir, fmt.Sprintf("kas-%d.log", i))}
 		cfg := strings.NewReplacer(s.AgentAddr, r.AgentAddr, s.APIAddr, r.APIAddr, s.ObsAddr, r.ObsAddr,
