@@ -69,6 +69,7 @@ func TestMakeDemoCtrlC(t *testing.T) {
 	// bin/agentk, bin/etcd, bin/kube-apiserver): -o skips them.
 	cmd := exec.Command("make", "--no-print-directory", "-o", "build", "-o", "testbin", "demo", "DEMO_FLAGS=-light")
 	cmd.Dir = root
+	cmd.Env = notUnderMake()
 	var out syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -119,6 +120,7 @@ func TestMakeTestbinSaysWhat(t *testing.T) {
 	}
 	cmd := exec.Command("make", "--no-print-directory", "-n", "-W", "go.mod", "testbin")
 	cmd.Dir = root
+	cmd.Env = notUnderMake()
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("make -n testbin: %v\n%s", err, out)
@@ -129,6 +131,19 @@ func TestMakeTestbinSaysWhat(t *testing.T) {
 			t.Errorf("make testbin does not say it builds bin/%s and about how long:\n%s", bin, out)
 		}
 	}
+}
+
+// notUnderMake is this process's environment without what `make test`
+// passes its children (flags, job server), so the make a test runs is the
+// one a user types.
+func notUnderMake() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); k != "MAKEFLAGS" && k != "MFLAGS" && k != "MAKELEVEL" {
+			env = append(env, kv)
+		}
+	}
+	return env
 }
 
 // waitBanner waits until the demo has printed its banner and returns it.
