@@ -249,3 +249,43 @@ func TestSummarizeText(t *testing.T) {
 		t.Errorf("log:\n%s\nwant a line with %s", buf.String(), want)
 	}
 }
+
+// Many goroutines logging the same failure while windows end (the real
+// clock, a 2 ms window): every record is either written or counted in a
+// summary, none twice.
+func TestSummarizeConcurrent(t *testing.T) {
+	var buf syncBuf
+	s := Summarize(slog.NewJSONHandler(&buf, nil), SummarizeOptions{Window: 2 * time.Millisecond})
+	l := slog.New(s).With("agent", "a")
+	const goroutines, each = 8, 300
+	var wg sync.WaitGroup
+	for range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				l.Error("kas refused the connection", "reason", "bad token")
+				if i%50 == 0 {
+					time.Sleep(3 * time.Millisecond) // let windows end
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	s.Flush()
+	total, lines := 0, 0
+	for _, r := range jsonLines(t, &buf) {
+		lines++
+		if n, ok := r["repeated"].(float64); ok {
+			total += int(n)
+		} else {
+			total++
+		}
+	}
+	if total != goroutines*each {
+		t.Errorf("%d records accounted for in %d lines, want %d", total, lines, goroutines*each)
+	}
+	if lines >= goroutines*each/2 {
+		t.Errorf("%d lines for %d records: not summarised", lines, goroutines*each)
+	}
+}
