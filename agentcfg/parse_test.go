@@ -153,6 +153,12 @@ func TestParseErrors(t *testing.T) {
 			want: []string{`config.yaml: line 4: unknown key "prunee" in gitops.manifest_projects[0] (did you mean prune?); known keys: ` + projectKeys},
 		},
 		{
+			// The example in README.md.
+			name: "unknown key in gitops",
+			in:   "gitops:\n  manifest_projectz: []\n",
+			want: []string{`config.yaml: line 2: unknown key "manifest_projectz" in gitops (did you mean manifest_projects?); known keys: charts, manifest_projects`},
+		},
+		{
 			name: "unknown top-level key",
 			in:   "ci_acess: {}\n",
 			want: []string{`config.yaml: line 1: unknown key "ci_acess" in the top level (did you mean ci_access?); known keys: ` + topKeys},
