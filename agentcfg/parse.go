@@ -19,7 +19,8 @@ func ParseNamed(file string, data []byte, configProject string) (*Config, error)
 	cfg := &Config{}
 	// Fields tagged agentcfg:"ignored" are GitLab's keys that this agent
 	// does not implement: checked like the others, then listed.
-	res, err := yamlconf.Decode(data, cfg, yamlconf.Options{File: file, IgnoredTag: "agentcfg", MaxErrors: maxErrors})
+	// "user:" must not silently mean "no user section" (NullSectionIsError).
+	res, err := yamlconf.Decode(data, cfg, yamlconf.Options{File: file, IgnoredTag: "agentcfg", NullSectionIsError: true, MaxErrors: maxErrors})
 	if err != nil {
 		return nil, err
 	}

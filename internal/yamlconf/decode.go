@@ -45,6 +45,10 @@ type Options struct {
 	// are known but not implemented. Setting one is not an error; its key
 	// path is listed in Result.Ignored. Empty: no such fields.
 	IgnoredTag string
+	// NullSectionIsError refuses an empty (null) value for a pointer to a
+	// struct, such as "user:", where presence is the whole meaning and
+	// null would silently mean "not set". Off, null leaves it nil.
+	NullSectionIsError bool
 	// MaxBytes bounds the input (DefaultMaxBytes when 0).
 	MaxBytes int
 	// MaxNodes bounds the nodes visited, aliases expanded (DefaultMaxNodes

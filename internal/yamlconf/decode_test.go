@@ -71,6 +71,8 @@ func TestDecodeValid(t *testing.T) {
 		{name: "comments only", in: "# nothing\n", want: testConfig{Name: "preset"}},
 		{name: "null document", in: "~\n", want: testConfig{Name: "preset"}},
 		{name: "zero duration needs a unit too", in: "timeout: 0s\n", want: testConfig{Name: "preset"}},
+		{name: "null section without NullSectionIsError", in: "limits:\n", want: testConfig{Name: "preset"}},
+		{name: "null section without NullSectionIsError", in: "limits: null\n", want: testConfig{Name: "preset"}},
 		{name: "trailing document marker", in: "name: a\n---\n", want: testConfig{Name: "a"}},
 		{
 			name: "every kind",
@@ -267,7 +269,7 @@ func TestDecodeErrors(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg, _, err := decode(tc.in, Options{File: "kas.yaml"})
+			cfg, _, err := decode(tc.in, Options{File: "kas.yaml", NullSectionIsError: true})
 			if err == nil {
 				t.Fatalf("Decode succeeded: %+v", cfg)
 			}

@@ -66,9 +66,8 @@ func (w *walker) check(n *yaml.Node, t reflect.Type, path string) {
 		w.lines[path] = n.Line
 	}
 	if isNull(n) {
-		// An empty value leaves the default, except where presence is the
-		// whole meaning: "user:" must not silently mean "no user section".
-		if t.Kind() == reflect.Pointer && t.Elem().Kind() == reflect.Struct && !reflect.PointerTo(t.Elem()).Implements(unmarshalerType) {
+		// An empty value leaves the default (see Options.NullSectionIsError).
+		if w.opts.NullSectionIsError && t.Kind() == reflect.Pointer && t.Elem().Kind() == reflect.Struct && !reflect.PointerTo(t.Elem()).Implements(unmarshalerType) {
 			w.fail(n.Line, path, "empty value: write %s: {}", lastKey(path))
 		}
 		return
