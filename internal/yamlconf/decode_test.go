@@ -332,13 +332,21 @@ func TestLocate(t *testing.T) {
 			KeyError("agents[0].port", "missing"),
 			KeyError("limits.max", "must be positive"),
 			fmt.Errorf("some other error"),
+			fmt.Errorf("wrapped: %w", KeyError("name", "too short")),
 		)
 	}
-	got := res.Locate(validate(cfg)).Error()
+	located := res.Locate(validate(cfg))
+	got := located.Error()
+	// fmt.Errorf's text is fixed when it is made; the *Error inside still
+	// gets its place.
+	if errs := Errors(located); len(errs) != 4 || errs[3].Line != 1 || errs[3].File != "kas.yaml" {
+		t.Errorf("Errors after Locate: %+v", errs)
+	}
 	want := `kas.yaml: line 6: agents[1].projects[0].id: "p" is not a repository
 kas.yaml: line 3: agents[0].port: missing
 kas.yaml: limits.max: must be positive
-some other error`
+some other error
+wrapped: name: too short`
 	if got != want {
 		t.Errorf("Locate:\n got %s\nwant %s", got, want)
 	}

@@ -75,23 +75,22 @@ func Join(errs []*Error, max int) error {
 	return errors.Join(out...)
 }
 
-// Errors lists the *Error values in err: err itself, or those joined in it
-// (errors.Join, also nested). Other errors are skipped.
+// Errors lists the *Error values in err: err itself, or those wrapped or
+// joined in it (fmt.Errorf's %w, errors.Join, nested). Other errors are
+// skipped.
 func Errors(err error) []*Error {
 	var out []*Error
 	var walk func(error)
 	walk = func(err error) {
-		var e *Error
 		switch x := err.(type) {
-		case nil:
+		case *Error:
+			out = append(out, x)
 		case interface{ Unwrap() []error }:
 			for _, c := range x.Unwrap() {
 				walk(c)
 			}
-		default:
-			if errors.As(err, &e) {
-				out = append(out, e)
-			}
+		case interface{ Unwrap() error }:
+			walk(x.Unwrap())
 		}
 	}
 	walk(err)
