@@ -70,6 +70,11 @@ func TestDecodeValid(t *testing.T) {
 		{name: "empty", in: "", want: testConfig{Name: "preset"}},
 		{name: "comments only", in: "# nothing\n", want: testConfig{Name: "preset"}},
 		{name: "null document", in: "~\n", want: testConfig{Name: "preset"}},
+		{
+			name: "merge key in a map",
+			in:   "free: &n {a: b}\nlabels: {<<: *n, c: d}\n",
+			want: testConfig{Name: "preset", Free: map[string]any{"a": "b"}, Labels: map[string]string{"a": "b", "c": "d"}},
+		},
 		{name: "zero duration needs a unit too", in: "timeout: 0s\n", want: testConfig{Name: "preset"}},
 		{name: "null section without NullSectionIsError", in: "limits:\n", want: testConfig{Name: "preset"}},
 		{name: "null section without NullSectionIsError", in: "limits: null\n", want: testConfig{Name: "preset"}},

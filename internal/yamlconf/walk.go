@@ -160,6 +160,10 @@ func (w *walker) checkMap(n *yaml.Node, t reflect.Type, path string) {
 	seen := map[string]int{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
+		if k.Kind == yaml.ScalarNode && k.ShortTag() == "!!merge" {
+			w.checkMerge(v, t, path)
+			continue
+		}
 		if k.Kind != yaml.ScalarNode {
 			w.fail(k.Line, path, "a key must be a plain name, got %s", Describe(k))
 			continue
