@@ -111,6 +111,7 @@ fuzz:
 	$(GO) test -run XXX -fuzz FuzzReadReply -fuzztime $(FUZZTIME) ./tunnel
 	$(GO) test -run XXX -fuzz FuzzWSConnRead -fuzztime $(FUZZTIME) ./tunnel
 	$(GO) test -run XXX -fuzz 'FuzzParse$$' -fuzztime $(FUZZTIME) ./agentcfg
+	$(GO) test -run XXX -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./internal/yamlconf
 	$(GO) test -run XXX -fuzz FuzzParsePath -fuzztime $(FUZZTIME) ./kasproxy
 	$(GO) test -run XXX -fuzz FuzzClientAddr -fuzztime $(FUZZTIME) ./kasproxy
 	$(GO) test -run XXX -fuzz FuzzGitLabAPIPath -fuzztime $(FUZZTIME) ./kasproxy
