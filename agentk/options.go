@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -62,6 +63,11 @@ type Options struct {
 	// DrainTimeout bounds how long a stopping agentk lets proxied requests
 	// in flight finish (DefaultDrainTimeout).
 	DrainTimeout time.Duration
+
+	// ProxyProtocol is the highest tunnel protocol agentk offers kas for
+	// proxied requests (0: AGENTK_PROXY_PROTOCOL, else the newest, 2); 1
+	// makes it behave as an agentk from before protocol 2.
+	ProxyProtocol int
 
 	// Timers tests shorten; zero means the default.
 	ReconnectInitial time.Duration
@@ -158,4 +164,15 @@ func (o *Options) header() http.Header {
 		h.Add(strings.TrimSpace(name), strings.TrimSpace(value))
 	}
 	return h
+}
+
+// proxyProtocol is ProxyProtocol, or AGENTK_PROXY_PROTOCOL (a rollback
+// switch to protocol 1, and how the end-to-end tests run agentk
+// processes on either protocol), or 0 for the newest.
+func (o *Options) proxyProtocol() int {
+	if o.ProxyProtocol > 0 {
+		return o.ProxyProtocol
+	}
+	n, _ := strconv.Atoi(os.Getenv("AGENTK_PROXY_PROTOCOL"))
+	return n
 }
