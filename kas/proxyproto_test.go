@@ -27,15 +27,14 @@ func TestProxyBothProtocols(t *testing.T) {
 			e := newEnv(t, "ws")
 			commit := e.repo.Commit("config", map[string]string{AgentConfigPath(agentName): "user_access:\n  access_as:\n    user: {}\n"})
 			e.start()
-			offer := protocol
-			if protocol == 2 {
-				offer = 0 // the default: the newest
-			}
-			a := e.startAgent(func(o *agentk.Options) { o.ProxyProtocol = offer })
+			a := e.startAgent(func(o *agentk.Options) { o.ProxyProtocol = protocol })
 			tu.Eventually(t, 10*time.Second, "agent config", func() bool { c, _ := a.Config(); return c == commit })
 			s, err := e.kas.sessions.pick(agentName)
-			if err != nil || s.Protocol != protocol {
-				t.Fatalf("negotiated protocol %v (%v), want %d", s, err, protocol)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.Protocol != protocol {
+				t.Fatalf("negotiated protocol %d, want %d", s.Protocol, protocol)
 			}
 
 			seen := e.callSeen(aliceToken, map[string]string{"Kas-Proxy-User": "root", "Kas-Gitlab-Identity": "agent", "Cookie": "a=b"})
