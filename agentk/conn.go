@@ -226,8 +226,8 @@ func (m *connManager) serve(ctx context.Context, sess *yamux.Session) {
 		},
 		Logger:      m.logger,
 		OtherPrefix: wire.RequestMagic,
-		Other: func(ctx context.Context, c net.Conn, br *bufio.Reader) {
-			wire.Serve(ctx, c, br, m.handler, 0)
+		Other: func(ctx context.Context, c net.Conn, br *bufio.Reader) bool {
+			return wire.Serve(ctx, c, br, m.handler, 0)
 		},
 	}
 	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))

@@ -19,7 +19,6 @@ import (
 	"kubetunnel/internal/streamhttp"
 	"kubetunnel/kasproxy"
 	"kubetunnel/tunnel"
-	"kubetunnel/tunnel/wire"
 )
 
 // The pool of idle proxy connections (tunnel streams) kept per session.
@@ -290,21 +289,16 @@ func (r *sessionRegistry) RoundTripper(agent string) (http.RoundTripper, error) 
 // errSessionLost is a request whose tunnel session ended under it.
 var errSessionLost = errors.New("the agent's connection to kas was lost during the request (agentk reconnects by itself; retry)")
 
-// RoundTrip sends a request over one of the session's streams: in
-// protocol 2 (tunnel/wire) a new stream per request with binary heads,
-// in protocol 1 HTTP/1.1 on a pooled stream. When the session itself went
-// down, the error says so rather than only what the stream saw (an EOF).
+// RoundTrip sends a request over one of the session's pooled streams:
+// as tunnel/wire head frames in protocol 2, as HTTP/1.1 in protocol 1.
+// When the session itself went down, the error says so rather than only
+// what the stream saw (an EOF).
 func (s *agentSession) RoundTrip(r *http.Request) (*http.Response, error) {
-	var resp *http.Response
-	var err error
+	roundTrip := s.transport.RoundTrip
 	if s.Protocol >= 2 {
-		var st net.Conn
-		if st, err = s.OpenStream(r.Context()); err == nil {
-			resp, err = wire.RoundTrip(st, r)
-		}
-	} else {
-		resp, err = s.transport.RoundTrip(r)
+		roundTrip = s.transport.RoundTripWire
 	}
+	resp, err := roundTrip(r)
 	if err != nil && s.IsClosed() && r.Context().Err() == nil {
 		err = fmt.Errorf("%w: %w", errSessionLost, err)
 	}

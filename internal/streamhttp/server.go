@@ -53,13 +53,13 @@ type Server struct {
 	WatchAfter time.Duration
 	// Logger gets handler panics (nil: discarded).
 	Logger *slog.Logger
-	// Other, when set, serves a stream whose first byte is OtherPrefix
+	// Other, when set, serves a request whose first byte is OtherPrefix
 	// instead of HTTP/1.1 (agentk: tunnel protocol 2, tunnel/wire), on
-	// the stream's goroutine, with br holding what was read; the stream
-	// closes when it returns. No HTTP/1.1 request starts with a byte
-	// outside ASCII letters.
+	// the stream's goroutine, with br holding what was read. keep says
+	// whether the stream can carry the next request; else it closes. No
+	// HTTP/1.1 request starts with a byte outside ASCII letters.
 	OtherPrefix byte
-	Other       func(ctx context.Context, c net.Conn, br *bufio.Reader)
+	Other       func(ctx context.Context, c net.Conn, br *bufio.Reader) (keep bool)
 
 	mu       sync.Mutex            // guards the fields below
 	conns    map[net.Conn]struct{} // streams being served
@@ -235,10 +235,12 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 		if err != nil {
 			return
 		}
-		if first && s.Other != nil && b[0] == s.OtherPrefix {
+		if s.Other != nil && b[0] == s.OtherPrefix {
 			lc.n = math.MaxInt64
-			s.Other(ctx, c, br)
-			return
+			if !s.Other(ctx, c, br) {
+				return
+			}
+			continue
 		}
 		req, err := http.ReadRequest(br)
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -23,15 +24,23 @@ const writeBufSize = 32<<10 + 16
 
 var bigWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, writeBufSize) }}
 
-// Serve answers the one request on a protocol-2 stream with h; br reads
+// maxDrain is how much of a request body the handler left unread is read
+// and dropped to keep the stream; a stream with more is closed instead.
+const maxDrain = 256 << 10
+
+// aLongTimeAgo, as a read deadline, wakes a blocked read at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// Serve answers the next request on a protocol-2 stream with h; br reads
 // c (its next byte is RequestMagic). The handler runs on the caller's
 // goroutine. A request without a body that is still running after
 // watchAfter (a watch, logs -f) is cancelled when kas closes the stream.
-// Serve returns once the answer is sent; the caller closes c.
+// Serve returns once the answer is sent; keep says whether the stream
+// can carry the next request (else the caller closes it).
 //
 // The ResponseWriter is an http.Flusher; after WriteHeader(101) its
 // Upgraded method gives the raw stream.
-func Serve(ctx context.Context, c net.Conn, br *bufio.Reader, h http.Handler, watchAfter time.Duration) {
+func Serve(ctx context.Context, c net.Conn, br *bufio.Reader, h http.Handler, watchAfter time.Duration) (keep bool) {
 	bw := bigWriters.Get().(*bufio.Writer)
 	bw.Reset(c)
 	defer func() {
@@ -45,12 +54,12 @@ func Serve(ctx context.Context, c net.Conn, br *bufio.Reader, h http.Handler, wa
 		} else if errors.Is(err, ErrMalformed) {
 			refuse(bw, http.StatusBadRequest, err.Error())
 		}
-		return
+		return false
 	}
 	u, err := url.ParseRequestURI(head.URI)
 	if err != nil {
 		refuse(bw, http.StatusBadRequest, err.Error())
-		return
+		return false
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -68,8 +77,10 @@ func Serve(ctx context.Context, c net.Conn, br *bufio.Reader, h http.Handler, wa
 	}
 	req = req.WithContext(ctx)
 	w := &ResponseWriter{c: c, br: br, bw: bw, req: req, header: http.Header{}, length: -1}
+	var body *Body
 	if head.BodyLength != 0 {
-		req.Body = BodyReader(br, head.BodyLength)
+		body = BodyReader(br, head.BodyLength)
+		req.Body = body
 	} else if !head.Upgrade {
 		if watchAfter <= 0 {
 			watchAfter = DefaultWatchAfter
@@ -79,7 +90,14 @@ func Serve(ctx context.Context, c net.Conn, br *bufio.Reader, h http.Handler, wa
 	defer w.stopWatch()
 	h.ServeHTTP(w, req)
 	w.stopWatch()
-	w.finish()
+	if w.peerGone || !w.finish() {
+		return false // kas is gone: no final chunk, the stream closes
+	}
+	if body != nil && !body.Done() {
+		n, err := io.CopyN(io.Discard, body, maxDrain+1)
+		return errors.Is(err, io.EOF) && n <= maxDrain
+	}
+	return true
 }
 
 // refuse answers a request that could not be read.
@@ -106,9 +124,10 @@ type ResponseWriter struct {
 	written     int64
 	err         error
 
-	watch   *time.Timer
-	watchMu sync.Mutex
-	watched chan struct{}
+	watch    *time.Timer
+	watchMu  sync.Mutex
+	watched  chan struct{}
+	peerGone bool // the watch saw kas close the stream
 }
 
 func (w *ResponseWriter) Header() http.Header { return w.header }
@@ -205,10 +224,11 @@ func (w *ResponseWriter) Upgraded() (*bufio.Reader, net.Conn, error) {
 }
 
 // finish ends the response: a head if none was sent, the final chunk,
-// one flush.
-func (w *ResponseWriter) finish() {
+// one flush. False: the stream cannot carry another request (upgraded, a
+// write failed, or fewer bytes than the declared length were sent).
+func (w *ResponseWriter) finish() bool {
 	if w.upgraded {
-		return
+		return false
 	}
 	if !w.wroteHeader {
 		if _, ok := w.header["Content-Length"]; !ok {
@@ -219,7 +239,7 @@ func (w *ResponseWriter) finish() {
 	if w.chunked && w.err == nil {
 		w.err = WriteLastChunk(w.bw)
 	}
-	w.flush()
+	return w.flush() == nil && (w.noBody || w.length < 0 || w.written == w.length)
 }
 
 // watchStream waits for kas to close the stream (the caller went away)
@@ -236,6 +256,7 @@ func (w *ResponseWriter) watchStream(cancel context.CancelFunc) {
 	w.watchMu.Unlock()
 	defer close(done)
 	if _, err := w.br.Peek(1); !isTimeout(err) {
+		w.peerGone = true
 		cancel()
 	}
 }
