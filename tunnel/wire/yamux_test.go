@@ -296,3 +296,54 @@ func TestProtocol2CancelMidBody(t *testing.T) {
 		t.Fatal("the far end did not see the cancel")
 	}
 }
+
+// A peer that claims a head over MaxHeadSize, or sends a body chunk over
+// MaxChunkSize, gets its stream refused and closed without agentk
+// buffering it, while requests on other streams go on being served.
+func TestProtocol2LimitsHold(t *testing.T) {
+	ignore := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
+	p := newPair(t, 2)
+	st, err := p.kas.OpenStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	// Claims 1 GiB, sends 64 KiB of it.
+	hdr := []byte{wire.RequestMagic, 0x40, 0, 0, 0}
+	st.Write(append(hdr, make([]byte, 64<<10)...))
+	rh, err := wire.ReadResponse(bufio.NewReader(st))
+	if err != nil || rh.Status != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("oversized head: %+v %v", rh, err)
+	}
+
+	// A chunked body whose chunk claims 2 MiB: the handler's read fails.
+	st2, _ := p.kas.OpenStream()
+	defer st2.Close()
+	b := wire.AppendRequest(nil, &wire.RequestHead{Method: "POST", URI: "/echo", Header: http.Header{}, BodyLength: -1})
+	b = append(b, 0x80, 0x80, 0x80, 0x01) // uvarint 2 MiB
+	st2.Write(b)
+	br := bufio.NewReader(st2)
+	rh, err = wire.ReadResponse(br)
+	if err != nil || rh.Status != http.StatusInternalServerError {
+		t.Fatalf("oversized chunk: %+v %v", rh, err)
+	}
+	msg, _ := io.ReadAll(wire.BodyReader(br, rh.BodyLength))
+	if !strings.Contains(string(msg), "chunk of 2097152 bytes") {
+		t.Errorf("oversized chunk answer %q", msg)
+	}
+
+	// Legitimate traffic is still served.
+	for i := range 5 {
+		req, _ := http.NewRequest("POST", "http://agentk/echo", strings.NewReader(fmt.Sprint(i)))
+		resp, err := p.roundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(got) != fmt.Sprint(i) {
+			t.Errorf("request %d after the attack: %q", i, got)
+		}
+	}
+}
