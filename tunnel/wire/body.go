@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 )
 
 // MaxChunkSize bounds one chunk of a chunked body. Writers send at most
@@ -48,8 +49,10 @@ type Body struct {
 	r       *bufio.Reader
 	left    int64 // in the body (fixed) or the current chunk (chunked)
 	chunked bool
-	eof     bool
-	err     error
+	// eof is set by the reader and read by the stream's owner, which may
+	// be another goroutine (Done).
+	eof atomic.Bool
+	err error
 }
 
 // Read reads the body; it never reads past the body's end.
@@ -57,7 +60,7 @@ func (b *Body) Read(p []byte) (int, error) {
 	if b.err != nil {
 		return 0, b.err
 	}
-	if b.eof {
+	if b.eof.Load() {
 		return 0, io.EOF
 	}
 	if b.chunked && b.left <= 0 {
@@ -70,13 +73,13 @@ func (b *Body) Read(p []byte) (int, error) {
 			return 0, b.err
 		}
 		if n == 0 {
-			b.eof = true
+			b.eof.Store(true)
 			return 0, io.EOF
 		}
 		b.left = int64(n)
 	}
 	if !b.chunked && b.left == 0 {
-		b.eof = true
+		b.eof.Store(true)
 		return 0, io.EOF
 	}
 	if int64(len(p)) > b.left {
@@ -91,7 +94,7 @@ func (b *Body) Read(p []byte) (int, error) {
 		return 0, b.fail(err)
 	}
 	if !b.chunked && b.left == 0 {
-		b.eof = true
+		b.eof.Store(true)
 		return n, io.EOF
 	}
 	return n, nil
@@ -109,4 +112,4 @@ func (b *Body) fail(err error) error {
 func (b *Body) Close() error { return nil }
 
 // Done reports whether the body was read to its end.
-func (b *Body) Done() bool { return b.eof }
+func (b *Body) Done() bool { return b.eof.Load() }
