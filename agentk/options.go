@@ -107,6 +107,14 @@ func (o *Options) Validate() error {
 	if o.DrainTimeout < 0 {
 		errs = append(errs, fmt.Errorf("--drain-timeout %v: must not be negative", o.DrainTimeout))
 	}
+	if o.ProxyProtocol < 0 || o.ProxyProtocol > tunnel.MaxProtocol {
+		errs = append(errs, fmt.Errorf("ProxyProtocol %d: want 1 to %d, or 0 for the newest", o.ProxyProtocol, tunnel.MaxProtocol))
+	}
+	if v := os.Getenv("AGENTK_PROXY_PROTOCOL"); v != "" {
+		if n, err := strconv.Atoi(v); err != nil || n < 1 || n > tunnel.MaxProtocol {
+			errs = append(errs, fmt.Errorf("AGENTK_PROXY_PROTOCOL %q: want 1 to %d", v, tunnel.MaxProtocol))
+		}
+	}
 	return errors.Join(errs...)
 }
 
