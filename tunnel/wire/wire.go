@@ -1,6 +1,8 @@
 // Package wire is tunnel protocol 2: how kas sends a proxied HTTP request
 // to agentk on a yamux stream, and how agentk answers, without HTTP/1.1
-// text. One request per stream:
+// text. One request at a time per stream; streams are pooled and reused
+// (internal/streamhttp's Transport and Server carry the pool and the
+// per-stream loop):
 //
 //	kas → agentk:  request head frame | request body
 //	agentk → kas:  response head frame | response body
@@ -12,9 +14,8 @@
 // a body cut short is told apart from a complete one. After a 101
 // response to an upgrade request, the stream is a raw byte pipe both ways.
 //
-// The request ends at its body's end: kas closing its side of the stream
-// any earlier or later means the caller went away, and agentk cancels the
-// request at the API server.
+// kas closing its side of the stream while a request is in flight means
+// the caller went away, and agentk cancels the request at the API server.
 package wire
 
 import (
