@@ -129,6 +129,7 @@ fuzz:
 	$(GO) test -run XXX -fuzz FuzzParseAgentID -fuzztime $(FUZZTIME) ./internal/gitlabaccess
 	$(GO) test -run XXX -fuzz FuzzStripQuery -fuzztime $(FUZZTIME) ./internal/gitlabaccess
 	$(GO) test -run XXX -fuzz FuzzParseIdentityHeader -fuzztime $(FUZZTIME) ./internal/gitlabaccess
+	$(GO) test -run XXX -fuzz FuzzReadRequest -fuzztime $(FUZZTIME) ./tunnel/wire
 
 clean:
 	rm -rf bin
