@@ -321,6 +321,9 @@ func (f *faultEnv) expectNothingOpen() {
 // 2 s rather than fastSession's 700 ms so that a CPU stall on a busy test
 // machine on top of the 300 ms round trip is not taken for a dead link.
 func TestFaultLatency(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits through keepalive rounds on a slow link: not in -short")
+	}
 	f := newFaultEnv(t, "ws", tunnel.SessionConfig{KeepAliveInterval: 300 * time.Millisecond, KeepAliveTimeout: 2 * time.Second})
 	_, base := f.mustGet("/api/v1/namespaces")
 	sc, watch := f.startWatch()
@@ -364,6 +367,9 @@ func TestFaultLatency(t *testing.T) {
 // session. Hence 1 s + 5 s here, with room for a busy test machine
 // (docs/high-availability.md).
 func TestFaultBandwidth(t *testing.T) {
+	if testing.Short() {
+		t.Skip("sends MiBs over a slowed link: not in -short")
+	}
 	f := newFaultEnv(t, "ws", tunnel.SessionConfig{KeepAliveInterval: time.Second, KeepAliveTimeout: 5 * time.Second})
 	conns := f.handshakes()
 	const rateKBs = 2048
@@ -394,6 +400,9 @@ func TestFaultBandwidth(t *testing.T) {
 // both end at once with an error, the agent reconnects, and new requests
 // succeed.
 func TestFaultConnectionReset(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for agents to reconnect after resets: not in -short")
+	}
 	for _, scheme := range []string{"ws", "grpc"} {
 		t.Run(scheme, func(t *testing.T) {
 			f := newFaultEnv(t, scheme)
@@ -429,6 +438,9 @@ func TestFaultConnectionReset(t *testing.T) {
 // 502 within seconds rather than waiting for the API server forever; once
 // the network is back the agent reconnects.
 func TestFaultBlackhole(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for keepalives to find a dead link: not in -short")
+	}
 	for _, scheme := range []string{"ws", "grpc"} {
 		t.Run(scheme, func(t *testing.T) {
 			f := newFaultEnv(t, scheme)
