@@ -21,7 +21,6 @@ type rule struct {
 // them required by test/go.mod only, see TestProductModuleLean).
 var testOnly = []rule{
 	{"helm.sh/helm/", "the Helm SDK is for the chart tests"},
-	{"github.com/Shopify/toxiproxy/", "toxiproxy is for the fault tests"},
 	{"gonum.org/v1/plot/", "gonum/plot draws the benchmark plots"},
 	{"github.com/rancher/remotedialer/", "remotedialer is a benchmark baseline"},
 	{"go.uber.org/goleak", "goleak is for tests"},
