@@ -3,7 +3,9 @@ module kubetunnel
 go 1.27.3
 
 replace (
-	// After bumping these versions, run hack/update_static_schema.sh in case the schema has changed.
+	// gitops-engine's replace block for k8s.io/*, copied: replace directives
+	// of a dependency do not apply to us. Keep it in step with gitops-engine's
+	// go.mod when bumping it; test/go.mod repeats it (test/deps checks).
 	k8s.io/api => k8s.io/api v0.37.0
 	k8s.io/apiextensions-apiserver => k8s.io/apiextensions-apiserver v0.37.0
 	k8s.io/apimachinery => k8s.io/apimachinery v0.37.0
