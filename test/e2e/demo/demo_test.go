@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"kubetunnel/test/e2e/controlplane"
+	"kubetunnel/internal/testutil/controlplane"
 	"kubetunnel/test/e2e/stack"
 	"kubetunnel/test/realnode"
 )
