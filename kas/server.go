@@ -25,6 +25,7 @@ import (
 	"kubetunnel/internal/gitlab"
 	"kubetunnel/internal/httpserve"
 	"kubetunnel/kas/replicas"
+	"kubetunnel/kas/webhook"
 	"kubetunnel/kasproxy"
 	"kubetunnel/tunnel"
 	"kubetunnel/version"
@@ -50,7 +51,7 @@ type Server struct {
 	proxy   *kasproxy.Proxy
 	gitops  *gitopsServer
 	status  *statusStore
-	webhook *webhookHandler
+	webhook *webhook.Handler
 	// peers is set when Redis is configured (several replicas).
 	peers *peerSet
 	// With gitlab: the agent tracker, and the api listener's server when
@@ -117,7 +118,7 @@ func New(cfg *Config, logger *slog.Logger) (*Server, error) {
 		s.repoSet.gl = newGitLabMirrors(cfg, pcfg, logger)
 	}
 	webhookRepos := func() []gitrepo.Repository { return s.repoSet.webhookRepositories(cfg.Repositories) }
-	s.webhook, err = newWebhookHandler(cfg.Git.WebhookSecretFile, webhookRepos, s.repoSet.Trigger, logger, reg)
+	s.webhook, err = webhook.New(webhook.Config{SecretFile: cfg.Git.WebhookSecretFile, Repositories: webhookRepos, Trigger: s.repoSet.Trigger, Logger: logger, Metrics: reg})
 	if err != nil {
 		repos.Close()
 		return nil, err

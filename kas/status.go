@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 
 	"kubetunnel/api/rpc"
+	"kubetunnel/kas/internal/apijson"
 )
 
 // statusStore keeps, in memory, what kas knows of each agent's
@@ -389,18 +390,9 @@ func (s *Server) statusScope(w http.ResponseWriter, r *http.Request) (visible fu
 	return func(agent string) bool { return slices.Contains(u.Agents, agent) }, true
 }
 
-type apiError struct {
-	Error string `json:"error"`
-}
+type apiError = apijson.Error
 
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
-}
+var writeJSON = apijson.Write
 
 // apiHandler serves /api/v1/ on the observability listener and passes
 // every other request to next.
