@@ -25,6 +25,7 @@ import (
 	"kubetunnel/internal/gitlab"
 	"kubetunnel/internal/httpserve"
 	"kubetunnel/kas/replicas"
+	"kubetunnel/kas/usage"
 	"kubetunnel/kas/webhook"
 	"kubetunnel/kasproxy"
 	"kubetunnel/tunnel"
@@ -332,7 +333,7 @@ func (s *Server) Run(ctx context.Context) error {
 		g.Go(func() error { return gr.revalidate(gctx, revalidatePeriod(s.cfg), s.sessions) })
 	}
 	if s.gitlab != nil {
-		u := newUsageReporter(s.gitlab, s.metrics, s.cfg.Observability.UsageReportingPeriod, s.logger)
+		u := usage.New(usage.Config{GitLab: s.gitlab, Metrics: s.metrics, Period: s.cfg.Observability.UsageReportingPeriod, Logger: s.logger})
 		g.Go(func() error { return u.Run(gctx) })
 	}
 	g.Go(func() error {
