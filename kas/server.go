@@ -77,8 +77,8 @@ type Server struct {
 	// connRefused counts connections over a listener's caps (limits.go).
 	limitsOnce  sync.Once
 	connRefused *prometheus.CounterVec
-	// statusUsers authenticates status API callers (set by apiHandler).
-	statusUsers kasproxy.Authenticator
+	// statusGitLab, with gitlab:, lets GitLab users read the status page.
+	statusGitLab statusAuthorizer
 }
 
 // New wires a kas from a validated config. Nothing listens until Run.
@@ -165,6 +165,7 @@ func New(cfg *Config, logger *slog.Logger) (*Server, error) {
 			repos.Close()
 			return nil, err
 		}
+		s.statusGitLab = pc.GitLab.Authorizer
 	}
 	s.proxy = kasproxy.New(s.proxyLimits(pc))
 	s.grpc = grpc.NewServer(grpc.Creds(agentCreds{}), grpc.ChainStreamInterceptor(s.status.streamInterceptor),

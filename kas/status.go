@@ -3,6 +3,7 @@ package kas
 import (
 	"cmp"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -77,6 +78,10 @@ type ProjectStatus struct {
 	Error string `json:"error,omitempty"`
 	// LastSync is the agent's latest ReportSyncStatus.
 	LastSync *SyncReport `json:"last_sync,omitempty"`
+	// InProgress is set while a connected agent is applying what kas
+	// sent: kas sent a commit (or sent it again) after the agent's latest
+	// report, and the agent has not reported the sync of it yet.
+	InProgress bool `json:"in_progress,omitempty"`
 }
 
 // SyncReport is an agent's report of one sync (rpc.SyncStatus).
@@ -255,7 +260,9 @@ func (s *statusStore) config(agent, commit, errMsg string, ignored []string) {
 	a.configCommit, a.configError = commit, ""
 }
 
-// fill copies what is known of an agent into st.
+// fill copies what is known of an agent into st; st.ConnectedSessions
+// must be set (a project is in progress only while the agent is
+// connected).
 func (s *statusStore) fill(key string, st *AgentStatus) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -272,6 +279,8 @@ func (s *statusStore) fill(key string, st *AgentStatus) {
 			r := *p.LastSync
 			c.LastSync = &r
 		}
+		c.InProgress = st.ConnectedSessions > 0 && p.SentCommit != "" &&
+			(p.LastSync == nil || p.LastSync.CommitID != p.SentCommit || p.SentAt.After(p.LastSync.ReportedAt))
 		st.Projects = append(st.Projects, c)
 	}
 	slices.SortFunc(st.Projects, func(a, b ProjectStatus) int {
@@ -336,17 +345,18 @@ func (s *Server) agentStatus(a Agent) AgentStatus {
 // The observability listener has no authentication: this API shows agent
 // names, repository ids, commits and sync errors to whoever can reach the
 // listener. Keep observability.listen on a private address. A caller that
-// sends a user token (Authorization: Bearer) sees only the agents that
-// user may use.
+// sends a user token (Authorization: Bearer: a users[] token, or with
+// gitlab: a GitLab personal access token) sees only the agents that user
+// may use.
 func (s *Server) handleListAgents(w http.ResponseWriter, r *http.Request) {
-	visible, ok := s.statusScope(w, r)
+	viewer, ok := s.statusScope(w, r)
 	if !ok {
 		return
 	}
 	agents := s.registry.Agents()
 	list := make([]AgentStatus, 0, len(agents))
 	for _, a := range agents {
-		if visible(a.Key) {
+		if viewer.sees(a) {
 			list = append(list, s.agentStatus(a))
 		}
 	}
@@ -357,12 +367,12 @@ func (s *Server) handleListAgents(w http.ResponseWriter, r *http.Request) {
 // name that is not in the kas config or (with a user token) that the user
 // may not use: the same answer, so it does not tell which agents exist.
 func (s *Server) handleGetAgent(w http.ResponseWriter, r *http.Request) {
-	visible, ok := s.statusScope(w, r)
+	viewer, ok := s.statusScope(w, r)
 	if !ok {
 		return
 	}
 	name := r.PathValue("name")
-	if a, ok := s.registry.Agent(name); ok && visible(a.Key) {
+	if a, ok := s.registry.Agent(name); ok && viewer.sees(a) {
 		writeJSON(w, http.StatusOK, s.agentStatus(a))
 		return
 	}
@@ -374,20 +384,29 @@ func (s *Server) handleGetAgent(w http.ResponseWriter, r *http.Request) {
 }
 
 // statusScope says which agents a status API caller sees: every one
-// without a token, the user's agents with a valid user token; a bad token
-// is answered 401 (ok false).
-func (s *Server) statusScope(w http.ResponseWriter, r *http.Request) (visible func(string) bool, ok bool) {
+// without a token (viewer nil), the user's agents with a valid user
+// token; a bad token is answered 401, GitLab being unavailable 503 (ok
+// false).
+func (s *Server) statusScope(w http.ResponseWriter, r *http.Request) (viewer *statusViewer, ok bool) {
 	auth := r.Header.Get("Authorization")
 	if auth == "" {
-		return func(string) bool { return true }, true
+		return nil, true
 	}
 	scheme, token, _ := strings.Cut(auth, " ")
-	u, err := s.statusUsers.AuthenticateUser(r.Context(), strings.TrimSpace(token))
-	if !strings.EqualFold(scheme, "Bearer") || err != nil {
+	if !strings.EqualFold(scheme, "Bearer") {
 		writeJSON(w, http.StatusUnauthorized, apiError{Error: "Unauthorized: not a valid user token"})
 		return nil, false
 	}
-	return func(agent string) bool { return slices.Contains(u.Agents, agent) }, true
+	viewer, err := s.authenticateStatus(r.Context(), strings.TrimSpace(token))
+	if errors.Is(err, errStatusGitLabUnavailable) {
+		writeJSON(w, http.StatusServiceUnavailable, apiError{Error: err.Error()})
+		return nil, false
+	}
+	if err != nil {
+		writeJSON(w, http.StatusUnauthorized, apiError{Error: "Unauthorized: not a valid user token"})
+		return nil, false
+	}
+	return viewer, true
 }
 
 type apiError = apijson.Error
@@ -397,7 +416,6 @@ var writeJSON = apijson.Write
 // apiHandler serves /api/v1/ on the observability listener and passes
 // every other request to next.
 func (s *Server) apiHandler(next http.Handler) http.Handler {
-	s.statusUsers = newUserRegistry(s.cfg)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/v1/agents", s.handleListAgents)
 	mux.HandleFunc("GET /api/v1/agents/{name}", s.handleGetAgent)

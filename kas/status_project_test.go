@@ -1,6 +1,7 @@
 package kas
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -51,5 +52,70 @@ kas_gitops_sync_status{agent="prod",project="two",result="synced"} 0
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "kas_gitops_sync_status"); err != nil {
 		t.Error(err)
+	}
+}
+
+// A project is in progress from the moment kas sends a commit (or sends it
+// again) until the agent reports a sync of it, and only while the agent
+// is connected.
+func TestStatusInProgress(t *testing.T) {
+	s := newStatusStore(prometheus.NewRegistry())
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	s.now = func() time.Time { return now }
+	inProgress := func(sessions int) bool {
+		t.Helper()
+		st := &AgentStatus{Name: "prod", ConnectedSessions: sessions}
+		s.fill("prod", st)
+		if len(st.Projects) != 1 {
+			t.Fatalf("projects: %+v", st.Projects)
+		}
+		return st.Projects[0].InProgress
+	}
+	step := func(what string, f func(), want bool) {
+		t.Helper()
+		now = now.Add(time.Second)
+		f()
+		if got := inProgress(1); got != want {
+			t.Errorf("after %s: in progress %v, want %v", what, got, want)
+		}
+	}
+	step("c1 sent", func() { s.sent("prod", "app", "c1") }, true)
+	if inProgress(0) {
+		t.Error("in progress while the agent is not connected")
+	}
+	step("c1 synced", func() { s.report("prod", &rpc.SyncStatus{ProjectId: "app", CommitId: "c1", Result: "synced"}) }, false)
+	step("c2 sent", func() { s.sent("prod", "app", "c2") }, true)
+	step("a health report of c1", func() {
+		s.report("prod", &rpc.SyncStatus{ProjectId: "app", CommitId: "c1", Result: "synced", Health: "Healthy"})
+	}, true)
+	step("c2 failed", func() {
+		s.report("prod", &rpc.SyncStatus{ProjectId: "app", CommitId: "c2", Result: "failed", Attempts: 1, NextRetryUnixMs: now.Add(time.Minute).UnixMilli()})
+	}, false)
+	step("c2 sent again (agent reconnected)", func() { s.sent("prod", "app", "c2") }, true)
+}
+
+// What a person reads on the page for a project that is retrying, one in
+// progress and a stalled one.
+func TestStatusPageProjects(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	rep := StatusReport{Replica: "r", GeneratedAt: now, User: "alice", Agents: []StatusPageAgent{{AgentStatus: AgentStatus{Name: "prod", Projects: []ProjectStatus{
+		{ID: "group/retry", SentCommit: "c1", LastSync: &SyncReport{CommitID: "c1", Result: "failed", Reason: "cm-hand exists", Attempts: 2, NextRetryAt: now.Add(30 * time.Second), ReportedAt: now}},
+		{ID: "group/busy", SentCommit: "c3", InProgress: true, LastSync: &SyncReport{CommitID: "c2", Result: "synced", ReportedAt: now}},
+		{ID: "group/stuck", SentCommit: "c4", LastSync: &SyncReport{CommitID: "c4", Result: "stalled", ReportedAt: now}},
+	}}}}}
+	var b strings.Builder
+	if err := statusTmpl.ExecuteTemplate(&b, "page", map[string]any{"R": rep, "Now": now, "Refresh": statusRefresh}); err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Join(strings.Fields(regexp.MustCompile(`<[^>]*>`).ReplaceAllString(b.String(), " ")), " ")
+	for _, want := range []string{
+		"health last sync next retry",
+		"group/retry c1 c1 failed cm-hand exists 0 / 0 / 0 2026-01-02 03:04:05Z (0s ago) in 30s (attempt 2 failed) 2026-01-02 03:04:35Z",
+		"group/busy c3 c2 in progress (last: synced)",
+		"group/stuck c4 c4 stalled 0 / 0 / 0 2026-01-02 03:04:05Z (0s ago) none: stalled until the commit, the config or the cluster changes",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the page lacks %q; it reads:\n%s", want, text)
+		}
 	}
 }
