@@ -17,6 +17,7 @@ import (
 	"kubetunnel/api/rpc"
 	"kubetunnel/gitops/gitrepo"
 	"kubetunnel/internal/gitlab"
+	"kubetunnel/kas/identity"
 )
 
 // configurationServer streams each agent's config.yaml from its config
@@ -40,7 +41,7 @@ func AgentConfigPath(agent string) string {
 
 func (s *configurationServer) GetConfiguration(req *rpc.ConfigurationRequest, stream rpc.Configuration_GetConfigurationServer) error {
 	ctx := stream.Context()
-	agent, ok := agentFromContext(ctx)
+	agent, ok := identity.FromContext(ctx)
 	if !ok {
 		return status.Error(codes.Unauthenticated, "not an agent")
 	}

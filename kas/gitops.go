@@ -15,6 +15,7 @@ import (
 	"kubetunnel/api/rpc"
 	"kubetunnel/gitops/gitrepo"
 	"kubetunnel/gitops/manifests"
+	"kubetunnel/kas/identity"
 )
 
 const (
@@ -99,14 +100,14 @@ func newGitOpsServer(repos *repoSet, cfg GitOpsSection, st *statusStore, logger 
 
 func (s *gitopsServer) GetObjectsToSynchronize(req *rpc.ObjectsToSynchronizeRequest, stream rpc.GitOps_GetObjectsToSynchronizeServer) error {
 	ctx := stream.Context()
-	agent, ok := agentFromContext(ctx)
+	agent, ok := identity.FromContext(ctx)
 	if !ok {
 		return status.Error(codes.Unauthenticated, "not an agent")
 	}
 	project := req.GetProjectId()
 	repoID, err := s.access(ctx, agent, project)
 	if err != nil {
-		s.logger.Warn("Manifest project refused: nothing is sent to the agent", append(agent.idAttrs(), "project", project, "reason", status.Convert(err).Message())...)
+		s.logger.Warn("Manifest project refused: nothing is sent to the agent", append(agent.IDAttrs(), "project", project, "reason", status.Convert(err).Message())...)
 		return s.fail(agent, project, err)
 	}
 	ref, err := decodeRef(req.GetRef())
@@ -117,7 +118,7 @@ func (s *gitopsServer) GetObjectsToSynchronize(req *rpc.ObjectsToSynchronizeRequ
 	if err != nil {
 		return s.fail(agent, project, selectionStatus(project, err))
 	}
-	log := s.logger.With(append(agent.idAttrs(), "project", project, "ref", ref.String())...)
+	log := s.logger.With(append(agent.IDAttrs(), "project", project, "ref", ref.String())...)
 	changed, cancel := s.repos.Subscribe(repoID)
 	defer cancel()
 
@@ -245,7 +246,7 @@ func decodeRef(s string) (gitrepo.Ref, error) {
 var syncResults = []string{"synced", "failed", "stalled", "no_manifests_matched"}
 
 func (s *gitopsServer) ReportSyncStatus(ctx context.Context, st *rpc.SyncStatus) (*rpc.SyncStatusAck, error) {
-	agent, ok := agentFromContext(ctx)
+	agent, ok := identity.FromContext(ctx)
 	if !ok {
 		return nil, status.Error(codes.Unauthenticated, "not an agent")
 	}
@@ -256,7 +257,7 @@ func (s *gitopsServer) ReportSyncStatus(ctx context.Context, st *rpc.SyncStatus)
 		return nil, status.Errorf(codes.InvalidArgument, "result %q: want one of %q", st.GetResult(), syncResults)
 	}
 	s.status.report(agent.Key, st)
-	log := s.logger.With(append(agent.idAttrs(), "project", projectName(st), "commit", st.GetCommitId())...)
+	log := s.logger.With(append(agent.IDAttrs(), "project", projectName(st), "commit", st.GetCommitId())...)
 	if st.GetResult() != "synced" {
 		log.Warn("Agent sync failed", "result", st.GetResult(), "reason", st.GetReason())
 	} else {

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 
 	"kubetunnel/api/rpc"
+	"kubetunnel/kas/identity"
 	"kubetunnel/kas/internal/apijson"
 )
 
@@ -294,7 +295,7 @@ func (s *statusStore) streamInterceptor(srv any, ss grpc.ServerStream, info *grp
 	if info.FullMethod != rpc.Configuration_GetConfiguration_FullMethodName {
 		return handler(srv, ss)
 	}
-	agent, ok := agentFromContext(ss.Context())
+	agent, ok := identity.FromContext(ss.Context())
 	if !ok {
 		return handler(srv, ss)
 	}
