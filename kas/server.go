@@ -20,10 +20,10 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
-	"kubetunnel/api/rpc"
 	"kubetunnel/gitops/gitrepo"
 	"kubetunnel/internal/gitlab"
 	"kubetunnel/internal/httpserve"
+	"kubetunnel/kas/gitops"
 	"kubetunnel/kas/replicas"
 	"kubetunnel/kas/usage"
 	"kubetunnel/kas/webhook"
@@ -45,12 +45,11 @@ type Server struct {
 	poller   *gitrepo.Poller
 	// repoSet is repos plus, with gitlab:, the mirrors of GitLab projects.
 	repoSet *repoSet
-	config  *configurationServer
 	tunnel  *tunnel.Server
 	grpc    *grpc.Server
 	grpcLn  *streamListener
 	proxy   *kasproxy.Proxy
-	gitops  *gitopsServer
+	gitops  *gitops.Server
 	status  *statusStore
 	webhook *webhook.Handler
 	// peers is set when Redis is configured (several replicas).
@@ -125,8 +124,7 @@ func New(cfg *Config, logger *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s.status = newStatusStore(reg)
-	s.gitops = newGitOpsServer(s.repoSet, cfg.Agent.GitOps, s.status, logger)
-	s.gitops.access = s.projectAccess
+	s.gitops = s.newGitOps()
 	replicaMetrics := replicas.NewMetrics(reg)
 	var tunnels kasproxy.Tunnels = s.sessions
 	if cfg.Redis != nil {
@@ -174,9 +172,7 @@ func New(cfg *Config, logger *slog.Logger) (*Server, error) {
 		// connection were most of an idle agent's cost to kas. Agents send
 		// kas small messages; what kas writes borrows a pooled buffer.
 		grpc.ReadBufferSize(grpcReadBufferSize), grpc.SharedWriteBuffer(true))
-	s.config = &configurationServer{repos: s.repoSet, logger: logger, gitlab: s.gitlab, posted: map[string]string{}}
-	rpc.RegisterConfigurationServer(s.grpc, s.config)
-	rpc.RegisterGitOpsServer(s.grpc, s.gitops)
+	s.gitops.Register(s.grpc)
 	return s, nil
 }
 

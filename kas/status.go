@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 
 	"kubetunnel/api/rpc"
+	"kubetunnel/kas/gitops"
 	"kubetunnel/kas/identity"
 	"kubetunnel/kas/internal/apijson"
 )
@@ -114,15 +115,6 @@ type PendingPrune struct {
 	DeletingSince time.Time `json:"deleting_since"`
 }
 
-// projectName is the key of a reported project: its name, or its id from
-// agents that send none.
-func projectName(st *rpc.SyncStatus) string {
-	if st.GetProjectName() != "" {
-		return st.GetProjectName()
-	}
-	return st.GetProjectId()
-}
-
 func newStatusStore(reg prometheus.Registerer) *statusStore {
 	s := &statusStore{
 		agents: map[string]*agentState{},
@@ -185,7 +177,8 @@ func (s *statusStore) byIDLocked(agent, id string) []*ProjectStatus {
 	return out
 }
 
-func (s *statusStore) sent(agent, project, commit string) {
+// Sent records that kas sent an agent a commit of repository project.
+func (s *statusStore) Sent(agent, project, commit string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, p := range s.byIDLocked(agent, project) {
@@ -193,7 +186,8 @@ func (s *statusStore) sent(agent, project, commit string) {
 	}
 }
 
-func (s *statusStore) streamError(agent, project, msg string) {
+// StreamError records why kas ended an agent's manifest stream.
+func (s *statusStore) StreamError(agent, project, msg string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, p := range s.byIDLocked(agent, project) {
@@ -201,9 +195,10 @@ func (s *statusStore) streamError(agent, project, msg string) {
 	}
 }
 
-func (s *statusStore) report(agent string, st *rpc.SyncStatus) {
+// Report records an agent's sync report.
+func (s *statusStore) Report(agent string, st *rpc.SyncStatus) {
 	now := s.now()
-	name := projectName(st)
+	name := gitops.ProjectName(st)
 	r := &SyncReport{
 		CommitID: st.GetCommitId(), Result: st.GetResult(), Reason: st.GetReason(),
 		Applied: st.GetApplied(), Pruned: st.GetPruned(), Unchanged: st.GetUnchanged(),
@@ -234,7 +229,7 @@ func (s *statusStore) report(agent string, st *rpc.SyncStatus) {
 	p.DefaultNamespace = st.GetDefaultNamespace()
 	p.LastSync = r
 	s.mu.Unlock()
-	for _, res := range syncResults {
+	for _, res := range gitops.SyncResults {
 		v := 0.0
 		if res == st.GetResult() {
 			v = 1

@@ -18,12 +18,12 @@ import (
 func TestStatusPerProjectName(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	s := newStatusStore(reg)
-	s.sent("prod", "group/app", "c1") // before any report: keyed by id
-	s.report("prod", &rpc.SyncStatus{ProjectId: "group/app", ProjectName: "group/app@one", DefaultNamespace: "one", CommitId: "c1", Result: "synced", Health: "Healthy"})
-	s.report("prod", &rpc.SyncStatus{ProjectId: "group/app", ProjectName: "two", DefaultNamespace: "two", CommitId: "c1", Result: "failed", Reason: "x",
+	s.Sent("prod", "group/app", "c1") // before any report: keyed by id
+	s.Report("prod", &rpc.SyncStatus{ProjectId: "group/app", ProjectName: "group/app@one", DefaultNamespace: "one", CommitId: "c1", Result: "synced", Health: "Healthy"})
+	s.Report("prod", &rpc.SyncStatus{ProjectId: "group/app", ProjectName: "two", DefaultNamespace: "two", CommitId: "c1", Result: "failed", Reason: "x",
 		Attempts: 2, NextRetryUnixMs: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC).UnixMilli(),
 		PendingPrunes: []*rpc.PendingPrune{{Object: "ConfigMap two/held", Finalizers: []string{"example.com/hold"}, DeletingSinceUnixMs: 1000}}})
-	s.sent("prod", "group/app", "c2")
+	s.Sent("prod", "group/app", "c2")
 	st := &AgentStatus{Name: "prod"}
 	s.fill("prod", st)
 	if len(st.Projects) != 2 {
@@ -79,19 +79,19 @@ func TestStatusInProgress(t *testing.T) {
 			t.Errorf("after %s: in progress %v, want %v", what, got, want)
 		}
 	}
-	step("c1 sent", func() { s.sent("prod", "app", "c1") }, true)
+	step("c1 sent", func() { s.Sent("prod", "app", "c1") }, true)
 	if inProgress(0) {
 		t.Error("in progress while the agent is not connected")
 	}
-	step("c1 synced", func() { s.report("prod", &rpc.SyncStatus{ProjectId: "app", CommitId: "c1", Result: "synced"}) }, false)
-	step("c2 sent", func() { s.sent("prod", "app", "c2") }, true)
+	step("c1 synced", func() { s.Report("prod", &rpc.SyncStatus{ProjectId: "app", CommitId: "c1", Result: "synced"}) }, false)
+	step("c2 sent", func() { s.Sent("prod", "app", "c2") }, true)
 	step("a health report of c1", func() {
-		s.report("prod", &rpc.SyncStatus{ProjectId: "app", CommitId: "c1", Result: "synced", Health: "Healthy"})
+		s.Report("prod", &rpc.SyncStatus{ProjectId: "app", CommitId: "c1", Result: "synced", Health: "Healthy"})
 	}, true)
 	step("c2 failed", func() {
-		s.report("prod", &rpc.SyncStatus{ProjectId: "app", CommitId: "c2", Result: "failed", Attempts: 1, NextRetryUnixMs: now.Add(time.Minute).UnixMilli()})
+		s.Report("prod", &rpc.SyncStatus{ProjectId: "app", CommitId: "c2", Result: "failed", Attempts: 1, NextRetryUnixMs: now.Add(time.Minute).UnixMilli()})
 	}, false)
-	step("c2 sent again (agent reconnected)", func() { s.sent("prod", "app", "c2") }, true)
+	step("c2 sent again (agent reconnected)", func() { s.Sent("prod", "app", "c2") }, true)
 }
 
 // What a person reads on the page for a project that is retrying, one in
