@@ -25,6 +25,7 @@ import (
 	"kubetunnel/internal/httpserve"
 	"kubetunnel/kas/gitops"
 	"kubetunnel/kas/replicas"
+	"kubetunnel/kas/tracker"
 	"kubetunnel/kas/usage"
 	"kubetunnel/kas/webhook"
 	"kubetunnel/kasproxy"
@@ -56,7 +57,7 @@ type Server struct {
 	peers *peerSet
 	// With gitlab: the agent tracker, and the api listener's server when
 	// api: is set.
-	tracker *agentTracker
+	tracker *tracker.Tracker
 	apiGRPC *grpc.Server
 	// hellos holds the latest hello (without its token) per agent key,
 	// for the tracker's agent metadata.
@@ -140,9 +141,9 @@ func New(cfg *Config, logger *slog.Logger) (*Server, error) {
 		if s.peers != nil {
 			rc = s.peers.client
 		}
-		s.tracker = newAgentTracker(cfg, rc, logger)
+		s.tracker = s.newTracker(rc)
 		if cfg.API != nil {
-			if s.apiGRPC, err = newAPIServer(cfg, s.tracker, s.repoSet, logger); err != nil {
+			if s.apiGRPC, err = s.newAPIServer(); err != nil {
 				repos.Close()
 				return nil, err
 			}
@@ -321,7 +322,7 @@ func (s *Server) Run(ctx context.Context) error {
 		g.Go(func() error { return gl.Run(gctx) })
 	}
 	if s.apiGRPC != nil {
-		g.Go(func() error { return serveAPI(gctx, s.apiGRPC, apiGitLabLn) })
+		g.Go(func() error { return tracker.ServeAPI(gctx, s.apiGRPC, apiGitLabLn) })
 	}
 	if s.tracker != nil {
 		g.Go(func() error { return s.tracker.Run(gctx) })
@@ -482,7 +483,7 @@ func (s *Server) handleSession(ctx context.Context, ts *tunnel.Session) {
 		h, _ := s.hellos.Load(ts.Agent)
 		hello, _ := h.(tunnel.Hello)
 		hello.AgentVersion = ts.AgentVersion
-		defer s.tracker.register(connectionInfo(agent, hello, ts.Connected))()
+		defer s.tracker.Register(tracker.ConnectionInfo(agent, hello, ts.Connected))()
 	}
 
 	var wg sync.WaitGroup
