@@ -22,6 +22,7 @@ import (
 	"kubetunnel/internal/gitlab"
 	tu "kubetunnel/internal/testutil"
 	"kubetunnel/internal/testutil/fakegitlab"
+	kasstatus "kubetunnel/kas/status"
 	"kubetunnel/tunnel"
 	"kubetunnel/version"
 )
@@ -461,7 +462,7 @@ func TestStatusProjectsBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := range maxStatusProjects + 50 {
+	for i := range kasstatus.MaxProjects + 50 {
 		err := a.watch(t, &rpc.ObjectsToSynchronizeRequest{ProjectId: "made/up-" + strconv.Itoa(i)}).end(t, setTimeout)
 		if status.Code(err) != codes.NotFound {
 			t.Fatalf("made-up project %d: %v", i, err)
@@ -470,8 +471,8 @@ func TestStatusProjectsBounded(t *testing.T) {
 	a.watch(t, &rpc.ObjectsToSynchronizeRequest{ProjectId: "group/apps"}).next(t, setTimeout)
 	var st AgentStatus
 	e.getJSON("/api/v1/agents/"+strconv.FormatInt(e.agent.ID, 10), &st)
-	if len(st.Projects) > maxStatusProjects {
-		t.Fatalf("status holds %d projects, bound is %d", len(st.Projects), maxStatusProjects)
+	if len(st.Projects) > kasstatus.MaxProjects {
+		t.Fatalf("status holds %d projects, bound is %d", len(st.Projects), kasstatus.MaxProjects)
 	}
 }
 

@@ -25,6 +25,7 @@ import (
 	"kubetunnel/internal/httpserve"
 	"kubetunnel/kas/gitops"
 	"kubetunnel/kas/replicas"
+	"kubetunnel/kas/status"
 	"kubetunnel/kas/tracker"
 	"kubetunnel/kas/usage"
 	"kubetunnel/kas/webhook"
@@ -51,7 +52,7 @@ type Server struct {
 	grpcLn  *streamListener
 	proxy   *kasproxy.Proxy
 	gitops  *gitops.Server
-	status  *statusStore
+	status  *status.Store
 	webhook *webhook.Handler
 	// peers is set when Redis is configured (several replicas).
 	peers *peerSet
@@ -78,7 +79,7 @@ type Server struct {
 	limitsOnce  sync.Once
 	connRefused *prometheus.CounterVec
 	// statusGitLab, with gitlab:, lets GitLab users read the status page.
-	statusGitLab statusAuthorizer
+	statusGitLab status.Authorizer
 }
 
 // New wires a kas from a validated config. Nothing listens until Run.
@@ -124,7 +125,7 @@ func New(cfg *Config, logger *slog.Logger) (*Server, error) {
 		repos.Close()
 		return nil, err
 	}
-	s.status = newStatusStore(reg)
+	s.status = status.NewStore(reg)
 	s.gitops = s.newGitOps()
 	replicaMetrics := replicas.NewMetrics(reg)
 	var tunnels kasproxy.Tunnels = s.sessions
@@ -167,7 +168,7 @@ func New(cfg *Config, logger *slog.Logger) (*Server, error) {
 		s.statusGitLab = pc.GitLab.Authorizer
 	}
 	s.proxy = kasproxy.New(s.proxyLimits(pc))
-	s.grpc = grpc.NewServer(grpc.Creds(agentCreds{}), grpc.ChainStreamInterceptor(s.status.streamInterceptor),
+	s.grpc = grpc.NewServer(grpc.Creds(agentCreds{}), grpc.ChainStreamInterceptor(s.status.StreamInterceptor),
 		// Every connected agent holds a gRPC connection for as long as it
 		// is connected; gRPC's default 32 KiB read and write buffers per
 		// connection were most of an idle agent's cost to kas. Agents send

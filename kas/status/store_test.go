@@ -1,4 +1,4 @@
-package kas
+package status
 
 import (
 	"regexp"
@@ -17,15 +17,15 @@ import (
 // prunes, in the status API and the metrics.
 func TestStatusPerProjectName(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	s := newStatusStore(reg)
+	s := NewStore(reg)
 	s.Sent("prod", "group/app", "c1") // before any report: keyed by id
 	s.Report("prod", &rpc.SyncStatus{ProjectId: "group/app", ProjectName: "group/app@one", DefaultNamespace: "one", CommitId: "c1", Result: "synced", Health: "Healthy"})
 	s.Report("prod", &rpc.SyncStatus{ProjectId: "group/app", ProjectName: "two", DefaultNamespace: "two", CommitId: "c1", Result: "failed", Reason: "x",
 		Attempts: 2, NextRetryUnixMs: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC).UnixMilli(),
 		PendingPrunes: []*rpc.PendingPrune{{Object: "ConfigMap two/held", Finalizers: []string{"example.com/hold"}, DeletingSinceUnixMs: 1000}}})
 	s.Sent("prod", "group/app", "c2")
-	st := &AgentStatus{Name: "prod"}
-	s.fill("prod", st)
+	st := &Agent{Name: "prod"}
+	s.Fill("prod", st)
 	if len(st.Projects) != 2 {
 		t.Fatalf("projects: %+v", st.Projects)
 	}
@@ -59,13 +59,13 @@ kas_gitops_sync_status{agent="prod",project="two",result="synced"} 0
 // again) until the agent reports a sync of it, and only while the agent
 // is connected.
 func TestStatusInProgress(t *testing.T) {
-	s := newStatusStore(prometheus.NewRegistry())
+	s := NewStore(prometheus.NewRegistry())
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	s.now = func() time.Time { return now }
 	inProgress := func(sessions int) bool {
 		t.Helper()
-		st := &AgentStatus{Name: "prod", ConnectedSessions: sessions}
-		s.fill("prod", st)
+		st := &Agent{Name: "prod", ConnectedSessions: sessions}
+		s.Fill("prod", st)
 		if len(st.Projects) != 1 {
 			t.Fatalf("projects: %+v", st.Projects)
 		}
@@ -98,7 +98,7 @@ func TestStatusInProgress(t *testing.T) {
 // progress and a stalled one.
 func TestStatusPageProjects(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	rep := StatusReport{Replica: "r", GeneratedAt: now, User: "alice", Agents: []StatusPageAgent{{AgentStatus: AgentStatus{Name: "prod", Projects: []ProjectStatus{
+	rep := Report{Replica: "r", GeneratedAt: now, User: "alice", Agents: []PageAgent{{Agent: Agent{Name: "prod", Projects: []Project{
 		{ID: "group/retry", SentCommit: "c1", LastSync: &SyncReport{CommitID: "c1", Result: "failed", Reason: "cm-hand exists", Attempts: 2, NextRetryAt: now.Add(30 * time.Second), ReportedAt: now}},
 		{ID: "group/busy", SentCommit: "c3", InProgress: true, LastSync: &SyncReport{CommitID: "c2", Result: "synced", ReportedAt: now}},
 		{ID: "group/stuck", SentCommit: "c4", LastSync: &SyncReport{CommitID: "c4", Result: "stalled", ReportedAt: now}},
