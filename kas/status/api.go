@@ -138,7 +138,7 @@ func (h *Handler) handleGetAgent(w http.ResponseWriter, r *http.Request) {
 // without a token (viewer nil), the user's agents with a valid user
 // token; a bad token is answered 401, GitLab being unavailable 503 (ok
 // false).
-func (h *Handler) statusScope(w http.ResponseWriter, r *http.Request) (viewer *viewer, ok bool) {
+func (h *Handler) statusScope(w http.ResponseWriter, r *http.Request) (v *viewer, ok bool) {
 	auth := r.Header.Get("Authorization")
 	if auth == "" {
 		return nil, true
@@ -148,7 +148,7 @@ func (h *Handler) statusScope(w http.ResponseWriter, r *http.Request) (viewer *v
 		apijson.Write(w, http.StatusUnauthorized, apijson.Error{Error: "Unauthorized: not a valid user token"})
 		return nil, false
 	}
-	viewer, err := h.authenticate(r.Context(), strings.TrimSpace(token))
+	v, err := h.authenticate(r.Context(), strings.TrimSpace(token))
 	if errors.Is(err, errGitLabUnavailable) {
 		apijson.Write(w, http.StatusServiceUnavailable, apijson.Error{Error: err.Error()})
 		return nil, false
@@ -157,5 +157,5 @@ func (h *Handler) statusScope(w http.ResponseWriter, r *http.Request) (viewer *v
 		apijson.Write(w, http.StatusUnauthorized, apijson.Error{Error: "Unauthorized: not a valid user token"})
 		return nil, false
 	}
-	return viewer, true
+	return v, true
 }

@@ -119,12 +119,12 @@ var (
 	errGitLabUnavailable  = errors.New("GitLab is unavailable: kas cannot check this personal access token now; retry")
 )
 
-// statusUser authenticates the request's token (bearer token or the login
+// user authenticates the request's token (bearer token or the login
 // cookie).
 func (h *Handler) user(r *http.Request) (*viewer, error) {
 	token := ""
-	if h := r.Header.Get("Authorization"); h != "" {
-		t, ok := strings.CutPrefix(h, "Bearer ")
+	if auth := r.Header.Get("Authorization"); auth != "" {
+		t, ok := strings.CutPrefix(auth, "Bearer ")
 		if !ok {
 			return nil, errors.New("the Authorization header is not a bearer token")
 		}
@@ -138,7 +138,7 @@ func (h *Handler) user(r *http.Request) (*viewer, error) {
 	return h.authenticate(r.Context(), token)
 }
 
-// authenticateStatus finds whom a token is for: a users[] token (the
+// authenticate finds whom a token is for: a users[] token (the
 // table is built per request from the config kas runs with: a page load
 // is rare, and nothing has to be kept in step), or with gitlab: a GitLab
 // personal access token, as is or as "pat:<token>".
@@ -203,7 +203,7 @@ func (h *Handler) gitlabViewer(ctx context.Context, pat string) (*viewer, error)
 	}
 }
 
-// statusReport builds the report for viewer (nil: every agent).
+// report builds the report for viewer (nil: every agent).
 func (h *Handler) report(ctx context.Context, viewer *viewer) Report {
 	rep := Report{Replica: h.replica(), GeneratedAt: time.Now().UTC(), Agents: []PageAgent{}}
 	if viewer != nil {
@@ -240,7 +240,7 @@ func (h *Handler) replica() string {
 // authorizeStatus returns whom the request is for (nil when the page is
 // public), or writes the 401 (429 for an address over its failures, 503
 // when GitLab cannot be asked) and returns ok false.
-func (h *Handler) authorize(w http.ResponseWriter, r *http.Request, html bool) (viewer *viewer, ok bool) {
+func (h *Handler) authorize(w http.ResponseWriter, r *http.Request, html bool) (v *viewer, ok bool) {
 	if h.cfg.Public != nil && h.cfg.Public() {
 		return nil, true
 	}
