@@ -87,8 +87,13 @@ deploy-manifest:
 
 # A local control plane, a git repo with an example agent config, kas and
 # agentk, all on loopback; stays up until Ctrl-C.
+# Built first and run directly, not with `go run`: interrupted, `go run`
+# exits 1 whatever the program does, and make then says "Error 1" for a
+# Ctrl-C. DEMO_FLAGS=-light uses the light control plane even where a real
+# node can run.
 demo: build testbin
-	$(GO) run ./test/e2e/demo
+	$(GO) build -o bin/demo ./test/e2e/demo
+	bin/demo $(DEMO_FLAGS)
 
 # go.mod and go.sum must be tidy: `go mod tidy -diff` prints what tidy
 # would change and fails if anything would (run `go mod tidy` to fix).
@@ -106,6 +111,7 @@ fuzz:
 	$(GO) test -run XXX -fuzz FuzzReadReply -fuzztime $(FUZZTIME) ./tunnel
 	$(GO) test -run XXX -fuzz FuzzWSConnRead -fuzztime $(FUZZTIME) ./tunnel
 	$(GO) test -run XXX -fuzz 'FuzzParse$$' -fuzztime $(FUZZTIME) ./agentcfg
+	$(GO) test -run XXX -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./internal/yamlconf
 	$(GO) test -run XXX -fuzz FuzzParsePath -fuzztime $(FUZZTIME) ./kasproxy
 	$(GO) test -run XXX -fuzz FuzzClientAddr -fuzztime $(FUZZTIME) ./kasproxy
 	$(GO) test -run XXX -fuzz FuzzGitLabAPIPath -fuzztime $(FUZZTIME) ./kasproxy
@@ -123,6 +129,7 @@ fuzz:
 	$(GO) test -run XXX -fuzz FuzzParseAgentID -fuzztime $(FUZZTIME) ./internal/gitlabaccess
 	$(GO) test -run XXX -fuzz FuzzStripQuery -fuzztime $(FUZZTIME) ./internal/gitlabaccess
 	$(GO) test -run XXX -fuzz FuzzParseIdentityHeader -fuzztime $(FUZZTIME) ./internal/gitlabaccess
+	$(GO) test -run XXX -fuzz FuzzReadRequest -fuzztime $(FUZZTIME) ./tunnel/wire
 
 clean:
 	rm -rf bin

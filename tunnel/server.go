@@ -26,6 +26,9 @@ type Session struct {
 	AgentVersion string
 	Remote       string
 	Connected    time.Time
+	// Protocol is the one kas and agentk agreed on in the handshake: 1,
+	// HTTP/1.1 on kas's streams; 2, tunnel/wire head frames.
+	Protocol int
 	*yamux.Session
 }
 
@@ -224,7 +227,7 @@ func (s *Server) serveSession(conn net.Conn, agent string, h Hello, remote strin
 		conn.Close()
 		return
 	}
-	sess := &Session{Agent: agent, AgentVersion: h.AgentVersion, Remote: remote, Connected: time.Now(), Session: ys}
+	sess := &Session{Agent: agent, AgentVersion: h.AgentVersion, Remote: remote, Connected: time.Now(), Protocol: h.Negotiate(), Session: ys}
 	ctx, cancel := context.WithCancel(s.baseContext())
 	defer cancel()
 	// The session ends when the peer goes or the server stops, whichever
