@@ -152,7 +152,7 @@ type ObservabilitySection struct {
 	Listen Listen `yaml:"listen"`
 	// UsageReportingPeriod: GitLab backend (config_gitlab.go).
 	UsageReportingPeriod time.Duration `yaml:"usage_reporting_period"`
-	// Status: the status page (statuspage.go).
+	// Status: the status page (package kas/status).
 	Status StatusSection `yaml:"status"`
 }
 

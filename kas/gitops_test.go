@@ -154,7 +154,7 @@ func wantCode(t *testing.T, err error, code codes.Code, msg ...string) {
 func TestGitOpsRefusals(t *testing.T) {
 	e, repo := newGitOpsEnv(t, nil)
 	repo.Commit("first", manifestTree)
-	e.startWith(func(s *Server) { s.gitops.refWait = 300 * time.Millisecond })
+	e.startWith(func(s *Server) { s.gitops.RefWait = 300 * time.Millisecond })
 	a := e.dialAgent()
 	call := func(req *rpc.ObjectsToSynchronizeRequest) error {
 		return a.watch(t, req).end(t, setTimeout)
@@ -276,7 +276,7 @@ func TestGitOpsChunking(t *testing.T) {
 	}
 	repo.Git("add", "empty.yaml")
 	commit := repo.Commit("first", map[string]string{"a.yaml": big, "b.yaml": "kind: B\n", "c.yaml": big[:1000]})
-	e.startWith(func(s *Server) { s.gitops.chunkSize = 1000 })
+	e.startWith(func(s *Server) { s.gitops.ChunkSize = 1000 })
 	a := e.dialAgent()
 	s := a.watch(t, &rpc.ObjectsToSynchronizeRequest{ProjectId: manifestProject}).next(t, setTimeout)
 	wantSet(t, s, commit, map[string]string{"/a.yaml": big, "/b.yaml": "kind: B\n", "/c.yaml": big[:1000], "/empty.yaml": ""})

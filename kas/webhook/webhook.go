@@ -1,4 +1,4 @@
-package kas
+package webhook
 
 import (
 	"bytes"
@@ -20,11 +20,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"kubetunnel/gitops/gitrepo"
+	"kubetunnel/kas/internal/apijson"
 )
 
-// maxWebhookBody bounds a webhook's body. GitLab and GitHub push events
+// MaxBody bounds a webhook's body. GitLab and GitHub push events
 // list at most 20 commits, far below it.
-const maxWebhookBody = 1 << 20
+const MaxBody = 1 << 20
 
 // Results of a webhook, as kas_git_webhook_requests_total labels them.
 const (
@@ -37,7 +38,7 @@ const (
 	webhookError        = "error"
 )
 
-// webhookHandler serves POST /api/v1/webhooks/git: a push to a repository
+// Handler serves POST /api/v1/webhooks/git: a push to a repository
 // triggers an immediate fetch of every configured repository it names,
 // instead of waiting for the next poll.
 //
@@ -71,30 +72,39 @@ const (
 // is not set (webhooks disabled). A GitLab token is checked before the
 // body is read; the observability listener bounds the time to read it
 // (limits.observability_read_timeout).
-type webhookHandler struct {
-	secretFile string
-	// repos lists the repositories a push may name now: repositories[]
-	// and, with gitlab:, the GitLab projects kas mirrors.
-	repos    func() []gitrepo.Repository
-	trigger  func(id string) error
-	logger   *slog.Logger
+type Handler struct {
+	cfg      Config
 	requests *prometheus.CounterVec
 	// bodyReads bounds GitHub bodies read at once before their signature
 	// is checked.
 	bodyReads chan struct{}
 }
 
+// Config is what a Handler needs.
+type Config struct {
+	// SecretFile is git.webhook_secret_file; empty disables webhooks
+	// (404).
+	SecretFile string
+	// Repositories lists the repositories a push may name now:
+	// repositories[] and, with gitlab:, the GitLab projects kas mirrors.
+	Repositories func() []gitrepo.Repository
+	// Trigger asks for an immediate fetch of a repository by id.
+	Trigger func(id string) error
+	Logger  *slog.Logger
+	// Metrics registers kas_git_webhook_requests_total.
+	Metrics prometheus.Registerer
+}
+
 // maxWebhookBodyReads bounds unauthenticated (GitHub) webhook bodies read
-// at once: with maxWebhookBody, at most 32 MiB.
+// at once: with MaxBody, at most 32 MiB.
 const maxWebhookBodyReads = 32
 
-func newWebhookHandler(secretFile string, repos func() []gitrepo.Repository, trigger func(string) error, logger *slog.Logger, reg prometheus.Registerer) (*webhookHandler, error) {
-	h := &webhookHandler{
-		secretFile: secretFile,
-		repos:      repos,
-		trigger:    trigger,
-		logger:     logger,
-		bodyReads:  make(chan struct{}, maxWebhookBodyReads),
+// New makes the handler; it fails when SecretFile is set but cannot be
+// read or is empty.
+func New(cfg Config) (*Handler, error) {
+	h := &Handler{
+		cfg:       cfg,
+		bodyReads: make(chan struct{}, maxWebhookBodyReads),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kas_git_webhook_requests_total",
 			Help: "Git push webhooks received, by result (triggered, unmatched, ignored, unauthorized, bad_request, disabled, error).",
@@ -103,8 +113,8 @@ func newWebhookHandler(secretFile string, repos func() []gitrepo.Repository, tri
 	for _, r := range []string{webhookTriggered, webhookUnmatched, webhookIgnored, webhookUnauthorized, webhookBadRequest, webhookDisabled, webhookError} {
 		h.requests.WithLabelValues(r)
 	}
-	reg.MustRegister(h.requests)
-	if secretFile != "" {
+	cfg.Metrics.MustRegister(h.requests)
+	if cfg.SecretFile != "" {
 		if _, err := h.secret(); err != nil {
 			return nil, fmt.Errorf("git.webhook_secret_file: %w", err)
 		}
@@ -114,14 +124,14 @@ func newWebhookHandler(secretFile string, repos func() []gitrepo.Repository, tri
 
 // secret reads the shared secret; surrounding white space (a trailing
 // newline) is not part of it.
-func (h *webhookHandler) secret() ([]byte, error) {
-	b, err := os.ReadFile(h.secretFile)
+func (h *Handler) secret() ([]byte, error) {
+	b, err := os.ReadFile(h.cfg.SecretFile)
 	if err != nil {
 		return nil, err
 	}
 	b = bytes.TrimSpace(b)
 	if len(b) == 0 {
-		return nil, fmt.Errorf("%s is empty", h.secretFile)
+		return nil, fmt.Errorf("%s is empty", h.cfg.SecretFile)
 	}
 	return b, nil
 }
@@ -131,15 +141,15 @@ type webhookAnswer struct {
 	Message   string   `json:"message,omitempty"`
 }
 
-func (h *webhookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	answer := func(result string, code int, v any) {
 		h.requests.WithLabelValues(result).Inc()
-		writeJSON(w, code, v)
+		apijson.Write(w, code, v)
 	}
 	fail := func(result string, code int, format string, args ...any) {
-		answer(result, code, apiError{Error: fmt.Sprintf(format, args...)})
+		answer(result, code, apijson.Error{Error: fmt.Sprintf(format, args...)})
 	}
-	if h.secretFile == "" {
+	if h.cfg.SecretFile == "" {
 		fail(webhookDisabled, http.StatusNotFound, "git webhooks are disabled: set git.webhook_secret_file in the kas config")
 		return
 	}
@@ -150,17 +160,17 @@ func (h *webhookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	secret, err := h.secret()
 	if err != nil {
-		h.logger.Error("Git webhook: cannot read git.webhook_secret_file", "err", err)
+		h.cfg.Logger.Error("Git webhook: cannot read git.webhook_secret_file", "err", err)
 		fail(webhookError, http.StatusInternalServerError, "kas cannot read its webhook secret")
 		return
 	}
 	refuse := func() {
-		h.logger.Warn("Git webhook refused: wrong or missing secret", "remote", r.RemoteAddr)
+		h.cfg.Logger.Warn("Git webhook refused: wrong or missing secret", "remote", r.RemoteAddr)
 		fail(webhookUnauthorized, http.StatusUnauthorized, "missing or wrong X-Gitlab-Token or X-Hub-Signature-256")
 	}
 	// GitLab's token is a header: check it before reading a byte of the
 	// body. GitHub signs the body, which must be read first: those reads
-	// are bounded in size (maxWebhookBody), in time (the observability
+	// are bounded in size (MaxBody), in time (the observability
 	// listener's read timeout) and in number at once (bodyReads).
 	provider, event, ok := authenticateHeaders(r.Header, secret)
 	if !ok {
@@ -176,11 +186,11 @@ func (h *webhookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxWebhookBody))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			fail(webhookBadRequest, http.StatusRequestEntityTooLarge, "body over %d bytes", maxWebhookBody)
+			fail(webhookBadRequest, http.StatusRequestEntityTooLarge, "body over %d bytes", MaxBody)
 			return
 		}
 		fail(webhookBadRequest, http.StatusBadRequest, "reading the body: %v", err)
@@ -208,15 +218,15 @@ func (h *webhookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fail(webhookBadRequest, http.StatusBadRequest, "not a %s push event: no project or repository URL in the body", provider)
 		return
 	}
-	ids := matchRepositories(h.repos(), urls, names)
-	log := h.logger.With("provider", provider, "event", event, "urls", urls, "names", names)
+	ids := matchRepositories(h.cfg.Repositories(), urls, names)
+	log := h.cfg.Logger.With("provider", provider, "event", event, "urls", urls, "names", names)
 	if len(ids) == 0 {
 		log.Info("Git webhook matches no configured repository")
 		answer(webhookUnmatched, http.StatusOK, webhookAnswer{Triggered: []string{}, Message: "no configured repository matches"})
 		return
 	}
 	for _, id := range ids {
-		if err := h.trigger(id); err != nil { // only an unknown id, which matchRepositories excludes
+		if err := h.cfg.Trigger(id); err != nil { // only an unknown id, which matchRepositories excludes
 			log.Error("Git webhook: trigger failed", "repository", id, "err", err)
 		}
 	}

@@ -1,4 +1,4 @@
-package kas
+package check
 
 import (
 	"fmt"
@@ -11,11 +11,15 @@ import (
 	"kubetunnel/gitops/manifests"
 )
 
-// checkManifestGlobs reports, for each manifest project of an agent, the
+// Verdict reports one item of kas check: err nil is "ok" with detail
+// appended, else "FAIL" with err.
+type Verdict func(item string, err error, detail string)
+
+// ManifestGlobs reports, for each manifest project of an agent, the
 // globs that select no file at the project's ref: agentk refuses such a
 // commit (no_manifests_matched) unless the project sets allow_empty. It
 // names the directories closest to what the glob asks for.
-func checkManifestGlobs(repos *gitrepo.Cache, agent, file string, ac *agentcfg.Config, verdict func(string, error, string)) {
+func ManifestGlobs(repos *gitrepo.Cache, agent, file string, ac *agentcfg.Config, verdict Verdict) {
 	for i, p := range ac.GitOps.ManifestProjects {
 		item := fmt.Sprintf("agent %s: %s: gitops.manifest_projects[%d] (%s) paths", agent, file, i, p.DisplayName())
 		if p.AllowEmpty || !repos.Has(p.ID) {
@@ -125,10 +129,10 @@ func editDistance(a, b string) int {
 	return prev[len(b)]
 }
 
-// nearAgentDir fails when the config project has no directory for the
+// NearAgentDir fails when the config project has no directory for the
 // agent but one whose name is a typo away (.gitlab/agents/prodution for
 // agent production): the agent would silently run with the default config.
-func nearAgentDir(repos *gitrepo.Cache, project, commit, agent string) error {
+func NearAgentDir(repos *gitrepo.Cache, project, commit, agent string) error {
 	const prefix = ".gitlab/agents/"
 	dirs := map[string]bool{}
 	err := repos.Walk(project, commit, func(p string, _ int64, _ func() ([]byte, error)) error {

@@ -1,4 +1,4 @@
-package kas
+package gitops
 
 import (
 	"context"
@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"path"
-	"sync"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -16,35 +15,23 @@ import (
 	"kubetunnel/agentcfg"
 	"kubetunnel/api/rpc"
 	"kubetunnel/gitops/gitrepo"
-	"kubetunnel/internal/gitlab"
+	"kubetunnel/kas/identity"
 )
-
-// configurationServer streams each agent's config.yaml from its config
-// project whenever the commit changes.
-type configurationServer struct {
-	rpc.UnimplementedConfigurationServer
-	repos  *repoSet
-	logger *slog.Logger
-	// With gitlab: config projects are mirrored from GitLab, and every
-	// new config commit is posted to agent_configuration.
-	gitlab *gitlab.Client
-
-	mu     sync.Mutex        // guards posted
-	posted map[string]string // agent key → config commit posted to GitLab
-}
 
 // AgentConfigPath is where an agent's config lives in its config project.
 func AgentConfigPath(agent string) string {
 	return path.Join(".gitlab", "agents", agent, "config.yaml")
 }
 
-func (s *configurationServer) GetConfiguration(req *rpc.ConfigurationRequest, stream rpc.Configuration_GetConfigurationServer) error {
+// GetConfiguration streams an agent's config.yaml from its config project
+// whenever the commit changes.
+func (s *Server) GetConfiguration(req *rpc.ConfigurationRequest, stream rpc.Configuration_GetConfigurationServer) error {
 	ctx := stream.Context()
-	agent, ok := agentFromContext(ctx)
+	agent, ok := identity.FromContext(ctx)
 	if !ok {
 		return status.Error(codes.Unauthenticated, "not an agent")
 	}
-	log := s.logger.With(agent.LogAttrs()...)
+	log := s.cfg.Logger.With(agent.LogAttrs()...)
 	if agent.ConfigProject == "" {
 		// No config project: the defaults, once; the stream stays open so
 		// the agent does not reconnect for nothing.
@@ -54,24 +41,24 @@ func (s *configurationServer) GetConfiguration(req *rpc.ConfigurationRequest, st
 		<-ctx.Done()
 		return nil
 	}
-	if s.repos.gl != nil && !s.repos.static.Has(agent.ConfigProject) {
-		// GitLab's agent_info named this project: the agent may read it.
-		if err := s.repos.gl.ensure(agent.ConfigProject); err != nil {
+	if s.cfg.OpenConfigProject != nil {
+		// The registry named this project: the agent may read it.
+		if err := s.cfg.OpenConfigProject(agent.ConfigProject); err != nil {
 			return status.Errorf(codes.Unavailable, "config project %q: %v", agent.ConfigProject, err)
 		}
 	}
-	changed, cancel := s.repos.Subscribe(agent.ConfigProject)
+	changed, cancel := s.cfg.Repositories.Subscribe(agent.ConfigProject)
 	defer cancel()
 	last := req.GetCommitId()
 	for {
-		commit, err := s.repos.Resolve(agent.ConfigProject, gitrepo.Ref{})
+		commit, err := s.cfg.Repositories.Resolve(agent.ConfigProject, gitrepo.Ref{})
 		switch {
 		case err != nil:
 			// Not fetched yet, or the repository is unreachable: wait for
 			// the poller rather than fail the agent's stream.
 			log.Debug("Config project not available yet", "err", err)
 		case commit != last:
-			data, rerr := s.repos.ReadFile(agent.ConfigProject, commit, AgentConfigPath(agent.Name))
+			data, rerr := s.cfg.Repositories.ReadFile(agent.ConfigProject, commit, AgentConfigPath(agent.Name))
 			resp := s.build(agent, commit, data, rerr)
 			if resp.Error != "" {
 				log.Warn("Agent config is invalid; the agent keeps its last good config", "commit", commit, "err", resp.Error)
@@ -94,13 +81,13 @@ func (s *configurationServer) GetConfiguration(req *rpc.ConfigurationRequest, st
 	}
 }
 
-func (s *configurationServer) send(stream rpc.Configuration_GetConfigurationServer, resp *rpc.ConfigurationResponse) error {
+func (s *Server) send(stream rpc.Configuration_GetConfigurationServer, resp *rpc.ConfigurationResponse) error {
 	return stream.Send(resp)
 }
 
 // build makes the response for one commit: a missing file is the default
 // config (as upstream), an unreadable or invalid one is an error message.
-func (s *configurationServer) build(agent Agent, commit string, data []byte, readErr error) *rpc.ConfigurationResponse {
+func (s *Server) build(agent identity.Agent, commit string, data []byte, readErr error) *rpc.ConfigurationResponse {
 	resp := &rpc.ConfigurationResponse{CommitId: commit, AgentName: agent.Name}
 	file := AgentConfigPath(agent.Name)
 	if readErr != nil && !errors.Is(readErr, gitrepo.ErrNotFound) {
@@ -119,7 +106,7 @@ func (s *configurationServer) build(agent Agent, commit string, data []byte, rea
 	}
 	resp.ConfigJson = js
 	if msg := cfg.IgnoredWarning(); msg != "" {
-		s.logger.Warn("Agent config: "+msg, "agent", agent.Name, "commit", commit, "ignored_keys", cfg.Ignored)
+		s.cfg.Logger.Warn("Agent config: "+msg, "agent", agent.Name, "commit", commit, "ignored_keys", cfg.Ignored)
 	}
 	return resp
 }
@@ -130,8 +117,8 @@ const agentConfigurationTimeout = 10 * time.Second
 // postConfiguration tells GitLab an agent's config, once per agent and
 // commit (several agentk replicas share one agent). A failure is logged
 // and tried again with the next commit or connection.
-func (s *configurationServer) postConfiguration(ctx context.Context, agent Agent, commit string, configJSON []byte, log *slog.Logger) {
-	if s.gitlab == nil || agent.ID == 0 {
+func (s *Server) postConfiguration(ctx context.Context, agent identity.Agent, commit string, configJSON []byte, log *slog.Logger) {
+	if s.cfg.GitLab == nil || agent.ID == 0 {
 		return
 	}
 	s.mu.Lock()
@@ -143,7 +130,7 @@ func (s *configurationServer) postConfiguration(ctx context.Context, agent Agent
 	s.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), agentConfigurationTimeout)
 	defer cancel()
-	if err := s.gitlab.PostAgentConfiguration(ctx, agent.ID, json.RawMessage(configJSON)); err != nil {
+	if err := s.cfg.GitLab.PostAgentConfiguration(ctx, agent.ID, json.RawMessage(configJSON)); err != nil {
 		log.Warn("Could not tell GitLab the agent's config (agent_configuration)", "commit", commit, "err", err)
 		s.mu.Lock()
 		if s.posted[agent.Key] == commit {

@@ -1,4 +1,4 @@
-package kas
+package tracker
 
 import (
 	"context"
@@ -26,28 +26,43 @@ import (
 // maxAgentIDsPerRequest bounds GetConnectedAgentsByAgentIDs.
 const maxAgentIDsPerRequest = 1000
 
-// newAPIServer is the api listener's gRPC server: GitLab's AgentTracker
+// APIConfig is what the api listener's server needs.
+type APIConfig struct {
+	// SecretFile is api.listen.authentication_secret_file, the key of
+	// GitLab's JWT.
+	SecretFile string
+	// CertificateFile and KeyFile, when set, serve TLS.
+	CertificateFile, KeyFile string
+	Tracker                  *Tracker
+	// Trigger asks for an immediate fetch of a project kas mirrors (by
+	// full path); an error wrapping gitrepo.ErrUnknownRepository means kas
+	// does not mirror it.
+	Trigger func(fullPath string) error
+	Logger  *slog.Logger
+}
+
+// NewAPIServer is the api listener's gRPC server: GitLab's AgentTracker
 // and Notifications, behind GitLab's JWT (metadata "authorization: Bearer
 // <JWT>", HS256 with api.listen.authentication_secret_file, aud
 // gitlab-kas). GitLab sets iss to its host name, so iss is not checked.
-func newAPIServer(cfg *Config, tracker *agentTracker, repos *repoSet, logger *slog.Logger) (*grpc.Server, error) {
-	l := cfg.API.Listen
-	secret, err := gitlab.ReadSecretFile(l.AuthenticationSecretFile)
+func NewAPIServer(cfg APIConfig) (*grpc.Server, error) {
+	logger := cfg.Logger
+	secret, err := gitlab.ReadSecretFile(cfg.SecretFile)
 	if err != nil {
 		return nil, fmt.Errorf("api.listen.authentication_secret_file: %w", err)
 	}
 	auth := &jwtAuth{secret: secret, logger: logger, now: time.Now}
 	opts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(auth.unary), grpc.ChainStreamInterceptor(auth.stream)}
-	if l.CertificateFile != "" {
-		cert, err := tls.LoadX509KeyPair(l.CertificateFile, l.KeyFile)
+	if cfg.CertificateFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.CertificateFile, cfg.KeyFile)
 		if err != nil {
 			return nil, fmt.Errorf("api listener TLS: %w", err)
 		}
 		opts = append(opts, grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})))
 	}
 	srv := grpc.NewServer(opts...)
-	trackerrpc.RegisterAgentTrackerServer(srv, &trackerServer{tracker: tracker})
-	notifications.RegisterNotificationsServer(srv, &notificationsServer{repos: repos, logger: logger})
+	trackerrpc.RegisterAgentTrackerServer(srv, &trackerServer{tracker: cfg.Tracker})
+	notifications.RegisterNotificationsServer(srv, &notificationsServer{trigger: cfg.Trigger, logger: logger})
 	return srv, nil
 }
 
@@ -92,7 +107,7 @@ func (a *jwtAuth) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerI
 // trackerServer is GitLab's AgentTracker.
 type trackerServer struct {
 	trackerrpc.UnimplementedAgentTrackerServer
-	tracker *agentTracker
+	tracker *Tracker
 }
 
 func (s *trackerServer) GetConnectedAgents(ctx context.Context, req *trackerrpc.GetConnectedAgentsRequest) (*trackerrpc.GetConnectedAgentsResponse, error) {
@@ -136,8 +151,8 @@ func (s *trackerServer) GetConnectedAgentsByAgentIDs(ctx context.Context, req *t
 // project at once, if kas mirrors it.
 type notificationsServer struct {
 	notifications.UnimplementedNotificationsServer
-	repos  *repoSet
-	logger *slog.Logger
+	trigger func(fullPath string) error
+	logger  *slog.Logger
 }
 
 func (s *notificationsServer) GitPushEvent(_ context.Context, req *notifications.GitPushEventRequest) (*notifications.GitPushEventResponse, error) {
@@ -145,7 +160,7 @@ func (s *notificationsServer) GitPushEvent(_ context.Context, req *notifications
 	if path == "" {
 		return nil, status.Error(codes.InvalidArgument, "project.full_path is required")
 	}
-	err := s.repos.Trigger(path)
+	err := s.trigger(path)
 	switch {
 	case errors.Is(err, gitrepo.ErrUnknownRepository):
 		s.logger.Debug("Git push event for a project kas does not mirror", "project", path)
@@ -157,8 +172,8 @@ func (s *notificationsServer) GitPushEvent(_ context.Context, req *notifications
 	return &notifications.GitPushEventResponse{}, nil
 }
 
-// serveAPI serves the api listener until ctx is done.
-func serveAPI(ctx context.Context, srv *grpc.Server, ln net.Listener) error {
+// ServeAPI serves the api listener until ctx is done.
+func ServeAPI(ctx context.Context, srv *grpc.Server, ln net.Listener) error {
 	stop := context.AfterFunc(ctx, srv.Stop)
 	defer stop()
 	err := srv.Serve(ln)

@@ -1,4 +1,4 @@
-package kas
+package tracker
 
 import (
 	"context"
@@ -16,17 +16,18 @@ import (
 
 	"kubetunnel/api/gitlab/agenttracker"
 	"kubetunnel/api/gitlab/entity"
+	"kubetunnel/kas/identity"
 	"kubetunnel/tunnel"
 )
 
-// agentTracker records the agentk connections of GitLab agents for
+// Tracker records the agentk connections of GitLab agents for
 // GitLab's AgentTracker service. Without Redis it knows this replica's
 // connections; with Redis every replica writes its own connections into
 // two hashes (by agent id and by config project id) and reads everyone's.
 // Each entry carries its expiry: a replica that dies without cleaning up
 // leaves entries that readers ignore once ttl has passed, and the
 // replica's refresh loop rewrites live ones every refresh period.
-type agentTracker struct {
+type Tracker struct {
 	redis   *redis.Client // nil: this replica only
 	prefix  string
 	ttl     time.Duration
@@ -39,17 +40,32 @@ type agentTracker struct {
 	local map[int64]*agenttracker.ConnectedAgentInfo // by connection id
 }
 
-func newAgentTracker(cfg *Config, client *redis.Client, logger *slog.Logger) *agentTracker {
-	t := &agentTracker{redis: client, logger: logger, now: time.Now, local: map[int64]*agenttracker.ConnectedAgentInfo{}}
-	if r := cfg.Redis; r != nil {
-		t.prefix, t.ttl, t.refresh, t.timeout = r.KeyPrefix+":agent_tracker", r.AgentTTL, r.RefreshPeriod, r.Timeout
-	}
-	return t
+// Config is what a Tracker needs; without Redis only Logger.
+type Config struct {
+	// Redis is shared by the replicas (nil: this replica only).
+	Redis *redis.Client
+	// KeyPrefix is redis.key_prefix; the tracker's keys start with
+	// "<KeyPrefix>:agent_tracker".
+	KeyPrefix string
+	// TTL is how long an entry counts without a refresh
+	// (redis.agent_ttl), Refresh how often this replica rewrites its own
+	// (redis.refresh_period), Timeout the bound of one Redis call
+	// (redis.timeout).
+	TTL, Refresh, Timeout time.Duration
+	Logger                *slog.Logger
 }
 
-// connectionInfo builds the tracker's record of a new connection from
+// New makes a Tracker; Run keeps its Redis entries fresh.
+func New(cfg Config) *Tracker {
+	return &Tracker{
+		redis: cfg.Redis, prefix: cfg.KeyPrefix + ":agent_tracker", ttl: cfg.TTL, refresh: cfg.Refresh, timeout: cfg.Timeout,
+		logger: cfg.Logger, now: time.Now, local: map[int64]*agenttracker.ConnectedAgentInfo{},
+	}
+}
+
+// ConnectionInfo builds the tracker's record of a new connection from
 // what agentk said in its hello.
-func connectionInfo(a Agent, h tunnel.Hello, connected time.Time) *agenttracker.ConnectedAgentInfo {
+func ConnectionInfo(a identity.Agent, h tunnel.Hello, connected time.Time) *agenttracker.ConnectedAgentInfo {
 	return &agenttracker.ConnectedAgentInfo{
 		AgentMeta: &entity.AgentMeta{
 			Version:           h.AgentVersion,
@@ -78,15 +94,15 @@ func kubernetesVersion(git string) *entity.KubernetesVersion {
 	return v
 }
 
-func (t *agentTracker) agentKey(id int64) string {
+func (t *Tracker) agentKey(id int64) string {
 	return t.prefix + ":agent:" + strconv.FormatInt(id, 10)
 }
-func (t *agentTracker) projectKey(id int64) string {
+func (t *Tracker) projectKey(id int64) string {
 	return t.prefix + ":project:" + strconv.FormatInt(id, 10)
 }
 
-// register records a connection; the returned func removes it.
-func (t *agentTracker) register(info *agenttracker.ConnectedAgentInfo) (unregister func()) {
+// Register records a connection; the returned func removes it.
+func (t *Tracker) Register(info *agenttracker.ConnectedAgentInfo) (unregister func()) {
 	t.mu.Lock()
 	t.local[info.ConnectionId] = info
 	t.mu.Unlock()
@@ -113,7 +129,7 @@ func (t *agentTracker) register(info *agenttracker.ConnectedAgentInfo) (unregist
 }
 
 // write puts one connection into Redis with its expiry.
-func (t *agentTracker) write(infos ...*agenttracker.ConnectedAgentInfo) {
+func (t *Tracker) write(infos ...*agenttracker.ConnectedAgentInfo) {
 	if t.redis == nil || len(infos) == 0 {
 		return
 	}
@@ -142,7 +158,7 @@ func (t *agentTracker) write(infos ...*agenttracker.ConnectedAgentInfo) {
 }
 
 // Run rewrites this replica's connections every refresh period.
-func (t *agentTracker) Run(ctx context.Context) error {
+func (t *Tracker) Run(ctx context.Context) error {
 	if t.redis == nil {
 		<-ctx.Done()
 		return nil
@@ -166,15 +182,15 @@ func (t *agentTracker) Run(ctx context.Context) error {
 }
 
 // byAgent and byProject list connections, everyone's with Redis.
-func (t *agentTracker) byAgent(ctx context.Context, id int64) ([]*agenttracker.ConnectedAgentInfo, error) {
+func (t *Tracker) byAgent(ctx context.Context, id int64) ([]*agenttracker.ConnectedAgentInfo, error) {
 	return t.list(ctx, t.agentKey(id), func(i *agenttracker.ConnectedAgentInfo) bool { return i.AgentId == id })
 }
 
-func (t *agentTracker) byProject(ctx context.Context, id int64) ([]*agenttracker.ConnectedAgentInfo, error) {
+func (t *Tracker) byProject(ctx context.Context, id int64) ([]*agenttracker.ConnectedAgentInfo, error) {
 	return t.list(ctx, t.projectKey(id), func(i *agenttracker.ConnectedAgentInfo) bool { return i.ProjectId == id })
 }
 
-func (t *agentTracker) list(ctx context.Context, key string, match func(*agenttracker.ConnectedAgentInfo) bool) ([]*agenttracker.ConnectedAgentInfo, error) {
+func (t *Tracker) list(ctx context.Context, key string, match func(*agenttracker.ConnectedAgentInfo) bool) ([]*agenttracker.ConnectedAgentInfo, error) {
 	var out []*agenttracker.ConnectedAgentInfo
 	if t.redis == nil {
 		t.mu.Lock()

@@ -1,12 +1,9 @@
-package kas
+package status
 
 import (
 	"cmp"
 	"encoding/json"
-	"fmt"
-	"net/http"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -14,14 +11,16 @@ import (
 	"google.golang.org/grpc"
 
 	"kubetunnel/api/rpc"
+	"kubetunnel/kas/gitops"
+	"kubetunnel/kas/identity"
 )
 
-// statusStore keeps, in memory, what kas knows of each agent's
+// Store keeps, in memory, what kas knows of each agent's
 // configuration and manifest projects: the config commit it has, the last
 // manifest commit kas sent, the last sync the agent reported. Keys are
 // agent names (authenticated, so from the config) and repository ids
 // (checked against the config), so it stays bounded.
-type statusStore struct {
+type Store struct {
 	mu     sync.Mutex // guards agents
 	agents map[string]*agentState
 
@@ -36,11 +35,11 @@ type agentState struct {
 	// configIgnored lists the keys of GitLab's agent the config commit
 	// sets that have no effect here (agentcfg.Config.Ignored).
 	configIgnored []string
-	projects      map[string]*ProjectStatus
+	projects      map[string]*Project
 }
 
-// AgentStatus is one agent in GET /api/v1/agents.
-type AgentStatus struct {
+// Agent is one agent in GET /api/v1/agents.
+type Agent struct {
 	Name string `json:"name"`
 	// ID is the GitLab agent id (with gitlab:); the status API's
 	// /api/v1/agents/{id} takes it.
@@ -55,13 +54,13 @@ type AgentStatus struct {
 	ConfigError string `json:"config_error,omitempty"`
 	// ConfigIgnoredKeys are keys of GitLab's agent that the config commit
 	// sets and that have no effect here (docs/compatibility.md).
-	ConfigIgnoredKeys []string        `json:"config_ignored_keys,omitempty"`
-	Projects          []ProjectStatus `json:"projects"`
+	ConfigIgnoredKeys []string  `json:"config_ignored_keys,omitempty"`
+	Projects          []Project `json:"projects"`
 }
 
-// ProjectStatus is one manifest project of an agent, as the agent's
+// Project is one manifest project of an agent, as the agent's
 // config names it: two projects sharing a repository id are two entries.
-type ProjectStatus struct {
+type Project struct {
 	// Name is the project's name (manifest_projects[].name, or
 	// "<id>@<default_namespace>"); empty until the agent reports a sync
 	// (and from agents older than kas).
@@ -76,6 +75,10 @@ type ProjectStatus struct {
 	Error string `json:"error,omitempty"`
 	// LastSync is the agent's latest ReportSyncStatus.
 	LastSync *SyncReport `json:"last_sync,omitempty"`
+	// InProgress is set while a connected agent is applying what kas
+	// sent: kas sent a commit (or sent it again) after the agent's latest
+	// report, and the agent has not reported the sync of it yet.
+	InProgress bool `json:"in_progress,omitempty"`
 }
 
 // SyncReport is an agent's report of one sync (rpc.SyncStatus).
@@ -107,17 +110,10 @@ type PendingPrune struct {
 	DeletingSince time.Time `json:"deleting_since"`
 }
 
-// projectName is the key of a reported project: its name, or its id from
-// agents that send none.
-func projectName(st *rpc.SyncStatus) string {
-	if st.GetProjectName() != "" {
-		return st.GetProjectName()
-	}
-	return st.GetProjectId()
-}
-
-func newStatusStore(reg prometheus.Registerer) *statusStore {
-	s := &statusStore{
+// NewStore makes a Store whose metrics (kas_gitops_sync_status,
+// kas_gitops_last_sync_timestamp_seconds) are registered on reg.
+func NewStore(reg prometheus.Registerer) *Store {
+	s := &Store{
 		agents: map[string]*agentState{},
 		syncStatus: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "kas_gitops_sync_status",
@@ -134,27 +130,27 @@ func newStatusStore(reg prometheus.Registerer) *statusStore {
 }
 
 // agentLocked returns the state of an agent, creating it.
-func (s *statusStore) agentLocked(name string) *agentState {
+func (s *Store) agentLocked(name string) *agentState {
 	a := s.agents[name]
 	if a == nil {
-		a = &agentState{projects: map[string]*ProjectStatus{}}
+		a = &agentState{projects: map[string]*Project{}}
 		s.agents[name] = a
 	}
 	return a
 }
 
-// maxStatusProjects bounds the projects kept per agent: refused project
+// MaxProjects bounds the projects kept per agent: refused project
 // ids come from the agent's requests, so an agent asking for many made-up
 // ones must not grow kas's memory.
-const maxStatusProjects = 256
+const MaxProjects = 256
 
 // projectLocked returns the entry of a project by name, creating it.
-func (s *statusStore) projectLocked(agent, name, id string) *ProjectStatus {
+func (s *Store) projectLocked(agent, name, id string) *Project {
 	a := s.agentLocked(agent)
 	p := a.projects[name]
 	if p == nil {
-		p = &ProjectStatus{ID: id}
-		if len(a.projects) < maxStatusProjects {
+		p = &Project{ID: id}
+		if len(a.projects) < MaxProjects {
 			a.projects[name] = p
 		}
 	}
@@ -164,9 +160,9 @@ func (s *statusStore) projectLocked(agent, name, id string) *ProjectStatus {
 // byIDLocked returns the entries of every project with repository id:
 // manifest streams are per id. Without any, it makes one keyed by the id,
 // which the first report with a name replaces.
-func (s *statusStore) byIDLocked(agent, id string) []*ProjectStatus {
+func (s *Store) byIDLocked(agent, id string) []*Project {
 	a := s.agentLocked(agent)
-	var out []*ProjectStatus
+	var out []*Project
 	for _, p := range a.projects {
 		if p.ID == id {
 			out = append(out, p)
@@ -178,7 +174,8 @@ func (s *statusStore) byIDLocked(agent, id string) []*ProjectStatus {
 	return out
 }
 
-func (s *statusStore) sent(agent, project, commit string) {
+// Sent records that kas sent an agent a commit of repository project.
+func (s *Store) Sent(agent, project, commit string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, p := range s.byIDLocked(agent, project) {
@@ -186,7 +183,8 @@ func (s *statusStore) sent(agent, project, commit string) {
 	}
 }
 
-func (s *statusStore) streamError(agent, project, msg string) {
+// StreamError records why kas ended an agent's manifest stream.
+func (s *Store) StreamError(agent, project, msg string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, p := range s.byIDLocked(agent, project) {
@@ -194,9 +192,10 @@ func (s *statusStore) streamError(agent, project, msg string) {
 	}
 }
 
-func (s *statusStore) report(agent string, st *rpc.SyncStatus) {
+// Report records an agent's sync report.
+func (s *Store) Report(agent string, st *rpc.SyncStatus) {
 	now := s.now()
-	name := projectName(st)
+	name := gitops.ProjectName(st)
 	r := &SyncReport{
 		CommitID: st.GetCommitId(), Result: st.GetResult(), Reason: st.GetReason(),
 		Applied: st.GetApplied(), Pruned: st.GetPruned(), Unchanged: st.GetUnchanged(),
@@ -213,7 +212,7 @@ func (s *statusStore) report(agent string, st *rpc.SyncStatus) {
 	a := s.agentLocked(agent)
 	p := a.projects[name]
 	if p == nil {
-		p = &ProjectStatus{ID: st.GetProjectId()}
+		p = &Project{ID: st.GetProjectId()}
 		// An entry made by a manifest stream before any report.
 		if byID := a.projects[st.GetProjectId()]; byID != nil && byID.Name == "" && name != st.GetProjectId() {
 			*p = *byID
@@ -227,7 +226,7 @@ func (s *statusStore) report(agent string, st *rpc.SyncStatus) {
 	p.DefaultNamespace = st.GetDefaultNamespace()
 	p.LastSync = r
 	s.mu.Unlock()
-	for _, res := range syncResults {
+	for _, res := range gitops.SyncResults {
 		v := 0.0
 		if res == st.GetResult() {
 			v = 1
@@ -237,10 +236,10 @@ func (s *statusStore) report(agent string, st *rpc.SyncStatus) {
 	s.lastSync.WithLabelValues(agent, name).Set(float64(now.UnixNano()) / 1e9)
 }
 
-// config records a config commit the agent has: one it reported on
+// Config records a config commit the agent has: one it reported on
 // connecting, or one kas sent (errMsg set: refused, the agent keeps its
 // previous one).
-func (s *statusStore) config(agent, commit, errMsg string, ignored []string) {
+func (s *Store) Config(agent, commit, errMsg string, ignored []string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	a := s.agentLocked(agent)
@@ -254,11 +253,13 @@ func (s *statusStore) config(agent, commit, errMsg string, ignored []string) {
 	a.configCommit, a.configError = commit, ""
 }
 
-// fill copies what is known of an agent into st.
-func (s *statusStore) fill(key string, st *AgentStatus) {
+// Fill copies what is known of an agent into st; st.ConnectedSessions
+// must be set (a project is in progress only while the agent is
+// connected).
+func (s *Store) Fill(key string, st *Agent) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st.Projects = []ProjectStatus{}
+	st.Projects = []Project{}
 	a := s.agents[key]
 	if a == nil {
 		return
@@ -271,20 +272,22 @@ func (s *statusStore) fill(key string, st *AgentStatus) {
 			r := *p.LastSync
 			c.LastSync = &r
 		}
+		c.InProgress = st.ConnectedSessions > 0 && p.SentCommit != "" &&
+			(p.LastSync == nil || p.LastSync.CommitID != p.SentCommit || p.SentAt.After(p.LastSync.ReportedAt))
 		st.Projects = append(st.Projects, c)
 	}
-	slices.SortFunc(st.Projects, func(a, b ProjectStatus) int {
+	slices.SortFunc(st.Projects, func(a, b Project) int {
 		return cmp.Or(cmp.Compare(a.ID, b.ID), cmp.Compare(a.Name, b.Name))
 	})
 }
 
-// streamInterceptor watches Configuration streams go by to learn each
+// StreamInterceptor watches Configuration streams go by to learn each
 // agent's config commit, without the configuration server knowing.
-func (s *statusStore) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+func (s *Store) StreamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	if info.FullMethod != rpc.Configuration_GetConfiguration_FullMethodName {
 		return handler(srv, ss)
 	}
-	agent, ok := agentFromContext(ss.Context())
+	agent, ok := identity.FromContext(ss.Context())
 	if !ok {
 		return handler(srv, ss)
 	}
@@ -294,13 +297,13 @@ func (s *statusStore) streamInterceptor(srv any, ss grpc.ServerStream, info *grp
 type configStream struct {
 	grpc.ServerStream
 	agent string
-	store *statusStore
+	store *Store
 }
 
 func (c *configStream) RecvMsg(m any) error {
 	err := c.ServerStream.RecvMsg(m)
 	if req, ok := m.(*rpc.ConfigurationRequest); ok && err == nil && req.GetCommitId() != "" {
-		c.store.config(c.agent, req.GetCommitId(), "", nil)
+		c.store.Config(c.agent, req.GetCommitId(), "", nil)
 	}
 	return err
 }
@@ -317,99 +320,7 @@ func (c *configStream) SendMsg(m any) error {
 		if cfg.Ignored == nil {
 			cfg.Ignored = []string{}
 		}
-		c.store.config(c.agent, resp.GetCommitId(), resp.GetError(), cfg.Ignored)
+		c.store.Config(c.agent, resp.GetCommitId(), resp.GetError(), cfg.Ignored)
 	}
 	return err
-}
-
-// agentStatus builds the status of an agent the registry knows.
-func (s *Server) agentStatus(a Agent) AgentStatus {
-	st := AgentStatus{Name: a.Name, ID: a.ID, ConfigProject: a.ConfigProject, ConnectedSessions: s.sessions.count(a.Key)}
-	s.status.fill(a.Key, &st)
-	return st
-}
-
-// handleListAgents serves GET /api/v1/agents: every configured agent, in
-// config order, with its sessions, config commit and manifest projects.
-//
-// The observability listener has no authentication: this API shows agent
-// names, repository ids, commits and sync errors to whoever can reach the
-// listener. Keep observability.listen on a private address. A caller that
-// sends a user token (Authorization: Bearer) sees only the agents that
-// user may use.
-func (s *Server) handleListAgents(w http.ResponseWriter, r *http.Request) {
-	visible, ok := s.statusScope(w, r)
-	if !ok {
-		return
-	}
-	agents := s.registry.Agents()
-	list := make([]AgentStatus, 0, len(agents))
-	for _, a := range agents {
-		if visible(a.Key) {
-			list = append(list, s.agentStatus(a))
-		}
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"agents": list})
-}
-
-// handleGetAgent serves GET /api/v1/agents/{name}: one agent, or 404 for a
-// name that is not in the kas config or (with a user token) that the user
-// may not use: the same answer, so it does not tell which agents exist.
-func (s *Server) handleGetAgent(w http.ResponseWriter, r *http.Request) {
-	visible, ok := s.statusScope(w, r)
-	if !ok {
-		return
-	}
-	name := r.PathValue("name")
-	if a, ok := s.registry.Agent(name); ok && visible(a.Key) {
-		writeJSON(w, http.StatusOK, s.agentStatus(a))
-		return
-	}
-	msg := fmt.Sprintf("no agent %q that you may see", name)
-	if s.gitlab != nil {
-		msg = fmt.Sprintf("no agent with id %q that you may see (an agent of GitLab's is known once it has connected since kas started)", name)
-	}
-	writeJSON(w, http.StatusNotFound, apiError{Error: msg})
-}
-
-// statusScope says which agents a status API caller sees: every one
-// without a token, the user's agents with a valid user token; a bad token
-// is answered 401 (ok false).
-func (s *Server) statusScope(w http.ResponseWriter, r *http.Request) (visible func(string) bool, ok bool) {
-	auth := r.Header.Get("Authorization")
-	if auth == "" {
-		return func(string) bool { return true }, true
-	}
-	scheme, token, _ := strings.Cut(auth, " ")
-	u, err := s.statusUsers.AuthenticateUser(r.Context(), strings.TrimSpace(token))
-	if !strings.EqualFold(scheme, "Bearer") || err != nil {
-		writeJSON(w, http.StatusUnauthorized, apiError{Error: "Unauthorized: not a valid user token"})
-		return nil, false
-	}
-	return func(agent string) bool { return slices.Contains(u.Agents, agent) }, true
-}
-
-type apiError struct {
-	Error string `json:"error"`
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
-}
-
-// apiHandler serves /api/v1/ on the observability listener and passes
-// every other request to next.
-func (s *Server) apiHandler(next http.Handler) http.Handler {
-	s.statusUsers = newUserRegistry(s.cfg)
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /api/v1/agents", s.handleListAgents)
-	mux.HandleFunc("GET /api/v1/agents/{name}", s.handleGetAgent)
-	mux.Handle("/api/v1/webhooks/git", s.webhook)
-	mux.Handle("/", next)
-	return mux
 }

@@ -1,20 +1,24 @@
-package kas
+package gitops
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"kubetunnel/api/rpc"
 	"kubetunnel/gitops/gitrepo"
 	"kubetunnel/gitops/manifests"
+	"kubetunnel/kas/identity"
 )
 
 const (
@@ -26,8 +30,9 @@ const (
 	refWaitTimeout = 30 * time.Second
 )
 
-// gitopsServer serves GitOps: the manifests of the agents' manifest
-// projects, and their sync reports.
+// Server serves the agents' GitOps and Configuration gRPC services: each
+// agent's config.yaml from its config project (configuration.go), the
+// manifests of its manifest projects, and its sync reports.
 //
 // GetObjectsToSynchronize, as kas serves it:
 //
@@ -66,47 +71,99 @@ const (
 // calling agent (GET /api/v1/agents, kas_gitops_sync_status). project_id
 // must be a configured repository (NotFound) and result "synced" or
 // "failed" (InvalidArgument).
-type gitopsServer struct {
+type Server struct {
 	rpc.UnimplementedGitOpsServer
-	repos *repoSet
-	// access checks that an agent may read a project and returns the
-	// repository id to read it from (Server.projectAccess).
-	access func(ctx context.Context, agent Agent, project string) (string, error)
-	limits manifests.Limits
-	status *statusStore
-	logger *slog.Logger
+	rpc.UnimplementedConfigurationServer
 
-	// Timers and sizes, shortened by tests.
-	chunkSize int
-	refWait   time.Duration
+	cfg    Config
+	limits manifests.Limits
+
+	mu     sync.Mutex        // guards posted
+	posted map[string]string // agent key → config commit posted to GitLab
+
+	// ChunkSize is the most file data one Object message carries, and
+	// RefWait how long a ref may stay unresolvable; tests shorten them
+	// before serving.
+	ChunkSize int
+	RefWait   time.Duration
 }
 
-func newGitOpsServer(repos *repoSet, cfg GitOpsSection, st *statusStore, logger *slog.Logger) *gitopsServer {
-	return &gitopsServer{
-		repos: repos,
-		limits: manifests.Limits{
-			MaxFileSize:  cfg.MaxManifestFileSize,
-			MaxTotalSize: cfg.MaxTotalManifestFileSize,
-			MaxFiles:     cfg.MaxNumberOfFiles,
-			MaxPaths:     cfg.MaxNumberOfPaths,
-		}.WithDefaults(),
-		status:    st,
-		logger:    logger,
-		chunkSize: objectChunkSize,
-		refWait:   refWaitTimeout,
+// Config is what a Server needs.
+type Config struct {
+	// Repositories are the repositories kas mirrors.
+	Repositories Repositories
+	// Access checks that an agent may read a manifest project and returns
+	// the repository id to read it from, or a gRPC status saying why not.
+	Access func(ctx context.Context, agent identity.Agent, project string) (string, error)
+	// OpenConfigProject makes sure kas mirrors an agent's config project
+	// before it is read (with gitlab:, it opens the GitLab project's
+	// mirror); nil when there is nothing to open.
+	OpenConfigProject func(id string) error
+	// Limits are agent.gitops.max_*; zero fields mean the defaults.
+	Limits manifests.Limits
+	// Status records what was sent and reported, for the status API.
+	Status StatusRecorder
+	// GitLab, with gitlab:, is told every new valid config commit
+	// (agent_configuration); nil without gitlab:.
+	GitLab ConfigPoster
+	Logger *slog.Logger
+}
+
+// Repositories is where configs and manifests are read: kas's mirrors.
+type Repositories interface {
+	Resolve(id string, ref gitrepo.Ref) (string, error)
+	ReadFile(id, commit, path string) ([]byte, error)
+	Walk(id, commit string, fn gitrepo.WalkFunc) error
+	// Subscribe notifies when repository id may have changed.
+	Subscribe(id string) (changed <-chan struct{}, cancel func())
+}
+
+// StatusRecorder keeps what the status API shows of an agent's manifest
+// projects (agent is the agent's key, project the repository id or, in
+// a report, the project's name).
+type StatusRecorder interface {
+	Sent(agent, project, commit string)
+	StreamError(agent, project, msg string)
+	Report(agent string, st *rpc.SyncStatus)
+}
+
+// ConfigPoster tells GitLab an agent's config (*gitlab.Client).
+type ConfigPoster interface {
+	PostAgentConfiguration(ctx context.Context, agentID int64, config json.RawMessage) error
+}
+
+// New makes a Server; Register adds its services to a gRPC server.
+func New(cfg Config) *Server {
+	return &Server{
+		cfg:       cfg,
+		limits:    cfg.Limits.WithDefaults(),
+		posted:    map[string]string{},
+		ChunkSize: objectChunkSize,
+		RefWait:   refWaitTimeout,
 	}
 }
 
-func (s *gitopsServer) GetObjectsToSynchronize(req *rpc.ObjectsToSynchronizeRequest, stream rpc.GitOps_GetObjectsToSynchronizeServer) error {
+var (
+	_ rpc.GitOpsServer        = (*Server)(nil)
+	_ rpc.ConfigurationServer = (*Server)(nil)
+)
+
+// Register registers the GitOps and Configuration services on r.
+func (s *Server) Register(r grpc.ServiceRegistrar) {
+	rpc.RegisterGitOpsServer(r, s)
+	rpc.RegisterConfigurationServer(r, s)
+}
+
+func (s *Server) GetObjectsToSynchronize(req *rpc.ObjectsToSynchronizeRequest, stream rpc.GitOps_GetObjectsToSynchronizeServer) error {
 	ctx := stream.Context()
-	agent, ok := agentFromContext(ctx)
+	agent, ok := identity.FromContext(ctx)
 	if !ok {
 		return status.Error(codes.Unauthenticated, "not an agent")
 	}
 	project := req.GetProjectId()
-	repoID, err := s.access(ctx, agent, project)
+	repoID, err := s.cfg.Access(ctx, agent, project)
 	if err != nil {
-		s.logger.Warn("Manifest project refused: nothing is sent to the agent", append(agent.idAttrs(), "project", project, "reason", status.Convert(err).Message())...)
+		s.cfg.Logger.Warn("Manifest project refused: nothing is sent to the agent", append(agent.IDAttrs(), "project", project, "reason", status.Convert(err).Message())...)
 		return s.fail(agent, project, err)
 	}
 	ref, err := decodeRef(req.GetRef())
@@ -117,8 +174,8 @@ func (s *gitopsServer) GetObjectsToSynchronize(req *rpc.ObjectsToSynchronizeRequ
 	if err != nil {
 		return s.fail(agent, project, selectionStatus(project, err))
 	}
-	log := s.logger.With(append(agent.idAttrs(), "project", project, "ref", ref.String())...)
-	changed, cancel := s.repos.Subscribe(repoID)
+	log := s.cfg.Logger.With(append(agent.IDAttrs(), "project", project, "ref", ref.String())...)
+	changed, cancel := s.cfg.Repositories.Subscribe(repoID)
 	defer cancel()
 
 	last := req.GetCommitId()
@@ -127,14 +184,14 @@ func (s *gitopsServer) GetObjectsToSynchronize(req *rpc.ObjectsToSynchronizeRequ
 	wait.Stop()
 	defer wait.Stop()
 	for {
-		commit, err := s.repos.Resolve(repoID, ref)
+		commit, err := s.cfg.Repositories.Resolve(repoID, ref)
 		switch {
 		case errors.Is(err, gitrepo.ErrNotFound):
 			if missingSince.IsZero() {
 				missingSince = time.Now()
 				log.Debug("Manifest project ref not available yet", "err", err)
 			}
-			left := s.refWait - time.Since(missingSince)
+			left := s.RefWait - time.Since(missingSince)
 			if left <= 0 {
 				return s.fail(agent, project, status.Errorf(codes.NotFound, "%v: check gitops.manifest_projects[].ref, and that kas can fetch the repository", err))
 			}
@@ -151,7 +208,7 @@ func (s *gitopsServer) GetObjectsToSynchronize(req *rpc.ObjectsToSynchronizeRequ
 				}
 				return err
 			}
-			s.status.sent(agent.Key, project, commit)
+			s.cfg.Status.Sent(agent.Key, project, commit)
 			last = commit
 		default:
 			missingSince = time.Time{}
@@ -168,8 +225,8 @@ func (s *gitopsServer) GetObjectsToSynchronize(req *rpc.ObjectsToSynchronizeRequ
 
 // sendSet sends the Header, Objects and Trailer of one commit. Limits are
 // checked before anything is sent; files are read one at a time.
-func (s *gitopsServer) sendSet(stream rpc.GitOps_GetObjectsToSynchronizeServer, project, commit string, m *manifests.Matcher, log *slog.Logger) error {
-	files, err := manifests.Select(s.repos, project, commit, m, s.limits)
+func (s *Server) sendSet(stream rpc.GitOps_GetObjectsToSynchronizeServer, project, commit string, m *manifests.Matcher, log *slog.Logger) error {
+	files, err := manifests.Select(s.cfg.Repositories, project, commit, m, s.limits)
 	if err != nil {
 		return selectionStatus(project, err)
 	}
@@ -187,8 +244,8 @@ func (s *gitopsServer) sendSet(stream rpc.GitOps_GetObjectsToSynchronizeServer, 
 			return status.Errorf(codes.Unavailable, "manifest project %q: %v", project, err)
 		}
 		total += len(data)
-		for off := 0; ; off += s.chunkSize {
-			chunk := data[off:min(off+s.chunkSize, len(data))]
+		for off := 0; ; off += s.ChunkSize {
+			chunk := data[off:min(off+s.ChunkSize, len(data))]
 			err := stream.Send(&rpc.ObjectsToSynchronizeResponse{Message: &rpc.ObjectsToSynchronizeResponse_Object_{
 				Object: &rpc.ObjectsToSynchronizeResponse_Object{Source: f.Path, Data: chunk},
 			}})
@@ -211,8 +268,8 @@ func (s *gitopsServer) sendSet(stream rpc.GitOps_GetObjectsToSynchronizeServer, 
 }
 
 // fail records why a stream ended, for the status API, and returns err.
-func (s *gitopsServer) fail(agent Agent, project string, err error) error {
-	s.status.streamError(agent.Key, project, status.Convert(err).Message())
+func (s *Server) fail(agent identity.Agent, project string, err error) error {
+	s.cfg.Status.StreamError(agent.Key, project, status.Convert(err).Message())
 	return err
 }
 
@@ -241,22 +298,31 @@ func decodeRef(s string) (gitrepo.Ref, error) {
 	return gitrepo.Ref{Branch: branch, Tag: tag, Commit: commit}, nil
 }
 
-// syncResults are the values SyncStatus.result may take (rpc.proto).
-var syncResults = []string{"synced", "failed", "stalled", "no_manifests_matched"}
+// SyncResults are the values SyncStatus.result may take (rpc.proto).
+var SyncResults = []string{"synced", "failed", "stalled", "no_manifests_matched"}
 
-func (s *gitopsServer) ReportSyncStatus(ctx context.Context, st *rpc.SyncStatus) (*rpc.SyncStatusAck, error) {
-	agent, ok := agentFromContext(ctx)
+// ProjectName is the key of a reported project: its name, or its id from
+// agents that send none.
+func ProjectName(st *rpc.SyncStatus) string {
+	if st.GetProjectName() != "" {
+		return st.GetProjectName()
+	}
+	return st.GetProjectId()
+}
+
+func (s *Server) ReportSyncStatus(ctx context.Context, st *rpc.SyncStatus) (*rpc.SyncStatusAck, error) {
+	agent, ok := identity.FromContext(ctx)
 	if !ok {
 		return nil, status.Error(codes.Unauthenticated, "not an agent")
 	}
-	if _, err := s.access(ctx, agent, st.GetProjectId()); err != nil {
+	if _, err := s.cfg.Access(ctx, agent, st.GetProjectId()); err != nil {
 		return nil, err
 	}
-	if !slices.Contains(syncResults, st.GetResult()) {
-		return nil, status.Errorf(codes.InvalidArgument, "result %q: want one of %q", st.GetResult(), syncResults)
+	if !slices.Contains(SyncResults, st.GetResult()) {
+		return nil, status.Errorf(codes.InvalidArgument, "result %q: want one of %q", st.GetResult(), SyncResults)
 	}
-	s.status.report(agent.Key, st)
-	log := s.logger.With(append(agent.idAttrs(), "project", projectName(st), "commit", st.GetCommitId())...)
+	s.cfg.Status.Report(agent.Key, st)
+	log := s.cfg.Logger.With(append(agent.IDAttrs(), "project", ProjectName(st), "commit", st.GetCommitId())...)
 	if st.GetResult() != "synced" {
 		log.Warn("Agent sync failed", "result", st.GetResult(), "reason", st.GetReason())
 	} else {

@@ -1,4 +1,4 @@
-package kas
+package usage
 
 import (
 	"context"
@@ -26,7 +26,7 @@ func TestUsageReporting(t *testing.T) {
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kas_proxy_requests_total"}, []string{"code", "verb"})
 	reg.MustRegister(requests)
 	logger, _ := tu.NewLogger(t)
-	r := newUsageReporter(c, reg, 0, logger)
+	r := New(Config{GitLab: c, Metrics: reg, Logger: logger})
 	ctx := context.Background()
 
 	r.report(ctx)

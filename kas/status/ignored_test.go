@@ -1,4 +1,4 @@
-package kas
+package status
 
 import (
 	"slices"
@@ -20,8 +20,8 @@ func (sentStream) SendMsg(any) error { return nil }
 // commit sets and that have no effect here; a later commit without them
 // clears the list, a refused one leaves it.
 func TestStatusShowsIgnoredKeys(t *testing.T) {
-	store := newStatusStore(prometheus.NewRegistry())
-	stream := &configStream{ServerStream: sentStream{}, agent: agentName, store: store}
+	store := NewStore(prometheus.NewRegistry())
+	stream := &configStream{ServerStream: sentStream{}, agent: "prod", store: store}
 	send := func(commit, yaml, errMsg string) {
 		resp := &rpc.ConfigurationResponse{CommitId: commit, Error: errMsg}
 		if errMsg == "" {
@@ -37,9 +37,9 @@ func TestStatusShowsIgnoredKeys(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	status := func() AgentStatus {
-		st := AgentStatus{Name: agentName}
-		store.fill(agentName, &st)
+	status := func() Agent {
+		st := Agent{Name: "prod"}
+		store.Fill("prod", &st)
 		return st
 	}
 
