@@ -124,7 +124,7 @@ type Repositories interface {
 type StatusRecorder interface {
 	Sent(agent, project, commit string)
 	StreamError(agent, project, msg string)
-	Report(agent string, st *rpc.SyncStatus)
+	Report(agent string, st *rpc.SyncStatus) error
 }
 
 // ConfigPoster tells GitLab an agent's config (*gitlab.Client).
@@ -310,6 +310,10 @@ func ProjectName(st *rpc.SyncStatus) string {
 	return st.GetProjectId()
 }
 
+// maxProjectNameLen bounds a reported project name (a label value of
+// kas's metrics and a key of the status store).
+const maxProjectNameLen = 253
+
 func (s *Server) ReportSyncStatus(ctx context.Context, st *rpc.SyncStatus) (*rpc.SyncStatusAck, error) {
 	agent, ok := identity.FromContext(ctx)
 	if !ok {
@@ -321,7 +325,12 @@ func (s *Server) ReportSyncStatus(ctx context.Context, st *rpc.SyncStatus) (*rpc
 	if !slices.Contains(SyncResults, st.GetResult()) {
 		return nil, status.Errorf(codes.InvalidArgument, "result %q: want one of %q", st.GetResult(), SyncResults)
 	}
-	s.cfg.Status.Report(agent.Key, st)
+	if n := len(st.GetProjectName()); n > maxProjectNameLen {
+		return nil, status.Errorf(codes.InvalidArgument, "project name is %d bytes long, at most %d", n, maxProjectNameLen)
+	}
+	if err := s.cfg.Status.Report(agent.Key, st); err != nil {
+		return nil, status.Error(codes.ResourceExhausted, err.Error())
+	}
 	log := s.cfg.Logger.With(append(agent.IDAttrs(), "project", ProjectName(st), "commit", st.GetCommitId())...)
 	if st.GetResult() != "synced" {
 		log.Warn("Agent sync failed", "result", st.GetResult(), "reason", st.GetReason())

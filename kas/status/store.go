@@ -3,6 +3,7 @@ package status
 import (
 	"cmp"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -192,8 +193,12 @@ func (s *Store) StreamError(agent, project, msg string) {
 	}
 }
 
+// ErrTooManyProjects is Report's answer to a report of a new project
+// name for an agent that already has MaxProjects.
+var ErrTooManyProjects = fmt.Errorf("the agent already reports %d manifest projects, the most kas keeps", MaxProjects)
+
 // Report records an agent's sync report.
-func (s *Store) Report(agent string, st *rpc.SyncStatus) {
+func (s *Store) Report(agent string, st *rpc.SyncStatus) error {
 	now := s.now()
 	name := gitops.ProjectName(st)
 	r := &SyncReport{
@@ -211,6 +216,12 @@ func (s *Store) Report(agent string, st *rpc.SyncStatus) {
 	s.mu.Lock()
 	a := s.agentLocked(agent)
 	p := a.projects[name]
+	if p == nil && len(a.projects) >= MaxProjects && a.projects[st.GetProjectId()] == nil {
+		// Names come from the agent: without this bound an agent reporting
+		// made-up names would grow kas's memory and its metric series.
+		s.mu.Unlock()
+		return ErrTooManyProjects
+	}
 	if p == nil {
 		p = &Project{ID: st.GetProjectId()}
 		// An entry made by a manifest stream before any report.
@@ -234,6 +245,7 @@ func (s *Store) Report(agent string, st *rpc.SyncStatus) {
 		s.syncStatus.WithLabelValues(agent, name, res).Set(v)
 	}
 	s.lastSync.WithLabelValues(agent, name).Set(float64(now.UnixNano()) / 1e9)
+	return nil
 }
 
 // Config records a config commit the agent has: one it reported on

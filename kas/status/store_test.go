@@ -2,6 +2,7 @@ package status
 
 import (
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -116,6 +117,40 @@ func TestStatusPageProjects(t *testing.T) {
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("the page lacks %q; it reads:\n%s", want, text)
+		}
+	}
+}
+
+// An agent reporting made-up project names (a stolen token is enough)
+// cannot grow kas's memory or its metric series past MaxProjects, and its
+// real project keeps being reported.
+func TestReportBoundsProjectNames(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	s := NewStore(reg)
+	if err := s.Report("prod", &rpc.SyncStatus{ProjectId: "group/app", ProjectName: "real", CommitId: "c1", Result: "synced"}); err != nil {
+		t.Fatal(err)
+	}
+	refused := 0
+	for i := range 2 * MaxProjects {
+		err := s.Report("prod", &rpc.SyncStatus{ProjectId: "group/app", ProjectName: "fake-" + strconv.Itoa(i), CommitId: "c1", Result: "synced"})
+		if err != nil {
+			refused++
+		}
+	}
+	if refused != MaxProjects+1 {
+		t.Errorf("%d made-up names refused, want %d", refused, MaxProjects+1)
+	}
+	if n := testutil.CollectAndCount(s.lastSync); n != MaxProjects {
+		t.Errorf("kas_gitops_last_sync_timestamp_seconds has %d series, want at most %d", n, MaxProjects)
+	}
+	if err := s.Report("prod", &rpc.SyncStatus{ProjectId: "group/app", ProjectName: "real", CommitId: "c2", Result: "failed"}); err != nil {
+		t.Fatalf("the real project is refused after the flood: %v", err)
+	}
+	st := &Agent{Name: "prod"}
+	s.Fill("prod", st)
+	for _, p := range st.Projects {
+		if p.Name == "real" && (p.LastSync == nil || p.LastSync.CommitID != "c2") {
+			t.Errorf("real project: %+v", p.LastSync)
 		}
 	}
 }
