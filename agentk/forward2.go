@@ -60,6 +60,11 @@ func (f *forwarder) forward(w *wire.ResponseWriter, r *http.Request, id *identit
 	}
 	w.WriteHeader(resp.StatusCode)
 	stream := resp.ContentLength < 0
+	if stream {
+		// The head goes now: a watch's first event may be minutes away,
+		// and kubectl waits for the head before it says it is watching.
+		w.Flush()
+	}
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
 	for {
