@@ -112,13 +112,13 @@ func TestMakeDemoCtrlC(t *testing.T) {
 }
 
 // `make testbin` says what it builds and about how long it takes, for
-// every binary (what make would do with go.mod changed).
+// every binary (what make would do with test/go.mod changed).
 func TestMakeTestbinSaysWhat(t *testing.T) {
 	root, err := controlplane.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("make", "--no-print-directory", "-n", "-W", "go.mod", "testbin")
+	cmd := exec.Command("make", "--no-print-directory", "-n", "-W", "test/go.mod", "testbin")
 	cmd.Dir = root
 	cmd.Env = notUnderMake()
 	out, err := cmd.CombinedOutput()
