@@ -1,14 +1,16 @@
 package testutil_test
 
 import (
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
-
-	"github.com/prometheus/client_golang/prometheus"
+	"time"
 
 	"kubetunnel/internal/testutil"
 )
@@ -46,15 +48,44 @@ func TestDo(t *testing.T) {
 	}
 }
 
-func TestSeries(t *testing.T) {
-	reg := prometheus.NewRegistry()
-	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "x_total", Help: "x"}, []string{"repository"})
-	reg.MustRegister(c)
-	c.WithLabelValues("a").Add(3)
-	if m := testutil.Series(t, reg, "x_total", "repository", "a"); m == nil || m.GetCounter().GetValue() != 3 {
-		t.Errorf("series a: %v", m)
+// fatalRecorder is a testing.TB whose Fatalf records the message and
+// stops the goroutine, as the real one does.
+type fatalRecorder struct {
+	testing.TB
+	msg string
+}
+
+func (f *fatalRecorder) Helper() {}
+func (f *fatalRecorder) Fatalf(format string, args ...any) {
+	f.msg = fmt.Sprintf(format, args...)
+	runtime.Goexit()
+}
+
+func TestEventuallyNoErrorNamesTheLastError(t *testing.T) {
+	n := 0
+	testutil.EventuallyNoError(t, time.Second, "three tries", func() error {
+		if n++; n < 3 {
+			return fmt.Errorf("try %d", n)
+		}
+		return nil
+	})
+	f := &fatalRecorder{TB: t}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		testutil.EventuallyNoError(f, 50*time.Millisecond, "never", func() error { return errors.New("still 2 of 3") })
+	}()
+	<-done
+	if !strings.Contains(f.msg, "waiting for never: still 2 of 3") {
+		t.Errorf("failure says %q", f.msg)
 	}
-	if m := testutil.Series(t, reg, "x_total", "repository", "b"); m != nil {
-		t.Errorf("series b: %v, want none", m)
+	done = make(chan struct{})
+	go func() {
+		defer close(done)
+		testutil.Eventually(f, 50*time.Millisecond, "nothing", func() bool { return false })
+	}()
+	<-done
+	if !strings.HasSuffix(f.msg, "waiting for nothing") {
+		t.Errorf("failure says %q", f.msg)
 	}
 }

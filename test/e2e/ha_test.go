@@ -81,7 +81,7 @@ func TestHAAnyReplicaAndKill(t *testing.T) {
 	}
 	forwards := 0.0
 	for _, r := range c.Replicas {
-		v, _ := r.Metric(`kas_peer_forwards_total{result="ok"}`)
+		v, _ := r.Metric("kas_peer_forwards_total", "result", "ok")
 		forwards += v
 	}
 	if forwards == 0 {

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net/http"
@@ -17,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
+	"kubetunnel/internal/testutil/metrics"
 	"kubetunnel/test/e2e/controlplane"
 	"kubetunnel/test/e2e/kubelet"
 	"kubetunnel/test/e2e/stack"
@@ -240,22 +240,9 @@ func runPod(t *testing.T, c *controlplane.ControlPlane, ns string, container cor
 // kasInflight reads kas_proxy_inflight, the requests kas is proxying now.
 func kasInflight(t *testing.T, s *stack.Stack) float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + s.ObsAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
+	v, ok := metrics.MustScrape(t, "http://"+s.ObsAddr+"/metrics").Value("kas_proxy_inflight")
+	if !ok {
+		t.Fatal("kas does not expose kas_proxy_inflight")
 	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "kas_proxy_inflight "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				t.Fatalf("kas_proxy_inflight %q: %v", v, err)
-			}
-			return f
-		}
-	}
-	t.Fatal("kas does not expose kas_proxy_inflight")
-	return 0
+	return v
 }

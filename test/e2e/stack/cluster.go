@@ -1,21 +1,19 @@
 package stack
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"kubetunnel/internal/testutil"
+	"kubetunnel/internal/testutil/metrics"
 	"kubetunnel/internal/testutil/tcplb"
 	"kubetunnel/test/e2e/controlplane"
 )
@@ -186,30 +184,15 @@ func (r *Replica) Kill() error { return stop(r.proc(), syscall.SIGKILL) }
 // Log is the replica's output so far (across restarts).
 func (r *Replica) Log() string { return readFile(r.log) }
 
-// Metric reads an unlabelled metric (or the sum of its series) from the
-// replica's /metrics.
-func (r *Replica) Metric(name string) (float64, error) {
-	resp, err := http.Get("http://" + r.ObsAddr + "/metrics")
+// Metric is the sum of the series of the metric family name whose labels
+// include labels (name, value, …) on the replica's /metrics.
+func (r *Replica) Metric(name string, labels ...string) (float64, error) {
+	m, err := metrics.Scrape("http://" + r.ObsAddr + "/metrics")
 	if err != nil {
 		return 0, err
 	}
-	defer resp.Body.Close()
-	sum, found := 0.0, false
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, name+" ") && !strings.HasPrefix(line, name+"{") {
-			continue
-		}
-		f := strings.Fields(line)
-		v, err := strconv.ParseFloat(f[len(f)-1], 64)
-		if err != nil {
-			return 0, err
-		}
-		sum, found = sum+v, true
-	}
-	if !found {
+	if !m.Has(name) {
 		return 0, fmt.Errorf("%s: no metric %s", r.ObsAddr, name)
 	}
-	return sum, sc.Err()
+	return m.Sum(name, labels...), nil
 }
