@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"kubetunnel/test/e2e/stack"
+	"kubetunnel/internal/testutil/stack"
 )
 
 // gitlabAgentConfig is a config.yaml as GitLab's agent users write it, with

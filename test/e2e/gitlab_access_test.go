@@ -19,9 +19,9 @@ import (
 	"kubetunnel/internal/testutil"
 	"kubetunnel/internal/testutil/fakegitlab"
 	"kubetunnel/internal/testutil/redisserver"
+	"kubetunnel/internal/testutil/stack"
 	"kubetunnel/test/e2e/controlplane"
 	"kubetunnel/test/e2e/kubelet"
-	"kubetunnel/test/e2e/stack"
 )
 
 // TestGitLabAccess: GitLab's callers reach the cluster through a real kas

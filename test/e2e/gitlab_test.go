@@ -27,8 +27,8 @@ import (
 	"kubetunnel/internal/testutil"
 	"kubetunnel/internal/testutil/fakegitlab"
 	"kubetunnel/internal/testutil/redisserver"
+	"kubetunnel/internal/testutil/stack"
 	"kubetunnel/test/e2e/controlplane"
-	"kubetunnel/test/e2e/stack"
 )
 
 // glProc is a kas or agentk process of the GitLab e2e test.

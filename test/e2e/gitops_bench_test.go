@@ -10,7 +10,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"kubetunnel/test/e2e/stack"
+	"kubetunnel/internal/testutil/stack"
 )
 
 // BenchmarkCommitToApplied measures, on the real binaries and API server,

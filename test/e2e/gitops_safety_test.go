@@ -18,7 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"kubetunnel/internal/testutil/metrics"
-	"kubetunnel/test/e2e/stack"
+	"kubetunnel/internal/testutil/stack"
 )
 
 // projectStatus is one manifest project in kas's status API.

@@ -14,7 +14,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"kubetunnel/internal/testutil/redisserver"
-	"kubetunnel/test/e2e/stack"
+	"kubetunnel/internal/testutil/stack"
 )
 
 // Several kas replicas (the real binary) share a real redis-server; a TCP

@@ -17,7 +17,7 @@ import (
 
 	"kubetunnel/internal/testutil"
 	"kubetunnel/internal/testutil/metrics"
-	"kubetunnel/test/e2e/stack"
+	"kubetunnel/internal/testutil/stack"
 )
 
 var metricName = regexp.MustCompile(`\b(?:kas|agentk)_[a-z0-9_]+`)

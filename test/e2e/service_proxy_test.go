@@ -22,8 +22,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
+	"kubetunnel/internal/testutil/stack"
 	"kubetunnel/test/e2e/netns"
-	"kubetunnel/test/e2e/stack"
 )
 
 // The API server's service proxy through kas: kubectl get --raw

@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"kubetunnel/internal/testutil/metrics"
-	"kubetunnel/test/e2e/stack"
+	"kubetunnel/internal/testutil/stack"
 )
 
 var statusScreenshot = flag.String("status-screenshot", "", "also save the status page's screenshot to this file (docs/img/status-page.png)")

@@ -17,9 +17,9 @@ import (
 	"k8s.io/utils/ptr"
 
 	"kubetunnel/internal/testutil/metrics"
+	"kubetunnel/internal/testutil/stack"
 	"kubetunnel/test/e2e/controlplane"
 	"kubetunnel/test/e2e/kubelet"
-	"kubetunnel/test/e2e/stack"
 )
 
 // The pod of the streaming tests (exec, attach, logs -f, port-forward)

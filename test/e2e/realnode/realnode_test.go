@@ -29,7 +29,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"kubetunnel/test/e2e/stack"
+	"kubetunnel/internal/testutil/stack"
 	"kubetunnel/test/realnode"
 	"kubetunnel/test/realnode/images"
 )
