@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"kubetunnel/internal/testutil"
 )
 
 const waitTimeout = 10 * time.Second
@@ -188,13 +190,7 @@ func TestPollerOnFetch(t *testing.T) {
 		defer mu.Unlock()
 		return append([]report(nil), reports[id]...)
 	}
-	deadline := time.Now().Add(waitTimeout)
-	for len(get("ok")) < 1 || len(get("gone")) < 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("no OnFetch call for the first polls")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.Eventually(t, waitTimeout, "OnFetch calls for the first polls", func() bool { return len(get("ok")) >= 1 && len(get("gone")) >= 1 })
 	if r := get("ok")[0]; r.err != nil || r.d <= 0 {
 		t.Errorf("ok: %+v, want a duration and no error", r)
 	}
@@ -205,10 +201,5 @@ func TestPollerOnFetch(t *testing.T) {
 	if err := p.Trigger("ok"); err != nil {
 		t.Fatal(err)
 	}
-	for len(get("ok")) < 2 {
-		if time.Now().After(deadline) {
-			t.Fatal("no OnFetch call for a triggered fetch")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.Eventually(t, waitTimeout, "an OnFetch call for a triggered fetch", func() bool { return len(get("ok")) >= 2 })
 }

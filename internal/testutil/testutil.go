@@ -1,8 +1,10 @@
 // Package testutil holds small helpers shared by tests: a git repository
 // driven by the real git command, a log sink that tests can search,
-// polling for a condition (Eventually), free loopback ports (ports.go) and
-// an HTTP request in one call (http.go). Metrics are read with
-// testutil/metrics.
+// polling for a condition (Eventually, Poll), free loopback ports
+// (ports.go), an HTTP request in one call (http.go) and a fake Kubernetes
+// watch stream (watch.go). Metrics are read with testutil/metrics, shared
+// environments (a control plane, the whole product) live in the
+// subpackages.
 package testutil
 
 import (
@@ -129,7 +131,7 @@ func (s *LogSink) Contains(sub string) bool { return strings.Contains(s.String()
 // Eventually polls cond every 20ms until it is true or timeout passes.
 func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	EventuallyNoError(t, timeout, what, func() error {
+	Poll(t, pollEvery, timeout, what, func() error {
 		if cond() {
 			return nil
 		}
@@ -137,12 +139,21 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 	})
 }
 
-var errNotYet = errors.New("condition not met")
-
 // EventuallyNoError polls cond every 20ms until it returns nil or timeout
 // passes; the failure names the last error, so a test can say what was
 // still missing.
 func EventuallyNoError(t testing.TB, timeout time.Duration, what string, cond func() error) {
+	t.Helper()
+	Poll(t, pollEvery, timeout, what, cond)
+}
+
+const pollEvery = 20 * time.Millisecond
+
+var errNotYet = errors.New("condition not met")
+
+// Poll is EventuallyNoError polling every interval: for conditions that
+// are costly to check (a kubectl run, a scrape of many agents).
+func Poll(t testing.TB, interval, timeout time.Duration, what string, cond func() error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -156,6 +167,6 @@ func EventuallyNoError(t testing.TB, timeout time.Duration, what string, cond fu
 			}
 			t.Fatalf("timed out after %v waiting for %s: %v", timeout, what, err)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(interval)
 	}
 }

@@ -1,6 +1,7 @@
 package testutil_test
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -87,5 +88,35 @@ func TestEventuallyNoErrorNamesTheLastError(t *testing.T) {
 	<-done
 	if !strings.HasSuffix(f.msg, "waiting for nothing") {
 		t.Errorf("failure says %q", f.msg)
+	}
+}
+
+// A watch streams its events one at a time: each arrives before the next
+// is written, and the stream ends when stop closes.
+func TestServeWatch(t *testing.T) {
+	stop := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		testutil.ServeWatch(w, r, 10*time.Millisecond, stop)
+	}))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/watch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("Content-Type %q", ct)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	for i := range 3 {
+		if !sc.Scan() || sc.Text() != fmt.Sprintf(`{"type":"ADDED","n":%d}`, i) {
+			t.Fatalf("event %d: %q %v", i, sc.Text(), sc.Err())
+		}
+	}
+	close(stop)
+	for sc.Scan() {
+	}
+	if err := sc.Err(); err != nil {
+		t.Errorf("the stream did not end cleanly: %v", err)
 	}
 }

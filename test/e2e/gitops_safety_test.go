@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"kubetunnel/internal/testutil"
 	"kubetunnel/internal/testutil/metrics"
 	"kubetunnel/internal/testutil/stack"
 )
@@ -68,7 +69,7 @@ func projectsOf(t *testing.T, s *stack.Stack) map[string]projectStatus {
 func waitProject(t *testing.T, s *stack.Stack, name, commit, what string, cond func(p projectStatus) bool) projectStatus {
 	t.Helper()
 	var p projectStatus
-	waitFor(t, 60*time.Second, name+": "+what, func() bool {
+	testutil.Eventually(t, 60*time.Second, name+": "+what, func() bool {
 		p = projectsOf(t, s)[name]
 		return p.LastSync != nil && (commit == "" || p.LastSync.CommitID == commit) && cond(p)
 	})

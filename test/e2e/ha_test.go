@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"kubetunnel/internal/testutil"
 	"kubetunnel/internal/testutil/redisserver"
 	"kubetunnel/internal/testutil/stack"
 )
@@ -43,7 +44,7 @@ func newCluster(t *testing.T, n int, redisAddr string) *stack.Cluster {
 	if err := c.StartAgentk(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 15*time.Second, "agentk to receive its config", func() bool {
+	testutil.Eventually(t, 15*time.Second, "agentk to receive its config", func() bool {
 		return strings.Contains(c.AgentLog(), "Config: new commit")
 	})
 	return c
@@ -178,7 +179,7 @@ func TestHARollingRestart(t *testing.T) {
 		if err := r.Start(t.Context()); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 15*time.Second, "the agent to be connected", func() bool { return len(c.Holding()) > 0 })
+		testutil.Eventually(t, 15*time.Second, "the agent to be connected", func() bool { return len(c.Holding()) > 0 })
 	}
 	time.Sleep(time.Second)
 	cancel()
@@ -228,7 +229,7 @@ func TestHARedisOutage(t *testing.T) {
 
 	redis.Restart()
 	start := time.Now()
-	waitFor(t, 20*time.Second, "kubectl via the other replica after Redis is back", func() bool {
+	testutil.Eventually(t, 20*time.Second, "kubectl via the other replica after Redis is back", func() bool {
 		_, err := getNamespaces(t, other.Kubeconfig)
 		return err == nil
 	})

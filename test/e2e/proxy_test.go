@@ -11,6 +11,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"kubetunnel/internal/testutil"
 )
 
 // kubectl through kas: get, apply, delete, a 5 MB list and large bodies.
@@ -171,7 +173,7 @@ func TestAgentDisconnected(t *testing.T) {
 		t.Fatal(err)
 	}
 	var errOut string
-	waitFor(t, 10*time.Second, "kubectl to say the agent is not connected", func() bool {
+	testutil.Eventually(t, 10*time.Second, "kubectl to say the agent is not connected", func() bool {
 		_, errOut, _ = kubectl(t, s.Kubeconfig, "", "get", "ns", "default")
 		return strings.Contains(errOut, `agent 'demo' is not connected to kas`)
 	})
@@ -184,7 +186,7 @@ func TestAgentDisconnected(t *testing.T) {
 	if err := s.StartAgentk(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 15*time.Second, "requests to work again", func() bool {
+	testutil.Eventually(t, 15*time.Second, "requests to work again", func() bool {
 		_, _, err := kubectl(t, s.Kubeconfig, "", "get", "ns", "default")
 		return err == nil
 	})
@@ -217,7 +219,7 @@ func TestKasRestartDuringWatch(t *testing.T) {
 	if err := s.StartKas(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "requests through the restarted kas", func() bool {
+	testutil.Eventually(t, 20*time.Second, "requests through the restarted kas", func() bool {
 		_, _, err := kubectl(t, s.Kubeconfig, "", "get", "ns", "default")
 		return err == nil
 	})
@@ -271,7 +273,7 @@ func TestKasKilledFiveTimes(t *testing.T) {
 		if err := s.StartKas(t.Context()); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 30*time.Second, "kubectl through the restarted kas", func() bool {
+		testutil.Eventually(t, 30*time.Second, "kubectl through the restarted kas", func() bool {
 			_, _, err := kubectl(t, s.Kubeconfig, "", "get", "ns", "default", "--request-timeout=2s")
 			return err == nil
 		})

@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
+	"kubetunnel/internal/testutil"
 	"kubetunnel/internal/testutil/metrics"
 	"kubetunnel/internal/testutil/stack"
 	"kubetunnel/test/e2e/controlplane"
@@ -218,23 +219,18 @@ func runPod(t *testing.T, c *controlplane.ControlPlane, ns string, container cor
 		t.Fatal(err)
 	}
 	// The first run on a fresh kind cluster pulls the image.
-	deadline := time.Now().Add(3 * time.Minute)
-	for {
+	testutil.Poll(t, 500*time.Millisecond, 3*time.Minute, fmt.Sprintf("pod %s/%s ready (image %s)", ns, name, container.Image), func() error {
 		pod, err := pods.Get(t.Context(), name, metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, cond := range pod.Status.Conditions {
 			if cond.Type == corev1.PodReady && cond.Status == corev1.ConditionTrue {
-				return
+				return nil
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("pod %s/%s not ready after 3 minutes (image %s): phase %s, containers %+v",
-				ns, name, container.Image, pod.Status.Phase, pod.Status.ContainerStatuses)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+		return fmt.Errorf("phase %s, containers %+v", pod.Status.Phase, pod.Status.ContainerStatuses)
+	})
 }
 
 // kasInflight reads kas_proxy_inflight, the requests kas is proxying now.

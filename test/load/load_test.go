@@ -68,7 +68,7 @@ func TestLoad(t *testing.T) {
 	// a kas restart.
 	start := time.Now()
 	agents := startAgents(t, ctx, k.agentURL(), backend.URL, *numAgents)
-	waitFor(t, 2*time.Minute, "every agent connected and configured", func() bool {
+	testutil.Eventually(t, 2*time.Minute, "every agent connected and configured", func() bool {
 		return k.scrape(t).sum("kas_connected_agents") == float64(*numAgents) && agents.allConfigured()
 	})
 	t.Logf("%d agents connected and configured in %v", *numAgents, time.Since(start).Round(time.Millisecond))
@@ -123,7 +123,7 @@ func TestLoad(t *testing.T) {
 	cancel()
 	agents.wait()
 	t.Logf("agents stopped in %v", time.Since(start).Round(time.Millisecond))
-	waitFor(t, 30*time.Second, "agents gone from kas", func() bool {
+	testutil.Eventually(t, 30*time.Second, "agents gone from kas", func() bool {
 		m := k.scrape(t)
 		return m.sum("kas_connected_agents") == 0 && m.sum("kas_tunnel_streams_open", "direction", "to_agent") == 0 &&
 			m.sum("kas_tunnel_streams_open", "direction", "from_agent") == 0 && m.sum("kas_proxy_inflight") == 0
@@ -287,7 +287,7 @@ git:
 			t.Logf("kas %s log (tail):\n%s", k.agentAddr, tail(string(b), 40))
 		}
 	})
-	waitFor(t, 30*time.Second, "kas /readyz", func() bool {
+	testutil.Eventually(t, 30*time.Second, "kas /readyz", func() bool {
 		select {
 		case <-k.done:
 			b, _ := os.ReadFile(k.logPath)
@@ -468,17 +468,6 @@ func runLoad(t *testing.T, apiURL string, agents, c int, d time.Duration) *resul
 		res.firstErr = e
 	}
 	return &res
-}
-
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
 }
 
 func tail(s string, n int) string {

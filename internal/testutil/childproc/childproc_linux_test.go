@@ -25,15 +25,11 @@ func TestStopKillsTheGroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	var grandchild int
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(p.LogTail(5), "two") || grandchild == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the child did not start: %s", p.LogTail(5))
-		}
+	testutil.Eventually(t, 10*time.Second, "the child to start its grandchild and log", func() bool {
 		b, _ := os.ReadFile(pidFile)
 		grandchild, _ = strconv.Atoi(strings.TrimSpace(string(b)))
-		time.Sleep(10 * time.Millisecond)
-	}
+		return grandchild != 0 && strings.Contains(p.LogTail(5), "two")
+	})
 	if ok, _ := p.Exited(); ok {
 		t.Fatal("exited before Stop")
 	}
