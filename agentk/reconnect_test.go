@@ -36,3 +36,26 @@ func TestReconnectsAfterConnectionLoss(t *testing.T) {
 	}
 	testutil.Eventually(t, 10*time.Second, "readyz ok", func() bool { code, body := get(t, a.obs+"/readyz"); return code == http.StatusOK && body == "ok\n" })
 }
+
+// A refused agent keeps dialling, with backoff: a handful of attempts a
+// second at these settings (20 ms doubling to 200 ms, full jitter; about
+// ten expected), not the thousands a loop without backoff makes on
+// loopback.
+func TestRefusedDialsBackOff(t *testing.T) {
+	kas := agentktest.NewKas(t, agentToken)
+	startAgent(t, kas, newFakeAPI(t), func(o *Options) {
+		o.Token = "wrong-token"
+		o.ReconnectInitial, o.ReconnectMax = 20*time.Millisecond, 200*time.Millisecond
+	})
+	testutil.Eventually(t, 10*time.Second, "a first refused dial", func() bool { return len(kas.Hellos()) > 0 })
+	first := len(kas.Hellos())
+	start := time.Now()
+	testutil.Eventually(t, 10*time.Second, "three more dials", func() bool { return len(kas.Hellos()) >= first+3 })
+	time.Sleep(time.Second - time.Since(start)) // the window the dials are counted over
+	if n := len(kas.Hellos()) - first; n > 60 {
+		t.Errorf("%d dials in %v after a refusal, want a backed-off handful", n, time.Since(start).Round(time.Millisecond))
+	}
+	if kas.Sessions() != 0 {
+		t.Error("a session with a wrong token")
+	}
+}

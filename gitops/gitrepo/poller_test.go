@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -132,11 +133,12 @@ func TestPollerStopsOnCancel(t *testing.T) {
 	src := newSource(t)
 	src.commit(map[string]string{"a": "1"})
 	c := newCache(t, Repository{ID: "r", URL: "file://" + src.dir})
-	p := NewPoller(c, PollerConfig{Period: time.Millisecond}, testLogger(t))
+	var fetches atomic.Int32
+	p := NewPoller(c, PollerConfig{Period: time.Millisecond, OnFetch: func(string, time.Duration, error) { fetches.Add(1) }}, testLogger(t))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
-	time.Sleep(50 * time.Millisecond) // let it poll a few times
+	testutil.Eventually(t, waitTimeout, "a few polls", func() bool { return fetches.Load() >= 3 })
 	cancel()
 	select {
 	case err := <-done:

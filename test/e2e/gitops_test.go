@@ -183,7 +183,15 @@ func TestGitOps(t *testing.T) {
 		_, err := cp.Clientset().CoreV1().ConfigMaps(ns2).Get(t.Context(), "cm-x", metav1.GetOptions{})
 		return err == nil
 	})
-	time.Sleep(3 * time.Second) // a reconcile of both projects
+	testutil.Eventually(t, 60*time.Second, "both projects synced at "+c[:8], func() bool {
+		ps := projectsOf(t, s)
+		for _, p := range ps {
+			if p.LastSync == nil || p.LastSync.CommitID != c || p.LastSync.Result != "synced" {
+				return false
+			}
+		}
+		return len(ps) == 2
+	})
 	if get("cm-b") == nil || get("cm-d") == nil {
 		t.Fatal("the second project pruned the first's objects")
 	}

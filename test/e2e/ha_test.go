@@ -169,8 +169,15 @@ func TestHARollingRestart(t *testing.T) {
 		}
 	}()
 
+	// served waits until the clients have had n more answers: traffic
+	// flows before each restart and after the last.
+	served := func(n int64) {
+		t.Helper()
+		from := ok.Load()
+		testutil.Eventually(t, 30*time.Second, fmt.Sprintf("%d more requests answered", n), func() bool { return ok.Load() >= from+n })
+	}
 	for _, r := range c.Replicas {
-		time.Sleep(time.Second)
+		served(20)
 		held := len(c.Holding()) > 0 && c.Holding()[0] == r
 		if err := r.Stop(); err != nil {
 			t.Fatal(err)
@@ -181,7 +188,7 @@ func TestHARollingRestart(t *testing.T) {
 		}
 		testutil.Eventually(t, 15*time.Second, "the agent to be connected", func() bool { return len(c.Holding()) > 0 })
 	}
-	time.Sleep(time.Second)
+	served(20)
 	cancel()
 	wg.Wait()
 	t.Logf("%d requests during the rolling restart, %d failed", ok.Load(), failed.Load())
