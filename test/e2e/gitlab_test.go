@@ -312,7 +312,10 @@ current-context: kas
 	// GitLab down: the connected agent keeps working, also once the cached
 	// agent_info has expired.
 	gl.SetDown(true)
-	time.Sleep(ttl + time.Second)
+	// kas asks GitLab about a connected agent's token when its cached
+	// agent_info is due (within info_cache_ttl): once it has asked and
+	// been refused, only the cache is left.
+	testutil.Eventually(t, ttl+30*time.Second, "kas to ask the downed GitLab for agent_info", func() bool { return gl.Refused(gitlab.PathAgentInfo) > 0 })
 	if out := mustKubectl(t, userKubeconfig, "", "get", "configmap", "cm-b", "-o", "jsonpath={.data.value}"); out != "from apps-b" {
 		t.Fatalf("kubectl through kas with GitLab down: %q", out)
 	}
