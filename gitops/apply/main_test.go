@@ -22,7 +22,7 @@ import (
 	"go.uber.org/goleak"
 
 	"kubetunnel/internal/testutil"
-	"kubetunnel/test/e2e/controlplane"
+	"kubetunnel/internal/testutil/controlplane"
 )
 
 var cp *controlplane.ControlPlane

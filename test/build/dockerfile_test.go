@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"context"
 	"debug/elf"
-	"kubetunnel/test/e2e/controlplane"
+	"kubetunnel/internal/testutil/controlplane"
 	"os/exec"
 	"path/filepath"
 	"slices"

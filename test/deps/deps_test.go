@@ -17,7 +17,8 @@ type rule struct {
 	why string
 }
 
-// testOnly are modules in go.mod that only tests, benchmarks and tools use.
+// testOnly are modules that only tests, benchmarks and tools use (most of
+// them required by test/go.mod only, see TestProductModuleLean).
 var testOnly = []rule{
 	{"helm.sh/helm/", "the Helm SDK is for the chart tests"},
 	{"github.com/Shopify/toxiproxy/", "toxiproxy is for the fault tests"},
@@ -118,4 +119,42 @@ func TestRuleMatches(t *testing.T) {
 			t.Errorf("rule %q matches %q = %v, want %v", c.rule, c.pkg, got, c.want)
 		}
 	}
+}
+
+// testModules are the heavyweights that only the tests' own module
+// (test/go.mod) may require: in the product module's graph they would be
+// downloaded and checksummed by every build of kas and agentk, and a tidy
+// go.mod would list them among its requirements.
+var testModules = []string{
+	"helm.sh/helm/v3",
+	"gonum.org/v1/plot",
+	"github.com/rancher/remotedialer",
+}
+
+// The product module (../../go.mod) does not require the test-only modules,
+// not even indirectly: go list -m all is its whole module graph.
+func TestProductModuleLean(t *testing.T) {
+	cmd := exec.Command("go", "list", "-m", "all")
+	cmd.Dir = "../.."
+	out, err := cmd.Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			t.Fatalf("go list -m all: %v\n%s", err, ee.Stderr)
+		}
+		t.Fatalf("go list -m all: %v", err)
+	}
+	mods := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		mods[strings.Fields(line)[0]] = true
+	}
+	if !mods["kubetunnel"] || !mods["k8s.io/client-go"] {
+		t.Fatalf("go list -m all in the repository root did not list the product module's graph:\n%s", out)
+	}
+	for _, m := range testModules {
+		if mods[m] {
+			t.Errorf("the product module's graph holds %s: only test/go.mod may require it (move the code that imports it under test/)", m)
+		}
+	}
+	t.Logf("the product module's graph has %d modules", len(mods))
 }

@@ -17,10 +17,10 @@ import (
 	"kubetunnel/internal/gitlab"
 	"kubetunnel/internal/testpki"
 	"kubetunnel/internal/testutil"
+	"kubetunnel/internal/testutil/controlplane"
 	"kubetunnel/internal/testutil/fakegitlab"
 	"kubetunnel/internal/testutil/redisserver"
 	"kubetunnel/internal/testutil/stack"
-	"kubetunnel/test/e2e/controlplane"
 	"kubetunnel/test/e2e/kubelet"
 )
 

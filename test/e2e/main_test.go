@@ -16,8 +16,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"kubetunnel/internal/testutil"
+	"kubetunnel/internal/testutil/controlplane"
 	"kubetunnel/internal/testutil/stack"
-	"kubetunnel/test/e2e/controlplane"
 )
 
 var cp *controlplane.ControlPlane

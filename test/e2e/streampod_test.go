@@ -17,9 +17,9 @@ import (
 	"k8s.io/utils/ptr"
 
 	"kubetunnel/internal/testutil"
+	"kubetunnel/internal/testutil/controlplane"
 	"kubetunnel/internal/testutil/metrics"
 	"kubetunnel/internal/testutil/stack"
-	"kubetunnel/test/e2e/controlplane"
 	"kubetunnel/test/e2e/kubelet"
 )
 

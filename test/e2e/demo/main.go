@@ -27,8 +27,8 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"kubetunnel/internal/testutil/controlplane"
 	"kubetunnel/internal/testutil/stack"
-	"kubetunnel/test/e2e/controlplane"
 	"kubetunnel/test/realnode"
 	"kubetunnel/test/realnode/images"
 )

@@ -2,17 +2,17 @@ package controlplane
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
 // binaryPackages maps each binary to the package that builds it. Both are
-// recorded as tool lines in go.mod, so they build from the module graph at
-// the versions the project already pins.
+// recorded as tool lines in test/go.mod, so they build from the module
+// graph at the versions the project already pins.
 var binaryPackages = []Binary{
 	{"etcd", "go.etcd.io/etcd/server/v3"},
 	{"kube-apiserver", "k8s.io/kubernetes/cmd/kube-apiserver"},
@@ -21,23 +21,49 @@ var binaryPackages = []Binary{
 // Binary is a program built from a package of the module graph.
 type Binary struct{ Name, Package string }
 
-// RepoRoot returns the directory holding go.mod, walking up from the working
-// directory (tests run in their package directory).
+// rootModule is the module at the repository root. The tests' own module
+// (test/go.mod, kubetunnel/test) sits inside it, so the first go.mod above
+// a test's directory is not necessarily the root's.
+const rootModule = "kubetunnel"
+
+// RepoRoot returns the directory holding the go.mod of module kubetunnel,
+// walking up from the working directory (tests run in their package
+// directory).
 func RepoRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", fmt.Errorf("get working directory: %w", err)
 	}
 	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+		if modulePath(filepath.Join(dir, "go.mod")) == rootModule {
 			return dir, nil
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			return "", errors.New("no go.mod found above the working directory")
+			return "", fmt.Errorf("no go.mod of module %s above the working directory", rootModule)
 		}
 		dir = parent
 	}
+}
+
+// ToolsDir is the directory of the module whose go.mod holds the tool
+// lines for the test binaries (etcd, kube-apiserver, the node's
+// binaries): `go build` of a tool package runs there.
+func ToolsDir(root string) string { return filepath.Join(root, "test") }
+
+// modulePath is the module path declared by the go.mod file at path, or ""
+// if there is none.
+func modulePath(path string) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "module" {
+			return strings.Trim(f[1], `"`)
+		}
+	}
+	return ""
 }
 
 // ensureBinaries returns the binary directory, building any missing binary
@@ -90,7 +116,7 @@ func EnsureBinaries(ctx context.Context, binDir string, logf func(string, ...any
 		// half-written binary.
 		tmp := out + ".tmp"
 		cmd := exec.CommandContext(ctx, "go", "build", "-o", tmp, b.Package)
-		cmd.Dir = root
+		cmd.Dir = ToolsDir(root)
 		if combined, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("build %s: %w\n%s", b.Name, err, combined)
 		}

@@ -9,20 +9,24 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 
-	"kubetunnel/test/e2e/controlplane"
+	"kubetunnel/internal/testutil/controlplane"
 	"kubetunnel/test/realnode/images"
 )
 
 func main() {
-	out := flag.String("out", "bin/images", "directory for the tarballs")
+	out := flag.String("out", "", "directory for the tarballs (default: <repo root>/bin/images)")
 	version := flag.String("version", "v0.1.0-dev", "version stamped into agentk and kas")
 	flag.Parse()
 	root, err := controlplane.RepoRoot()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "images:", err)
 		os.Exit(1)
+	}
+	if *out == "" {
+		*out = filepath.Join(root, "bin", "images")
 	}
 	built, err := images.Build(context.Background(), root, *out, *version)
 	if err != nil {
