@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"kubetunnel/internal/testutil"
 )
 
@@ -118,5 +120,18 @@ func TestServeWatch(t *testing.T) {
 	}
 	if err := sc.Err(); err != nil {
 		t.Errorf("the stream did not end cleanly: %v", err)
+	}
+}
+
+func TestSeries(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "x_total", Help: "x"}, []string{"repository"})
+	reg.MustRegister(c)
+	c.WithLabelValues("a").Add(3)
+	if m := testutil.Series(t, reg, "x_total", "repository", "a"); m == nil || m.GetCounter().GetValue() != 3 {
+		t.Errorf("series a: %v", m)
+	}
+	if m := testutil.Series(t, reg, "x_total", "repository", "b"); m != nil {
+		t.Errorf("series b: %v, want none", m)
 	}
 }
