@@ -199,6 +199,9 @@ func TestGitLabAgent(t *testing.T) {
 // and lets a known agent reconnect, while a new one is refused with a
 // log line saying why it waits.
 func TestGitLabTokens(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits out token cache lifetimes: not in -short")
+	}
 	const ttl = 1500 * time.Millisecond
 	e := newGitLabEnv(t, ttl, 200*time.Millisecond)
 	e.start()

@@ -79,6 +79,9 @@ func TestGitOpsFirstSyncAndChanges(t *testing.T) {
 // An agent that resumes with the commit it applied gets nothing until the
 // ref moves; refs pick branches, tags and commits.
 func TestGitOpsResumeAndRefs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for several sync rounds: not in -short")
+	}
 	e, repo := newGitOpsEnv(t, nil)
 	first := repo.Commit("first", manifestTree)
 	repo.Git("tag", "v1")
@@ -209,6 +212,9 @@ func TestGitOpsLimitError(t *testing.T) {
 // arrives byte for byte through a client with gRPC's default 4 MiB
 // message limit; the largest file comes in several Objects.
 func TestGitOpsKubePrometheus(t *testing.T) {
+	if testing.Short() {
+		t.Skip("syncs a 95-file manifest set: not in -short")
+	}
 	// shared/ sits beside the repository, as in CI.
 	const src = "../../shared/testdata/kube-prometheus/manifests"
 	if _, err := os.Stat(src); err != nil {

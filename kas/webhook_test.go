@@ -220,6 +220,9 @@ func TestWebhookTriggersFetch(t *testing.T) {
 // Measures commit → set latency with polling alone and with webhooks, for
 // the record (the numbers are logged, not asserted beyond sanity).
 func TestWebhookVsPollLatency(t *testing.T) {
+	if testing.Short() {
+		t.Skip("measures poll periods of seconds: not in -short")
+	}
 	const rounds = 4
 	measure := func(t *testing.T, e *env, commit func(int) string, after func()) []time.Duration {
 		a := e.dialAgent()

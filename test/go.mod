@@ -7,9 +7,9 @@ module kubetunnel/test
 go 1.27.3
 
 replace (
-	// The product module's replace block: replace directives of a
-	// dependency do not apply, so they are repeated here.
-	// After bumping these versions, run hack/update_static_schema.sh in case the schema has changed.
+	// The product module's replace block for k8s.io/*, repeated: replace
+	// directives of a dependency do not apply (test/deps checks that the
+	// two blocks are the same).
 	k8s.io/api => k8s.io/api v0.37.0
 	k8s.io/apiextensions-apiserver => k8s.io/apiextensions-apiserver v0.37.0
 	k8s.io/apimachinery => k8s.io/apimachinery v0.37.0
@@ -43,6 +43,7 @@ replace (
 	k8s.io/sample-apiserver => k8s.io/sample-apiserver v0.37.0
 	k8s.io/sample-cli-plugin => k8s.io/sample-cli-plugin v0.37.0
 	k8s.io/sample-controller => k8s.io/sample-controller v0.37.0
+
 	// The product module, from this checkout.
 	kubetunnel => ../
 )

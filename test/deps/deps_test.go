@@ -5,7 +5,9 @@ package deps
 
 import (
 	"errors"
+	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -21,7 +23,6 @@ type rule struct {
 // them required by test/go.mod only, see TestProductModuleLean).
 var testOnly = []rule{
 	{"helm.sh/helm/", "the Helm SDK is for the chart tests"},
-	{"github.com/Shopify/toxiproxy/", "toxiproxy is for the fault tests"},
 	{"gonum.org/v1/plot/", "gonum/plot draws the benchmark plots"},
 	{"github.com/rancher/remotedialer/", "remotedialer is a benchmark baseline"},
 	{"go.uber.org/goleak", "goleak is for tests"},
@@ -157,4 +158,56 @@ func TestProductModuleLean(t *testing.T) {
 		}
 	}
 	t.Logf("the product module's graph has %d modules", len(mods))
+}
+
+// replaces returns the replace directives of the go.mod file at path, one
+// "old => new version" string each, leaving out those of the modules in
+// skip.
+func replaces(t *testing.T, path string, skip ...string) []string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	inBlock := false
+	for _, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case line == "replace (":
+			inBlock = true
+			continue
+		case inBlock && line == ")":
+			inBlock = false
+			continue
+		case strings.HasPrefix(line, "replace "):
+			line = strings.TrimPrefix(line, "replace ")
+		case !inBlock:
+			continue
+		}
+		if line == "" || strings.HasPrefix(line, "//") {
+			continue
+		}
+		if f := strings.Fields(line); !slices.Contains(skip, f[0]) {
+			out = append(out, strings.Join(f, " "))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// The tests' module (test/go.mod) repeats the product module's replace
+// block: replace directives apply only in the main module, and the two
+// graphs must pick the same Kubernetes versions, or the tests (and the
+// test cluster built from test/go.mod's tool lines) would run against
+// other code than kas and agentk link.
+func TestReplaceBlocksMatch(t *testing.T) {
+	product := replaces(t, "../../go.mod")
+	tests := replaces(t, "../go.mod", "kubetunnel")
+	if len(product) < 10 {
+		t.Fatalf("go.mod has only %d replace directives: %q", len(product), product)
+	}
+	if !slices.Equal(product, tests) {
+		t.Errorf("test/go.mod's replace block differs from go.mod's: copy it over\ngo.mod:      %q\ntest/go.mod: %q", product, tests)
+	}
 }

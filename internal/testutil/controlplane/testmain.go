@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"log"
 	"os"
@@ -21,7 +22,18 @@ import (
 //
 // Goroutines already running when Main starts (klog's flush daemon and the
 // like) are not leaks; leakOpts may ignore more.
+//
+// With -short (make test-short) the package's tests are not run at all:
+// they share the control plane, which takes seconds to start (and minutes
+// to build on a fresh machine). make test runs them.
 func Main(m *testing.M, cp **ControlPlane, opts Options, leakOpts ...goleak.Option) int {
+	if !flag.Parsed() {
+		flag.Parse()
+	}
+	if testing.Short() {
+		fmt.Println("controlplane: -short: this package's tests need a control plane; make test runs them")
+		return 0
+	}
 	leakOpts = append([]goleak.Option{goleak.IgnoreCurrent()}, leakOpts...)
 	if opts.Logf == nil {
 		opts.Logf = log.New(os.Stderr, "controlplane: ", log.Ltime|log.Lmicroseconds).Printf
