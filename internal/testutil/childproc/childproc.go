@@ -27,11 +27,29 @@ type Process struct {
 	waitErr error         // valid after done is closed
 }
 
+// Options are Start's optional settings.
+type Options struct {
+	// Env is added to this process's environment ("K=V").
+	Env []string
+	// AppendLog keeps what the log file holds (a daemon a test restarts
+	// keeps one log); the default starts it empty.
+	AppendLog bool
+}
+
 // Start runs binary with args, stdout and stderr going to logPath. The
 // child gets its own process group, so Stop reaches anything it spawned,
 // and on Linux the kernel kills it when the test process dies.
 func Start(name, logPath, binary string, args ...string) (*Process, error) {
-	logFile, err := os.Create(logPath)
+	return StartWith(Options{}, name, logPath, binary, args...)
+}
+
+// StartWith is Start with options.
+func StartWith(o Options, name, logPath, binary string, args ...string) (*Process, error) {
+	flags := os.O_CREATE | os.O_WRONLY | os.O_TRUNC
+	if o.AppendLog {
+		flags = os.O_CREATE | os.O_WRONLY | os.O_APPEND
+	}
+	logFile, err := os.OpenFile(logPath, flags, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("create %s log: %w", name, err)
 	}
@@ -39,6 +57,9 @@ func Start(name, logPath, binary string, args ...string) (*Process, error) {
 	// closed right after start.
 	defer logFile.Close()
 	cmd := exec.Command(binary, args...)
+	if o.Env != nil {
+		cmd.Env = append(os.Environ(), o.Env...)
+	}
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = sysProcAttr()
 	if err := cmd.Start(); err != nil {
@@ -51,6 +72,9 @@ func Start(name, logPath, binary string, args ...string) (*Process, error) {
 	}()
 	return p, nil
 }
+
+// Done is closed when the process has exited.
+func (p *Process) Done() <-chan struct{} { return p.done }
 
 // Exited reports whether the process has ended, and how.
 func (p *Process) Exited() (bool, error) {

@@ -60,3 +60,31 @@ func TestStopKillsTheGroup(t *testing.T) {
 		t.Errorf("nil Kill: %v", err)
 	}
 }
+
+// A restarted daemon keeps one log (AppendLog) and gets the extra
+// environment; Done closes when it exits.
+func TestStartWithAppendsAndSetsEnv(t *testing.T) {
+	log := filepath.Join(t.TempDir(), "log")
+	for i := range 2 {
+		p, err := childproc.StartWith(childproc.Options{AppendLog: true, Env: []string{"RUN=" + strconv.Itoa(i)}}, "echo", log, "sh", "-c", `echo "run $RUN"`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-p.Done():
+		case <-time.After(10 * time.Second):
+			t.Fatal("sh did not exit")
+		}
+	}
+	if b, _ := os.ReadFile(log); string(b) != "run 0\nrun 1\n" {
+		t.Errorf("log %q, want both runs", b)
+	}
+	p, err := childproc.Start("echo", log, "sh", "-c", "echo fresh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-p.Done()
+	if b, _ := os.ReadFile(log); string(b) != "fresh\n" {
+		t.Errorf("log %q, want only the new run (Start truncates)", b)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"kubetunnel/internal/testutil"
+	"kubetunnel/internal/testutil/childproc"
 	"kubetunnel/internal/testutil/controlplane"
 	"kubetunnel/internal/testutil/metrics"
 	"kubetunnel/internal/testutil/tcplb"
@@ -41,7 +42,7 @@ type Replica struct {
 	binDir string
 	log    string
 	mu     sync.Mutex // guards p
-	p      *proc
+	p      *childproc.Process
 }
 
 // NewCluster prepares n replicas in dir that use the Redis at redisAddr.
@@ -159,7 +160,8 @@ func (c *Cluster) Logs() string {
 // Start runs the replica (POD_IP tells it its private API address, as a
 // Deployment does) and waits for /readyz.
 func (r *Replica) Start(ctx context.Context) error {
-	p, err := startEnv(filepath.Join(r.binDir, "kas"), r.log, []string{"POD_IP=127.0.0.1"}, "--config", r.Config)
+	p, err := childproc.StartWith(childproc.Options{Env: []string{"POD_IP=127.0.0.1"}, AppendLog: true},
+		fmt.Sprintf("kas-%d", r.Index), r.log, filepath.Join(r.binDir, "kas"), "--config", r.Config)
 	if err != nil {
 		return err
 	}
@@ -169,7 +171,7 @@ func (r *Replica) Start(ctx context.Context) error {
 	return waitHTTP(ctx, "http://"+r.ObsAddr+"/readyz", 30*time.Second, p, r.log)
 }
 
-func (r *Replica) proc() *proc {
+func (r *Replica) proc() *childproc.Process {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.p
