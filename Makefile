@@ -69,7 +69,7 @@ test: build testbin lint
 # control plane, a real node or Redis, or run long, are left out (they
 # check testing.Short()); `make test` is the real check and runs them all.
 test-short:
-	$(GO) test -short $$($(GO) list ./...)
+	$(GO) test -short ./...
 	$(TESTMOD) test -short ./...
 
 test-e2e: build testbin
