@@ -29,11 +29,14 @@ const (
 )
 
 // fakeAPI stands in for the cluster's API server: /version, and an echo of
-// every other request (path and identity) as JSON.
+// every other request (path and identity) as JSON. A request to /api/v1/held
+// waits for release to be closed (held receives a value as it starts).
 type fakeAPI struct {
 	*httptest.Server
-	mu   sync.Mutex // guards seen
-	seen []apiRequest
+	mu      sync.Mutex // guards seen
+	seen    []apiRequest
+	held    chan struct{}
+	release chan struct{}
 }
 
 type apiRequest struct {
@@ -43,7 +46,7 @@ type apiRequest struct {
 }
 
 func newFakeAPI(t *testing.T) *fakeAPI {
-	f := &fakeAPI{}
+	f := &fakeAPI{held: make(chan struct{}, 16), release: make(chan struct{})}
 	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != "Bearer "+saToken {
 			http.Error(w, "not agentk", http.StatusUnauthorized)
@@ -54,14 +57,32 @@ func newFakeAPI(t *testing.T) *fakeAPI {
 			fmt.Fprint(w, `{"major":"1","minor":"37","gitVersion":"v1.37.0-fake"}`)
 			return
 		}
+		if r.URL.Path == "/api/v1/held" {
+			f.held <- struct{}{}
+			<-f.release
+		}
 		req := apiRequest{Method: r.Method, Path: r.URL.Path, ImpUser: r.Header.Get("Impersonate-User")}
 		f.mu.Lock()
 		f.seen = append(f.seen, req)
 		f.mu.Unlock()
 		json.NewEncoder(w).Encode(req)
 	}))
-	t.Cleanup(f.Close)
+	t.Cleanup(func() {
+		f.releaseHeld()
+		f.Close()
+	})
 	return f
+}
+
+// releaseHeld lets every held request (now and later) finish.
+func (f *fakeAPI) releaseHeld() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	select {
+	case <-f.release:
+	default:
+		close(f.release)
+	}
 }
 
 func (f *fakeAPI) requests() []apiRequest {
@@ -74,6 +95,9 @@ type testAgent struct {
 	*Agent
 	log *testutil.LogSink
 	obs string // http://host:port of the observability listener
+	// stop cancels Run and returns its error; the test's cleanup calls it
+	// too.
+	stop func() error
 }
 
 // startAgent runs an agentk against kas and api until the test ends.
@@ -99,9 +123,12 @@ func startAgent(t *testing.T, kas *agentktest.Kas, api *fakeAPI, mutate func(*Op
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
+	stop := sync.OnceValue(func() error {
 		cancel()
-		if err := <-done; err != nil {
+		return <-done
+	})
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
 			t.Errorf("agentk Run: %v", err)
 		}
 	})
@@ -110,7 +137,7 @@ func startAgent(t *testing.T, kas *agentktest.Kas, api *fakeAPI, mutate func(*Op
 	case err := <-done:
 		t.Fatalf("agentk stopped: %v", err)
 	}
-	return &testAgent{Agent: a, log: sink, obs: "http://" + a.ObservabilityAddr().String()}
+	return &testAgent{Agent: a, log: sink, obs: "http://" + a.ObservabilityAddr().String(), stop: stop}
 }
 
 func get(t *testing.T, url string) (int, string) {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/utils/clock"
 
 	"kubetunnel/agentcfg"
 	"kubetunnel/api/rpc"
@@ -130,6 +131,9 @@ type gitopsManager struct {
 	// into one health report.
 	retryInitial, retryMax time.Duration
 	healthDelay            time.Duration
+	// clock runs the workers' retry, reconcile and health timers, so a
+	// test can step through a backoff instead of sleeping through it.
+	clock clock.Clock
 
 	mu        sync.Mutex // guards newest and agentName
 	newest    *agentcfg.Config
@@ -145,7 +149,7 @@ func newGitopsManager(client rpc.GitOpsClient, newSyncer SyncerFactory, logger *
 		period = DefaultReconcilePeriod
 	}
 	return &gitopsManager{client: client, newSyncer: newSyncer, logger: logger, metrics: m, period: period,
-		retryInitial: DefaultRetryInitial, retryMax: DefaultRetryMax, healthDelay: time.Second,
+		retryInitial: DefaultRetryInitial, retryMax: DefaultRetryMax, healthDelay: time.Second, clock: clock.RealClock{},
 		kick: make(chan struct{}, 1), counts: map[string][3]int{}}
 }
 

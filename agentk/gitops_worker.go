@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"k8s.io/utils/clock"
 
 	"kubetunnel/agentcfg"
 	"kubetunnel/api/rpc"
@@ -68,7 +69,7 @@ func (w *worker) run(ctx context.Context) {
 		attempts int
 		// retry fires the next attempt at a failed sync; nil when none.
 		retry       <-chan time.Time
-		retryTimer  *time.Timer
+		retryTimer  clock.Timer
 		healthTimer <-chan time.Time
 	)
 	stopRetry := func() {
@@ -78,7 +79,7 @@ func (w *worker) run(ctx context.Context) {
 		retry, retryTimer = nil, nil
 	}
 	defer stopRetry()
-	reconcile := time.NewTimer(w.g.period)
+	reconcile := w.g.clock.NewTimer(w.g.period)
 	defer reconcile.Stop()
 	syncNow := func(s manifestSet, why string) {
 		stopRetry()
@@ -90,9 +91,9 @@ func (w *worker) run(ctx context.Context) {
 		if res.Failed && res.Failure.Retryable() {
 			attempts++
 			d := retryDelay(w.g.retryInitial, w.g.retryMax, attempts)
-			next = time.Now().Add(d)
-			retryTimer = time.NewTimer(d)
-			retry = retryTimer.C
+			next = w.g.clock.Now().Add(d)
+			retryTimer = w.g.clock.NewTimer(d)
+			retry = retryTimer.C()
 		} else if !res.Failed {
 			attempts = 0
 		}
@@ -112,7 +113,7 @@ func (w *worker) run(ctx context.Context) {
 			if last != nil {
 				syncNow(*last, "retry")
 			}
-		case <-reconcile.C:
+		case <-reconcile.C():
 			if last != nil && retry == nil {
 				syncNow(*last, "reconcile")
 			} else {
@@ -120,7 +121,7 @@ func (w *worker) run(ctx context.Context) {
 			}
 		case <-changed:
 			if healthTimer == nil {
-				healthTimer = time.After(w.g.healthDelay)
+				healthTimer = w.g.clock.After(w.g.healthDelay)
 			}
 		case <-healthTimer:
 			healthTimer = nil

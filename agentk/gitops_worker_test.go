@@ -10,10 +10,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	clocktesting "k8s.io/utils/clock/testing"
 
 	"kubetunnel/agentcfg"
 	"kubetunnel/api/rpc"
 	"kubetunnel/gitops/apply"
+	"kubetunnel/internal/testutil"
 )
 
 // fakeGitOps serves the sets given to it, one stream, and records reports.
@@ -104,13 +106,16 @@ func (s *fakeSyncer) callCount() int {
 
 // The worker retries a retryable failure with doubling delays up to the
 // cap, resets on success, does not retry a stalled commit, and reports a
-// health change without a sync.
+// health change without a sync. The worker's timers run on a fake clock:
+// each attempt happens exactly when its delay has passed, not before.
 func TestWorkerRetryAndHealth(t *testing.T) {
 	client := &fakeGitOps{sets: make(chan []*rpc.ObjectsToSynchronizeResponse), reports: make(chan *rpc.SyncStatus, 16)}
 	retryable := apply.Result{Failed: true, Failure: apply.FailureRetryable, Reason: "connection refused"}
 	syncer := &fakeSyncer{results: []apply.Result{retryable, retryable, retryable, {Health: "Progressing"}}}
 	g := newGitopsManager(client, nil, slog.New(slog.DiscardHandler), newGitopsMetrics(prometheus.NewRegistry()), time.Hour)
 	g.syncer = syncer
+	clk := clocktesting.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	g.clock = clk
 	g.retryInitial, g.retryMax, g.healthDelay = 40*time.Millisecond, 100*time.Millisecond, 10*time.Millisecond
 	p := agentcfg.ManifestProject{ID: "group/app", DefaultNamespace: "apps", Name: "app"}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -128,34 +133,37 @@ func TestWorkerRetryAndHealth(t *testing.T) {
 		select {
 		case st := <-client.reports:
 			return st
-		case <-time.After(5 * time.Second):
+		case <-time.After(10 * time.Second):
 			t.Fatal("no report")
 			return nil
 		}
 	}
 
 	client.sets <- set("c1")
-	var last time.Time
-	for i, wantDelay := range []time.Duration{40 * time.Millisecond, 80 * time.Millisecond, 100 * time.Millisecond} {
+	for i, delay := range []time.Duration{40 * time.Millisecond, 80 * time.Millisecond, 100 * time.Millisecond} {
 		st := next()
 		if st.Result != "failed" || st.Attempts != int32(i+1) || st.ProjectName != "app" || st.DefaultNamespace != "apps" {
 			t.Fatalf("report %d: %+v", i, st)
 		}
-		at := time.UnixMilli(st.NextRetryUnixMs)
-		if d := time.Until(at); d > wantDelay || d < wantDelay/2 {
-			t.Errorf("attempt %d: next retry in %s, want about %s", i+1, d, wantDelay)
+		if at, want := time.UnixMilli(st.NextRetryUnixMs), clk.Now().Add(delay); !at.Equal(want) {
+			t.Errorf("attempt %d: next retry at %s, want %s (%s later)", i+1, at.Format(time.StampMilli), want.Format(time.StampMilli), delay)
 		}
-		if !last.IsZero() && time.Since(last) < 30*time.Millisecond {
-			t.Errorf("attempt %d came %s after the previous one", i+1, time.Since(last))
-		}
-		last = time.Now()
+		// Nothing happens a millisecond early; the report of the next
+		// attempt (its own next retry counted from the clock) shows it ran
+		// exactly when the delay had passed.
+		clk.Step(delay - time.Millisecond)
+		clk.Step(time.Millisecond)
 	}
 	st := next()
 	if st.Result != "synced" || st.Attempts != 0 || st.NextRetryUnixMs != 0 || st.Health != "Progressing" || st.CommitId != "c1" {
 		t.Fatalf("after the retries: %+v", st)
 	}
+	if n := syncer.callCount(); n != 4 {
+		t.Errorf("%d syncs, want 4 (three failed attempts and the success)", n)
+	}
 
-	// Health changes between syncs: a report with the new health, no sync.
+	// Health changes between syncs: one report with the new health after
+	// healthDelay, no sync.
 	calls := syncer.callCount()
 	syncer.mu.Lock()
 	syncer.health = "Healthy"
@@ -163,12 +171,17 @@ func TestWorkerRetryAndHealth(t *testing.T) {
 	syncer.mu.Unlock()
 	fn()
 	fn()
+	// The worker has armed its health timer when the clock has a waiter
+	// besides the reconcile timer.
+	testutil.Eventually(t, 10*time.Second, "the health timer", func() bool { return clk.Waiters() == 2 })
+	clk.Step(10 * time.Millisecond)
 	st = next()
 	if st.Result != "synced" || st.Health != "Healthy" || st.CommitId != "c1" || syncer.callCount() != calls {
 		t.Errorf("health report: %+v (syncs %d, were %d)", st, syncer.callCount(), calls)
 	}
 
-	// A stalled commit is not retried.
+	// A stalled commit is not retried: after its report, the only timer
+	// left is the periodic reconcile.
 	syncer.mu.Lock()
 	syncer.results = []apply.Result{{Failed: true, Failure: apply.FailureStalled, Reason: "pre-check: …"}}
 	syncer.mu.Unlock()
@@ -177,10 +190,17 @@ func TestWorkerRetryAndHealth(t *testing.T) {
 	if st.Result != "stalled" || st.NextRetryUnixMs != 0 || st.CommitId != "c2" {
 		t.Errorf("stalled: %+v", st)
 	}
+	if n := clk.Waiters(); n != 1 {
+		t.Errorf("%d timers after a stalled sync, want 1 (the reconcile)", n)
+	}
 	calls = syncer.callCount()
-	time.Sleep(300 * time.Millisecond)
-	if syncer.callCount() != calls {
-		t.Errorf("a stalled commit was retried")
+	clk.Step(time.Minute)
+	// The period (an hour) re-syncs the stalled commit like any other:
+	// that is how drift is undone, and it is the only way it runs again.
+	clk.Step(time.Hour)
+	st = next()
+	if syncer.callCount() != calls+1 || st.CommitId != "c2" {
+		t.Errorf("after an hour: %d syncs (were %d), report %+v; want one reconcile", syncer.callCount(), calls, st)
 	}
 }
 

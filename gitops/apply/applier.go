@@ -12,6 +12,7 @@ import (
 	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
 
 	"github.com/argoproj/argo-cd/gitops-engine/v3/pkg/cache"
 	"github.com/argoproj/argo-cd/gitops-engine/v3/pkg/utils/kube"
@@ -74,6 +75,10 @@ type Applier struct {
 	targets map[string]map[kube.ResourceKey]struct{}
 	// impersonating holds the clients of each service_account in use.
 	impersonating map[string]*clients
+
+	// clock tells whether a pending prune has passed prune_timeout, so a
+	// test can move past it instead of sleeping.
+	clock clock.PassiveClock
 }
 
 // verifiedState is an object known to match the manifest with this hash
@@ -107,6 +112,7 @@ func New(cfg *rest.Config, agentName string, logger *slog.Logger) (*Applier, err
 		targets:   map[string]map[kube.ResourceKey]struct{}{},
 
 		impersonating: map[string]*clients{},
+		clock:         clock.RealClock{},
 	}
 	k := &kubectl{KubectlCmd: &kube.KubectlCmd{Log: a.engineLog, Tracer: tracing.NopTracer{}}, c: c, manager: FieldManager, invalidated: &a.invalidated}
 	a.cache = cache.NewClusterCache(c.config,

@@ -21,6 +21,7 @@ import (
 	"github.com/argoproj/argo-cd/gitops-engine/v3/pkg/cache"
 	"go.uber.org/goleak"
 
+	"kubetunnel/internal/testutil"
 	"kubetunnel/internal/testutil/controlplane"
 )
 
@@ -196,20 +197,18 @@ func getCM(t testing.TB, ns, name string) *unstructured.Unstructured {
 // would see it a moment later.
 func waitForCache(t testing.TB, a *Applier, group, kind, ns, name, rv string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
+	testutil.Eventually(t, 10*time.Second, fmt.Sprintf("the cache to show %s %s/%s at resourceVersion %q", kind, ns, name, rv), func() bool {
 		found := a.cache.FindResources(ns, func(r *cache.Resource) bool {
 			return r.Ref.Name == name && r.Ref.Kind == kind && r.Ref.GroupVersionKind().Group == group
 		})
-		if rv == "" && len(found) == 0 {
-			return
+		if rv == "" {
+			return len(found) == 0
 		}
 		for _, r := range found {
-			if rv != "" && !olderVersion(r.ResourceVersion, rv) {
-				return
+			if !olderVersion(r.ResourceVersion, rv) {
+				return true
 			}
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("cache never showed %s %s/%s at resourceVersion %q", kind, ns, name, rv)
+		return false
+	})
 }

@@ -89,7 +89,7 @@ func (s *syncRun) pendingPrunes() []PendingPrune {
 func (s *syncRun) overdue(pending []PendingPrune) string {
 	var late []string
 	for _, p := range pending {
-		if time.Since(p.Since) > s.p.PruneTimeout {
+		if s.a.clock.Since(p.Since) > s.p.PruneTimeout {
 			late = append(late, p.String())
 		}
 	}

@@ -13,6 +13,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/utils/clock"
+	clocktesting "k8s.io/utils/clock/testing"
 )
 
 const deployment = `apiVersion: apps/v1
@@ -459,7 +461,16 @@ func TestTimeouts(t *testing.T) {
 	if d := time.Since(start); d > q.PruneTimeout {
 		t.Errorf("the sync waited %s for the pending prune", d)
 	}
-	time.Sleep(q.PruneTimeout - time.Since(res.PendingPrunes[0].Since) + 100*time.Millisecond)
+	// A moment before prune_timeout the sync still passes; just after it
+	// fails. The timeout is read on a fake clock; the cluster's clock
+	// set the deletionTimestamp.
+	since := res.PendingPrunes[0].Since
+	a.clock = clocktesting.NewFakePassiveClock(since.Add(q.PruneTimeout - time.Millisecond))
+	defer func() { a.clock = clock.RealClock{} }()
+	if res = mustSync(t, a, q, "c2", nil); res.Failed || len(res.PendingPrunes) != 1 {
+		t.Errorf("result %+v before prune_timeout, want not failed, doomed pending", res)
+	}
+	a.clock = clocktesting.NewFakePassiveClock(since.Add(q.PruneTimeout + time.Millisecond))
 	res = mustSync(t, a, q, "c2", nil)
 	if !res.Failed || res.Failure != FailureObjects || !strings.Contains(res.Reason, "prune_timeout (2s) reached: ConfigMap "+ns+"/doomed is being deleted since ") ||
 		!strings.Contains(res.Reason, "waiting for finalizer foregroundDeletion") {

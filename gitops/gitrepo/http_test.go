@@ -13,7 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
+
+	"kubetunnel/internal/testutil"
 )
 
 // gitServer serves source repositories over https with git http-backend
@@ -134,11 +135,11 @@ func TestConcurrentFetchShared(t *testing.T) {
 		results <- err
 	}
 	wg.Go(call)
-	waitFor(t, func() bool { return srv.advertised.Load() == 1 }, "the first fetch to reach the server")
+	testutil.Eventually(t, waitTimeout, "the first fetch to reach the server", func() bool { return srv.advertised.Load() == 1 })
 	for range callers - 1 {
 		wg.Go(call)
 	}
-	waitFor(t, func() bool { return c.waitingFetches("r") == callers-1 }, "the other callers to wait")
+	testutil.Eventually(t, waitTimeout, "the other callers to wait", func() bool { return c.waitingFetches("r") == callers-1 })
 	close(gate)
 	wg.Wait()
 	close(results)
@@ -177,29 +178,18 @@ func TestFetchCancelWhileWaiting(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	waitFor(t, func() bool { return srv.advertised.Load() == 1 }, "the first fetch to reach the server")
+	testutil.Eventually(t, waitTimeout, "the first fetch to reach the server", func() bool { return srv.advertised.Load() == 1 })
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() {
 		_, err := c.Fetch(ctx, "r")
 		errc <- err
 	}()
-	waitFor(t, func() bool { return c.waitingFetches("r") == 1 }, "the second caller to wait")
+	testutil.Eventually(t, waitTimeout, "the second caller to wait", func() bool { return c.waitingFetches("r") == 1 })
 	cancel()
 	if err := <-errc; err == nil {
 		t.Error("cancelled Fetch succeeded")
 	}
 	close(gate)
 	wg.Wait()
-}
-
-func waitFor(t *testing.T, cond func() bool, what string) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }

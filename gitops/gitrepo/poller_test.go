@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"kubetunnel/internal/testutil"
 )
 
 const waitTimeout = 10 * time.Second
@@ -130,11 +133,12 @@ func TestPollerStopsOnCancel(t *testing.T) {
 	src := newSource(t)
 	src.commit(map[string]string{"a": "1"})
 	c := newCache(t, Repository{ID: "r", URL: "file://" + src.dir})
-	p := NewPoller(c, PollerConfig{Period: time.Millisecond}, testLogger(t))
+	var fetches atomic.Int32
+	p := NewPoller(c, PollerConfig{Period: time.Millisecond, OnFetch: func(string, time.Duration, error) { fetches.Add(1) }}, testLogger(t))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
-	time.Sleep(50 * time.Millisecond) // let it poll a few times
+	testutil.Eventually(t, waitTimeout, "a few polls", func() bool { return fetches.Load() >= 3 })
 	cancel()
 	select {
 	case err := <-done:
@@ -188,13 +192,7 @@ func TestPollerOnFetch(t *testing.T) {
 		defer mu.Unlock()
 		return append([]report(nil), reports[id]...)
 	}
-	deadline := time.Now().Add(waitTimeout)
-	for len(get("ok")) < 1 || len(get("gone")) < 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("no OnFetch call for the first polls")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.Eventually(t, waitTimeout, "OnFetch calls for the first polls", func() bool { return len(get("ok")) >= 1 && len(get("gone")) >= 1 })
 	if r := get("ok")[0]; r.err != nil || r.d <= 0 {
 		t.Errorf("ok: %+v, want a duration and no error", r)
 	}
@@ -205,10 +203,5 @@ func TestPollerOnFetch(t *testing.T) {
 	if err := p.Trigger("ok"); err != nil {
 		t.Fatal(err)
 	}
-	for len(get("ok")) < 2 {
-		if time.Now().After(deadline) {
-			t.Fatal("no OnFetch call for a triggered fetch")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.Eventually(t, waitTimeout, "an OnFetch call for a triggered fetch", func() bool { return len(get("ok")) >= 2 })
 }

@@ -1,11 +1,16 @@
 // Package testutil holds small helpers shared by tests: a git repository
 // driven by the real git command, a log sink that tests can search,
-// polling for a condition, free loopback ports (ports.go), an HTTP request
-// in one call (http.go) and a labelled metric series (metrics.go).
+// polling for a condition (Eventually, Poll), free loopback ports
+// (ports.go), an HTTP request in one call (http.go), a labelled series of
+// a registry (metrics.go; testutil/metrics reads whole scrapes) and a fake
+// Kubernetes watch stream (watch.go). Shared test environments live in
+// the subpackages: childproc (a logged daemon), stack (kas and agentk as
+// a user runs them), fakegitlab, redisserver, tcplb, kascluster.
 package testutil
 
 import (
 	"bytes"
+	"errors"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -127,14 +132,42 @@ func (s *LogSink) Contains(sub string) bool { return strings.Contains(s.String()
 // Eventually polls cond every 20ms until it is true or timeout passes.
 func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
+	Poll(t, pollEvery, timeout, what, func() error {
+		if cond() {
+			return nil
+		}
+		return errNotYet
+	})
+}
+
+// EventuallyNoError polls cond every 20ms until it returns nil or timeout
+// passes; the failure names the last error, so a test can say what was
+// still missing.
+func EventuallyNoError(t testing.TB, timeout time.Duration, what string, cond func() error) {
+	t.Helper()
+	Poll(t, pollEvery, timeout, what, cond)
+}
+
+const pollEvery = 20 * time.Millisecond
+
+var errNotYet = errors.New("condition not met")
+
+// Poll is EventuallyNoError polling every interval: for conditions that
+// are costly to check (a kubectl run, a scrape of many agents).
+func Poll(t testing.TB, interval, timeout time.Duration, what string, cond func() error) {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		if cond() {
+		err := cond()
+		if err == nil {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+			if err == errNotYet {
+				t.Fatalf("timed out after %v waiting for %s", timeout, what)
+			}
+			t.Fatalf("timed out after %v waiting for %s: %v", timeout, what, err)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(interval)
 	}
 }

@@ -1,12 +1,17 @@
 package testutil_test
 
 import (
+	"bufio"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -43,6 +48,78 @@ func TestDo(t *testing.T) {
 	code, body := testutil.Do(t, http.MethodPost, srv.URL, strings.NewReader("hi"), map[string]string{"X-Test": "yes"})
 	if code != http.StatusTeapot || string(body) != "POST yes hi" {
 		t.Errorf("got %d %q", code, body)
+	}
+}
+
+// fatalRecorder is a testing.TB whose Fatalf records the message and
+// stops the goroutine, as the real one does.
+type fatalRecorder struct {
+	testing.TB
+	msg string
+}
+
+func (f *fatalRecorder) Helper() {}
+func (f *fatalRecorder) Fatalf(format string, args ...any) {
+	f.msg = fmt.Sprintf(format, args...)
+	runtime.Goexit()
+}
+
+func TestEventuallyNoErrorNamesTheLastError(t *testing.T) {
+	n := 0
+	testutil.EventuallyNoError(t, time.Second, "three tries", func() error {
+		if n++; n < 3 {
+			return fmt.Errorf("try %d", n)
+		}
+		return nil
+	})
+	f := &fatalRecorder{TB: t}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		testutil.EventuallyNoError(f, 50*time.Millisecond, "never", func() error { return errors.New("still 2 of 3") })
+	}()
+	<-done
+	if !strings.Contains(f.msg, "waiting for never: still 2 of 3") {
+		t.Errorf("failure says %q", f.msg)
+	}
+	done = make(chan struct{})
+	go func() {
+		defer close(done)
+		testutil.Eventually(f, 50*time.Millisecond, "nothing", func() bool { return false })
+	}()
+	<-done
+	if !strings.HasSuffix(f.msg, "waiting for nothing") {
+		t.Errorf("failure says %q", f.msg)
+	}
+}
+
+// A watch streams its events one at a time: each arrives before the next
+// is written, and the stream ends when stop closes.
+func TestServeWatch(t *testing.T) {
+	stop := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		testutil.ServeWatch(w, r, 10*time.Millisecond, stop)
+	}))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/watch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("Content-Type %q", ct)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	for i := range 3 {
+		if !sc.Scan() || sc.Text() != fmt.Sprintf(`{"type":"ADDED","n":%d}`, i) {
+			t.Fatalf("event %d: %q %v", i, sc.Text(), sc.Err())
+		}
+	}
+	close(stop)
+	for sc.Scan() {
+	}
+	if err := sc.Err(); err != nil {
+		t.Errorf("the stream did not end cleanly: %v", err)
 	}
 }
 

@@ -7,7 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"kubetunnel/test/e2e/stack"
+	"kubetunnel/internal/testutil"
+	"kubetunnel/internal/testutil/stack"
 )
 
 // gitlabAgentConfig is a config.yaml as GitLab's agent users write it, with
@@ -75,7 +76,7 @@ func TestBrokenFirstConfigThenGitLabConfig(t *testing.T) {
 	if err := s.StartAgentk(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 15*time.Second, "agentk to run the default config", func() bool {
+	testutil.Eventually(t, 15*time.Second, "agentk to run the default config", func() bool {
 		return strings.Contains(s.AgentLog(), "Config: invalid config.yaml, serving with the default config until a good commit arrives")
 	})
 	if out := mustKubectl(t, s.Kubeconfig, "", "get", "namespace", "default", "-o", "name"); strings.TrimSpace(out) != "namespace/default" {
@@ -90,7 +91,7 @@ func TestBrokenFirstConfigThenGitLabConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 15*time.Second, "the GitLab config to apply", func() bool {
+	testutil.Eventually(t, 15*time.Second, "the GitLab config to apply", func() bool {
 		return strings.Contains(s.AgentLog(), `msg="Config: new commit" commit=`+good)
 	})
 	log := s.AgentLog()

@@ -20,8 +20,8 @@ import (
 	"kubetunnel/internal/testutil/controlplane"
 	"kubetunnel/internal/testutil/fakegitlab"
 	"kubetunnel/internal/testutil/redisserver"
+	"kubetunnel/internal/testutil/stack"
 	"kubetunnel/test/e2e/kubelet"
-	"kubetunnel/test/e2e/stack"
 )
 
 // TestGitLabAccess: GitLab's callers reach the cluster through a real kas
@@ -105,7 +105,7 @@ gitlab:
 `, agentAddr, k8sAddr, certFile, keyFile, obsAddr, filepath.Join(dir, "cache"),
 		gl.URL, externalURL, gl.SecretFile, gl.CAFile, gl.GitUsername, gl.GitPasswordFile))
 	kas := startProc(t, filepath.Join(binDir, "kas"), filepath.Join(dir, "kas.log"), "--config", cfgFile)
-	waitFor(t, 30*time.Second, "kas ready", func() bool { return httpOK("http://" + obsAddr + "/readyz") })
+	testutil.Eventually(t, 30*time.Second, "kas ready", func() bool { return httpOK("http://" + obsAddr + "/readyz") })
 
 	agentKubeconfig, err := cp.KubeconfigFor(controlplane.User{Name: stack.AgentkUser, Token: stack.AgentkToken})
 	if err != nil {
@@ -215,7 +215,7 @@ contexts:
 			} `json:"userInfo"`
 		} `json:"status"`
 	}
-	waitFor(t, 60*time.Second, "the agent connected and the job reaching the cluster", func() bool {
+	testutil.Eventually(t, 60*time.Second, "the agent connected and the job reaching the cluster", func() bool {
 		out, _, err := kubectl(t, ciKubeconfig, "", "auth", "whoami", "-o", "json")
 		return err == nil && json.Unmarshal([]byte(out), &who) == nil
 	})
@@ -413,13 +413,13 @@ contexts:
 
 	// The audit line names the caller kind, the job and the agent; GitLab
 	// hears of the requests.
-	waitFor(t, 10*time.Second, "audit lines", func() bool {
+	testutil.Eventually(t, 10*time.Second, "audit lines", func() bool {
 		log := kas.output()
 		return strings.Contains(log, "kind=ci") && strings.Contains(log, "job="+strconv.FormatInt(job.ID, 10)) &&
 			strings.Contains(log, "kind=pat") && strings.Contains(log, "kind=cookie") && strings.Contains(log, "gitlab_user=dana") &&
 			strings.Contains(log, "agent_id="+agentID)
 	})
-	waitFor(t, 30*time.Second, "usage counter of proxied requests", func() bool {
+	testutil.Eventually(t, 30*time.Second, "usage counter of proxied requests", func() bool {
 		for _, u := range gl.Usage() {
 			if u.Counters["k8s_api_proxy_request"] > 0 {
 				return true
@@ -509,7 +509,7 @@ private_api:
 `, k.agentAddr, k.k8sAddr, certFile, keyFile, k.obsAddr, filepath.Join(dir, fmt.Sprintf("cache-%d", i)),
 			gl.URL, gl.SecretFile, gl.CAFile, gl.GitUsername, gl.GitPasswordFile, redis.Addr, ports[3], privSecret))
 		k.glProc = startProc(t, filepath.Join(binDir, "kas"), filepath.Join(dir, fmt.Sprintf("kas-%d.log", i)), "--config", cfgFile)
-		waitFor(t, 30*time.Second, fmt.Sprintf("kas %d ready", i), func() bool { return httpOK("http://" + k.obsAddr + "/readyz") })
+		testutil.Eventually(t, 30*time.Second, fmt.Sprintf("kas %d ready", i), func() bool { return httpOK("http://" + k.obsAddr + "/readyz") })
 		replicas = append(replicas, k)
 	}
 	agentKubeconfig, err := cp.KubeconfigFor(controlplane.User{Name: stack.AgentkUser, Token: stack.AgentkToken})
@@ -561,7 +561,7 @@ current-context: group/agents:ci
 			} `json:"userInfo"`
 		} `json:"status"`
 	}
-	waitFor(t, 60*time.Second, "the job reaching the agent through the other replica", func() bool {
+	testutil.Eventually(t, 60*time.Second, "the job reaching the agent through the other replica", func() bool {
 		out, _, err := kubectl(t, kc, "", "auth", "whoami", "-o", "json")
 		return err == nil && json.Unmarshal([]byte(out), &who) == nil
 	})

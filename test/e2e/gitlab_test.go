@@ -28,7 +28,7 @@ import (
 	"kubetunnel/internal/testutil/controlplane"
 	"kubetunnel/internal/testutil/fakegitlab"
 	"kubetunnel/internal/testutil/redisserver"
-	"kubetunnel/test/e2e/stack"
+	"kubetunnel/internal/testutil/stack"
 )
 
 // glProc is a kas or agentk process of the GitLab e2e test.
@@ -193,7 +193,7 @@ private_api:
 		cfgFile := filepath.Join(dir, fmt.Sprintf("kas-%d.yaml", i))
 		writeTestFile(t, cfgFile, cfg)
 		k.glProc = startProc(t, filepath.Join(binDir, "kas"), filepath.Join(dir, fmt.Sprintf("kas-%d.log", i)), "--config", cfgFile)
-		waitFor(t, 30*time.Second, fmt.Sprintf("kas %d ready", i), func() bool { return httpOK("http://" + k.obsAddr + "/readyz") })
+		testutil.Eventually(t, 30*time.Second, fmt.Sprintf("kas %d ready", i), func() bool { return httpOK("http://" + k.obsAddr + "/readyz") })
 		replicas = append(replicas, k)
 	}
 	agentKubeconfig, err := cp.KubeconfigFor(controlplane.User{Name: stack.AgentkUser, Token: stack.AgentkToken})
@@ -224,7 +224,7 @@ private_api:
 
 	// Config and manifests of two projects applied; the third refused.
 	admin := cp.KubeconfigPath
-	waitFor(t, 60*time.Second, "cm-a and cm-b applied", func() bool {
+	testutil.Eventually(t, 60*time.Second, "cm-a and cm-b applied", func() bool {
 		out, _, err := kubectl(t, admin, "", "get", "configmaps", "-n", ns, "-o", "name")
 		return err == nil && strings.Contains(out, "configmap/cm-a") && strings.Contains(out, "configmap/cm-b")
 	})
@@ -238,7 +238,7 @@ private_api:
 			Error string `json:"error"`
 		} `json:"projects"`
 	}
-	waitFor(t, 30*time.Second, "other/secret refused in the status API", func() bool {
+	testutil.Eventually(t, 30*time.Second, "other/secret refused in the status API", func() bool {
 		getJSON(t, "http://"+replicas[0].obsAddr+"/api/v1/agents/"+prodID, &status)
 		for _, p := range status.Projects {
 			if p.ID == "other/secret" && strings.Contains(p.Error, "GitLab does not let agent \"prod\" read it") {
@@ -258,7 +258,7 @@ private_api:
 	}
 
 	// GitLab hears about the config and the usage.
-	waitFor(t, 30*time.Second, "agent_configuration of both agents", func() bool {
+	testutil.Eventually(t, 30*time.Second, "agent_configuration of both agents", func() bool {
 		seen := map[int64]bool{}
 		for _, c := range gl.AgentConfigurations() {
 			seen[c.AgentID] = true
@@ -285,7 +285,7 @@ current-context: kas
 	if out := mustKubectl(t, userKubeconfig, "", "get", "configmap", "cm-a", "-o", "jsonpath={.data.value}"); out != "from apps-a" {
 		t.Fatalf("kubectl through kas: %q", out)
 	}
-	waitFor(t, 30*time.Second, "usage metrics with proxied requests", func() bool {
+	testutil.Eventually(t, 30*time.Second, "usage metrics with proxied requests", func() bool {
 		for _, u := range gl.Usage() {
 			if u.Counters["k8s_api_proxy_request"] > 0 {
 				return true
@@ -297,7 +297,7 @@ current-context: kas
 	// The tracker lists the agents of both replicas, from either replica.
 	for i, k := range replicas {
 		var agents []int64
-		waitFor(t, 30*time.Second, fmt.Sprintf("replica %d to list both agents", i), func() bool {
+		testutil.Eventually(t, 30*time.Second, fmt.Sprintf("replica %d to list both agents", i), func() bool {
 			agents = nil
 			for _, a := range connectedAgents(t, k.apiAddr, gl.Secret, prod.ID, staging.ID) {
 				if a.GetAgentMeta().GetVersion() == "" || a.ConnectedAt == nil || a.ConnectionId == 0 {
@@ -312,7 +312,10 @@ current-context: kas
 	// GitLab down: the connected agent keeps working, also once the cached
 	// agent_info has expired.
 	gl.SetDown(true)
-	time.Sleep(ttl + time.Second)
+	// kas asks GitLab about a connected agent's token when its cached
+	// agent_info is due (within info_cache_ttl): once it has asked and
+	// been refused, only the cache is left.
+	testutil.Eventually(t, ttl+30*time.Second, "kas to ask the downed GitLab for agent_info", func() bool { return gl.Refused(gitlab.PathAgentInfo) > 0 })
 	if out := mustKubectl(t, userKubeconfig, "", "get", "configmap", "cm-b", "-o", "jsonpath={.data.value}"); out != "from apps-b" {
 		t.Fatalf("kubectl through kas with GitLab down: %q", out)
 	}
@@ -327,13 +330,13 @@ current-context: kas
 	// reconnection is refused, and nothing is pruned.
 	gl.RevokeToken(prodToken)
 	revokedAt := time.Now()
-	waitFor(t, ttl+30*time.Second, "the revoked token to be refused", func() bool {
+	testutil.Eventually(t, ttl+30*time.Second, "the revoked token to be refused", func() bool {
 		return strings.Contains(prodAgent.output(), "unknown agent token")
 	})
 	if d := time.Since(revokedAt); d > ttl+15*time.Second {
 		t.Fatalf("revoked token refused only after %v", d)
 	}
-	waitFor(t, 10*time.Second, "the revoked agent's connection to close", func() bool {
+	testutil.Eventually(t, 10*time.Second, "the revoked agent's connection to close", func() bool {
 		getJSON(t, "http://"+replicas[0].obsAddr+"/api/v1/agents/"+prodID, &status)
 		return status.ConnectedSessions == 0
 	})

@@ -10,7 +10,8 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"kubetunnel/test/e2e/stack"
+	"kubetunnel/internal/testutil"
+	"kubetunnel/internal/testutil/stack"
 )
 
 // BenchmarkCommitToApplied measures, on the real binaries and API server,
@@ -48,15 +49,10 @@ func BenchmarkCommitToApplied(b *testing.B) {
 					}
 					resp.Body.Close()
 				}
-				for {
-					if _, err := cms.Get(b.Context(), name, metav1.GetOptions{}); err == nil {
-						break
-					}
-					if time.Since(start) > 60*time.Second {
-						b.Fatalf("%s not applied after 60 s", name)
-					}
-					time.Sleep(5 * time.Millisecond)
-				}
+				testutil.Poll(b, 5*time.Millisecond, 60*time.Second, name+" applied", func() error {
+					_, err := cms.Get(b.Context(), name, metav1.GetOptions{})
+					return err
+				})
 				lat = append(lat, time.Since(start))
 			}
 			slices.Sort(lat)

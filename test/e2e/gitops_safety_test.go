@@ -3,7 +3,6 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -18,7 +17,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
-	"kubetunnel/test/e2e/stack"
+	"kubetunnel/internal/testutil"
+	"kubetunnel/internal/testutil/metrics"
+	"kubetunnel/internal/testutil/stack"
 )
 
 // projectStatus is one manifest project in kas's status API.
@@ -68,7 +69,7 @@ func projectsOf(t *testing.T, s *stack.Stack) map[string]projectStatus {
 func waitProject(t *testing.T, s *stack.Stack, name, commit, what string, cond func(p projectStatus) bool) projectStatus {
 	t.Helper()
 	var p projectStatus
-	waitFor(t, 60*time.Second, name+": "+what, func() bool {
+	testutil.Eventually(t, 60*time.Second, name+": "+what, func() bool {
 		p = projectsOf(t, s)[name]
 		return p.LastSync != nil && (commit == "" || p.LastSync.CommitID == commit) && cond(p)
 	})
@@ -77,20 +78,6 @@ func waitProject(t *testing.T, s *stack.Stack, name, commit, what string, cond f
 
 func resultIs(r string) func(projectStatus) bool {
 	return func(p projectStatus) bool { return p.LastSync.Result == r }
-}
-
-func metricsText(t *testing.T, url string) string {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
 }
 
 // safetyConfig: two projects sharing the config repository, the first
@@ -188,12 +175,11 @@ func TestGitOpsSafety(t *testing.T) {
 	if !strings.Contains(s.AgentLog(), "no manifests matched") {
 		t.Error("agentk did not log no manifests matched")
 	}
-	m := metricsText(t, "http://"+s.ObsAddr+"/metrics")
-	if want := fmt.Sprintf(`kas_gitops_sync_status{agent=%q,project=%q,result="no_manifests_matched"} 1`, stack.AgentName, first); !strings.Contains(m, want) {
-		t.Errorf("kas metrics lack %s", want)
+	if v, _ := metrics.MustScrape(t, "http://"+s.ObsAddr+"/metrics").Value("kas_gitops_sync_status", "agent", stack.AgentName, "project", first, "result", "no_manifests_matched"); v != 1 {
+		t.Errorf(`kas_gitops_sync_status{agent=%q,project=%q,result="no_manifests_matched"} is %v, want 1`, stack.AgentName, first, v)
 	}
-	if want := fmt.Sprintf(`agentk_gitops_project_result{project=%q,result="no_manifests_matched"} 1`, first); !strings.Contains(metricsText(t, "http://"+s.AgentObs+"/metrics"), want) {
-		t.Errorf("agentk metrics lack %s", want)
+	if v, _ := metrics.MustScrape(t, "http://"+s.AgentObs+"/metrics").Value("agentk_gitops_project_result", "project", first, "result", "no_manifests_matched"); v != 1 {
+		t.Errorf(`agentk_gitops_project_result{project=%q,result="no_manifests_matched"} is %v, want 1`, first, v)
 	}
 	if got := projectsOf(t, s)["second"].LastSync.Result; got != "synced" {
 		t.Errorf("the second project shows %q", got)

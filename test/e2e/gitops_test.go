@@ -14,7 +14,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"kubetunnel/test/e2e/stack"
+	"kubetunnel/internal/testutil"
+	"kubetunnel/internal/testutil/stack"
 )
 
 // syncReport is a project's last sync as kas's status API serves it.
@@ -56,7 +57,7 @@ func lastSync(t *testing.T, s *stack.Stack, project string) *syncReport {
 func waitSync(t *testing.T, s *stack.Stack, commit, result string) *syncReport {
 	t.Helper()
 	var r *syncReport
-	waitFor(t, 60*time.Second, "sync of "+commit[:8]+" to be "+result, func() bool {
+	testutil.Eventually(t, 60*time.Second, "sync of "+commit[:8]+" to be "+result, func() bool {
 		r = lastSync(t, s, stack.ConfigProject)
 		return r != nil && r.CommitID == commit && r.Result == result
 	})
@@ -133,7 +134,7 @@ func TestGitOps(t *testing.T) {
 	// Prune.
 	c = commit("remove a", map[string]string{"manifests/a.yaml": ""})
 	r = waitSync(t, s, c, "synced")
-	waitFor(t, 10*time.Second, "cm-a pruned", func() bool { return get("cm-a") == nil })
+	testutil.Eventually(t, 10*time.Second, "cm-a pruned", func() bool { return get("cm-a") == nil })
 
 	// A broken file fails the sync (stalled: it fails the same way until
 	// the next commit), names the file, applies and prunes nothing.
@@ -173,16 +174,24 @@ func TestGitOps(t *testing.T) {
 	if _, err := cms.Update(t.Context(), b, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "drift put back", func() bool { return get("cm-b").Data["value"] == "1" })
+	testutil.Eventually(t, 20*time.Second, "drift put back", func() bool { return get("cm-b").Data["value"] == "1" })
 
 	// A second project in the same agent: neither prunes the other.
 	commit("project two's files", map[string]string{"other/x.yaml": configMap("cm-x", "1")})
 	c = commit("second project", map[string]string{stack.AgentConfigPath(): gitopsConfig(ns, ns2)})
-	waitFor(t, 60*time.Second, "cm-x in the second namespace", func() bool {
+	testutil.Eventually(t, 60*time.Second, "cm-x in the second namespace", func() bool {
 		_, err := cp.Clientset().CoreV1().ConfigMaps(ns2).Get(t.Context(), "cm-x", metav1.GetOptions{})
 		return err == nil
 	})
-	time.Sleep(3 * time.Second) // a reconcile of both projects
+	testutil.Eventually(t, 60*time.Second, "both projects synced at "+c[:8], func() bool {
+		ps := projectsOf(t, s)
+		for _, p := range ps {
+			if p.LastSync == nil || p.LastSync.CommitID != c || p.LastSync.Result != "synced" {
+				return false
+			}
+		}
+		return len(ps) == 2
+	})
 	if get("cm-b") == nil || get("cm-d") == nil {
 		t.Fatal("the second project pruned the first's objects")
 	}
@@ -190,7 +199,7 @@ func TestGitOps(t *testing.T) {
 	// Removing the second project from the config prunes its objects (prune
 	// is on), and only those.
 	commit("drop the second project", map[string]string{stack.AgentConfigPath(): gitopsConfig(ns)})
-	waitFor(t, 60*time.Second, "cm-x pruned with its project", func() bool {
+	testutil.Eventually(t, 60*time.Second, "cm-x pruned with its project", func() bool {
 		_, err := cp.Clientset().CoreV1().ConfigMaps(ns2).Get(t.Context(), "cm-x", metav1.GetOptions{})
 		return apierrors.IsNotFound(err)
 	})
@@ -245,7 +254,7 @@ func TestGitOpsKubePrometheus(t *testing.T) {
 	total := r.Applied
 	// The next reconcile is a no-op.
 	var noop *syncReport
-	waitFor(t, 30*time.Second, "a no-op resync", func() bool {
+	testutil.Eventually(t, 30*time.Second, "a no-op resync", func() bool {
 		noop = lastSync(t, s, stack.ConfigProject)
 		return noop.Unchanged > 0
 	})

@@ -13,8 +13,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"kubetunnel/internal/testutil"
 	"kubetunnel/internal/testutil/redisserver"
-	"kubetunnel/test/e2e/stack"
+	"kubetunnel/internal/testutil/stack"
 )
 
 // Several kas replicas (the real binary) share a real redis-server; a TCP
@@ -43,7 +44,7 @@ func newCluster(t *testing.T, n int, redisAddr string) *stack.Cluster {
 	if err := c.StartAgentk(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 15*time.Second, "agentk to receive its config", func() bool {
+	testutil.Eventually(t, 15*time.Second, "agentk to receive its config", func() bool {
 		return strings.Contains(c.AgentLog(), "Config: new commit")
 	})
 	return c
@@ -81,7 +82,7 @@ func TestHAAnyReplicaAndKill(t *testing.T) {
 	}
 	forwards := 0.0
 	for _, r := range c.Replicas {
-		v, _ := r.Metric(`kas_peer_forwards_total{result="ok"}`)
+		v, _ := r.Metric("kas_peer_forwards_total", "result", "ok")
 		forwards += v
 	}
 	if forwards == 0 {
@@ -168,8 +169,15 @@ func TestHARollingRestart(t *testing.T) {
 		}
 	}()
 
+	// served waits until the clients have had n more answers: traffic
+	// flows before each restart and after the last.
+	served := func(n int64) {
+		t.Helper()
+		from := ok.Load()
+		testutil.Eventually(t, 30*time.Second, fmt.Sprintf("%d more requests answered", n), func() bool { return ok.Load() >= from+n })
+	}
 	for _, r := range c.Replicas {
-		time.Sleep(time.Second)
+		served(20)
 		held := len(c.Holding()) > 0 && c.Holding()[0] == r
 		if err := r.Stop(); err != nil {
 			t.Fatal(err)
@@ -178,9 +186,9 @@ func TestHARollingRestart(t *testing.T) {
 		if err := r.Start(t.Context()); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 15*time.Second, "the agent to be connected", func() bool { return len(c.Holding()) > 0 })
+		testutil.Eventually(t, 15*time.Second, "the agent to be connected", func() bool { return len(c.Holding()) > 0 })
 	}
-	time.Sleep(time.Second)
+	served(20)
 	cancel()
 	wg.Wait()
 	t.Logf("%d requests during the rolling restart, %d failed", ok.Load(), failed.Load())
@@ -228,7 +236,7 @@ func TestHARedisOutage(t *testing.T) {
 
 	redis.Restart()
 	start := time.Now()
-	waitFor(t, 20*time.Second, "kubectl via the other replica after Redis is back", func() bool {
+	testutil.Eventually(t, 20*time.Second, "kubectl via the other replica after Redis is back", func() bool {
 		_, err := getNamespaces(t, other.Kubeconfig)
 		return err == nil
 	})

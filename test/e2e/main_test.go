@@ -15,8 +15,9 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"kubetunnel/internal/testutil"
 	"kubetunnel/internal/testutil/controlplane"
-	"kubetunnel/test/e2e/stack"
+	"kubetunnel/internal/testutil/stack"
 )
 
 var cp *controlplane.ControlPlane
@@ -119,7 +120,7 @@ func newStackOn(t testing.TB, c *controlplane.ControlPlane, opts stack.Options, 
 		t.Fatal(err)
 	}
 	// agentk is ready once connected; requests need its config too.
-	waitFor(t, 15*time.Second, "agentk to receive its config", func() bool {
+	testutil.Eventually(t, 15*time.Second, "agentk to receive its config", func() bool {
 		return strings.Contains(s.AgentLog(), "Config: new commit")
 	})
 	return s
@@ -149,17 +150,6 @@ func mustKubectl(t *testing.T, kubeconfig string, stdin string, args ...string) 
 		t.Fatalf("kubectl %s: %v\n%s%s", strings.Join(args, " "), err, out, errOut)
 	}
 	return out
-}
-
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 func namespace(t testing.TB) string {

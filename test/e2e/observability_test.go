@@ -1,40 +1,24 @@
 package e2e
 
 import (
-	"bufio"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"sigs.k8s.io/yaml"
 
-	"kubetunnel/test/e2e/stack"
+	"kubetunnel/internal/testutil"
+	"kubetunnel/internal/testutil/metrics"
+	"kubetunnel/internal/testutil/stack"
 )
-
-// scrape returns the metric families a /metrics endpoint exposes.
-func scrape(t *testing.T, url string) map[string]bool {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	names := map[string]bool{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		if f := strings.Fields(sc.Text()); len(f) >= 3 && f[0] == "#" && f[1] == "TYPE" {
-			names[f[2]] = true
-		}
-	}
-	return names
-}
 
 var metricName = regexp.MustCompile(`\b(?:kas|agentk)_[a-z0-9_]+`)
 
@@ -56,15 +40,8 @@ func TestDocumentedMetricsExist(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	time.Sleep(time.Second) // a poll, and the status report, after the sync
-	exposed := scrape(t, "http://"+s.ObsAddr+"/metrics")
-	for n := range scrape(t, "http://"+s.AgentObs+"/metrics") {
-		exposed[n] = true
-	}
-	// This stack runs one kas without Redis, which does not expose the
-	// Redis registry's gauge (kas/replicas_integration_test.go checks it with Redis up and down).
-	exposed["kas_agent_registry_up"] = true
 
+	documented := map[string]string{} // metric → the file naming it
 	root := filepath.Join("..", "..")
 	for _, file := range []string{"README.md", "docs/gitops.md", "deploy/observability/grafana-dashboard.json", "deploy/observability/prometheus-rules.yaml"} {
 		f, err := os.Open(filepath.Join(root, file))
@@ -106,6 +83,24 @@ func TestDocumentedMetricsExist(t *testing.T) {
 			t.Errorf("%s names no metric", file)
 		}
 		for _, n := range found {
+			documented[n] = file
+		}
+	}
+
+	// The sync's status report and the next poll fill the last labelled
+	// families shortly after the sync.
+	testutil.EventuallyNoError(t, 10*time.Second, "every documented metric exposed", func() error {
+		exposed := map[string]bool{}
+		for _, url := range []string{"http://" + s.ObsAddr + "/metrics", "http://" + s.AgentObs + "/metrics"} {
+			for n := range metrics.MustScrape(t, url) {
+				exposed[n] = true
+			}
+		}
+		// This stack runs one kas without Redis, which does not expose the
+		// Redis registry's gauge (kas/replicas_integration_test.go checks it with Redis up and down).
+		exposed["kas_agent_registry_up"] = true
+		var missing []string
+		for n, file := range documented {
 			base := n
 			for _, suffix := range []string{"_bucket", "_count", "_sum"} {
 				if trimmed, ok := strings.CutSuffix(n, suffix); ok && exposed[trimmed] {
@@ -113,8 +108,13 @@ func TestDocumentedMetricsExist(t *testing.T) {
 				}
 			}
 			if !exposed[base] {
-				t.Errorf("%s names %s, which neither kas nor agentk exposes", file, n)
+				missing = append(missing, fmt.Sprintf("%s names %s", file, n))
 			}
 		}
-	}
+		if len(missing) > 0 {
+			slices.Sort(missing)
+			return fmt.Errorf("neither kas nor agentk exposes: %s", strings.Join(missing, "; "))
+		}
+		return nil
+	})
 }

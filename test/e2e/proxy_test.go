@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"kubetunnel/internal/testutil"
 )
 
 // kubectl through kas: get, apply, delete, a 5 MB list and large bodies.
@@ -171,7 +174,7 @@ func TestAgentDisconnected(t *testing.T) {
 		t.Fatal(err)
 	}
 	var errOut string
-	waitFor(t, 10*time.Second, "kubectl to say the agent is not connected", func() bool {
+	testutil.Eventually(t, 10*time.Second, "kubectl to say the agent is not connected", func() bool {
 		_, errOut, _ = kubectl(t, s.Kubeconfig, "", "get", "ns", "default")
 		return strings.Contains(errOut, `agent 'demo' is not connected to kas`)
 	})
@@ -184,7 +187,7 @@ func TestAgentDisconnected(t *testing.T) {
 	if err := s.StartAgentk(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 15*time.Second, "requests to work again", func() bool {
+	testutil.Eventually(t, 15*time.Second, "requests to work again", func() bool {
 		_, _, err := kubectl(t, s.Kubeconfig, "", "get", "ns", "default")
 		return err == nil
 	})
@@ -196,13 +199,7 @@ func TestKasRestartDuringWatch(t *testing.T) {
 	s := newStack(t, "")
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "kubectl", "--kubeconfig", s.Kubeconfig, "get", "namespaces", "--watch-only")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	time.Sleep(time.Second)
+	done, _ := watchKubectl(t, ctx, s.Kubeconfig, "namespaces")
 	if err := s.StopKas(); err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +214,7 @@ func TestKasRestartDuringWatch(t *testing.T) {
 	if err := s.StartKas(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "requests through the restarted kas", func() bool {
+	testutil.Eventually(t, 20*time.Second, "requests through the restarted kas", func() bool {
 		_, _, err := kubectl(t, s.Kubeconfig, "", "get", "ns", "default")
 		return err == nil
 	})
@@ -230,15 +227,7 @@ func TestAgentkStopDuringWatch(t *testing.T) {
 	s := newStack(t, "")
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "kubectl", "--kubeconfig", s.Kubeconfig, "get", "namespaces", "--watch-only")
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	time.Sleep(time.Second)
+	done, stderr := watchKubectl(t, ctx, s.Kubeconfig, "namespaces")
 	start := time.Now()
 	if err := s.StopAgentk(); err != nil {
 		t.Fatal(err)
@@ -249,7 +238,7 @@ func TestAgentkStopDuringWatch(t *testing.T) {
 	select {
 	case err := <-done:
 		if err != nil {
-			t.Errorf("kubectl watch ended with %v (%s), want a clean exit", err, stderr.String())
+			t.Errorf("kubectl watch ended with %v (%s), want a clean exit", err, stderr())
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("kubectl watch did not end when agentk stopped")
@@ -271,7 +260,7 @@ func TestKasKilledFiveTimes(t *testing.T) {
 		if err := s.StartKas(t.Context()); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 30*time.Second, "kubectl through the restarted kas", func() bool {
+		testutil.Eventually(t, 30*time.Second, "kubectl through the restarted kas", func() bool {
 			_, _, err := kubectl(t, s.Kubeconfig, "", "get", "ns", "default", "--request-timeout=2s")
 			return err == nil
 		})
@@ -280,4 +269,59 @@ func TestKasKilledFiveTimes(t *testing.T) {
 	if n := strings.Count(s.AgentLog(), "Connected to kas"); n < 6 {
 		t.Errorf("agentk connected %d times, want 6", n)
 	}
+}
+
+// watchKubectl starts kubectl get --watch-only on resource and returns
+// once kubectl has logged its watch's "200 OK" (-v=6): the watch is
+// established through kas and agentk. done receives kubectl's exit;
+// stderr is its log so far.
+func watchKubectl(t *testing.T, ctx context.Context, kubeconfig, resource string) (done <-chan error, stderr func() string) {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, "kubectl", "--kubeconfig", kubeconfig, "get", resource, "--watch-only", "-v=6")
+	log := &watchLog{established: make(chan struct{})}
+	cmd.Stderr = log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case <-log.established:
+	case err := <-exited:
+		t.Fatalf("kubectl watch exited before its watch was established: %v\n%s", err, log)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("kubectl's watch not established after 30s:\n%s", log)
+	}
+	return exited, log.String
+}
+
+// watchLog collects kubectl's -v=6 log and closes established at the
+// watch request's "200 OK".
+type watchLog struct {
+	mu          sync.Mutex // guards buf and closed
+	buf         strings.Builder
+	closed      bool
+	established chan struct{}
+}
+
+func (l *watchLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf.Write(p)
+	if !l.closed {
+		for _, line := range strings.Split(l.buf.String(), "\n") {
+			if strings.Contains(line, "watch=true") && strings.Contains(line, "200 OK") {
+				l.closed = true
+				close(l.established)
+				break
+			}
+		}
+	}
+	return len(p), nil
+}
+
+func (l *watchLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
 }

@@ -22,8 +22,9 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
+	"kubetunnel/internal/testutil"
+	"kubetunnel/internal/testutil/stack"
 	"kubetunnel/test/e2e/netns"
-	"kubetunnel/test/e2e/stack"
 )
 
 // The API server's service proxy through kas: kubectl get --raw
@@ -99,17 +100,14 @@ func TestServiceProxyThroughKas(t *testing.T) {
 	// The API server learns of the EndpointSlice through an informer.
 	var out, errOut string
 	start := time.Now()
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+	testutil.Poll(t, 200*time.Millisecond, 20*time.Second, "the service proxy to answer", func() error {
 		var err error
-		out, errOut, err = kubectl(t, s.Kubeconfig, "", "get", "--raw", base+"/hello")
-		if err == nil {
-			t.Logf("the service proxy answered after %v", time.Since(start).Round(time.Millisecond))
-			break
+		if out, errOut, err = kubectl(t, s.Kubeconfig, "", "get", "--raw", base+"/hello"); err != nil {
+			return fmt.Errorf("%w %s%s", err, out, errOut)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the service proxy did not answer within 20s: %v %s%s", err, out, errOut)
-		}
-	}
+		return nil
+	})
+	t.Logf("the service proxy answered after %v", time.Since(start).Round(time.Millisecond))
 	// The connection comes from the host end of the veth pair: the API
 	// server dialed the endpoint, not something on loopback.
 	if want := fmt.Sprintf("hello from %s to %s", n.IP, n.HostIP); out != want {

@@ -20,7 +20,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"kubetunnel/test/e2e/stack"
+	"kubetunnel/internal/testutil/metrics"
+	"kubetunnel/internal/testutil/stack"
 )
 
 var statusScreenshot = flag.String("status-screenshot", "", "also save the status page's screenshot to this file (docs/img/status-page.png)")
@@ -158,14 +159,8 @@ func TestStatusPageInBrowser(t *testing.T) {
 	}
 
 	// The per-agent connection gauge agrees.
-	resp, err = http.Get(page + "metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ = io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if want := `kas_agent_connections{agent="` + stack.AgentName + `"} 1`; !strings.Contains(string(body), want) {
-		t.Errorf("/metrics lacks %s", want)
+	if v, _ := metrics.MustScrape(t, page+"metrics").Value("kas_agent_connections", "agent", stack.AgentName); v != 1 {
+		t.Errorf("kas_agent_connections{agent=%q} is %v, want 1", stack.AgentName, v)
 	}
 
 	// kas agents, against the same kas.

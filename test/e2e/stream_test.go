@@ -140,7 +140,7 @@ func checkStreaming(t *testing.T, pod *streamPod) {
 	logs.Wait()
 	// Every session ends once its kubectl is gone: nothing stays open in
 	// the cluster behind a client that left.
-	waitFor(t, 10*time.Second, "exec, attach, logs and port-forward sessions to end", func() bool { return pod.sessionsEnded(t) })
+	testutil.Eventually(t, 10*time.Second, "exec, attach, logs and port-forward sessions to end", func() bool { return pod.sessionsEnded(t) })
 }
 
 // kubectl cp (tar over exec) both ways, and kubectl proxy on top of kas.

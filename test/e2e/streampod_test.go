@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net/http"
@@ -17,9 +16,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
+	"kubetunnel/internal/testutil"
 	"kubetunnel/internal/testutil/controlplane"
+	"kubetunnel/internal/testutil/metrics"
+	"kubetunnel/internal/testutil/stack"
 	"kubetunnel/test/e2e/kubelet"
-	"kubetunnel/test/e2e/stack"
 )
 
 // The pod of the streaming tests (exec, attach, logs -f, port-forward)
@@ -218,44 +219,26 @@ func runPod(t *testing.T, c *controlplane.ControlPlane, ns string, container cor
 		t.Fatal(err)
 	}
 	// The first run on a fresh kind cluster pulls the image.
-	deadline := time.Now().Add(3 * time.Minute)
-	for {
+	testutil.Poll(t, 500*time.Millisecond, 3*time.Minute, fmt.Sprintf("pod %s/%s ready (image %s)", ns, name, container.Image), func() error {
 		pod, err := pods.Get(t.Context(), name, metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, cond := range pod.Status.Conditions {
 			if cond.Type == corev1.PodReady && cond.Status == corev1.ConditionTrue {
-				return
+				return nil
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("pod %s/%s not ready after 3 minutes (image %s): phase %s, containers %+v",
-				ns, name, container.Image, pod.Status.Phase, pod.Status.ContainerStatuses)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+		return fmt.Errorf("phase %s, containers %+v", pod.Status.Phase, pod.Status.ContainerStatuses)
+	})
 }
 
 // kasInflight reads kas_proxy_inflight, the requests kas is proxying now.
 func kasInflight(t *testing.T, s *stack.Stack) float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + s.ObsAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
+	v, ok := metrics.MustScrape(t, "http://"+s.ObsAddr+"/metrics").Value("kas_proxy_inflight")
+	if !ok {
+		t.Fatal("kas does not expose kas_proxy_inflight")
 	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "kas_proxy_inflight "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				t.Fatalf("kas_proxy_inflight %q: %v", v, err)
-			}
-			return f
-		}
-	}
-	t.Fatal("kas does not expose kas_proxy_inflight")
-	return 0
+	return v
 }

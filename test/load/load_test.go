@@ -1,7 +1,6 @@
 package load
 
 import (
-	"bufio"
 	"context"
 	"flag"
 	"fmt"
@@ -14,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,6 +25,7 @@ import (
 	"kubetunnel/agentk"
 	"kubetunnel/internal/testutil"
 	"kubetunnel/internal/testutil/controlplane"
+	"kubetunnel/internal/testutil/metrics"
 	"kubetunnel/internal/testutil/redisserver"
 	"kubetunnel/internal/testutil/tcplb"
 	"kubetunnel/kas"
@@ -69,8 +68,8 @@ func TestLoad(t *testing.T) {
 	// a kas restart.
 	start := time.Now()
 	agents := startAgents(t, ctx, k.agentURL(), backend.URL, *numAgents)
-	waitFor(t, 2*time.Minute, "every agent connected and configured", func() bool {
-		return k.scrape(t).get("kas_connected_agents") == float64(*numAgents) && agents.allConfigured()
+	testutil.Eventually(t, 2*time.Minute, "every agent connected and configured", func() bool {
+		return k.scrape(t).sum("kas_connected_agents") == float64(*numAgents) && agents.allConfigured()
 	})
 	t.Logf("%d agents connected and configured in %v", *numAgents, time.Since(start).Round(time.Millisecond))
 	// Let connection-time garbage and the config streams settle.
@@ -79,7 +78,7 @@ func TestLoad(t *testing.T) {
 	t.Logf("kas with %d agents connected, idle: %s; agents per replica: %v", *numAgents, idle, k.perReplica(t, "kas_connected_agents"))
 
 	// kas is scraped once more half-way through the load.
-	var loaded metrics
+	var loaded fleetMetrics
 	scraped := make(chan struct{})
 	go func() {
 		defer close(scraped)
@@ -102,12 +101,12 @@ func TestLoad(t *testing.T) {
 		*numReplicas, *numAgents, *concurrency, *duration, res.total, res.failed, float64(res.total)/duration.Seconds(),
 		res.pct(50), res.pct(90), res.pct(99), res.pct(100))
 	t.Logf("LOAD RESULT per connected agent (idle - before, /%d): heap_inuse=%.1f KiB rss=%.1f KiB goroutines=%.1f",
-		*numAgents, (idle.get("go_memstats_heap_inuse_bytes")-base.get("go_memstats_heap_inuse_bytes"))/n/1024,
-		(idle.get("process_resident_memory_bytes")-base.get("process_resident_memory_bytes"))/n/1024,
-		(idle.get("go_goroutines")-base.get("go_goroutines"))/n)
+		*numAgents, (idle.sum("go_memstats_heap_inuse_bytes")-base.sum("go_memstats_heap_inuse_bytes"))/n/1024,
+		(idle.sum("process_resident_memory_bytes")-base.sum("process_resident_memory_bytes"))/n/1024,
+		(idle.sum("go_goroutines")-base.sum("go_goroutines"))/n)
 	t.Logf("LOAD RESULT kas totals (all replicas): idle heap_inuse=%.0f MiB rss=%.0f MiB goroutines=%.0f; under load heap_inuse=%.0f MiB rss=%.0f MiB goroutines=%.0f",
-		idle.get("go_memstats_heap_inuse_bytes")/(1<<20), idle.get("process_resident_memory_bytes")/(1<<20), idle.get("go_goroutines"),
-		loaded.get("go_memstats_heap_inuse_bytes")/(1<<20), loaded.get("process_resident_memory_bytes")/(1<<20), loaded.get("go_goroutines"))
+		idle.sum("go_memstats_heap_inuse_bytes")/(1<<20), idle.sum("process_resident_memory_bytes")/(1<<20), idle.sum("go_goroutines"),
+		loaded.sum("go_memstats_heap_inuse_bytes")/(1<<20), loaded.sum("process_resident_memory_bytes")/(1<<20), loaded.sum("go_goroutines"))
 
 	if res.total == 0 {
 		t.Fatal("no request was sent")
@@ -116,13 +115,7 @@ func TestLoad(t *testing.T) {
 		t.Errorf("%d of %d requests failed; first: %s", res.failed, res.total, res.firstErr)
 	}
 	// kas agrees: every request it counted was a 200.
-	var non200 float64
-	for name, v := range after {
-		if strings.HasPrefix(name, "kas_proxy_requests_total{") && !strings.Contains(name, `code="200"`) {
-			non200 += v
-		}
-	}
-	if non200 > 0 {
+	if non200 := after.sum("kas_proxy_requests_total") - after.sum("kas_proxy_requests_total", "code", "200"); non200 > 0 {
 		t.Errorf("kas counted %v proxied requests that were not 200", non200)
 	}
 
@@ -130,10 +123,10 @@ func TestLoad(t *testing.T) {
 	cancel()
 	agents.wait()
 	t.Logf("agents stopped in %v", time.Since(start).Round(time.Millisecond))
-	waitFor(t, 30*time.Second, "agents gone from kas", func() bool {
+	testutil.Eventually(t, 30*time.Second, "agents gone from kas", func() bool {
 		m := k.scrape(t)
-		return m.get("kas_connected_agents") == 0 && m.get(`kas_tunnel_streams_open{direction="to_agent"}`) == 0 &&
-			m.get(`kas_tunnel_streams_open{direction="from_agent"}`) == 0 && m.get("kas_proxy_inflight") == 0
+		return m.sum("kas_connected_agents") == 0 && m.sum("kas_tunnel_streams_open", "direction", "to_agent") == 0 &&
+			m.sum("kas_tunnel_streams_open", "direction", "from_agent") == 0 && m.sum("kas_proxy_inflight") == 0
 	})
 }
 
@@ -294,7 +287,7 @@ git:
 			t.Logf("kas %s log (tail):\n%s", k.agentAddr, tail(string(b), 40))
 		}
 	})
-	waitFor(t, 30*time.Second, "kas /readyz", func() bool {
+	testutil.Eventually(t, 30*time.Second, "kas /readyz", func() bool {
 		select {
 		case <-k.done:
 			b, _ := os.ReadFile(k.logPath)
@@ -311,8 +304,8 @@ git:
 	return k
 }
 
-// scrape sums every series over the replicas.
-func (c *cluster) scrape(t *testing.T) metrics {
+// scrape reads every replica's /metrics.
+func (c *cluster) scrape(t *testing.T) fleetMetrics {
 	t.Helper()
 	m, err := c.tryScrape()
 	if err != nil {
@@ -321,80 +314,46 @@ func (c *cluster) scrape(t *testing.T) metrics {
 	return m
 }
 
-func (c *cluster) tryScrape() (metrics, error) {
-	sum := metrics{}
+func (c *cluster) tryScrape() (fleetMetrics, error) {
+	var out fleetMetrics
 	for _, k := range c.replicas {
-		m, err := k.tryScrape()
+		m, err := metrics.Scrape("http://" + k.obsAddr + "/metrics")
 		if err != nil {
 			return nil, err
 		}
-		for name, v := range m {
-			sum[name] += v
-		}
+		out = append(out, m)
 	}
-	return sum, nil
+	return out, nil
 }
 
 // perReplica is one series on each replica.
 func (c *cluster) perReplica(t *testing.T, name string) []float64 {
 	t.Helper()
 	var out []float64
-	for _, k := range c.replicas {
-		m, err := k.tryScrape()
-		if err != nil {
-			t.Fatalf("scraping kas: %v", err)
-		}
-		out = append(out, m.get(name))
+	for _, m := range c.scrape(t) {
+		out = append(out, m.Get(name))
 	}
 	return out
 }
 
-// metrics is one /metrics scrape: "name{labels}" → value.
-type metrics map[string]float64
+// fleetMetrics is one scrape of each replica; its values are summed over
+// the replicas.
+type fleetMetrics []metrics.Families
 
-func (m metrics) get(name string) float64 { return m[name] }
-
-// sum adds up every series of a metric family.
-func (m metrics) sum(family string) float64 {
+// sum adds up the series of family whose labels include labels (name,
+// value, …) on every replica.
+func (f fleetMetrics) sum(family string, labels ...string) float64 {
 	var v float64
-	for name, x := range m {
-		if name == family || strings.HasPrefix(name, family+"{") {
-			v += x
-		}
+	for _, m := range f {
+		v += m.Sum(family, labels...)
 	}
 	return v
 }
 
-func (m metrics) String() string {
+func (f fleetMetrics) String() string {
 	return fmt.Sprintf("connected=%.0f heap_inuse=%.1f MiB rss=%.1f MiB goroutines=%.0f",
-		m.get("kas_connected_agents"), m.get("go_memstats_heap_inuse_bytes")/(1<<20),
-		m.get("process_resident_memory_bytes")/(1<<20), m.get("go_goroutines"))
-}
-
-func (k *kasProc) tryScrape() (metrics, error) {
-	resp, err := http.Get("http://" + k.obsAddr + "/metrics")
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	m := metrics{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err == nil {
-			m[line[:i]] = v
-		}
-	}
-	return m, sc.Err()
+		f.sum("kas_connected_agents"), f.sum("go_memstats_heap_inuse_bytes")/(1<<20),
+		f.sum("process_resident_memory_bytes")/(1<<20), f.sum("go_goroutines"))
 }
 
 // fleet is the agents running in this process.
@@ -509,17 +468,6 @@ func runLoad(t *testing.T, apiURL string, agents, c int, d time.Duration) *resul
 		res.firstErr = e
 	}
 	return &res
-}
-
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
 }
 
 func tail(s string, n int) string {

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"kubetunnel/test/e2e/stack"
+	"kubetunnel/internal/testutil/stack"
 	"kubetunnel/test/realnode/images"
 )
 

@@ -18,6 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"kubetunnel/internal/testutil/childproc"
 	"kubetunnel/internal/testutil/controlplane"
 	"kubetunnel/test/realnode/images"
 )
@@ -67,7 +68,7 @@ type Cluster struct {
 	Dir string
 
 	cgroup, socket                      string
-	containerd, kcm, scheduler, kubelet *process
+	containerd, kcm, scheduler, kubelet *childproc.Process
 }
 
 // envDir names the node's directory, made by Reexec.
@@ -142,7 +143,7 @@ func (c *Cluster) start(ctx context.Context, opts Options) error {
 		return err
 	}
 	var err error
-	if c.containerd, err = startProcess("containerd", filepath.Join(dir, "containerd.log"), "containerd", "--config", filepath.Join(dir, "containerd.toml")); err != nil {
+	if c.containerd, err = childproc.Start("containerd", filepath.Join(dir, "containerd.log"), "containerd", "--config", filepath.Join(dir, "containerd.toml")); err != nil {
 		return err
 	}
 	if err := c.waitContainerd(ctx); err != nil {
@@ -183,7 +184,7 @@ func (c *Cluster) start(ctx context.Context, opts Options) error {
 	// Each controller gets its own service account: with the manager's
 	// own credentials its controllers hit RBAC errors and the node keeps
 	// its not-ready taint.
-	if c.kcm, err = startProcess("kube-controller-manager", filepath.Join(dir, "kube-controller-manager.log"),
+	if c.kcm, err = childproc.Start("kube-controller-manager", filepath.Join(dir, "kube-controller-manager.log"),
 		filepath.Join(opts.BinDir, "kube-controller-manager"),
 		"--kubeconfig="+kcmConfig,
 		"--use-service-account-credentials=true",
@@ -199,7 +200,7 @@ func (c *Cluster) start(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
-	if c.scheduler, err = startProcess("kube-scheduler", filepath.Join(dir, "kube-scheduler.log"),
+	if c.scheduler, err = childproc.Start("kube-scheduler", filepath.Join(dir, "kube-scheduler.log"),
 		filepath.Join(opts.BinDir, "kube-scheduler"),
 		"--kubeconfig="+schedConfig, "--leader-elect=false", "--secure-port=0",
 	); err != nil {
@@ -209,7 +210,7 @@ func (c *Cluster) start(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
-	if c.kubelet, err = startProcess("kubelet", filepath.Join(dir, "kubelet.log"),
+	if c.kubelet, err = childproc.Start("kubelet", filepath.Join(dir, "kubelet.log"),
 		filepath.Join(opts.BinDir, "kubelet"),
 		"--config="+filepath.Join(dir, "kubelet.yaml"),
 		"--kubeconfig="+nodeConfig,
@@ -235,8 +236,8 @@ func (c *Cluster) ctr(ctx context.Context, args ...string) ([]byte, error) {
 
 func (c *Cluster) waitContainerd(ctx context.Context) error {
 	for {
-		if exited, err := c.containerd.exited(); exited {
-			return fmt.Errorf("containerd exited: %w\n%s", err, c.containerd.logTail(30))
+		if exited, err := c.containerd.Exited(); exited {
+			return fmt.Errorf("containerd exited: %w\n%s", err, c.containerd.LogTail(30))
 		}
 		if conn, err := net.Dial("unix", c.socket); err == nil {
 			conn.Close()
@@ -246,7 +247,7 @@ func (c *Cluster) waitContainerd(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("containerd not ready: %w\n%s", ctx.Err(), c.containerd.logTail(30))
+			return fmt.Errorf("containerd not ready: %w\n%s", ctx.Err(), c.containerd.LogTail(30))
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
@@ -258,9 +259,9 @@ func (c *Cluster) waitContainerd(ctx context.Context) error {
 func (c *Cluster) waitReady(ctx context.Context) error {
 	var last string
 	for {
-		for _, p := range []*process{c.containerd, c.kcm, c.scheduler, c.kubelet} {
-			if exited, err := p.exited(); exited {
-				return fmt.Errorf("%s exited: %w\n%s", p.name, err, p.logTail(40))
+		for _, p := range []*childproc.Process{c.containerd, c.kcm, c.scheduler, c.kubelet} {
+			if exited, err := p.Exited(); exited {
+				return fmt.Errorf("%s exited: %w\n%s", p.Name, err, p.LogTail(40))
 			}
 		}
 		last = c.readiness(ctx)
@@ -269,7 +270,7 @@ func (c *Cluster) waitReady(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("node not ready: %s: %w\n%s%s", last, ctx.Err(), c.kubelet.logTail(30), c.kcm.logTail(15))
+			return fmt.Errorf("node not ready: %s: %w\n%s%s", last, ctx.Err(), c.kubelet.LogTail(30), c.kcm.LogTail(15))
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
@@ -313,10 +314,10 @@ func (c *Cluster) Stop() error {
 	}
 	var errs []error
 	// The kubelet first, so that it restarts nothing while the rest stops.
-	errs = append(errs, c.kubelet.stop(syscall.SIGTERM, 5*time.Second))
-	errs = append(errs, c.kcm.stop(syscall.SIGKILL, 0), c.scheduler.stop(syscall.SIGKILL, 0))
+	errs = append(errs, c.kubelet.Stop(syscall.SIGTERM, 5*time.Second))
+	errs = append(errs, c.kcm.Stop(syscall.SIGKILL, 0), c.scheduler.Stop(syscall.SIGKILL, 0))
 	errs = append(errs, killCgroupProcs(c.cgroup))
-	errs = append(errs, c.containerd.stop(syscall.SIGTERM, 5*time.Second))
+	errs = append(errs, c.containerd.Stop(syscall.SIGTERM, 5*time.Second))
 	if c.CP != nil {
 		errs = append(errs, c.CP.Stop())
 	}

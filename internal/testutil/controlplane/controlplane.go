@@ -9,6 +9,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/connrotation"
+
+	"kubetunnel/internal/testutil/childproc"
 )
 
 // ControlPlane is a running kube-apiserver, either started by Start or an
@@ -34,7 +36,7 @@ type ControlPlane struct {
 	// outlives the test would show up as leaked goroutines.
 	dialer *connrotation.Dialer
 
-	etcd, apiserver *process
+	etcd, apiserver *childproc.Process
 	removeDir       bool
 }
 
@@ -88,10 +90,11 @@ func (c *ControlPlane) initClients(base *rest.Config) error {
 func (c *ControlPlane) stopProcesses() error {
 	var errs []error
 	// apiserver first: the other way round it logs a burst of etcd
-	// connection errors.
-	for _, p := range []*process{c.apiserver, c.etcd} {
+	// connection errors. SIGKILL rather than SIGTERM: the data is thrown
+	// away anyway and kube-apiserver's graceful shutdown takes seconds.
+	for _, p := range []*childproc.Process{c.apiserver, c.etcd} {
 		if p != nil {
-			errs = append(errs, p.stop())
+			errs = append(errs, p.Kill())
 		}
 	}
 	return errors.Join(errs...)
@@ -102,9 +105,9 @@ func (c *ControlPlane) stopProcesses() error {
 // benchmarks can place them on CPUs of their own.
 func (c *ControlPlane) PIDs() []int {
 	var pids []int
-	for _, p := range []*process{c.etcd, c.apiserver} {
+	for _, p := range []*childproc.Process{c.etcd, c.apiserver} {
 		if p != nil {
-			pids = append(pids, p.cmd.Process.Pid)
+			pids = append(pids, p.PID())
 		}
 	}
 	return pids

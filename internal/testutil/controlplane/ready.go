@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"os"
 	"time"
+
+	"kubetunnel/internal/testutil/childproc"
 )
 
 // waitReady polls /readyz as admin until it answers 200, and returns the
@@ -26,9 +28,9 @@ func waitReady(ctx context.Context, cp *ControlPlane, caFile string) ([]byte, er
 	var client *http.Client
 	lastErr := errors.New("not polled yet")
 	for {
-		for _, p := range []*process{cp.etcd, cp.apiserver} {
-			if exited, err := p.exited(); exited {
-				return nil, fmt.Errorf("%s exited early: %v", p.name, err)
+		for _, p := range []*childproc.Process{cp.etcd, cp.apiserver} {
+			if exited, err := p.Exited(); exited {
+				return nil, fmt.Errorf("%s exited early: %v", p.Name, err)
 			}
 		}
 		if client == nil {

@@ -12,6 +12,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"kubetunnel/internal/testutil"
+	"kubetunnel/internal/testutil/childproc"
 )
 
 // readyTimeout bounds how long Start waits for /readyz. A warm start takes
@@ -98,13 +99,13 @@ func startProcesses(ctx context.Context, opts Options, binDir, dir string, admin
 	if err := os.RemoveAll(etcdDataDir); err != nil {
 		return nil, fmt.Errorf("clean etcd data: %w", err)
 	}
-	cp.etcd, err = startProcess("etcd", filepath.Join(binDir, "etcd"), filepath.Join(dir, "etcd.log"),
-		etcdArgs(etcdDataDir, etcdClient, etcdPeer))
+	cp.etcd, err = childproc.Start("etcd", filepath.Join(dir, "etcd.log"), filepath.Join(binDir, "etcd"),
+		etcdArgs(etcdDataDir, etcdClient, etcdPeer)...)
 	if err != nil {
 		return nil, err
 	}
-	cp.apiserver, err = startProcess("kube-apiserver", filepath.Join(binDir, "kube-apiserver"), filepath.Join(dir, "kube-apiserver.log"),
-		apiserverArgs(dir, address, etcdClient, securePort, opts.APIServerArgs))
+	cp.apiserver, err = childproc.Start("kube-apiserver", filepath.Join(dir, "kube-apiserver.log"), filepath.Join(binDir, "kube-apiserver"),
+		apiserverArgs(dir, address, etcdClient, securePort, opts.APIServerArgs)...)
 	if err != nil {
 		return nil, err
 	}
@@ -133,11 +134,11 @@ func startProcesses(ctx context.Context, opts Options, binDir, dir string, admin
 func (c *ControlPlane) startError(err error) error {
 	var b strings.Builder
 	taken := false
-	for _, p := range []*process{c.etcd, c.apiserver} {
+	for _, p := range []*childproc.Process{c.etcd, c.apiserver} {
 		if p == nil {
 			continue
 		}
-		tail := p.logTail(30)
+		tail := p.LogTail(30)
 		taken = taken || strings.Contains(tail, "address already in use")
 		b.WriteString(tail)
 	}

@@ -54,6 +54,7 @@ type Server struct {
 
 	mu       sync.Mutex // guards everything below
 	down     bool
+	refused  map[string]int // calls answered 502 while down, by path
 	nextID   int64
 	projects map[string]*Project // by full path
 	agents   map[int64]*Agent
@@ -286,6 +287,13 @@ func (s *Server) Calls(path string) int {
 	return s.calls[path]
 }
 
+// Refused is how many calls to path were answered 502 while down.
+func (s *Server) Refused(path string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.refused[path]
+}
+
 // JWTFailures is how many internal API calls had a bad JWT.
 func (s *Server) JWTFailures() int {
 	s.mu.Lock()
@@ -312,6 +320,12 @@ const internalPrefix = "/api/v4/internal/kubernetes/"
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	down := s.down
+	if down {
+		if s.refused == nil {
+			s.refused = map[string]int{}
+		}
+		s.refused[r.URL.Path]++
+	}
 	s.mu.Unlock()
 	if down {
 		http.Error(w, "502 GitLab is not responding", http.StatusBadGateway)

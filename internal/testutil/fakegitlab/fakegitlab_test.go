@@ -36,4 +36,7 @@ func TestGitOverHTTP(t *testing.T) {
 	if out, err := git("ls-remote", u).CombinedOutput(); err == nil {
 		t.Fatalf("GitLab down served git:\n%s", out)
 	}
+	if n := gl.Refused("/" + p.FullPath + ".git/info/refs"); n != 1 {
+		t.Errorf("%d refused info/refs calls while down, want 1", n)
+	}
 }

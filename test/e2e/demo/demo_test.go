@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"kubetunnel/internal/testutil/controlplane"
-	"kubetunnel/test/e2e/stack"
+	"kubetunnel/internal/testutil/stack"
 	"kubetunnel/test/realnode"
 )
 

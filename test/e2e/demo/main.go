@@ -28,7 +28,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"kubetunnel/internal/testutil/controlplane"
-	"kubetunnel/test/e2e/stack"
+	"kubetunnel/internal/testutil/stack"
 	"kubetunnel/test/realnode"
 	"kubetunnel/test/realnode/images"
 )

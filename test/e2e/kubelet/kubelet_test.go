@@ -20,6 +20,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"kubetunnel/internal/testutil"
 	"kubetunnel/internal/testutil/controlplane"
 	"kubetunnel/test/e2e/kubelet"
 )
@@ -311,14 +312,7 @@ func startAndScan(t *testing.T, cmd *exec.Cmd) <-chan string {
 
 func waitIdle(t *testing.T, k *kubelet.Kubelet) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for k.Active() > 0 {
-		if time.Now().After(deadline) {
-			t.Errorf("%d stand-in kubelet sessions still running 10s after their clients ended", k.Active())
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.Eventually(t, 10*time.Second, "the stand-in kubelet's sessions to end after their clients", func() bool { return k.Active() == 0 })
 }
 
 func nextLine(t *testing.T, lines <-chan string) string {

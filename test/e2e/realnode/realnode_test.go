@@ -29,7 +29,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"kubetunnel/test/e2e/stack"
+	"kubetunnel/internal/testutil"
+	"kubetunnel/internal/testutil/stack"
 	"kubetunnel/test/realnode"
 	"kubetunnel/test/realnode/images"
 )
@@ -583,19 +584,16 @@ func kubectlOK(t *testing.T, kubeconfig, stdin string, args ...string) string {
 	return out
 }
 
+// waitFor polls cond, which reports the state it saw, every 200ms (each
+// check asks the API server or kas).
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, state := cond()
-		if ok {
-			return
+	testutil.Poll(t, 200*time.Millisecond, timeout, what, func() error {
+		if ok, state := cond(); !ok {
+			return fmt.Errorf("last: %s", state)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %s for %s; last: %s", timeout, what, state)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // podDiagnostics lists a namespace's pods with their status and events,

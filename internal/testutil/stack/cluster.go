@@ -1,22 +1,21 @@
 package stack
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"kubetunnel/internal/testutil"
+	"kubetunnel/internal/testutil/childproc"
 	"kubetunnel/internal/testutil/controlplane"
+	"kubetunnel/internal/testutil/metrics"
 	"kubetunnel/internal/testutil/tcplb"
 )
 
@@ -43,7 +42,7 @@ type Replica struct {
 	binDir string
 	log    string
 	mu     sync.Mutex // guards p
-	p      *proc
+	p      *childproc.Process
 }
 
 // NewCluster prepares n replicas in dir that use the Redis at redisAddr.
@@ -161,7 +160,8 @@ func (c *Cluster) Logs() string {
 // Start runs the replica (POD_IP tells it its private API address, as a
 // Deployment does) and waits for /readyz.
 func (r *Replica) Start(ctx context.Context) error {
-	p, err := startEnv(filepath.Join(r.binDir, "kas"), r.log, []string{"POD_IP=127.0.0.1"}, "--config", r.Config)
+	p, err := childproc.StartWith(childproc.Options{Env: []string{"POD_IP=127.0.0.1"}, AppendLog: true},
+		fmt.Sprintf("kas-%d", r.Index), r.log, filepath.Join(r.binDir, "kas"), "--config", r.Config)
 	if err != nil {
 		return err
 	}
@@ -171,7 +171,7 @@ func (r *Replica) Start(ctx context.Context) error {
 	return waitHTTP(ctx, "http://"+r.ObsAddr+"/readyz", 30*time.Second, p, r.log)
 }
 
-func (r *Replica) proc() *proc {
+func (r *Replica) proc() *childproc.Process {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.p
@@ -186,30 +186,15 @@ func (r *Replica) Kill() error { return stop(r.proc(), syscall.SIGKILL) }
 // Log is the replica's output so far (across restarts).
 func (r *Replica) Log() string { return readFile(r.log) }
 
-// Metric reads an unlabelled metric (or the sum of its series) from the
-// replica's /metrics.
-func (r *Replica) Metric(name string) (float64, error) {
-	resp, err := http.Get("http://" + r.ObsAddr + "/metrics")
+// Metric is the sum of the series of the metric family name whose labels
+// include labels (name, value, …) on the replica's /metrics.
+func (r *Replica) Metric(name string, labels ...string) (float64, error) {
+	m, err := metrics.Scrape("http://" + r.ObsAddr + "/metrics")
 	if err != nil {
 		return 0, err
 	}
-	defer resp.Body.Close()
-	sum, found := 0.0, false
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, name+" ") && !strings.HasPrefix(line, name+"{") {
-			continue
-		}
-		f := strings.Fields(line)
-		v, err := strconv.ParseFloat(f[len(f)-1], 64)
-		if err != nil {
-			return 0, err
-		}
-		sum, found = sum+v, true
-	}
-	if !found {
+	if !m.Has(name) {
 		return 0, fmt.Errorf("%s: no metric %s", r.ObsAddr, name)
 	}
-	return sum, sc.Err()
+	return m.Sum(name, labels...), nil
 }

@@ -19,6 +19,7 @@ import (
 
 	"kubetunnel/internal/testpki"
 	"kubetunnel/internal/testutil"
+	"kubetunnel/internal/testutil/childproc"
 	"kubetunnel/internal/testutil/controlplane"
 )
 
@@ -55,7 +56,7 @@ type Stack struct {
 	AgentArgs []string
 
 	agentToken string
-	kas, agent *proc
+	kas, agent *childproc.Process
 	kasLog     string
 	agentLog   string
 }
@@ -291,57 +292,16 @@ func readFile(p string) string {
 	return string(b)
 }
 
-// proc is a started process and a channel closed when it has exited.
-type proc struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-func start(bin, logPath string, args ...string) (*proc, error) {
-	return startEnv(bin, logPath, nil, args...)
-}
-
-// startEnv is start with extra environment variables ("K=V").
-func startEnv(bin, logPath string, env []string, args ...string) (*proc, error) {
-	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(bin, args...)
-	if env != nil {
-		cmd.Env = append(os.Environ(), env...)
-	}
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		return nil, err
-	}
-	p := &proc{cmd: cmd, done: make(chan struct{})}
-	go func() {
-		defer close(p.done)
-		cmd.Wait()
-		f.Close()
-	}()
-	return p, nil
+// start runs a kas or agentk binary; its log keeps what earlier runs of
+// the same process wrote, across restarts.
+func start(bin, logPath string, args ...string) (*childproc.Process, error) {
+	return childproc.StartWith(childproc.Options{AppendLog: true}, filepath.Base(bin), logPath, bin, args...)
 }
 
 // stop signals the process and waits for it, killing it after 15 s.
-func stop(p *proc, sig syscall.Signal) error {
-	if p == nil {
-		return nil
-	}
-	_ = p.cmd.Process.Signal(sig)
-	select {
-	case <-p.done:
-	case <-time.After(15 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-	return nil
-}
+func stop(p *childproc.Process, sig syscall.Signal) error { return p.Stop(sig, 15*time.Second) }
 
-func waitHTTP(ctx context.Context, url string, timeout time.Duration, p *proc, logPath string) error {
+func waitHTTP(ctx context.Context, url string, timeout time.Duration, p *childproc.Process, logPath string) error {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -352,7 +312,7 @@ func waitHTTP(ctx context.Context, url string, timeout time.Duration, p *proc, l
 			}
 		}
 		select {
-		case <-p.done:
+		case <-p.Done():
 			return fmt.Errorf("the process exited; log:\n%s", readFile(logPath))
 		default:
 		}

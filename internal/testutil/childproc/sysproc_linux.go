@@ -1,4 +1,4 @@
-package controlplane
+package childproc
 
 import "syscall"
 
