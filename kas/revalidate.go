@@ -23,7 +23,7 @@ func revalidatePeriod(cfg *Config) time.Duration {
 // agentSessions is what revalidate needs of the session registry.
 type agentSessions interface {
 	agents() []string
-	revoke(agent string) int
+	revoke(agent, reason string) int
 }
 
 var _ agentSessions = (*sessionRegistry)(nil)
@@ -82,17 +82,18 @@ func (r *gitlabRegistry) revalidateOnce(ctx context.Context, sessions agentSessi
 			r.forget(key, tok)
 		}
 		r.takeRefused(key)
-		n := sessions.revoke(key)
+		n := sessions.revoke(key, "GitLab no longer accepts a token of this agent")
 		r.logger.Warn("GitLab no longer accepts a token of this agent: closing its connections to this kas (agentk replicas with a token GitLab accepts reconnect)", append(a.LogAttrs(), "connections", n)...)
 	}
 }
 
-// closeRevoked closes a session whose agent GitLab no longer vouches for:
+// closeRevoked closes a session whose agent the registry no longer vouches
+// for (GitLab refuses its token, or a reload removed the agent or token):
 // no new request picks it, agentk is told to dial anew, and the requests
 // in flight get up to drain_timeout. There is no hand-over wait: a
 // connection with a revoked token must not linger.
 func (s *Server) closeRevoked(sess *agentSession, log *slog.Logger) {
-	log.Warn("Closing agent connection: GitLab no longer accepts a token of this agent")
+	log.Warn("Closing agent connection: "+sess.revokeReason)
 	sess.closing.Store(true)
 	done := sess.startDrain()
 	var wg sync.WaitGroup

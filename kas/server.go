@@ -39,10 +39,13 @@ type Server struct {
 	gitlab   *gitlab.Client
 	metrics  *prometheus.Registry
 	sessions *sessionRegistry
-	repos    *gitrepo.Cache
-	poller   *gitrepo.Poller
-	// repoSet is repos plus, with gitlab:, the mirrors of GitLab projects.
+	// users are users[]: the proxy's and the status API's callers.
+	users *userRegistry
+	// repoSet is repositories[] plus, with gitlab:, the mirrors of GitLab
+	// projects.
 	repoSet *repoSet
+	// reload holds what a config reload needs (reload.go).
+	reload *reloader
 	config  *configurationServer
 	tunnel  *tunnel.Server
 	grpc    *grpc.Server
@@ -67,6 +70,15 @@ type Server struct {
 	// Session holds tunnel session settings; tests shorten keepalives.
 	Session tunnel.SessionConfig
 
+	// ConfigFile, when set, is the config file Run watches: it is read
+	// again on RequestReload (SIGHUP) and when its content changes, and
+	// applied by Reload.
+	ConfigFile string
+	// ConfigPollPeriod is how often Run looks at ConfigFile
+	// (DefaultConfigPollPeriod when 0; never when negative, leaving
+	// RequestReload).
+	ConfigPollPeriod time.Duration
+
 	mu    sync.Mutex // guards addrs
 	addrs map[string]net.Addr
 	ready chan struct{}
@@ -86,12 +98,20 @@ func New(cfg *Config, logger *slog.Logger) (*Server, error) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	repos, err := gitrepo.New(cfg.Git.CacheDir, cfg.Repositories, logger)
+	if err := os.MkdirAll(cfg.Git.CacheDir, 0o700); err != nil {
+		return nil, fmt.Errorf("git cache directory: %w", err)
+	}
+	pcfg := gitrepo.PollerConfig{
+		Period:  min(cfg.Agent.Configuration.PollPeriod, cfg.Agent.GitOps.PollPeriod),
+		OnFetch: newGitMetrics(reg, repoIDs(cfg.Repositories)).onFetch,
+	}
+	repos, err := newConfiguredRepos(cfg.Git.CacheDir, cfg.Repositories, pcfg, logger)
 	if err != nil {
 		return nil, err
 	}
 	registry, glClient, err := newRegistry(cfg, logger)
 	if err != nil {
+		repos.Close()
 		return nil, err
 	}
 	s := &Server{
@@ -101,22 +121,18 @@ func New(cfg *Config, logger *slog.Logger) (*Server, error) {
 		gitlab:   glClient,
 		metrics:  reg,
 		sessions: newSessionRegistry(reg),
-		repos:    repos,
+		users:    newUserRegistry(cfg),
 		grpcLn:   newStreamListener(),
 		addrs:    map[string]net.Addr{},
 		ready:    make(chan struct{}),
 		Getenv:   os.Getenv,
 	}
-	pcfg := gitrepo.PollerConfig{
-		Period:  min(cfg.Agent.Configuration.PollPeriod, cfg.Agent.GitOps.PollPeriod),
-		OnFetch: newGitMetrics(reg, repos.IDs()).onFetch,
-	}
-	s.poller = gitrepo.NewPoller(repos, pcfg, logger)
-	s.repoSet = &repoSet{static: repos, poller: s.poller}
+	s.reload = newReloader(cfg, reg)
+	s.repoSet = &repoSet{static: repos}
 	if cfg.GitLab != nil {
 		s.repoSet.gl = newGitLabMirrors(cfg, pcfg, logger)
 	}
-	webhookRepos := func() []gitrepo.Repository { return s.repoSet.webhookRepositories(cfg.Repositories) }
+	webhookRepos := func() []gitrepo.Repository { return s.repoSet.webhookRepositories(repos.repositories()) }
 	s.webhook, err = newWebhookHandler(cfg.Git.WebhookSecretFile, webhookRepos, s.repoSet.Trigger, logger, reg)
 	if err != nil {
 		repos.Close()
@@ -149,7 +165,7 @@ func New(cfg *Config, logger *slog.Logger) (*Server, error) {
 		}
 	}
 	pc := kasproxy.Config{
-		Users:   newUserRegistry(cfg),
+		Users:   s.users,
 		Tunnels: tunnels,
 		Logger:  logger,
 		Metrics: kasproxy.NewMetrics(reg),
@@ -238,7 +254,7 @@ func (s *Server) listen(name string, l Listen) (net.Listener, error) {
 // reach this replica's agents over the private API until the last session
 // is gone; then the registry entries are removed and the rest stops.
 func (s *Server) Run(ctx context.Context) error {
-	defer s.repos.Close()
+	defer s.repoSet.static.Close()
 	if s.peers != nil {
 		defer s.peers.client.Close()
 		defer s.peers.forwarder.CloseIdleConnections()
@@ -316,7 +332,7 @@ func (s *Server) Run(ctx context.Context) error {
 	defer stopServing()
 	defer s.startGracePeriod(ctx, serveCtx, stopServing, al.ListenGracePeriod)()
 	g, gctx := errgroup.WithContext(serveCtx)
-	g.Go(func() error { return s.poller.Run(gctx) })
+	g.Go(func() error { return s.repoSet.static.Run(gctx) })
 	if gl := s.repoSet.gl; gl != nil {
 		defer gl.Close()
 		g.Go(func() error { return gl.Run(gctx) })
@@ -329,6 +345,9 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	if gr, ok := s.registry.(*gitlabRegistry); ok {
 		g.Go(func() error { return gr.revalidate(gctx, revalidatePeriod(s.cfg), s.sessions) })
+	}
+	if s.ConfigFile != "" {
+		g.Go(func() error { return s.watchConfig(gctx) })
 	}
 	if s.gitlab != nil {
 		u := newUsageReporter(s.gitlab, s.metrics, s.cfg.Observability.UsageReportingPeriod, s.logger)
@@ -479,6 +498,9 @@ func (s *Server) handleSession(ctx context.Context, ts *tunnel.Session) {
 	agent := s.agentByKey(ts.Agent)
 	log := s.logger.With(append(agent.LogAttrs(), "session", sess.id)...)
 	log.Info("Agent connected", "agent_version", ts.AgentVersion, "remote", ts.Remote)
+	if !s.sessionStillValid(ts) {
+		sess.revoke("a config reload removed the token this connection authenticated with")
+	}
 	if s.tracker != nil && agent.ID != 0 {
 		h, _ := s.hellos.Load(ts.Agent)
 		hello, _ := h.(tunnel.Hello)
@@ -524,6 +546,9 @@ func (s *Server) handleSession(ctx context.Context, ts *tunnel.Session) {
 		s.drain(sess, log, false)
 	case <-sess.revoked:
 		s.closeRevoked(sess, log)
+	case <-sess.rotate:
+		log.Info("Rotating agent connection: a config reload changed the agent's config_project or projects")
+		s.drain(sess, log, false)
 	case <-ctx.Done():
 		if !ts.IsClosed() {
 			log.Info("Draining agent connection: kas is stopping")

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,9 +50,16 @@ type agentSession struct {
 	open    atomic.Int64
 	drained chan struct{} // closed when draining and open reaches zero
 	// revoked is closed when the agent's registry no longer vouches for
-	// it (a token GitLab now refuses): handleSession closes the session.
-	revoked    chan struct{}
-	revokeOnce sync.Once
+	// it (a token GitLab now refuses, an agent or token a reload removed):
+	// handleSession closes the session. revokeReason says why, for the log.
+	revoked      chan struct{}
+	revokeOnce   sync.Once
+	revokeReason string
+	// rotate is closed when the session should move to a new connection
+	// (a reload changed what the agent reads): handleSession drains it as
+	// at max_connection_age.
+	rotate     chan struct{}
+	rotateOnce sync.Once
 	once       sync.Once
 	reg        *sessionRegistry
 	// transport pools HTTP connections (streams) to this session, so
@@ -150,7 +158,7 @@ func (r *sessionRegistry) add(ts *tunnel.Session) *agentSession {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.next++
-	s := &agentSession{Session: ts, id: r.next, drained: make(chan struct{}), revoked: make(chan struct{}), reg: r}
+	s := &agentSession{Session: ts, id: r.next, drained: make(chan struct{}), revoked: make(chan struct{}), rotate: make(chan struct{}), reg: r}
 	// streamhttp, not http.Transport: the request's own goroutine writes
 	// it and reads the answer (no read and write goroutine per stream,
 	// fewer hand-offs per request), and it adds no Accept-Encoding, so
@@ -332,11 +340,32 @@ func (r *sessionRegistry) agents() []string {
 }
 
 // revoke asks every session of an agent to close, and returns how many.
-func (r *sessionRegistry) revoke(agent string) int {
+func (r *sessionRegistry) revoke(agent, reason string) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, s := range r.byAgent[agent] {
-		s.revokeOnce.Do(func() { close(s.revoked) })
+		s.revoke(reason)
 	}
 	return len(r.byAgent[agent])
+}
+
+// sessionsOf lists the live sessions of an agent.
+func (r *sessionRegistry) sessionsOf(agent string) []*agentSession {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.byAgent[agent])
+}
+
+// revoke asks handleSession to close the session without a hand-over wait.
+func (s *agentSession) revoke(reason string) {
+	s.revokeOnce.Do(func() {
+		s.revokeReason = reason
+		close(s.revoked)
+	})
+}
+
+// requestRotation asks handleSession to drain the session so that agentk
+// reconnects, as at max_connection_age.
+func (s *agentSession) requestRotation() {
+	s.rotateOnce.Do(func() { close(s.rotate) })
 }

@@ -405,7 +405,7 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 // apiHandler serves /api/v1/ on the observability listener and passes
 // every other request to next.
 func (s *Server) apiHandler(next http.Handler) http.Handler {
-	s.statusUsers = newUserRegistry(s.cfg)
+	s.statusUsers = s.users
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/v1/agents", s.handleListAgents)
 	mux.HandleFunc("GET /api/v1/agents/{name}", s.handleGetAgent)

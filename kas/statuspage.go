@@ -125,7 +125,7 @@ func (s *Server) statusUser(r *http.Request) (kasproxy.User, error) {
 	if token == "" {
 		return kasproxy.User{}, errNoToken
 	}
-	u, err := newUserRegistry(s.cfg).AuthenticateUser(r.Context(), token)
+	u, err := s.users.AuthenticateUser(r.Context(), token)
 	if err != nil {
 		return kasproxy.User{}, errors.New("unknown token: it is not in users[].token_sha256 of the kas config")
 	}
