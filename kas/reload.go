@@ -1,6 +1,7 @@
 package kas
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.yaml.in/yaml/v3"
 
 	"kubetunnel/gitops/gitrepo"
 	"kubetunnel/tunnel"
@@ -262,7 +264,7 @@ func diffNames[T any](old, next []T, name func(T) string) setChanges {
 		switch {
 		case !ok:
 			c.added = append(c.added, n)
-		case !reflect.DeepEqual(o, e):
+		case !sameConfig(o, e):
 			c.changed = append(c.changed, n)
 		}
 		delete(was, n)
@@ -284,7 +286,7 @@ func restartKeys(a, b *Config) []string {
 			x, y = x.Elem(), y.Elem()
 		}
 		if x.Kind() != reflect.Struct || depth == 3 {
-			if !reflect.DeepEqual(x.Interface(), y.Interface()) {
+			if !sameConfig(x.Interface(), y.Interface()) {
 				keys = append(keys, path)
 			}
 			return
@@ -306,6 +308,17 @@ func restartKeys(a, b *Config) []string {
 	}
 	walk("", reflect.ValueOf(*a), reflect.ValueOf(*b), 0)
 	return keys
+}
+
+// sameConfig reports whether two config values say the same, as YAML: a
+// missing list and an empty one are the same.
+func sameConfig(a, b any) bool {
+	if reflect.DeepEqual(a, b) {
+		return true
+	}
+	x, errX := yaml.Marshal(a)
+	y, errY := yaml.Marshal(b)
+	return errX == nil && errY == nil && bytes.Equal(x, y)
 }
 
 // repoIDs lists the ids of repositories.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -170,7 +169,7 @@ func (c *configuredRepos) update(next []gitrepo.Repository) (repoChanges, error)
 		case !ok:
 			ch.removed = append(ch.removed, id)
 			old[id] = r
-		case !reflect.DeepEqual(w, r.repo):
+		case !sameConfig(w, r.repo):
 			ch.changed = append(ch.changed, id)
 			old[id] = r
 		}
