@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"kubetunnel/agentk"
+	"kubetunnel/gitops/gitrepo"
 	tu "kubetunnel/internal/testutil"
 )
 
@@ -285,6 +287,28 @@ func TestReloadRepositories(t *testing.T) {
 	s := e.startAgent(func(o *agentk.Options) { o.Token = stagingToken })
 	tu.Eventually(t, 10*time.Second, "staging's config from the added repository", func() bool { c, _ := s.Config(); return c == commit })
 
+	// prod may now read the new repository: its connection is rotated
+	// (agentk reconnects) so that its streams see the new projects.
+	e.startAgent(nil)
+	e.waitConnected(1)
+	old := e.kas.sessions.sessionsOf(agentName)[0]
+	withProjects := next
+	withProjects.Agents = slices.Clone(next.Agents)
+	withProjects.Agents[0].Projects = []string{"group/other"}
+	if err := e.kas.Reload(&withProjects); err != nil {
+		t.Fatal(err)
+	}
+	tu.Eventually(t, 15*time.Second, "prod on a new connection", func() bool {
+		got := e.kas.sessions.sessionsOf(agentName)
+		return len(got) == 1 && got[0] != old
+	})
+	if !e.kasLog.Contains("Rotating agent connection: a config reload changed the agent's config_project or projects") {
+		t.Errorf("kas log does not say why prod's connection was rotated:\n%s", e.kasLog)
+	}
+	if got, _ := e.kas.registry.Agent(agentName); !got.mayRead("group/other") {
+		t.Error("prod may not read its added project")
+	}
+
 	// Back: the repository goes, and with it the agent.
 	if err := e.kas.Reload(e.cfg); err != nil {
 		t.Fatal(err)
@@ -319,5 +343,49 @@ func TestRestartKeys(t *testing.T) {
 	want := []string{"agent.listen.address", "redis"}
 	if !slices.Equal(got, want) {
 		t.Errorf("restartKeys = %v, want %v", got, want)
+	}
+}
+
+// With gitlab:, agents come from GitLab; a reload applies users[] and
+// repositories[] and leaves the GitLab agent's connection alone.
+func TestReloadGitLab(t *testing.T) {
+	e := newGitLabEnv(t, time.Minute, time.Minute)
+	e.start()
+	a, err := e.dialToken(e.token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	firstConfig(t, a)
+	key := strconv.FormatInt(e.agent.ID, 10)
+	listAs := func(token string) (int, string) {
+		code, body := tu.Do(t, "GET", e.obsURL()+"/api/v1/agents", nil, map[string]string{"Authorization": "Bearer " + token})
+		return code, string(body)
+	}
+	if code, _ := listAs(carolToken); code != http.StatusUnauthorized {
+		t.Fatalf("carol before the reload: %d, want 401", code)
+	}
+	extra := tu.NewGitRepo(t)
+	extra.Commit("initial", map[string]string{"README.md": "x\n"})
+	next := *e.cfg
+	next.Users = []UserEntry{{Name: "carol", TokenSHA256: []string{HashToken(carolToken)}, Agents: []string{key}}}
+	next.Repositories = []gitrepo.Repository{repoEntry("local/extra", extra.URL())}
+	if err := e.kas.Reload(&next); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := listAs(carolToken); code != http.StatusOK || !strings.Contains(body, `"name": "prod"`) {
+		t.Errorf("carol's status API after the reload: %d %s, want her agent prod", code, body)
+	}
+	if !e.kas.repoSet.Has("local/extra") {
+		t.Error("the added repository is not mirrored")
+	}
+	if e.kas.ConnectedSessions(key) != 1 {
+		t.Error("the GitLab agent's connection did not survive the reload")
+	}
+	// agents[] with gitlab: is refused, naming the key.
+	bad := next
+	bad.Agents = []AgentEntry{{Name: "x"}}
+	var ke *KeyError
+	if err := e.kas.Reload(&bad); !errors.As(err, &ke) || !strings.HasPrefix(ke.Key, "agents") {
+		t.Errorf("Reload with agents[] under gitlab: %v, want a KeyError at agents", err)
 	}
 }
