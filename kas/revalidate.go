@@ -93,7 +93,7 @@ func (r *gitlabRegistry) revalidateOnce(ctx context.Context, sessions agentSessi
 // in flight get up to drain_timeout. There is no hand-over wait: a
 // connection with a revoked token must not linger.
 func (s *Server) closeRevoked(sess *agentSession, log *slog.Logger) {
-	log.Warn("Closing agent connection: "+sess.revokeReason)
+	log.Warn("Closing agent connection", "reason", sess.revokeReason)
 	sess.closing.Store(true)
 	done := sess.startDrain()
 	var wg sync.WaitGroup

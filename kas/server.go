@@ -45,7 +45,7 @@ type Server struct {
 	// projects.
 	repoSet *repoSet
 	// reload holds what a config reload needs (reload.go).
-	reload *reloader
+	reload  *reloader
 	config  *configurationServer
 	tunnel  *tunnel.Server
 	grpc    *grpc.Server

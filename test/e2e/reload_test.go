@@ -115,7 +115,7 @@ func TestLiveReload(t *testing.T) {
 	agentC = startAgentk("c", tokenC)
 	waitFor(t, 30*time.Second, "kubectl through C as carol", func() bool { return reachable(kcC) })
 	waitFor(t, 15*time.Second, "B's session to close", func() bool {
-		return regexp.MustCompile(`msg="Closing agent connection: a config reload removed this agent from agents\[\]" agent=b`).MatchString(kas.output())
+		return regexp.MustCompile(`msg="Closing agent connection" agent=b .*reason="a config reload removed this agent from agents\[\]"`).MatchString(kas.output())
 	})
 	_, errOut, err := kubectl(t, kcB, "", "get", "configmaps", "-n", ns)
 	if err == nil || !strings.Contains(errOut, "Error from server") {
