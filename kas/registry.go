@@ -81,6 +81,19 @@ type AgentRegistry interface {
 	Agents() []Agent
 }
 
+// reloadableRegistry is a registry that a config reload updates (the
+// standalone one); kas asks for what a registry does, not for its type.
+type reloadableRegistry interface {
+	AgentRegistry
+	// update replaces the agents with cfg's agents[].
+	update(cfg *Config)
+	// hasToken reports whether agent key still accepts the token with
+	// this SHA-256.
+	hasToken(key string, sum [sha256.Size]byte) bool
+}
+
+var _ reloadableRegistry = (*staticRegistry)(nil)
+
 // tokenEntry is one accepted token hash and who it belongs to.
 type tokenEntry[T any] struct {
 	hash  [sha256.Size]byte

@@ -198,7 +198,7 @@ func (s *Server) applyLocked(next *Config) error {
 	var agentCh, userCh setChanges
 	userCh = diffNames(cur.Users, next.Users, func(u UserEntry) string { return u.Name })
 	closed, rotated := 0, 0
-	if st, ok := s.registry.(*staticRegistry); ok {
+	if st, ok := s.registry.(reloadableRegistry); ok {
 		old := map[string]Agent{}
 		for _, a := range st.Agents() {
 			old[a.Key] = a
@@ -216,7 +216,7 @@ func (s *Server) applyLocked(next *Config) error {
 					sess.revoke("a config reload removed the token this connection authenticated with from agents[].token_sha256")
 					closed++
 				case a.ConfigProject != old[key].ConfigProject || !slices.Equal(a.projects, old[key].projects):
-					sess.requestRotation()
+					sess.requestRotation("a config reload changed the agent's config_project or projects")
 					rotated++
 				}
 			}
@@ -241,7 +241,7 @@ func (s *Server) applyLocked(next *Config) error {
 // authenticated with a token the registry still accepts: a reload between
 // its handshake and its registration would otherwise miss it.
 func (s *Server) sessionStillValid(ts *tunnel.Session) bool {
-	st, ok := s.registry.(*staticRegistry)
+	st, ok := s.registry.(reloadableRegistry)
 	return !ok || st.hasToken(ts.Agent, ts.TokenSHA256)
 }
 

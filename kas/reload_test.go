@@ -302,7 +302,7 @@ func TestReloadRepositories(t *testing.T) {
 		got := e.kas.sessions.sessionsOf(agentName)
 		return len(got) == 1 && got[0] != old
 	})
-	if !e.kasLog.Contains("Rotating agent connection: a config reload changed the agent's config_project or projects") {
+	if !e.kasLog.Contains(`msg="Rotating agent connection"`) || !e.kasLog.Contains("a config reload changed the agent's config_project or projects") {
 		t.Errorf("kas log does not say why prod's connection was rotated:\n%s", e.kasLog)
 	}
 	if got, _ := e.kas.registry.Agent(agentName); !got.mayRead("group/other") {

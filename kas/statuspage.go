@@ -101,7 +101,7 @@ func (r *sessionRegistry) snapshot(agent string) []SessionStatus {
 			AgentkVersion:  s.AgentVersion,
 			Remote:         s.Remote,
 			ConnectedSince: s.Connected,
-			Draining:       s.draining.Load() || s.goneAway.Load(),
+			Draining:       s.leaving(),
 		})
 	}
 	slices.SortFunc(out, func(a, b SessionStatus) int { return a.ConnectedSince.Compare(b.ConnectedSince) })
