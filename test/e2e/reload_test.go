@@ -108,10 +108,12 @@ func TestLiveReload(t *testing.T) {
 		"  - name: carol\n    token_sha256: [\""+sha256hex(carolToken)+"\"]\n    agents: [demo, c]\n"))
 	// kas kubeconfig checks the agent and user names in the file.
 	kcC := kubeconfigFor("c", "carol", carolToken)
+	hupAt := time.Now()
 	if err := kas.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "the reload", func() bool { return strings.Contains(kas.output(), `msg="Config reloaded"`) })
+	t.Logf("SIGHUP → config reloaded (seen in the log): %v", time.Since(hupAt).Round(time.Millisecond))
 	agentC = startAgentk("c", tokenC)
 	waitFor(t, 30*time.Second, "kubectl through C as carol", func() bool { return reachable(kcC) })
 	waitFor(t, 15*time.Second, "B's session to close", func() bool {
@@ -132,8 +134,10 @@ func TestLiveReload(t *testing.T) {
 		"  - name: carol\n    token_sha256: [\""+sha256hex(carolToken)+"\"]\n    agents: [demo, c]\n"+
 			"  - name: dave\n    token_sha256: [\""+sha256hex(daveToken)+"\"]\n    agents: [demo]\n")
 	writeTestFile(t, s.KasConfig, withDave)
+	writtenAt := time.Now()
 	kcDave := kubeconfigFor("demo", "dave", daveToken)
 	waitFor(t, 15*time.Second, "kubectl through A as dave", func() bool { return reachable(kcDave) })
+	t.Logf("file rewritten → dave's kubectl works (--config-poll-period 500ms): %v", time.Since(writtenAt).Round(time.Millisecond))
 	watch.expect(t, "after-file-change")
 
 	// A broken file: the running config stays, the log names the key.
