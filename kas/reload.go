@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,17 +25,20 @@ import (
 // file for changes (Server.ConfigPollPeriod).
 const DefaultConfigPollPeriod = 5 * time.Second
 
-// reloadableKeys are the top-level config keys a reload applies; a change
-// anywhere else is logged as needing a restart and not applied.
-var reloadableKeys = []string{"agents", "users", "repositories"}
+// reloadableKeys are the config keys a reload applies (top-level, or a
+// YAML path); a change anywhere else is logged as needing a restart and
+// not applied.
+var reloadableKeys = []string{"agents", "users", "repositories",
+	"limits.max_connections_per_agent", "limits.max_agent_streams_per_connection"}
 
 // reloader is the state of config reloads.
 type reloader struct {
 	// mu serialises reloads and guards the fields below.
 	mu sync.Mutex
 	// running is the config in effect: the start config with the
-	// reloadable keys of the last good reload.
-	running *Config
+	// reloadable keys of the last good reload. Read without mu by
+	// whoever needs a reloadable value (limits).
+	running atomic.Pointer[Config]
 	// fileHash is the SHA-256 of the config file as last read, so that the
 	// poll reloads (and reports a bad file) once per change.
 	fileHash [sha256.Size]byte
@@ -48,7 +52,6 @@ type reloader struct {
 
 func newReloader(cfg *Config, reg prometheus.Registerer) *reloader {
 	r := &reloader{
-		running:  cfg,
 		requests: make(chan struct{}, 1),
 		total: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kas_config_reload_total",
@@ -63,6 +66,7 @@ func newReloader(cfg *Config, reg prometheus.Registerer) *reloader {
 			Help: "1 if the last config reload succeeded (or none was tried), 0 if the config file is bad and the previous config keeps running.",
 		}),
 	}
+	r.running.Store(cfg)
 	r.total.WithLabelValues("success")
 	r.total.WithLabelValues("failure")
 	r.lastSuccess.SetToCurrentTime()
@@ -178,7 +182,7 @@ func (s *Server) reloadFailedLocked(err error) error {
 // applyLocked makes next's reloadable keys the running ones.
 func (s *Server) applyLocked(next *Config) error {
 	r := s.reload
-	cur := r.running
+	cur := r.running.Load()
 	if keys := restartKeys(cur, next); len(keys) > 0 {
 		s.logger.Warn("Config reload: these keys changed but take effect only when kas restarts; their running values stay", "file", s.ConfigFile, "keys", keys)
 	}
@@ -192,7 +196,9 @@ func (s *Server) applyLocked(next *Config) error {
 	}
 	applied := *cur
 	applied.Agents, applied.Users, applied.Repositories = next.Agents, next.Users, next.Repositories
-	r.running = &applied
+	applied.Limits.MaxConnectionsPerAgent = next.Limits.MaxConnectionsPerAgent
+	applied.Limits.MaxAgentStreamsPerConnection = next.Limits.MaxAgentStreamsPerConnection
+	r.running.Store(&applied)
 
 	s.users.update(next)
 	var agentCh, userCh setChanges
@@ -236,6 +242,10 @@ func (s *Server) applyLocked(next *Config) error {
 		"connections_closed", closed, "connections_rotated", rotated)
 	return nil
 }
+
+// limits are the limits in effect: those a reload applies come from the
+// newest good config.
+func (s *Server) limits() LimitsSection { return s.reload.running.Load().Limits }
 
 // sessionStillValid reports whether a session that just started was
 // authenticated with a token the registry still accepts: a reload between
@@ -300,7 +310,8 @@ func restartKeys(a, b *Config) []string {
 			p := tag
 			if path != "" {
 				p = path + "." + tag
-			} else if slices.Contains(reloadableKeys, tag) {
+			}
+			if slices.Contains(reloadableKeys, p) {
 				continue
 			}
 			walk(p, x.Field(i), y.Field(i), depth+1)

@@ -19,6 +19,8 @@ import (
 	"kubetunnel/agentk"
 	"kubetunnel/gitops/gitrepo"
 	tu "kubetunnel/internal/testutil"
+	"kubetunnel/tunnel"
+	"kubetunnel/version"
 )
 
 const (
@@ -387,5 +389,29 @@ func TestReloadGitLab(t *testing.T) {
 	var ke *KeyError
 	if err := e.kas.Reload(&bad); !errors.As(err, &ke) || !strings.HasPrefix(ke.Key, "agents") {
 		t.Errorf("Reload with agents[] under gitlab: %v, want a KeyError at agents", err)
+	}
+}
+
+// A reload applies limits.max_connections_per_agent to new connections;
+// the connections already there stay.
+func TestReloadConnectionLimit(t *testing.T) {
+	e, _ := startWithConfig(t, "")
+	e.waitConnected(1)
+	next := *e.cfg
+	next.Limits.MaxConnectionsPerAgent = 1
+	if err := e.kas.Reload(&next); err != nil {
+		t.Fatal(err)
+	}
+	d := &tunnel.Dialer{Address: e.address(), Hello: tunnel.Hello{Token: agentToken, AgentVersion: version.Version, Protocol: tunnel.MaxProtocol}, Session: fastSession}
+	_, err := d.Dial(t.Context())
+	var refused *tunnel.RefusedError
+	if !errors.As(err, &refused) || refused.Status != http.StatusTooManyRequests || !strings.Contains(refused.Reason, "limits.max_connections_per_agent is 1") {
+		t.Errorf("second connection after the reload: %v, want 429 naming limits.max_connections_per_agent", err)
+	}
+	if e.kas.ConnectedSessions(agentName) != 1 {
+		t.Error("the agent's connection did not survive the reload")
+	}
+	if e.kasLog.Contains("take effect only when kas restarts") {
+		t.Errorf("the limit was reported as needing a restart:\n%s", e.kasLog)
 	}
 }

@@ -529,8 +529,8 @@ func (s *Server) authenticate(ctx context.Context, h tunnel.Hello) (string, erro
 	if err != nil {
 		return "", err
 	}
-	if n := s.sessions.count(a.Key); n >= s.cfg.Limits.MaxConnectionsPerAgent {
-		return "", &tunnel.RefusedError{Status: http.StatusTooManyRequests, Reason: fmt.Sprintf("agent %q has %d connections to this kas, the limit (limits.max_connections_per_agent)", a.Name, n)}
+	if n, limit := s.sessions.count(a.Key), s.limits().MaxConnectionsPerAgent; n >= limit {
+		return "", &tunnel.RefusedError{Status: http.StatusTooManyRequests, Reason: fmt.Sprintf("agent %q has %d connections to this kas; limits.max_connections_per_agent is %d", a.Name, n, limit)}
 	}
 	return a.Key, nil
 }
@@ -575,7 +575,7 @@ func (s *Server) handleSession(ctx context.Context, ts *tunnel.Session) {
 			if err != nil {
 				return
 			}
-			if open.Load() >= int64(s.cfg.Limits.MaxAgentStreamsPerConnection) {
+			if open.Load() >= int64(s.limits().MaxAgentStreamsPerConnection) {
 				st.Close()
 				s.sessions.streamsRefused.Inc()
 				continue
