@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"crypto/sha256"
 	"errors"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -392,24 +393,44 @@ func TestReloadGitLab(t *testing.T) {
 	}
 }
 
-// A reload applies limits.max_connections_per_agent to new connections;
-// the connections already there stay.
+// A reload applies limits.max_connections_per_agent to new connections
+// and limits.max_agent_streams_per_connection to the streams agentk opens
+// from then on; the connections already there stay.
 func TestReloadConnectionLimit(t *testing.T) {
 	e, _ := startWithConfig(t, "")
 	e.waitConnected(1)
+	rogue := e.dialAgent()
+	e.waitConnected(2)
 	next := *e.cfg
-	next.Limits.MaxConnectionsPerAgent = 1
+	next.Limits.MaxConnectionsPerAgent = 2
+	next.Limits.MaxAgentStreamsPerConnection = 2
 	if err := e.kas.Reload(&next); err != nil {
 		t.Fatal(err)
 	}
 	d := &tunnel.Dialer{Address: e.address(), Hello: tunnel.Hello{Token: agentToken, AgentVersion: version.Version, Protocol: tunnel.MaxProtocol}, Session: fastSession}
 	_, err := d.Dial(t.Context())
 	var refused *tunnel.RefusedError
-	if !errors.As(err, &refused) || refused.Status != http.StatusTooManyRequests || !strings.Contains(refused.Reason, "limits.max_connections_per_agent is 1") {
-		t.Errorf("second connection after the reload: %v, want 429 naming limits.max_connections_per_agent", err)
+	if !errors.As(err, &refused) || refused.Status != http.StatusTooManyRequests || !strings.Contains(refused.Reason, "limits.max_connections_per_agent is 2") {
+		t.Errorf("third connection after the reload: %v, want 429 naming limits.max_connections_per_agent", err)
 	}
-	if e.kas.ConnectedSessions(agentName) != 1 {
-		t.Error("the agent's connection did not survive the reload")
+	if e.kas.ConnectedSessions(agentName) != 2 {
+		t.Error("the agent's connections did not survive the reload")
+	}
+	var streams []net.Conn
+	for range 10 {
+		st, err := rogue.sess.OpenStream()
+		if err != nil {
+			t.Fatalf("open stream: %v", err)
+		}
+		streams = append(streams, st)
+	}
+	defer func() {
+		for _, st := range streams {
+			st.Close()
+		}
+	}()
+	if n := countOpen(streams, 500*time.Millisecond); n > 2 {
+		t.Errorf("kas keeps %d of 10 agent-opened streams after lowering the cap to 2", n)
 	}
 	if e.kasLog.Contains("take effect only when kas restarts") {
 		t.Errorf("the limit was reported as needing a restart:\n%s", e.kasLog)
