@@ -146,9 +146,11 @@ func (s *Server) ReloadFile(force bool) error {
 	return nil
 }
 
-// Reload applies a parsed, validated config to the running kas: agents[],
-// users[] and repositories[] take effect at once; a change to any other
-// key is logged as needing a restart. Sessions of agents that remain keep
+// Reload defaults, validates and applies a config to the running kas:
+// agents[], users[], repositories[] and two limits
+// (max_connections_per_agent, max_agent_streams_per_connection) take
+// effect at once; a change to any other key is logged as needing a
+// restart. Sessions of agents that remain keep
 // running; those of a removed agent, and those that authenticated with a
 // removed token, are closed; an agent whose config_project or projects
 // changed is asked to reconnect (drained as at max_connection_age) so that
@@ -157,6 +159,7 @@ func (s *Server) ReloadFile(force bool) error {
 func (s *Server) Reload(next *Config) error {
 	s.reload.mu.Lock()
 	defer s.reload.mu.Unlock()
+	next.Default()
 	if err := next.Validate(); err != nil {
 		return s.reloadFailedLocked(err)
 	}
