@@ -136,6 +136,14 @@ func (s *agentSession) streamClosed() {
 	s.changedLocked()
 }
 
+// peerArrived wakes the session's watchers: its agent has a new session
+// here (a draining session's hand-over).
+func (s *agentSession) peerArrived() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.changedLocked()
+}
+
 // openStreams is the number of streams kas opened that are still open.
 func (s *agentSession) openStreams() int {
 	s.mu.Lock()
@@ -273,6 +281,8 @@ func (s *Server) drain(sess *agentSession, log *slog.Logger, stopping bool) {
 		}
 		select {
 		case <-changed:
+			// A stream closed, or the agent's new session arrived here.
+			handedOver = handedOver || (idle && s.sessions.hasOther(sess))
 		case <-sweep.C:
 		case <-check.C:
 			if idle {

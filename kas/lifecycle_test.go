@@ -61,7 +61,13 @@ func TestSessionStatesAndPick(t *testing.T) {
 		t.Fatal("hasOther with no other session")
 	}
 
+	changed = s1.watch()
 	s2 := newTestSession(t, r, "a")
+	select {
+	case <-changed:
+	default:
+		t.Fatal("the agent's new session did not wake the draining one")
+	}
 	if got, _ := r.pick("a"); got != s2 {
 		t.Fatal("pick chose the draining session over an active one")
 	}

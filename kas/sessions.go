@@ -151,6 +151,10 @@ func (r *sessionRegistry) add(ts *tunnel.Session) *agentSession {
 		MaxIdle:     proxyMaxIdleStreams,
 		IdleTimeout: proxyIdleStreamTimeout,
 	}
+	// A draining session of the agent waits for this one (its hand-over).
+	for _, x := range r.byAgent[ts.Agent] {
+		x.peerArrived()
+	}
 	r.byAgent[ts.Agent] = append(r.byAgent[ts.Agent], s)
 	r.connected.Inc()
 	if len(r.byAgent[ts.Agent]) == 1 && r.onAgent != nil {
