@@ -42,6 +42,10 @@ type reloader struct {
 	// fileHash is the SHA-256 of the config file as last read, so that the
 	// poll reloads (and reports a bad file) once per change.
 	fileHash [sha256.Size]byte
+	// pending is the hash of changed content the poll saw once: it is
+	// applied when the next poll sees the same, so that a file caught
+	// half-written (an editor writing in place) is not applied.
+	pending [sha256.Size]byte
 	// requests holds a pending reload request (SIGHUP).
 	requests chan struct{}
 
@@ -116,8 +120,9 @@ func (s *Server) watchConfig(ctx context.Context) error {
 }
 
 // ReloadFile reads the config file and applies it (see Reload). Unless
-// force is set, a file whose content is what was last read is skipped. A
-// bad file keeps the running config; the error is logged, counted and
+// force is set (SIGHUP), content is applied once two reads in a row see it
+// (the file has settled), and content already read is skipped. A bad or
+// empty file keeps the running config; the error is logged, counted and
 // returned.
 func (s *Server) ReloadFile(force bool) error {
 	r := s.reload
@@ -132,10 +137,23 @@ func (s *Server) ReloadFile(force bool) error {
 		return s.reloadFailedLocked(fmt.Errorf("reading kas config: %w", err))
 	}
 	sum := sha256.Sum256(data)
-	if !force && sum == r.fileHash {
-		return nil
+	if !force {
+		if sum == r.fileHash {
+			r.pending = [sha256.Size]byte{}
+			return nil
+		}
+		if sum != r.pending {
+			r.pending = sum // applied if the next poll sees it unchanged
+			return nil
+		}
 	}
+	r.pending = [sha256.Size]byte{}
 	r.fileHash = sum
+	if len(bytes.TrimSpace(data)) == 0 {
+		// Most likely a write in progress; applied, it would remove every
+		// agent and user.
+		return s.reloadFailedLocked(errors.New("the config file is empty: not applied (restart kas to run with the defaults)"))
+	}
 	next, err := ParseConfig(data)
 	if err != nil {
 		return s.reloadFailedLocked(err)

@@ -262,6 +262,19 @@ func TestReloadConfigFile(t *testing.T) {
 	if e.kas.ConnectedSessions(agentName) != 1 {
 		t.Errorf("the agent's session did not survive the reloads")
 	}
+
+	// An empty file (a write in progress, or a mistake) is refused: it
+	// would remove every agent and user.
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tu.Eventually(t, 10*time.Second, "the empty file to be refused", func() bool { return failures() == 3 })
+	if !e.kasLog.Contains("the config file is empty") {
+		t.Errorf("kas log does not say the file is empty:\n%s", e.kasLog)
+	}
+	if code, body := e.get(agentName, aliceToken); code != 200 || e.kas.ConnectedSessions(agentName) != 1 {
+		t.Errorf("alice under an empty file: %d %s, want the running config to stay", code, body)
+	}
 }
 
 func mustYAML(t *testing.T, cfg *Config) string {
