@@ -108,3 +108,25 @@ func TestDrainConfigDefaults(t *testing.T) {
 		t.Errorf("withDefaults = %+v", d)
 	}
 }
+
+// BenchmarkSessionPick is the cost of choosing a session per proxied
+// request, with three replicas of one agent connected.
+func BenchmarkSessionPick(b *testing.B) {
+	r := newSessionRegistry(prometheus.NewRegistry())
+	for range 3 {
+		a, c := net.Pipe()
+		server, _ := yamux.Server(a, nil)
+		client, _ := yamux.Client(c, nil)
+		defer client.Close()
+		defer server.Close()
+		r.add(&tunnel.Session{Agent: "a", Session: server})
+	}
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := r.pick("a"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
