@@ -9,18 +9,25 @@ COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
 # it to kas (GitLab's agent tracker shows it).
 LDFLAGS := -X kubetunnel/version.Version=$(VERSION) -X kubetunnel/version.Commit=$(COMMIT)
 
+# The tests' own module (test/go.mod): end-to-end, chart, load and
+# benchmark tests and the tools only they need (Helm SDK, gonum/plot,
+# remotedialer, the test cluster's binaries), kept out of the product
+# module. `go -C test` runs the go command in it; paths after -C are
+# relative to test/.
+TESTMOD := $(GO) -C test
+
 # Packages whose tests run with the race detector: the tunnel, and the code
 # on both ends of it.
 RACE_PKGS := ./tunnel/... ./kas/... ./agentk/... ./kasproxy/... ./internal/streamhttp/...
 
-.PHONY: all build testbin images-local test test-e2e test-chart demo lint fuzz images deploy-manifest clean bench
+.PHONY: all build testbin images-local test test-short test-e2e test-chart demo lint docs fuzz images deploy-manifest clean bench
 
 all: build
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/ ./cmd/kas ./cmd/agentk
 
-# The test cluster, built from our own module graph (go.mod `tool` lines):
+# The test cluster, built from our own module graph (test/go.mod `tool` lines):
 # etcd and kube-apiserver for every e2e test; kubelet, kube-controller-manager
 # and kube-scheduler for the single-node cluster of test/e2e/realnode and
 # `make demo`. Rebuilt only when the module graph changes. On 2 cores, cold:
@@ -29,38 +36,47 @@ build:
 NODE_BINS := bin/kubelet bin/kube-controller-manager bin/kube-scheduler
 testbin: bin/etcd bin/kube-apiserver $(NODE_BINS)
 
-bin/etcd: go.mod go.sum
+bin/etcd: test/go.mod test/go.sum
 	@echo "==> building $@ from go.etcd.io/etcd/server/v3 (about 1 min cold)"
-	$(GO) build -o $@ go.etcd.io/etcd/server/v3
+	$(TESTMOD) build -o $(CURDIR)/$@ go.etcd.io/etcd/server/v3
 
-bin/kube-apiserver: go.mod go.sum
+bin/kube-apiserver: test/go.mod test/go.sum
 	@echo "==> building $@ from k8s.io/kubernetes (about 10 min cold on 2 cores, seconds when cached)"
-	$(GO) build -o $@ k8s.io/kubernetes/cmd/kube-apiserver
+	$(TESTMOD) build -o $(CURDIR)/$@ k8s.io/kubernetes/cmd/kube-apiserver
 
-$(NODE_BINS): bin/%: go.mod go.sum
+$(NODE_BINS): bin/%: test/go.mod test/go.sum
 	@echo "==> building $@ from k8s.io/kubernetes (kubelet about 4 min cold on 2 cores, the others about 2; seconds when cached)"
-	$(GO) build -o $@ k8s.io/kubernetes/cmd/$*
+	$(TESTMOD) build -o $(CURDIR)/$@ k8s.io/kubernetes/cmd/$*
 
 # The images of the single-node cluster, without Docker or a registry:
 # docker-archive tarballs in bin/images (agentk and kas built as their
 # Dockerfiles build them, busybox for test workloads, a pause image).
 # The real-node tests and `make demo` build and import them themselves.
 images-local:
-	$(GO) run ./hack/images -out bin/images -version $(VERSION)
+	$(TESTMOD) run ./cmd/images -out $(CURDIR)/bin/images -version $(VERSION)
 
 # Everything: unit, integration (race) and end-to-end tests on a real API
 # server, then the load test (1,000 agents, 60 s of requests) on its own,
 # so that it neither slows the other packages nor is slowed by them.
 test: build testbin lint
 	$(GO) test -race -timeout 20m $(RACE_PKGS)
-	$(GO) test -timeout 30m $$($(GO) list ./... | grep -v -E '^kubetunnel/(tunnel|kas|agentk|kasproxy|internal/streamhttp|test/load)(/|$$)')
-	$(GO) test -timeout 10m -v ./test/load
+	$(GO) test -timeout 30m $$($(GO) list ./... | grep -v -E '^kubetunnel/(tunnel|kas|agentk|kasproxy|internal/streamhttp)(/|$$)')
+	$(TESTMOD) test -timeout 30m $$($(TESTMOD) list ./... | grep -v -x kubetunnel/test/load)
+	$(TESTMOD) test -timeout 10m -v ./load
+
+# The quick tier, for the edit-test loop: `go test -short` over both
+# modules, under a minute on a quiet 2-core machine. Tests that need the
+# control plane, a real node or Redis, or run long, are left out (they
+# check testing.Short()); `make test` is the real check and runs them all.
+test-short:
+	$(GO) test -short ./...
+	$(TESTMOD) test -short ./...
 
 test-e2e: build testbin
-	$(GO) test -timeout 30m ./test/e2e/...
+	$(TESTMOD) test -timeout 30m ./e2e/...
 
 test-chart: testbin
-	$(GO) test ./test/build/... ./test/chart/...
+	$(TESTMOD) test ./build/... ./chart/...
 
 # The comparison suite (test/bench): every path side by side in one run,
 # about 15 minutes on 2 cores. Writes the generated section of
@@ -70,11 +86,11 @@ test-chart: testbin
 BENCH_SUITE := ^Benchmark(LadderGet|LadderThroughput|Streams|HeadOfLine|IdleAgents|ReconnectStorm)$$
 bench:
 	@mkdir -p bin
-	$(GO) test -c -o bin/bench.test ./test/bench
+	$(TESTMOD) test -c -o $(CURDIR)/bin/bench.test ./bench
 	cd test/bench && ../../bin/bench.test -test.run '^$$' -test.bench '$(BENCH_SUITE)' \
 	  -test.benchtime 1x -test.timeout 60m > ../../bin/bench.txt 2>&1; \
 	  status=$$?; cat ../../bin/bench.txt; exit $$status
-	$(GO) run ./test/bench/report -in bin/bench.txt -md docs/benchmarks.md -img docs/img -note "$(BENCH_NOTE)"
+	$(TESTMOD) run ./bench/report -in $(CURDIR)/bin/bench.txt -md $(CURDIR)/docs/benchmarks.md -img $(CURDIR)/docs/img -note "$(BENCH_NOTE)"
 
 # Container images (needs a Docker engine; CI checks the same build flags).
 images:
@@ -83,20 +99,33 @@ images:
 
 # deploy/agentk.yaml is generated from chart/agentk.
 deploy-manifest:
-	$(GO) test ./test/chart -run TestDeployManifestUpToDate -update
+	$(TESTMOD) test ./chart -run TestDeployManifestUpToDate -update
+
+# The generated docs: docs/config-reference.md from the config structs and
+# the import diagram of docs/architecture.md from go list.
+docs:
+	$(TESTMOD) test ./docs -update
 
 # A local control plane, a git repo with an example agent config, kas and
 # agentk, all on loopback; stays up until Ctrl-C.
+# Built first and run directly, not with `go run`: interrupted, `go run`
+# exits 1 whatever the program does, and make then says "Error 1" for a
+# Ctrl-C. DEMO_FLAGS=-light uses the light control plane even where a real
+# node can run.
 demo: build testbin
-	$(GO) run ./test/e2e/demo
+	$(TESTMOD) build -o $(CURDIR)/bin/demo ./e2e/demo
+	bin/demo $(DEMO_FLAGS)
 
-# go.mod and go.sum must be tidy: `go mod tidy -diff` prints what tidy
-# would change and fails if anything would (run `go mod tidy` to fix).
+# Both modules' go.mod and go.sum must be tidy: `go mod tidy -diff` prints
+# what tidy would change and fails if anything would (run `go mod tidy`,
+# in test/ for the tests' module, to fix).
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	@$(GO) mod tidy -diff || { echo "go.mod/go.sum not tidy: run 'go mod tidy'"; exit 1; }
+	@$(TESTMOD) mod tidy -diff || { echo "test/go.mod/test/go.sum not tidy: run 'go mod tidy' in test/"; exit 1; }
 	$(GO) vet ./...
+	$(TESTMOD) vet ./...
 
 # Run each fuzz target for a while (make fuzz FUZZTIME=1m).
 FUZZTIME ?= 20s
@@ -106,6 +135,7 @@ fuzz:
 	$(GO) test -run XXX -fuzz FuzzReadReply -fuzztime $(FUZZTIME) ./tunnel
 	$(GO) test -run XXX -fuzz FuzzWSConnRead -fuzztime $(FUZZTIME) ./tunnel
 	$(GO) test -run XXX -fuzz 'FuzzParse$$' -fuzztime $(FUZZTIME) ./agentcfg
+	$(GO) test -run XXX -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./internal/yamlconf
 	$(GO) test -run XXX -fuzz FuzzParsePath -fuzztime $(FUZZTIME) ./kasproxy
 	$(GO) test -run XXX -fuzz FuzzClientAddr -fuzztime $(FUZZTIME) ./kasproxy
 	$(GO) test -run XXX -fuzz FuzzGitLabAPIPath -fuzztime $(FUZZTIME) ./kasproxy
@@ -123,6 +153,7 @@ fuzz:
 	$(GO) test -run XXX -fuzz FuzzParseAgentID -fuzztime $(FUZZTIME) ./internal/gitlabaccess
 	$(GO) test -run XXX -fuzz FuzzStripQuery -fuzztime $(FUZZTIME) ./internal/gitlabaccess
 	$(GO) test -run XXX -fuzz FuzzParseIdentityHeader -fuzztime $(FUZZTIME) ./internal/gitlabaccess
+	$(GO) test -run XXX -fuzz FuzzReadRequest -fuzztime $(FUZZTIME) ./tunnel/wire
 
 clean:
 	rm -rf bin

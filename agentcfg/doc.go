@@ -2,7 +2,8 @@
 // (.gitlab/agents/<agent-name>/config.yaml in the agent's config project),
 // with the keys of the GitLab agent so existing files keep working.
 //
-// kas reads the file with Parse, which rejects unknown keys and values of the
+// kas reads the file with Parse (on internal/yamlconf, the strict decoder of
+// every config file), which rejects unknown keys and values of the
 // wrong shape with the line and key path, fills the defaults and validates.
 // Every key of GitLab's own schema is known: the sections this agent does
 // not implement (ignored.go, and ci_access in access.go) are checked the

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"kubetunnel/internal/yamlconf"
 )
 
 // Duration is a time.Duration written as a Go duration string ("3600s",
@@ -53,7 +55,7 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 // give the same advice.
 func parseDurationNode(n *yaml.Node) (time.Duration, error) {
 	if n.Kind != yaml.ScalarNode {
-		return 0, fmt.Errorf("must be a duration such as 3600s or 1h, got %s", describeNode(n))
+		return 0, fmt.Errorf("must be a duration such as 3600s or 1h, got %s", yamlconf.Describe(n))
 	}
 	switch n.ShortTag() {
 	case "!!int", "!!float":

@@ -150,12 +150,18 @@ func TestParseErrors(t *testing.T) {
   - id: group/a
     prunee: false
 `,
-			want: []string{`config.yaml: line 4: unknown key "prunee" in gitops.manifest_projects[0]; known keys: ` + projectKeys},
+			want: []string{`config.yaml: line 4: unknown key "prunee" in gitops.manifest_projects[0] (did you mean prune?); known keys: ` + projectKeys},
+		},
+		{
+			// The example in README.md.
+			name: "unknown key in gitops",
+			in:   "gitops:\n  manifest_projectz: []\n",
+			want: []string{`config.yaml: line 2: unknown key "manifest_projectz" in gitops (did you mean manifest_projects?); known keys: charts, manifest_projects`},
 		},
 		{
 			name: "unknown top-level key",
 			in:   "ci_acess: {}\n",
-			want: []string{`config.yaml: line 1: unknown key "ci_acess" in the top level; known keys: ` + topKeys},
+			want: []string{`config.yaml: line 1: unknown key "ci_acess" in the top level (did you mean ci_access?); known keys: ` + topKeys},
 		},
 		{
 			name: "duplicate key",
@@ -276,11 +282,16 @@ func TestParseErrors(t *testing.T) {
 			want: []string{`config.yaml: line 2: gitops: alias *g is inside the value it refers to`},
 		},
 		{
+			name: "second document",
+			in:   "gitops: {}\n---\nobservability: {}\n",
+			want: []string{`config.yaml: line 2: a second YAML document (after ---): a config file holds one document, remove the --- line`},
+		},
+		{
 			name: "all shape problems at once",
 			in:   "gitopz: {}\nobservability:\n  logging:\n    levle: info\n",
 			want: []string{
-				`config.yaml: line 1: unknown key "gitopz" in the top level; known keys: ` + topKeys,
-				`config.yaml: line 4: unknown key "levle" in observability.logging; known keys: grpc_level, level`,
+				`config.yaml: line 1: unknown key "gitopz" in the top level (did you mean gitops?); known keys: ` + topKeys,
+				`config.yaml: line 4: unknown key "levle" in observability.logging (did you mean level?); known keys: grpc_level, level`,
 			},
 		},
 	} {
@@ -371,7 +382,7 @@ func TestYAMLAndJSONNamesMatch(t *testing.T) {
 		for typ.Kind() == reflect.Pointer || typ.Kind() == reflect.Slice {
 			typ = typ.Elem()
 		}
-		if typ.Kind() != reflect.Struct || typ == durationGoType || seen[typ] {
+		if typ.Kind() != reflect.Struct || typ == reflect.TypeFor[Duration]() || seen[typ] {
 			return
 		}
 		seen[typ] = true
@@ -388,7 +399,7 @@ func TestYAMLAndJSONNamesMatch(t *testing.T) {
 			check(f.Type)
 		}
 	}
-	check(configGoType)
+	check(reflect.TypeFor[Config]())
 }
 
 func TestParseNamed(t *testing.T) {

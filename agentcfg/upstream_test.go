@@ -142,7 +142,7 @@ func TestParseUpstreamSectionErrors(t *testing.T) {
 		{
 			name: "misspelt key in container_scanning",
 			in:   "container_scanning:\n  cadense: '@daily'\n",
-			want: `config.yaml: line 2: unknown key "cadense" in container_scanning; known keys: cadence, resource_requirements, vulnerability_report`,
+			want: `config.yaml: line 2: unknown key "cadense" in container_scanning (did you mean cadence?); known keys: cadence, resource_requirements, vulnerability_report`,
 		},
 		{
 			name: "quota is not a number",

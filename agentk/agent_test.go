@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -205,9 +206,9 @@ func TestHelloCarriesMetadata(t *testing.T) {
 	startAgent(t, kas, newFakeAPI(t), func(o *Options) { o.PodNamespace, o.PodName = "gitlab-agent", "agentk-5f7d-x2x9q" })
 	kas.Session(10 * time.Second)
 	h := kas.Hellos()[0]
-	want := tunnel.Hello{Token: agentToken, AgentVersion: h.AgentVersion, Protocol: tunnel.MaxProtocol,
+	want := tunnel.Hello{Token: agentToken, AgentVersion: h.AgentVersion, Protocol: 1, Protocols: []int{1, 2},
 		PodNamespace: "gitlab-agent", PodName: "agentk-5f7d-x2x9q", KubernetesVersion: "v1.37.0-fake", GitCommit: version.BuildCommit()}
-	if h != want {
+	if !reflect.DeepEqual(h, want) {
 		t.Errorf("hello %+v, want %+v", h, want)
 	}
 }

@@ -1,6 +1,7 @@
 package agentk
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 	"kubetunnel/internal/logging"
 	"kubetunnel/internal/streamhttp"
 	"kubetunnel/tunnel"
+	"kubetunnel/tunnel/wire"
 	"kubetunnel/version"
 )
 
@@ -74,7 +76,9 @@ func newConnManager(opts *Options, logger *slog.Logger, handler http.Handler, st
 		if err != nil {
 			return nil, err
 		}
-		hello := tunnel.Hello{Token: token, AgentVersion: version.Version, Protocol: tunnel.MaxProtocol}
+		// Protocol 1 first, for kas releases that read nothing else.
+		hello := tunnel.Hello{Token: token, AgentVersion: version.Version, Protocol: 1,
+			Protocols: tunnel.OfferProtocols(opts.proxyProtocol())}
 		if meta != nil {
 			meta.fill(ctx, &hello)
 		}
@@ -209,16 +213,22 @@ func (m *connManager) Run(ctx context.Context) error {
 	return nil
 }
 
-// serve answers the HTTP/1.1 requests kas sends on the streams it opens;
-// it returns when the session closes, or once it has drained after ctx is
-// done, after every handler.
+// serve answers the requests kas sends on the streams it opens, in
+// either protocol whatever was negotiated (a stream's first byte says
+// which): HTTP/1.1 (protocol 1, and kas's GoAway) or tunnel/wire head
+// frames (protocol 2). It returns when the session closes, or once it has
+// drained after ctx is done, after every handler.
 func (m *connManager) serve(ctx context.Context, sess *yamux.Session) {
 	srv := &streamhttp.Server{
 		Handler: m.handler,
 		ConnContext: func(c context.Context, _ net.Conn) context.Context {
 			return context.WithValue(c, sessionKey{}, sess)
 		},
-		Logger: m.logger,
+		Logger:      m.logger,
+		OtherPrefix: wire.RequestMagic,
+		Other: func(ctx context.Context, c net.Conn, br *bufio.Reader) bool {
+			return wire.Serve(ctx, c, br, m.handler, 0)
+		},
 	}
 	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopServing()

@@ -16,6 +16,7 @@ import (
 	"kubetunnel/internal/gitlabaccess"
 	"kubetunnel/internal/kubehttp"
 	"kubetunnel/tunnel"
+	"kubetunnel/tunnel/wire"
 )
 
 // forwarder sends the Kubernetes API requests kas proxies through the
@@ -71,21 +72,8 @@ func newForwarder(cfg *rest.Config, config func() *agentcfg.Config, logger *slog
 	f.rp = &httputil.ReverseProxy{
 		// ReverseProxy copies the request; Rewrite edits the copy.
 		Rewrite: func(pr *httputil.ProxyRequest) {
-			out := pr.Out
-			out.URL.Scheme = base.Scheme
-			out.URL.Host = base.Host
-			out.URL.Path = strings.TrimSuffix(base.Path, "/") + pr.In.URL.Path
-			out.URL.RawPath = ""
-			out.Host = base.Host
-			kubehttp.StripCallerHeaders(out.Header)
-			if id, _ := pr.In.Context().Value(fwdKey{}).(*identity); id != nil && id.gitlab != nil {
-				id.gitlab.SetImpersonationHeaders(out.Header)
-			} else if id != nil && id.impersonate {
-				out.Header.Set("Impersonate-User", id.user)
-				for _, g := range id.groups {
-					out.Header.Add("Impersonate-Group", g)
-				}
-			}
+			id, _ := pr.In.Context().Value(fwdKey{}).(*identity)
+			f.rewrite(pr.Out, pr.In.URL.Path, id)
 		},
 		Transport: http.RoundTripper(f),
 		// 0: a response of known length goes out in as few writes as
@@ -120,6 +108,26 @@ func newForwarder(cfg *rest.Config, config func() *agentcfg.Config, logger *slog
 	return f, nil
 }
 
+// rewrite points out at the API server and sets who it goes as: the
+// caller's Kas-*, Impersonate-*, Authorization and Cookie headers go,
+// the impersonation headers of id come.
+func (f *forwarder) rewrite(out *http.Request, path string, id *identity) {
+	out.URL.Scheme = f.base.Scheme
+	out.URL.Host = f.base.Host
+	out.URL.Path = strings.TrimSuffix(f.base.Path, "/") + path
+	out.URL.RawPath = ""
+	out.Host = f.base.Host
+	kubehttp.StripCallerHeaders(out.Header)
+	if id != nil && id.gitlab != nil {
+		id.gitlab.SetImpersonationHeaders(out.Header)
+	} else if id != nil && id.impersonate {
+		out.Header.Set("Impersonate-User", id.user)
+		for _, g := range id.groups {
+			out.Header.Add("Impersonate-Group", g)
+		}
+	}
+}
+
 // RoundTrip picks the transport: HTTP/1.1 for upgrades.
 func (f *forwarder) RoundTrip(r *http.Request) (*http.Response, error) {
 	if r.Header.Get("Upgrade") != "" {
@@ -152,5 +160,16 @@ func (f *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := &identity{impersonate: ua.AccessAs.User != nil, user: user, groups: groups}
+	f.proxy(w, r, id)
+}
+
+// proxy sends r to the API server as id: a protocol-2 request straight
+// through the transport (forward2.go), a protocol-1 one through the
+// reverse proxy.
+func (f *forwarder) proxy(w http.ResponseWriter, r *http.Request, id *identity) {
+	if ww, ok := w.(*wire.ResponseWriter); ok {
+		f.forward(ww, r, id)
+		return
+	}
 	f.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), fwdKey{}, id)))
 }

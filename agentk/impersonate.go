@@ -1,7 +1,6 @@
 package agentk
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 
@@ -28,5 +27,5 @@ func (f *forwarder) serveGitLab(w http.ResponseWriter, r *http.Request, vals []s
 		}
 		id.gitlab = gid
 	}
-	f.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), fwdKey{}, id)))
+	f.proxy(w, r, id)
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -63,6 +64,11 @@ type Options struct {
 	// in flight finish (DefaultDrainTimeout).
 	DrainTimeout time.Duration
 
+	// ProxyProtocol is the highest tunnel protocol agentk offers kas for
+	// proxied requests (0: AGENTK_PROXY_PROTOCOL, else the newest, 2); 1
+	// makes it behave as an agentk from before protocol 2.
+	ProxyProtocol int
+
 	// Timers tests shorten; zero means the default.
 	ReconnectInitial time.Duration
 	ReconnectMax     time.Duration
@@ -100,6 +106,14 @@ func (o *Options) Validate() error {
 	}
 	if o.DrainTimeout < 0 {
 		errs = append(errs, fmt.Errorf("--drain-timeout %v: must not be negative", o.DrainTimeout))
+	}
+	if o.ProxyProtocol < 0 || o.ProxyProtocol > tunnel.MaxProtocol {
+		errs = append(errs, fmt.Errorf("ProxyProtocol %d: want 1 to %d, or 0 for the newest", o.ProxyProtocol, tunnel.MaxProtocol))
+	}
+	if v := os.Getenv("AGENTK_PROXY_PROTOCOL"); v != "" {
+		if n, err := strconv.Atoi(v); err != nil || n < 1 || n > tunnel.MaxProtocol {
+			errs = append(errs, fmt.Errorf("AGENTK_PROXY_PROTOCOL %q: want 1 to %d", v, tunnel.MaxProtocol))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -158,4 +172,15 @@ func (o *Options) header() http.Header {
 		h.Add(strings.TrimSpace(name), strings.TrimSpace(value))
 	}
 	return h
+}
+
+// proxyProtocol is ProxyProtocol, or AGENTK_PROXY_PROTOCOL (a rollback
+// switch to protocol 1, and how the end-to-end tests run agentk
+// processes on either protocol), or 0 for the newest.
+func (o *Options) proxyProtocol() int {
+	if o.ProxyProtocol > 0 {
+		return o.ProxyProtocol
+	}
+	n, _ := strconv.Atoi(os.Getenv("AGENTK_PROXY_PROTOCOL"))
+	return n
 }

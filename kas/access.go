@@ -21,7 +21,7 @@ import (
 // project is then mirrored from GitLab, once for all agents.
 func (s *Server) projectAccess(ctx context.Context, agent Agent, project string) (string, error) {
 	if s.gitlab == nil {
-		if !s.repoSet.Has(project) || !agent.mayRead(project) {
+		if !s.repoSet.Has(project) || !agent.MayRead(project) {
 			return "", status.Errorf(codes.NotFound, "manifest project %q is not a repository agent %q may read: an agent reads only its config project unless the kas config lists the repository in repositories[] and in that agent's agents[].projects (or fix gitops.manifest_projects[].id)", project, agent.Name)
 		}
 		return project, nil

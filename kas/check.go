@@ -11,6 +11,7 @@ import (
 
 	"kubetunnel/agentcfg"
 	"kubetunnel/gitops/gitrepo"
+	"kubetunnel/kas/check"
 )
 
 // Check verifies a loaded config the way kas would use it, without
@@ -97,7 +98,7 @@ func Check(ctx context.Context, cfg *Config, w io.Writer) bool {
 		file := AgentConfigPath(a.Name)
 		data, err := repos.ReadFile(a.ConfigProject, commit, file)
 		if errors.Is(err, gitrepo.ErrNotFound) {
-			verdict(item, nearAgentDir(repos, a.ConfigProject, commit, a.Name), fmt.Sprintf(": no %s in %s, runs with the default config", file, a.ConfigProject))
+			verdict(item, check.NearAgentDir(repos, a.ConfigProject, commit, a.Name), fmt.Sprintf(": no %s in %s, runs with the default config", file, a.ConfigProject))
 			continue
 		}
 		if err != nil {
@@ -119,7 +120,7 @@ func Check(ctx context.Context, cfg *Config, w io.Writer) bool {
 		}
 		verdict(item, err, detail)
 		if err == nil {
-			checkManifestGlobs(repos, a.Name, file, ac, verdict)
+			check.ManifestGlobs(repos, a.Name, file, ac, verdict)
 		}
 	}
 	return ok

@@ -4,15 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
-	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
-
-	tu "kubetunnel/internal/testutil"
 )
 
 // TestCheckGitLab: kas check with gitlab: says, one line per item, whether
@@ -98,36 +94,4 @@ func TestCheckGitLab(t *testing.T) {
 		t.Errorf("GitLab down: ok=%v\n%s", ok, out)
 	}
 	e.gl.SetDown(false)
-}
-
-// TestGitLabStatusAPIUsers: with gitlab:, the status API scopes callers
-// by users[] tokens naming agents by GitLab id; a GitLab personal access
-// token is not a status API credential (401).
-func TestGitLabStatusAPIUsers(t *testing.T) {
-	e := newGitLabEnv(t, time.Minute, time.Minute)
-	key := strconv.FormatInt(e.agent.ID, 10)
-	e.cfg.Users = []UserEntry{
-		{Name: "alice", TokenSHA256: []string{HashToken(aliceToken)}, Agents: []string{key}},
-		{Name: "bob", TokenSHA256: []string{HashToken(bobToken)}, Agents: []string{"999999"}},
-	}
-	e.start()
-	a, err := e.dialToken(e.token)
-	if err != nil {
-		t.Fatal(err)
-	}
-	firstConfig(t, a)
-	list := func(token string) (int, string) {
-		code, body := tu.Do(t, http.MethodGet, e.obsURL()+"/api/v1/agents", nil, map[string]string{"Authorization": "Bearer " + token})
-		return code, string(body)
-	}
-	if code, body := list(aliceToken); code != 200 || !strings.Contains(body, `"id": `+key) {
-		t.Fatalf("alice: %d %s", code, body)
-	}
-	if code, body := list(bobToken); code != 200 || strings.Contains(body, `"id": `+key) {
-		t.Fatalf("bob sees an agent users[] does not give him: %d %s", code, body)
-	}
-	_, pat := e.gl.AddUser("carol", e.agent)
-	if code, body := list(pat); code != http.StatusUnauthorized {
-		t.Fatalf("GitLab personal access token: %d %s, want 401", code, body)
-	}
 }

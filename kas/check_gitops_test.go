@@ -47,20 +47,6 @@ func TestCheckManifestGlobs(t *testing.T) {
 	}
 }
 
-func TestGlobDirAndNearest(t *testing.T) {
-	for g, want := range map[string]string{"/manifest/**/*.yaml": "/manifest", "/a/b/c.yaml": "/a/b", "/*.yaml": "", "/x.yaml": "", "/deploy/{a,b}/*": "/deploy"} {
-		if got := globDir(g); got != want {
-			t.Errorf("globDir(%q) = %q, want %q", g, got, want)
-		}
-	}
-	dirs := map[string]bool{"/manifests": true, "/manifests/app": true, "/docs": true}
-	for want, near := range map[string]string{"/manifest": "/manifests", "/docs": "", "/zzzzzzzzzz": "", "/manfests/app": "/manifests/app"} {
-		if got := nearestDir(want, dirs); got != near {
-			t.Errorf("nearestDir(%q) = %q, want %q", want, got, near)
-		}
-	}
-}
-
 // kas check fails when an agent's directory is missing but a near name
 // exists (a typo), and not when there is none.
 func TestCheckAgentDirectoryTypo(t *testing.T) {

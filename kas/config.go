@@ -1,20 +1,17 @@
 package kas
 
 import (
-	"bytes"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"kubetunnel/gitops/gitrepo"
 	"kubetunnel/gitops/manifests"
+	"kubetunnel/internal/yamlconf"
 	"kubetunnel/kasproxy"
 )
 
@@ -155,7 +152,7 @@ type ObservabilitySection struct {
 	Listen Listen `yaml:"listen"`
 	// UsageReportingPeriod: GitLab backend (config_gitlab.go).
 	UsageReportingPeriod time.Duration `yaml:"usage_reporting_period"`
-	// Status: the status page (statuspage.go).
+	// Status: the status page (package kas/status).
 	Status StatusSection `yaml:"status"`
 }
 
@@ -259,38 +256,21 @@ func LoadConfig(path string) (*Config, error) {
 	return cfg, nil
 }
 
-// ParseConfig parses a config document strictly: an unknown key is an
-// error that names it and its line.
+// ParseConfig parses a config document strictly: an unknown key, a
+// duplicate key or a value of the wrong kind is an error that names its
+// line and key path (and, for a key, the known ones). Validate's errors
+// that are *yamlconf.Error get the line of their key too.
 func ParseConfig(data []byte) (*Config, error) {
 	cfg := &Config{}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-		return nil, explainYAML(err)
+	res, err := yamlconf.Decode(data, cfg, yamlconf.Options{})
+	if err != nil {
+		return nil, err
 	}
 	cfg.Default()
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return nil, res.Locate(err)
 	}
 	return cfg, nil
-}
-
-// explainYAML turns yaml.v3's "field x not found in type kas.Foo" into a
-// message about the user's key.
-func explainYAML(err error) error {
-	var te *yaml.TypeError
-	if !errors.As(err, &te) {
-		return err
-	}
-	msgs := make([]string, 0, len(te.Errors))
-	for _, m := range te.Errors {
-		if i := strings.Index(m, ": field "); i >= 0 && strings.Contains(m, " not found in type ") {
-			key := strings.SplitN(m[i+len(": field "):], " ", 2)[0]
-			m = fmt.Sprintf("%s: unknown key %q", m[:i], key)
-		}
-		msgs = append(msgs, m)
-	}
-	return errors.New(strings.Join(msgs, "; "))
 }
 
 // Default fills in defaults for zero values.
@@ -376,7 +356,7 @@ func (c *Config) Default() {
 func (c *Config) Validate() error {
 	var errs []error
 	bad := func(key, format string, args ...any) {
-		errs = append(errs, newKeyError(key, format, args...))
+		errs = append(errs, yamlconf.KeyError(key, format, args...))
 	}
 	checkListen := func(key string, l Listen) {
 		if _, _, err := net.SplitHostPort(l.Address); err != nil {

@@ -4,20 +4,18 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
-	toxiproxy "github.com/Shopify/toxiproxy/v2"
-	"github.com/Shopify/toxiproxy/v2/toxics"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 	"k8s.io/client-go/rest"
 
@@ -26,94 +24,239 @@ import (
 	"kubetunnel/tunnel"
 )
 
-// Fault injection on the agentk ↔ kas link: toxiproxy (in process) sits
-// between agentk and kas's agent listener and adds latency, limits
+// Fault injection on the agentk ↔ kas link: a fault proxy (faultLink)
+// sits between agentk and kas's agent listener and adds latency, limits
 // bandwidth, resets the connection or silently drops everything. For each
 // fault the user-visible promise is checked: requests in flight end with a
 // clear error instead of hanging, the agent notices a dead link and
 // reconnects, new requests succeed, and nothing is left open afterwards.
 
-func init() {
-	// toxiproxy logs through zerolog's global logger (some toxics ignore
-	// the logger they are given).
-	zerolog.SetGlobalLevel(zerolog.Disabled)
-	toxics.Register("silent", new(silentToxic))
-}
-
-// silentToxic drops every byte and never passes a close on: a link that
-// goes dark (a NAT entry expired, a cable pulled) with no FIN or RST.
-// Toxiproxy's own "timeout" toxic forwards the close of the far end, so a
-// peer would learn of the cut from the other side's keepalive instead of
-// its own. Removing the toxic closes the connection.
-type silentToxic struct{}
-
-func (silentToxic) Pipe(stub *toxics.ToxicStub) {
-	in := stub.Input
-	for {
-		select {
-		case <-stub.Interrupt:
-			return
-		case c := <-in:
-			if c == nil {
-				in = nil // the source closed: keep quiet, wait for removal
-			}
-		}
-	}
-}
-
-func (silentToxic) Cleanup(stub *toxics.ToxicStub) {
-	stub.Close()
-	// After a cleanup that closes the stub, toxiproxy (v2.5.0) leaves the
-	// toxic before this one writing into its input with no reader: drain
-	// it until that toxic's source closes, which closing the stub brings
-	// about (both directions' connections are closed).
-	go func() {
-		for range stub.Input {
-		}
-	}()
-}
-
-// faultLink is a toxiproxy proxy in front of kas's agent listener.
+// faultLink is a TCP proxy in front of kas's agent listener that applies
+// faults, named after toxiproxy's toxics, to both directions of every
+// connection, existing and new:
+//   - "latency" {"latency": ms}: each chunk is delivered ms after it was
+//     read (pipelined, as on a long link: throughput is kept);
+//   - "bandwidth" {"rate": KB/s}: chunks are paced to the rate;
+//   - "reset_peer": connections are reset (RST) at once, new ones too;
+//   - "silent": every byte is dropped and no close is passed on: a link
+//     that goes dark (a NAT entry expired, a cable pulled) with no FIN or
+//     RST, so each end learns of it only from its own keepalive.
+//     Removing it closes the connections that were silenced.
 type faultLink struct {
-	t     *testing.T
-	proxy *toxiproxy.Proxy
+	t        *testing.T
+	ln       net.Listener
+	upstream string
+	wg       sync.WaitGroup // the accept loop and every pump
+
+	mu      sync.Mutex // guards the fields below
+	latency time.Duration
+	rate    int // bytes per second; 0: unlimited
+	reset   bool
+	silent  bool
+	closed  bool
+	conns   map[*linkConn]struct{}
+}
+
+// linkConn is one proxied connection: the agent's side and kas's.
+type linkConn struct {
+	down, up *net.TCPConn
+	done     chan struct{} // closed when the connection is closed
+	once     sync.Once
+}
+
+// close ends the connection; with rst, both sides get a reset.
+func (c *linkConn) close(rst bool) {
+	c.once.Do(func() {
+		if rst {
+			c.down.SetLinger(0)
+			c.up.SetLinger(0)
+		}
+		c.down.Close()
+		c.up.Close()
+		close(c.done)
+	})
 }
 
 func newFaultLink(t *testing.T, upstream string) *faultLink {
 	t.Helper()
-	srv := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(nil), zerolog.Nop())
-	p := toxiproxy.NewProxy(srv, "agent-link", "127.0.0.1:0", upstream)
-	if err := p.Start(); err != nil {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
 		t.Fatal(err)
 	}
+	l := &faultLink{t: t, ln: ln, upstream: upstream, conns: map[*linkConn]struct{}{}}
+	l.wg.Add(1)
+	go l.serve()
 	t.Cleanup(func() {
-		// Silent links hold their connections until the toxic goes.
-		p.Toxics.ResetToxics(context.Background())
-		p.Stop()
+		ln.Close()
+		l.mu.Lock()
+		l.closed = true
+		for c := range l.conns {
+			c.close(false)
+		}
+		l.mu.Unlock()
+		l.wg.Wait()
 	})
-	return &faultLink{t: t, proxy: p}
+	return l
 }
 
-func (l *faultLink) addr() string { return l.proxy.Listen }
+func (l *faultLink) addr() string { return l.ln.Addr().String() }
 
-// add puts a toxic on both directions of every connection, existing and new.
+func (l *faultLink) serve() {
+	defer l.wg.Done()
+	for {
+		down, err := l.ln.Accept()
+		if err != nil {
+			return
+		}
+		up, err := net.Dial("tcp", l.upstream)
+		if err != nil {
+			down.Close()
+			continue
+		}
+		c := &linkConn{down: down.(*net.TCPConn), up: up.(*net.TCPConn), done: make(chan struct{})}
+		l.mu.Lock()
+		if l.closed || l.reset {
+			l.mu.Unlock()
+			c.close(true)
+			continue
+		}
+		l.conns[c] = struct{}{}
+		l.wg.Add(4)
+		l.mu.Unlock()
+		go l.pump(c, c.down, c.up)
+		go l.pump(c, c.up, c.down)
+	}
+}
+
+// chunk is what one read returned, and when.
+type chunk struct {
+	data []byte
+	at   time.Time
+}
+
+// pump copies src to dst through the faults: one goroutine reads (so the
+// sender is never held up by the faults, as on a real link), another
+// delivers.
+func (l *faultLink) pump(c *linkConn, src, dst *net.TCPConn) {
+	defer l.wg.Done()
+	chunks := make(chan chunk, 64)
+	go func() {
+		defer l.wg.Done()
+		l.deliver(c, dst, chunks)
+	}()
+	defer close(chunks)
+	for {
+		buf := make([]byte, 32<<10)
+		n, err := src.Read(buf)
+		if n > 0 && !l.isSilent() {
+			select {
+			case chunks <- chunk{buf[:n], time.Now()}:
+			case <-c.done:
+				return
+			}
+		}
+		if err != nil {
+			if !l.isSilent() {
+				// A close (or reset) of one side reaches the other once
+				// what was read before it is delivered.
+				select {
+				case chunks <- chunk{}:
+				case <-c.done:
+				}
+			}
+			return
+		}
+	}
+}
+
+func (l *faultLink) deliver(c *linkConn, dst *net.TCPConn, chunks <-chan chunk) {
+	for ch := range chunks {
+		if ch.data == nil {
+			c.close(false)
+			l.forget(c)
+			return
+		}
+		l.mu.Lock()
+		latency, rate, silent := l.latency, l.rate, l.silent
+		l.mu.Unlock()
+		if silent {
+			continue
+		}
+		wait := time.Until(ch.at.Add(latency))
+		if rate > 0 {
+			wait = max(wait, 0) + time.Duration(len(ch.data))*time.Second/time.Duration(rate)
+		}
+		if wait > 0 {
+			select {
+			case <-time.After(wait):
+			case <-c.done:
+				return
+			}
+		}
+		if _, err := dst.Write(ch.data); err != nil {
+			c.close(false)
+			l.forget(c)
+			return
+		}
+	}
+}
+
+func (l *faultLink) isSilent() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.silent
+}
+
+func (l *faultLink) forget(c *linkConn) {
+	l.mu.Lock()
+	delete(l.conns, c)
+	l.mu.Unlock()
+}
+
+// closeAll closes every connection (with a reset if rst). l.mu is held.
+func (l *faultLink) closeAllLocked(rst bool) {
+	for c := range l.conns {
+		c.close(rst)
+		delete(l.conns, c)
+	}
+}
+
+// add puts a fault on both directions of every connection, existing and new.
 func (l *faultLink) add(typ string, attrs map[string]any) {
 	l.t.Helper()
-	for _, stream := range []string{"upstream", "downstream"} {
-		body := map[string]any{"name": typ + "_" + stream, "type": typ, "stream": stream, "attributes": attrs}
-		js, _ := json.Marshal(body)
-		if _, err := l.proxy.Toxics.AddToxicJson(bytes.NewReader(js)); err != nil {
-			l.t.Fatalf("toxic %s: %v", typ, err)
-		}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch typ {
+	case "latency":
+		l.latency = time.Duration(attrs["latency"].(int64)) * time.Millisecond
+	case "bandwidth":
+		l.rate = attrs["rate"].(int) * 1000
+	case "reset_peer":
+		l.reset = true
+		l.closeAllLocked(true)
+	case "silent":
+		l.silent = true
+	default:
+		l.t.Fatalf("no fault %q", typ)
 	}
 }
 
 func (l *faultLink) remove(typ string) {
 	l.t.Helper()
-	for _, stream := range []string{"upstream", "downstream"} {
-		if err := l.proxy.Toxics.RemoveToxic(context.Background(), typ+"_"+stream); err != nil {
-			l.t.Fatalf("remove toxic %s: %v", typ, err)
-		}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch typ {
+	case "latency":
+		l.latency = 0
+	case "bandwidth":
+		l.rate = 0
+	case "reset_peer":
+		l.reset = false
+	case "silent":
+		l.silent = false
+		l.closeAllLocked(false)
+	default:
+		l.t.Fatalf("no fault %q", typ)
 	}
 }
 
@@ -167,7 +310,7 @@ func newFaultBackend(t *testing.T) *faultBackend {
 	return b
 }
 
-// faultEnv is kas, toxiproxy in front of its agent listener, and one agentk
+// faultEnv is kas, a fault link in front of its agent listener, and one agentk
 // connected through it to a stand-in API server.
 type faultEnv struct {
 	*env
@@ -321,6 +464,9 @@ func (f *faultEnv) expectNothingOpen() {
 // 2 s rather than fastSession's 700 ms so that a CPU stall on a busy test
 // machine on top of the 300 ms round trip is not taken for a dead link.
 func TestFaultLatency(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits through keepalive rounds on a slow link: not in -short")
+	}
 	f := newFaultEnv(t, "ws", tunnel.SessionConfig{KeepAliveInterval: 300 * time.Millisecond, KeepAliveTimeout: 2 * time.Second})
 	_, base := f.mustGet("/api/v1/namespaces")
 	sc, watch := f.startWatch()
@@ -364,6 +510,9 @@ func TestFaultLatency(t *testing.T) {
 // session. Hence 1 s + 5 s here, with room for a busy test machine
 // (docs/high-availability.md).
 func TestFaultBandwidth(t *testing.T) {
+	if testing.Short() {
+		t.Skip("sends MiBs over a slowed link: not in -short")
+	}
 	f := newFaultEnv(t, "ws", tunnel.SessionConfig{KeepAliveInterval: time.Second, KeepAliveTimeout: 5 * time.Second})
 	conns := f.handshakes()
 	const rateKBs = 2048
@@ -394,6 +543,9 @@ func TestFaultBandwidth(t *testing.T) {
 // both end at once with an error, the agent reconnects, and new requests
 // succeed.
 func TestFaultConnectionReset(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for agents to reconnect after resets: not in -short")
+	}
 	for _, scheme := range []string{"ws", "grpc"} {
 		t.Run(scheme, func(t *testing.T) {
 			f := newFaultEnv(t, scheme)
@@ -429,6 +581,9 @@ func TestFaultConnectionReset(t *testing.T) {
 // 502 within seconds rather than waiting for the API server forever; once
 // the network is back the agent reconnects.
 func TestFaultBlackhole(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for keepalives to find a dead link: not in -short")
+	}
 	for _, scheme := range []string{"ws", "grpc"} {
 		t.Run(scheme, func(t *testing.T) {
 			f := newFaultEnv(t, scheme)

@@ -21,6 +21,9 @@ import (
 // max_connection_age); the revoked token cannot reconnect and the agent's
 // other token can.
 func TestGitLabRevokedTokenClosesConnections(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for token revalidation: not in -short")
+	}
 	const ttl = 1500 * time.Millisecond
 	e := newGitLabEnv(t, ttl, 200*time.Millisecond)
 	e.start()
@@ -64,6 +67,9 @@ func TestGitLabRevokedTokenClosesConnections(t *testing.T) {
 // TestGitLabOutageKeepsConnections: GitLab unreachable for several
 // info_cache_ttl closes no connection.
 func TestGitLabOutageKeepsConnections(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits through a GitLab outage: not in -short")
+	}
 	const ttl = 400 * time.Millisecond
 	e := newGitLabEnv(t, ttl, 100*time.Millisecond)
 	e.start()

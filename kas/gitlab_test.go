@@ -22,6 +22,7 @@ import (
 	"kubetunnel/internal/gitlab"
 	tu "kubetunnel/internal/testutil"
 	"kubetunnel/internal/testutil/fakegitlab"
+	kasstatus "kubetunnel/kas/status"
 	"kubetunnel/tunnel"
 	"kubetunnel/version"
 )
@@ -199,6 +200,9 @@ func TestGitLabAgent(t *testing.T) {
 // and lets a known agent reconnect, while a new one is refused with a
 // log line saying why it waits.
 func TestGitLabTokens(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits out token cache lifetimes: not in -short")
+	}
 	const ttl = 1500 * time.Millisecond
 	e := newGitLabEnv(t, ttl, 200*time.Millisecond)
 	e.start()
@@ -451,21 +455,6 @@ func TestGitLabAPIListener(t *testing.T) {
 	})
 }
 
-func TestConnectionInfo(t *testing.T) {
-	at := time.Unix(1_800_000_000, 0)
-	c := connectionInfo(Agent{ID: 7, ConfigProjectID: 3}, tunnel.Hello{Token: "secret", AgentVersion: "v1.2.3",
-		PodNamespace: "gitlab-agent", PodName: "agentk-7d9f", KubernetesVersion: "v1.37.0", GitCommit: "abc1234"}, at)
-	m := c.GetAgentMeta()
-	if c.AgentId != 7 || c.ProjectId != 3 || c.ConnectionId == 0 || !c.ConnectedAt.AsTime().Equal(at) ||
-		m.GetVersion() != "v1.2.3" || m.GetPodNamespace() != "gitlab-agent" || m.GetPodName() != "agentk-7d9f" || m.GetCommitId() != "abc1234" ||
-		m.GetKubernetesVersion().GetGitVersion() != "v1.37.0" || m.GetKubernetesVersion().GetMajor() != "1" || m.GetKubernetesVersion().GetMinor() != "37" {
-		t.Fatalf("connectionInfo = %v", c)
-	}
-	if strings.Contains(c.String(), "secret") {
-		t.Fatal("the token is in the tracker record")
-	}
-}
-
 // TestStatusProjectsBounded: an agent asking for many manifest projects
 // it may not read does not grow the status store past its bound, and a
 // real project is still served and shown.
@@ -476,7 +465,7 @@ func TestStatusProjectsBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := range maxStatusProjects + 50 {
+	for i := range kasstatus.MaxProjects + 50 {
 		err := a.watch(t, &rpc.ObjectsToSynchronizeRequest{ProjectId: "made/up-" + strconv.Itoa(i)}).end(t, setTimeout)
 		if status.Code(err) != codes.NotFound {
 			t.Fatalf("made-up project %d: %v", i, err)
@@ -485,8 +474,8 @@ func TestStatusProjectsBounded(t *testing.T) {
 	a.watch(t, &rpc.ObjectsToSynchronizeRequest{ProjectId: "group/apps"}).next(t, setTimeout)
 	var st AgentStatus
 	e.getJSON("/api/v1/agents/"+strconv.FormatInt(e.agent.ID, 10), &st)
-	if len(st.Projects) > maxStatusProjects {
-		t.Fatalf("status holds %d projects, bound is %d", len(st.Projects), maxStatusProjects)
+	if len(st.Projects) > kasstatus.MaxProjects {
+		t.Fatalf("status holds %d projects, bound is %d", len(st.Projects), kasstatus.MaxProjects)
 	}
 }
 

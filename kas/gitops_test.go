@@ -79,6 +79,9 @@ func TestGitOpsFirstSyncAndChanges(t *testing.T) {
 // An agent that resumes with the commit it applied gets nothing until the
 // ref moves; refs pick branches, tags and commits.
 func TestGitOpsResumeAndRefs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for several sync rounds: not in -short")
+	}
 	e, repo := newGitOpsEnv(t, nil)
 	first := repo.Commit("first", manifestTree)
 	repo.Git("tag", "v1")
@@ -151,7 +154,7 @@ func wantCode(t *testing.T, err error, code codes.Code, msg ...string) {
 func TestGitOpsRefusals(t *testing.T) {
 	e, repo := newGitOpsEnv(t, nil)
 	repo.Commit("first", manifestTree)
-	e.startWith(func(s *Server) { s.gitops.refWait = 300 * time.Millisecond })
+	e.startWith(func(s *Server) { s.gitops.RefWait = 300 * time.Millisecond })
 	a := e.dialAgent()
 	call := func(req *rpc.ObjectsToSynchronizeRequest) error {
 		return a.watch(t, req).end(t, setTimeout)
@@ -209,6 +212,9 @@ func TestGitOpsLimitError(t *testing.T) {
 // arrives byte for byte through a client with gRPC's default 4 MiB
 // message limit; the largest file comes in several Objects.
 func TestGitOpsKubePrometheus(t *testing.T) {
+	if testing.Short() {
+		t.Skip("syncs a 95-file manifest set: not in -short")
+	}
 	// shared/ sits beside the repository, as in CI.
 	const src = "../../shared/testdata/kube-prometheus/manifests"
 	if _, err := os.Stat(src); err != nil {
@@ -270,7 +276,7 @@ func TestGitOpsChunking(t *testing.T) {
 	}
 	repo.Git("add", "empty.yaml")
 	commit := repo.Commit("first", map[string]string{"a.yaml": big, "b.yaml": "kind: B\n", "c.yaml": big[:1000]})
-	e.startWith(func(s *Server) { s.gitops.chunkSize = 1000 })
+	e.startWith(func(s *Server) { s.gitops.ChunkSize = 1000 })
 	a := e.dialAgent()
 	s := a.watch(t, &rpc.ObjectsToSynchronizeRequest{ProjectId: manifestProject}).next(t, setTimeout)
 	wantSet(t, s, commit, map[string]string{"/a.yaml": big, "/b.yaml": "kind: B\n", "/c.yaml": big[:1000], "/empty.yaml": ""})

@@ -7,7 +7,8 @@ import (
 	"sync"
 
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/peer"
+
+	"kubetunnel/kas/identity"
 )
 
 // streamListener hands streams that agents open to one grpc.Server. Each
@@ -72,15 +73,6 @@ func (c *agentConn) Close() error {
 	return err
 }
 
-// AgentInfo is the credentials.AuthInfo of a gRPC call from an agent.
-type AgentInfo struct {
-	credentials.CommonAuthInfo
-	Agent Agent
-}
-
-// AuthType implements credentials.AuthInfo.
-func (AgentInfo) AuthType() string { return "kas-tunnel" }
-
 // agentCreds authenticates nothing itself (the tunnel handshake did): it
 // only lifts the agent identity from the stream into the gRPC peer.
 type agentCreds struct{}
@@ -96,7 +88,7 @@ func (agentCreds) ServerHandshake(c net.Conn) (net.Conn, credentials.AuthInfo, e
 	if !ok {
 		return nil, nil, errors.New("connection did not come through the agent tunnel")
 	}
-	return c, AgentInfo{CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity}, Agent: ac.agent}, nil
+	return c, identity.Info{CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity}, Agent: ac.agent}, nil
 }
 
 func (agentCreds) Info() credentials.ProtocolInfo {
@@ -104,13 +96,3 @@ func (agentCreds) Info() credentials.ProtocolInfo {
 }
 func (c agentCreds) Clone() credentials.TransportCredentials { return c }
 func (agentCreds) OverrideServerName(string) error           { return nil }
-
-// agentFromContext returns the calling agent of a gRPC handler.
-func agentFromContext(ctx context.Context) (Agent, bool) {
-	p, ok := peer.FromContext(ctx)
-	if !ok {
-		return Agent{}, false
-	}
-	info, ok := p.AuthInfo.(AgentInfo)
-	return info.Agent, ok
-}

@@ -62,6 +62,9 @@ func countOpen(conns []net.Conn, wait time.Duration) int {
 // its share of each listener: the excess is closed at once, and agents,
 // callers and /healthz from other addresses are still served.
 func TestConnectionFloodIsCapped(t *testing.T) {
+	if testing.Short() {
+		t.Skip("floods the listeners for seconds: not in -short")
+	}
 	e := newEnv(t, "ws")
 	for _, l := range []*ConnectionLimits{&e.cfg.Limits.AgentListen, &e.cfg.Limits.KubernetesAPIListen, &e.cfg.Limits.ObservabilityListen} {
 		*l = ConnectionLimits{MaxConnections: 40, MaxConnectionsPerSource: 10}

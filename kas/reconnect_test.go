@@ -13,6 +13,9 @@ import (
 // kas asking agentk to move, so it restarts the backoff; counted as a
 // failure, the waits would climb restart by restart towards 30 s.
 func TestBackToBackRestartsDoNotClimbBackoff(t *testing.T) {
+	if testing.Short() {
+		t.Skip("restarts kas repeatedly: not in -short")
+	}
 	e := newEnv(t, "ws")
 	e.start()
 	e.startAgent(func(o *agentk.Options) { o.ReconnectInitial, o.ReconnectMax = 0, 0 })

@@ -6,10 +6,10 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"errors"
-	"log/slog"
 	"slices"
 	"sync/atomic"
 
+	"kubetunnel/kas/identity"
 	"kubetunnel/kasproxy"
 )
 
@@ -22,52 +22,7 @@ var ErrUnknownToken = errors.New("unknown token")
 var ErrRegistryUnavailable = errors.New("agent registry unavailable")
 
 // Agent is an agent as the registry knows it.
-type Agent struct {
-	// Key names the agent inside kas (sessions, routing between replicas,
-	// the proxy's /agents/<key>, the status API, metric labels): its name
-	// in the standalone registry, its decimal GitLab id with GitLab.
-	Key  string
-	Name string
-	// ID is the GitLab agent id (0 standalone).
-	ID            int64
-	ConfigProject string
-	// ConfigProjectID is the GitLab project id of ConfigProject (0
-	// standalone).
-	ConfigProjectID int64
-	// projects are the repositories a standalone agent may read besides
-	// its config project (agents[].projects); none by default, so that a
-	// leaked token cannot read repositories the agent was not given.
-	projects []string
-}
-
-// mayRead reports whether a standalone agent may read repository id.
-func (a Agent) mayRead(id string) bool {
-	return id == a.ConfigProject || slices.Contains(a.projects, id)
-}
-
-// LogAttrs are the agent's identity for log lines: name, GitLab id and
-// config project.
-func (a Agent) LogAttrs() []any {
-	attrs := a.idAttrs()
-	if a.ConfigProject != "" {
-		attrs = append(attrs, "project", a.ConfigProject)
-	}
-	return attrs
-}
-
-// idAttrs are the agent's name and GitLab id, for lines whose "project"
-// is another project.
-func (a Agent) idAttrs() []any {
-	if a.ID != 0 {
-		return []any{"agent", a.Name, "agent_id", a.ID}
-	}
-	return []any{"agent", a.Name}
-}
-
-// LogValue keeps the token out of any log line that prints an Agent.
-func (a Agent) LogValue() slog.Value {
-	return slog.GroupValue(slog.String("name", a.Name), slog.Int64("id", a.ID), slog.String("config_project", a.ConfigProject))
-}
+type Agent = identity.Agent
 
 // AgentRegistry answers "which agent owns this token?" and "who is the
 // agent with this key?". The standalone registry reads the kas config;
@@ -157,7 +112,7 @@ func newStaticRegistry(cfg *Config) *staticRegistry {
 func (r *staticRegistry) update(cfg *Config) {
 	st := &staticState{hashes: map[string][][sha256.Size]byte{}}
 	for _, e := range cfg.Agents {
-		a := Agent{Key: e.Name, Name: e.Name, ConfigProject: e.ConfigProject, projects: slices.Clone(e.Projects)}
+		a := Agent{Key: e.Name, Name: e.Name, ConfigProject: e.ConfigProject, Projects: slices.Clone(e.Projects)}
 		st.agents = append(st.agents, a)
 		for _, h := range e.TokenSHA256 {
 			if st.tokens.add(h, a) {

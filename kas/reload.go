@@ -18,6 +18,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"kubetunnel/gitops/gitrepo"
+	"kubetunnel/internal/yamlconf"
 	"kubetunnel/tunnel"
 )
 
@@ -192,9 +193,9 @@ func (s *Server) reloadFailedLocked(err error) error {
 	r.total.WithLabelValues("failure").Inc()
 	r.successful.Set(0)
 	attrs := []any{"file", s.ConfigFile, "err", err}
-	var ke *KeyError
-	if errors.As(err, &ke) {
-		attrs = append(attrs, "key", ke.Key)
+	var ke *yamlconf.Error
+	if errors.As(err, &ke) && ke.Path != "" {
+		attrs = append(attrs, "key", ke.Path)
 	}
 	s.logger.Error("Config reload failed: the running config stays in effect", attrs...)
 	return err
@@ -209,7 +210,7 @@ func (s *Server) applyLocked(next *Config) error {
 	}
 	if s.gitlab != nil && len(next.Agents) > 0 {
 		// Validate refuses this; a reload must not change the backend.
-		return newKeyError("agents", "not used with gitlab: (GitLab is the agent registry)")
+		return yamlconf.KeyError("agents", "not used with gitlab: (GitLab is the agent registry)")
 	}
 	repoCh, err := s.repoSet.static.update(next.Repositories)
 	if err != nil {
@@ -242,7 +243,7 @@ func (s *Server) applyLocked(next *Config) error {
 				case !st.hasToken(key, sess.TokenSHA256):
 					sess.revoke("a config reload removed the token this connection authenticated with from agents[].token_sha256")
 					closed++
-				case a.ConfigProject != old[key].ConfigProject || !slices.Equal(a.projects, old[key].projects):
+				case a.ConfigProject != old[key].ConfigProject || !slices.Equal(a.Projects, old[key].Projects):
 					sess.requestRotation("a config reload changed the agent's config_project or projects")
 					rotated++
 				}
@@ -360,17 +361,4 @@ func repoIDs(repos []gitrepo.Repository) []string {
 		ids = append(ids, r.ID)
 	}
 	return ids
-}
-
-// KeyError is a config error at one key (a YAML path such as
-// agents[1].token_sha256[0]).
-type KeyError struct {
-	Key string
-	Msg string
-}
-
-func (e *KeyError) Error() string { return e.Key + ": " + e.Msg }
-
-func newKeyError(key, format string, args ...any) *KeyError {
-	return &KeyError{Key: key, Msg: fmt.Sprintf(format, args...)}
 }

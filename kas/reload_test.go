@@ -20,6 +20,7 @@ import (
 	"kubetunnel/agentk"
 	"kubetunnel/gitops/gitrepo"
 	tu "kubetunnel/internal/testutil"
+	"kubetunnel/internal/yamlconf"
 	"kubetunnel/tunnel"
 	"kubetunnel/version"
 )
@@ -320,7 +321,7 @@ func TestReloadRepositories(t *testing.T) {
 	if !e.kasLog.Contains(`msg="Rotating agent connection"`) || !e.kasLog.Contains("a config reload changed the agent's config_project or projects") {
 		t.Errorf("kas log does not say why prod's connection was rotated:\n%s", e.kasLog)
 	}
-	if got, _ := e.kas.registry.Agent(agentName); !got.mayRead("group/other") {
+	if got, _ := e.kas.registry.Agent(agentName); !got.MayRead("group/other") {
 		t.Error("prod may not read its added project")
 	}
 
@@ -337,8 +338,8 @@ func TestReloadRepositories(t *testing.T) {
 	bad := next
 	bad.Agents = []AgentEntry{{Name: "x", ConfigProject: "no/such"}}
 	err := e.kas.Reload(&bad)
-	var ke *KeyError
-	if !errors.As(err, &ke) || ke.Key != "agents[0].config_project" {
+	var ke *yamlconf.Error
+	if !errors.As(err, &ke) || ke.Path != "agents[0].config_project" {
 		t.Errorf("Reload of a bad config: %v, want a KeyError at agents[0].config_project", err)
 	}
 	if _, ok := e.kas.registry.Agent(agentName); !ok {
@@ -399,8 +400,8 @@ func TestReloadGitLab(t *testing.T) {
 	// agents[] with gitlab: is refused, naming the key.
 	bad := next
 	bad.Agents = []AgentEntry{{Name: "x"}}
-	var ke *KeyError
-	if err := e.kas.Reload(&bad); !errors.As(err, &ke) || !strings.HasPrefix(ke.Key, "agents") {
+	var ke *yamlconf.Error
+	if err := e.kas.Reload(&bad); !errors.As(err, &ke) || !strings.HasPrefix(ke.Path, "agents") {
 		t.Errorf("Reload with agents[] under gitlab: %v, want a KeyError at agents", err)
 	}
 }

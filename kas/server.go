@@ -19,11 +19,15 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
-	"kubetunnel/api/rpc"
 	"kubetunnel/gitops/gitrepo"
 	"kubetunnel/internal/gitlab"
 	"kubetunnel/internal/httpserve"
+	"kubetunnel/kas/gitops"
 	"kubetunnel/kas/replicas"
+	"kubetunnel/kas/status"
+	"kubetunnel/kas/tracker"
+	"kubetunnel/kas/usage"
+	"kubetunnel/kas/webhook"
 	"kubetunnel/kasproxy"
 	"kubetunnel/tunnel"
 	"kubetunnel/version"
@@ -45,19 +49,18 @@ type Server struct {
 	repoSet *repoSet
 	// reload holds what a config reload needs (reload.go).
 	reload  *reloader
-	config  *configurationServer
 	tunnel  *tunnel.Server
 	grpc    *grpc.Server
 	grpcLn  *streamListener
 	proxy   *kasproxy.Proxy
-	gitops  *gitopsServer
-	status  *statusStore
-	webhook *webhookHandler
+	gitops  *gitops.Server
+	status  *status.Store
+	webhook *webhook.Handler
 	// peers is set when Redis is configured (several replicas).
 	peers *peerSet
 	// With gitlab: the agent tracker, and the api listener's server when
 	// api: is set.
-	tracker *agentTracker
+	tracker *tracker.Tracker
 	apiGRPC *grpc.Server
 	// hellos holds the latest hello (without its token) per agent key,
 	// for the tracker's agent metadata.
@@ -89,8 +92,8 @@ type Server struct {
 	// connRefused counts connections over a listener's caps (limits.go).
 	limitsOnce  sync.Once
 	connRefused *prometheus.CounterVec
-	// statusUsers authenticates status API callers (set by apiHandler).
-	statusUsers kasproxy.Authenticator
+	// statusGitLab, with gitlab:, lets GitLab users read the status page.
+	statusGitLab status.Authorizer
 }
 
 // New wires a kas from a validated config. Nothing listens until Run.
@@ -135,14 +138,13 @@ func New(cfg *Config, logger *slog.Logger) (*Server, error) {
 		s.repoSet.gl = newGitLabMirrors(cfg, pcfg, logger)
 	}
 	webhookRepos := func() []gitrepo.Repository { return s.repoSet.webhookRepositories(repos.repositories()) }
-	s.webhook, err = newWebhookHandler(cfg.Git.WebhookSecretFile, webhookRepos, s.repoSet.Trigger, logger, reg)
+	s.webhook, err = webhook.New(webhook.Config{SecretFile: cfg.Git.WebhookSecretFile, Repositories: webhookRepos, Trigger: s.repoSet.Trigger, Logger: logger, Metrics: reg})
 	if err != nil {
 		repos.Close()
 		return nil, err
 	}
-	s.status = newStatusStore(reg)
-	s.gitops = newGitOpsServer(s.repoSet, cfg.Agent.GitOps, s.status, logger)
-	s.gitops.access = s.projectAccess
+	s.status = status.NewStore(reg)
+	s.gitops = s.newGitOps()
 	replicaMetrics := replicas.NewMetrics(reg)
 	var tunnels kasproxy.Tunnels = s.sessions
 	if cfg.Redis != nil {
@@ -158,9 +160,9 @@ func New(cfg *Config, logger *slog.Logger) (*Server, error) {
 		if s.peers != nil {
 			rc = s.peers.client
 		}
-		s.tracker = newAgentTracker(cfg, rc, logger)
+		s.tracker = s.newTracker(rc)
 		if cfg.API != nil {
-			if s.apiGRPC, err = newAPIServer(cfg, s.tracker, s.repoSet, logger); err != nil {
+			if s.apiGRPC, err = s.newAPIServer(); err != nil {
 				repos.Close()
 				return nil, err
 			}
@@ -181,17 +183,16 @@ func New(cfg *Config, logger *slog.Logger) (*Server, error) {
 			repos.Close()
 			return nil, err
 		}
+		s.statusGitLab = pc.GitLab.Authorizer
 	}
 	s.proxy = kasproxy.New(s.proxyLimits(pc))
-	s.grpc = grpc.NewServer(grpc.Creds(agentCreds{}), grpc.ChainStreamInterceptor(s.status.streamInterceptor),
+	s.grpc = grpc.NewServer(grpc.Creds(agentCreds{}), grpc.ChainStreamInterceptor(s.status.StreamInterceptor),
 		// Every connected agent holds a gRPC connection for as long as it
 		// is connected; gRPC's default 32 KiB read and write buffers per
 		// connection were most of an idle agent's cost to kas. Agents send
 		// kas small messages; what kas writes borrows a pooled buffer.
 		grpc.ReadBufferSize(grpcReadBufferSize), grpc.SharedWriteBuffer(true))
-	s.config = &configurationServer{repos: s.repoSet, logger: logger, gitlab: s.gitlab, posted: map[string]string{}}
-	rpc.RegisterConfigurationServer(s.grpc, s.config)
-	rpc.RegisterGitOpsServer(s.grpc, s.gitops)
+	s.gitops.Register(s.grpc)
 	return s, nil
 }
 
@@ -424,7 +425,7 @@ func (s *Server) serve(ctx context.Context, lns *listeners) (g *errgroup.Group, 
 		g.Go(func() error { return gl.Run(gctx) })
 	}
 	if s.apiGRPC != nil {
-		g.Go(func() error { return serveAPI(gctx, s.apiGRPC, lns.api) })
+		g.Go(func() error { return tracker.ServeAPI(gctx, s.apiGRPC, lns.api) })
 	}
 	if s.tracker != nil {
 		g.Go(func() error { return s.tracker.Run(gctx) })
@@ -436,7 +437,7 @@ func (s *Server) serve(ctx context.Context, lns *listeners) (g *errgroup.Group, 
 		g.Go(func() error { return s.watchConfig(gctx) })
 	}
 	if s.gitlab != nil {
-		u := newUsageReporter(s.gitlab, s.metrics, s.cfg.Observability.UsageReportingPeriod, s.logger)
+		u := usage.New(usage.Config{GitLab: s.gitlab, Metrics: s.metrics, Period: s.cfg.Observability.UsageReportingPeriod, Logger: s.logger})
 		g.Go(func() error { return u.Run(gctx) })
 	}
 	g.Go(func() error {
@@ -559,7 +560,7 @@ func (s *Server) handleSession(ctx context.Context, ts *tunnel.Session) {
 		h, _ := s.hellos.Load(ts.Agent)
 		hello, _ := h.(tunnel.Hello)
 		hello.AgentVersion = ts.AgentVersion
-		defer s.tracker.register(connectionInfo(agent, hello, ts.Connected))()
+		defer s.tracker.Register(tracker.ConnectionInfo(agent, hello, ts.Connected))()
 	}
 
 	var wg sync.WaitGroup

@@ -285,11 +285,16 @@ func (r *sessionRegistry) RoundTripper(agent string) (http.RoundTripper, error) 
 // errSessionLost is a request whose tunnel session ended under it.
 var errSessionLost = errors.New("the agent's connection to kas was lost during the request (agentk reconnects by itself; retry)")
 
-// RoundTrip sends a request over one of the session's streams. When the
-// session itself went down, the error says so rather than only what the
-// stream saw (an EOF).
+// RoundTrip sends a request over one of the session's pooled streams:
+// as tunnel/wire head frames in protocol 2, as HTTP/1.1 in protocol 1.
+// When the session itself went down, the error says so rather than only
+// what the stream saw (an EOF).
 func (s *agentSession) RoundTrip(r *http.Request) (*http.Response, error) {
-	resp, err := s.transport.RoundTrip(r)
+	roundTrip := s.transport.RoundTrip
+	if s.Protocol >= 2 {
+		roundTrip = s.transport.RoundTripWire
+	}
+	resp, err := roundTrip(r)
 	if err != nil && s.IsClosed() && r.Context().Err() == nil {
 		err = fmt.Errorf("%w: %w", errSessionLost, err)
 	}

@@ -33,6 +33,9 @@ func TestListenGracePeriodConfig(t *testing.T) {
 // a load balancer or Service takes it out of rotation before anything is
 // refused. Then it shuts down as before.
 func TestListenGracePeriod(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits out a listen grace period: not in -short")
+	}
 	const grace = 2 * time.Second
 	e := newEnv(t, "ws")
 	e.cfg.Agent.Listen.ListenGracePeriod = grace

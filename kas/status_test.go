@@ -10,6 +10,7 @@ import (
 
 	"kubetunnel/api/rpc"
 	tu "kubetunnel/internal/testutil"
+	"kubetunnel/kas/internal/apijson"
 )
 
 func TestStatusAPI(t *testing.T) {
@@ -25,7 +26,7 @@ func TestStatusAPI(t *testing.T) {
 		list.Agents[0].ConnectedSessions != 0 || list.Agents[0].Projects == nil {
 		t.Fatalf("agents before any connection: %d %+v", code, list)
 	}
-	var notFound apiError
+	var notFound apijson.Error
 	if code := e.getJSON("/api/v1/agents/nope", &notFound); code != http.StatusNotFound || !strings.Contains(notFound.Error, `"nope"`) {
 		t.Errorf("unknown agent: %d %+v", code, notFound)
 	}

@@ -151,6 +151,9 @@ func TestSilentLinkCutDetected(t *testing.T) {
 // GoAway rotation at max_connection_age: requests through the tunnel keep
 // succeeding while the connection is replaced several times.
 func TestGoAwayRotationLosesNoRequest(t *testing.T) {
+	if testing.Short() {
+		t.Skip("rotates connections under load for seconds: not in -short")
+	}
 	e := newEnv(t, "ws")
 	e.cfg.Agent.Listen.MaxConnectionAge = 700 * time.Millisecond
 	e.start()

@@ -34,6 +34,9 @@ func startStalledWebhook(t *testing.T, addr string, hdr map[string]string) (net.
 // must be read to check their signature, are bounded in number and in
 // time. Legitimate webhooks are served meanwhile.
 func TestWebhookStalledBodies(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits out the webhook's read timeout: not in -short")
+	}
 	e, repo := newWebhookEnv(t)
 	repo.commit("first", manifestTree)
 	e.cfg.Limits.ObservabilityReadTimeout = 2 * time.Second

@@ -10,65 +10,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"kubetunnel/api/rpc"
-	"kubetunnel/gitops/gitrepo"
 	tu "kubetunnel/internal/testutil"
+	"kubetunnel/kas/webhook"
 )
-
-func TestRepoKey(t *testing.T) {
-	same := []string{
-		"https://gitlab.example.com/group/deployments.git",
-		"https://GitLab.Example.com/Group/Deployments",
-		"HTTPS://gitlab.example.com/group/deployments/",
-		"http://gitlab.example.com:8080/group/deployments.git",
-		"https://oauth2@gitlab.example.com/group/deployments.git",
-		"ssh://git@gitlab.example.com:2222/group/deployments.git",
-		"git@gitlab.example.com:group/deployments.git",
-		"gitlab.example.com:group/deployments",
-	}
-	for _, u := range same {
-		if got := repoKey(u); got != "gitlab.example.com/group/deployments" {
-			t.Errorf("repoKey(%q) = %q", u, got)
-		}
-	}
-	for u, want := range map[string]string{
-		"file:///srv/git/deploy.git": "/srv/git/deploy",
-		"/srv/git/deploy":            "/srv/git/deploy",
-		"https://github.com/o/r.git": "github.com/o/r",
-		"":                           "",
-	} {
-		if got := repoKey(u); got != want {
-			t.Errorf("repoKey(%q) = %q, want %q", u, got, want)
-		}
-	}
-}
-
-func TestMatchRepositories(t *testing.T) {
-	repos := []gitrepo.Repository{
-		{ID: "group/deployments", URL: "https://gitlab.example.com/group/deployments.git"},
-		{ID: "mirror", URL: "ssh://git@gitlab.example.com/group/deployments.git"},
-		{ID: "other", URL: "https://github.com/o/r.git"},
-	}
-	cases := []struct {
-		urls, names []string
-		want        []string
-	}{
-		{[]string{"https://gitlab.example.com/group/deployments.git"}, nil, []string{"group/deployments", "mirror"}},
-		{nil, []string{"Group/Deployments"}, []string{"group/deployments"}},
-		{[]string{"https://github.com/O/R"}, []string{"O/R"}, []string{"other"}},
-		{[]string{"https://gitlab.example.com/group/else.git"}, []string{"group/else"}, []string{}},
-	}
-	for _, c := range cases {
-		if got := matchRepositories(repos, c.urls, c.names); !slices.Equal(got, c.want) {
-			t.Errorf("match(%q, %q) = %q, want %q", c.urls, c.names, got, c.want)
-		}
-	}
-}
 
 const webhookSecret = "s3cret-0123456789"
 
@@ -200,7 +149,7 @@ func TestWebhookTriggersFetch(t *testing.T) {
 			t.Errorf("%s: %d %v, want %d with %q", c.name, code, out, c.code, c.want)
 		}
 	}
-	big := bytes.Repeat([]byte(" "), maxWebhookBody+1)
+	big := bytes.Repeat([]byte(" "), webhook.MaxBody+1)
 	if code, out := e.postWebhook(big, map[string]string{"X-Gitlab-Token": webhookSecret}); code != http.StatusRequestEntityTooLarge {
 		t.Errorf("oversized body: %d %v", code, out)
 	}
@@ -220,6 +169,9 @@ func TestWebhookTriggersFetch(t *testing.T) {
 // Measures commit → set latency with polling alone and with webhooks, for
 // the record (the numbers are logged, not asserted beyond sanity).
 func TestWebhookVsPollLatency(t *testing.T) {
+	if testing.Short() {
+		t.Skip("measures poll periods of seconds: not in -short")
+	}
 	const rounds = 4
 	measure := func(t *testing.T, e *env, commit func(int) string, after func()) []time.Duration {
 		a := e.dialAgent()

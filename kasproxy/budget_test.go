@@ -46,6 +46,9 @@ func (t *endlessTunnel) RoundTripper(string) (http.RoundTripper, error) {
 // are released; the write timeout ends the rest; another caller is served
 // meanwhile.
 func TestStalledResponsesBudget(t *testing.T) {
+	if testing.Short() {
+		t.Skip("stalls responses for seconds: not in -short")
+	}
 	tun := &endlessTunnel{}
 	m := NewMetrics(prometheus.NewRegistry())
 	p := New(Config{Users: fakeUsers{}, Tunnels: tun, Metrics: m, StreamWindow: 1 << 20, MaxBufferedBytesPerUser: 3 << 20, MaxBufferedBytes: 5 << 20,

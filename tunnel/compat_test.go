@@ -38,7 +38,7 @@ func echoOver(t *testing.T, sess *yamux.Session) {
 func TestOldAgentkNewKas(t *testing.T) {
 	ts := startServer(t, "ws")
 	hdr := http.Header{}
-	Hello{Token: goodToken, AgentVersion: "v-old", Protocol: MaxProtocol}.SetHeader(hdr)
+	Hello{Token: goodToken, AgentVersion: "v-old", Protocol: 1}.SetHeader(hdr)
 	c, _, err := coder.Dial(context.Background(), ts.address, &coder.DialOptions{HTTPHeader: hdr})
 	if err != nil {
 		t.Fatal(err)
@@ -76,7 +76,7 @@ func TestNewAgentkOldKas(t *testing.T) {
 	defer hs.Close()
 	d := &Dialer{
 		Address: strings.Replace(hs.URL, "http", "ws", 1) + "/",
-		Hello:   Hello{Token: goodToken, AgentVersion: "v-new", Protocol: MaxProtocol},
+		Hello:   Hello{Token: goodToken, AgentVersion: "v-new", Protocol: 1, Protocols: OfferProtocols(0)},
 		Proxy:   func(*http.Request) (*url.URL, error) { return nil, nil },
 	}
 	sess, err := d.Dial(context.Background())

@@ -5,18 +5,22 @@ import (
 	"time"
 )
 
-// Protocol versions this build speaks. kas accepts agents whose protocol is
-// within [MinProtocol, MaxProtocol]; bump MaxProtocol for a compatible
-// extension and MinProtocol when old agents can no longer be served.
+// Protocol versions this build speaks. kas accepts agents that offer a
+// protocol within [MinProtocol, MaxProtocol] and uses the highest one both
+// speak; bump MaxProtocol for a compatible extension and MinProtocol when
+// old agents can no longer be served. Protocol 1 carries proxied requests
+// as HTTP/1.1 on the streams kas opens; protocol 2 as head frames
+// (tunnel/wire).
 const (
 	MinProtocol = 1
-	MaxProtocol = 1
+	MaxProtocol = 2
 )
 
 // Handshake headers on the WebSocket upgrade request. For raw TCP the same
 // fields travel in the hello frame (see frame.go).
 const (
 	HeaderProtocol     = "Kas-Tunnel-Protocol"
+	HeaderProtocols    = "Kas-Tunnel-Protocols" // "1,2": every protocol the agent speaks
 	HeaderAgentVersion = "Kas-Agentk-Version"
 )
 

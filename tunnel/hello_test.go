@@ -6,12 +6,13 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 )
 
 var helloWithMetadata = Hello{
-	Token: "secret-token", AgentVersion: "v1.2.3", Protocol: 1,
+	Token: "secret-token", AgentVersion: "v1.2.3", Protocol: 1, Protocols: []int{1, 2},
 	PodNamespace: "gitlab-agent", PodName: "agentk-7d9f-abcde",
 	KubernetesVersion: "v1.37.0", GitCommit: "0123456789abcdef0123456789abcdef01234567",
 }
@@ -21,7 +22,7 @@ func TestHelloMetadataRoundTrip(t *testing.T) {
 	hdr := http.Header{}
 	helloWithMetadata.SetHeader(hdr)
 	got, err := HelloFromHeader(hdr)
-	if err != nil || got != helloWithMetadata {
+	if err != nil || !reflect.DeepEqual(got, helloWithMetadata) {
 		t.Errorf("WebSocket form: got %+v, %v", got, err)
 	}
 	if hdr.Get(HeaderPodName) != "agentk-7d9f-abcde" {
@@ -36,7 +37,7 @@ func TestHelloMetadataRoundTrip(t *testing.T) {
 		t.Errorf("frame %q lacks the JSON names", frame.String())
 	}
 	got, err = ReadHello(&frame)
-	if err != nil || got != helloWithMetadata {
+	if err != nil || !reflect.DeepEqual(got, helloWithMetadata) {
 		t.Errorf("raw TCP form: got %+v, %v", got, err)
 	}
 }
@@ -104,9 +105,48 @@ func TestHelloMetadataEveryTransport(t *testing.T) {
 				t.Fatalf("Dial: %v", err)
 			}
 			sess.Close()
-			if h := <-got; h != want {
+			if h := <-got; !reflect.DeepEqual(h, want) {
 				t.Errorf("kas saw %+v, want %+v", h, want)
 			}
 		})
+	}
+}
+
+// kas picks the highest protocol both ends speak; an agentk from before
+// protocol 2 (no list) gets protocol 1; one offering only what this kas
+// does not speak is refused with both ranges named.
+func TestNegotiate(t *testing.T) {
+	for _, tc := range []struct {
+		h    Hello
+		want int
+	}{
+		{Hello{Protocol: 1}, 1},
+		{Hello{Protocol: 1, Protocols: []int{1}}, 1},
+		{Hello{Protocol: 1, Protocols: []int{1, 2}}, 2},
+		{Hello{Protocol: 1, Protocols: []int{2, 1, 7}}, 2},
+		{Hello{Protocol: 7}, 0},
+	} {
+		if got := tc.h.Negotiate(); got != tc.want {
+			t.Errorf("%v: %d, want %d", tc.h.Offered(), got, tc.want)
+		}
+	}
+	r := CheckProtocol(Hello{AgentVersion: "v9", Protocol: 7, Protocols: []int{7, 8}}, "v1")
+	if r == nil || r.Status != http.StatusUpgradeRequired || !strings.Contains(r.Reason, "speaks tunnel protocol 7,8; kas v1 serves protocols 1 to 2") {
+		t.Errorf("refusal %v", r)
+	}
+	// The list survives the WebSocket form; a bad one is a malformed hello.
+	hdr := http.Header{}
+	Hello{Token: "t", Protocol: 1, Protocols: OfferProtocols(0)}.SetHeader(hdr)
+	if hdr.Get(HeaderProtocols) != "1,2" || hdr.Get(HeaderProtocol) != "1" {
+		t.Errorf("headers %v", hdr)
+	}
+	for _, bad := range []string{"1,x", "0", strings.Repeat("1,", 20) + "1"} {
+		hdr.Set(HeaderProtocols, bad)
+		if _, err := HelloFromHeader(hdr); !errors.Is(err, ErrMalformedHandshake) {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+	if got := OfferProtocols(1); !reflect.DeepEqual(got, []int{1}) {
+		t.Errorf("OfferProtocols(1) = %v", got)
 	}
 }

@@ -182,7 +182,7 @@ func TestRefusals(t *testing.T) {
 				{"bad token", func(d *Dialer) { d.Hello.Token = "wrong" }, 401, "unknown agent token"},
 				{"no token", func(d *Dialer) { d.Hello.Token = "" }, 400, "no agent token"},
 				{"no protocol", func(d *Dialer) { d.Hello.Protocol = 0 }, 400, "no tunnel protocol version"},
-				{"future protocol", func(d *Dialer) { d.Hello.Protocol = MaxProtocol + 1; d.Hello.AgentVersion = "v9.0.0" }, 426, "agentk v9.0.0 speaks tunnel protocol 2; kas v-test serves protocols 1 to 1"},
+				{"future protocol", func(d *Dialer) { d.Hello.Protocol = MaxProtocol + 1; d.Hello.AgentVersion = "v9.0.0" }, 426, "agentk v9.0.0 speaks tunnel protocol 3; kas v-test serves protocols 1 to 2"},
 			}
 			for _, c := range cases {
 				d := ts.dialer(goodToken)

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -22,6 +24,13 @@ import (
 // startAgentk runs agentk as a process with --log-format json and the
 // given --kas-address and token, and returns its combined output.
 func startAgentk(t *testing.T, kasAddress, token string) *syncBuffer {
+	out, _ := startAgentkProc(t, kasAddress, token)
+	return out
+}
+
+// startAgentkProc is startAgentk, and also returns a function that sends
+// agentk SIGTERM and waits for it to exit.
+func startAgentkProc(t *testing.T, kasAddress, token string) (*syncBuffer, func() error) {
 	t.Helper()
 	dir := t.TempDir()
 	tokenFile := filepath.Join(dir, "token")
@@ -36,11 +45,20 @@ func startAgentk(t *testing.T, kasAddress, token string) *syncBuffer {
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
+	var once sync.Once
+	var waitErr error
+	wait := func() { once.Do(func() { waitErr = <-exited }) }
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
-		<-exited
+		wait()
 	})
-	return out
+	return out, func() error {
+		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			return err
+		}
+		wait()
+		return waitErr
+	}
 }
 
 // records parses agentk's JSON log: every line must be a JSON object.
@@ -61,29 +79,52 @@ func records(t *testing.T, out string) []map[string]any {
 }
 
 // An agentk that kas refuses retries with backoff, but logs the refusal
-// as an ERROR once, not once per retry: the repeats in between are debug
-// lines until a summary with the count.
+// as an ERROR once, not once per retry; when it stops, one more ERROR
+// line says how many refusals followed (the summary of the window still
+// open).
 func TestRefusedLogsOnce(t *testing.T) {
 	kas := agentktest.NewKas(t, "the-right-token")
-	out := startAgentk(t, kas.Address, "a-wrong-token")
+	out, stop := startAgentkProc(t, kas.Address, "a-wrong-token")
 	deadline := time.Now().Add(30 * time.Second)
-	for len(kas.Hellos()) < 4 {
+	for len(kas.Hellos()) < 5 {
 		if time.Now().After(deadline) {
 			t.Fatalf("agentk tried %d times in 30s; log:\n%s", len(kas.Hellos()), out.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	var errors int
+	// Stop agentk while it waits to retry (no new try for 300 ms), so
+	// that every refusal kas counted has reached its log.
+	tries := len(kas.Hellos())
+	for {
+		time.Sleep(300 * time.Millisecond)
+		n := len(kas.Hellos())
+		if n == tries {
+			break
+		}
+		tries = n
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("agentk after SIGTERM: %v; log:\n%s", err, out.String())
+	}
+	// A try that began as the signal came is refused but not logged.
+	lastTries := len(kas.Hellos())
+	var errs []map[string]any
 	for _, r := range records(t, out.String()) {
 		if r["level"] == "ERROR" {
-			errors++
+			errs = append(errs, r)
 			if r["msg"] != "kas refused the connection" || r["reason"] != "unknown agent token" {
 				t.Errorf("ERROR record: %v", r)
 			}
 		}
 	}
-	if errors != 1 {
-		t.Errorf("%d refusals gave %d ERROR lines, want 1; log:\n%s", len(kas.Hellos()), errors, out.String())
+	if len(errs) != 2 {
+		t.Fatalf("%d refusals gave %d ERROR lines, want 2 (the first and a summary); log:\n%s", tries, len(errs), out.String())
+	}
+	if _, ok := errs[0]["repeated"]; ok {
+		t.Errorf("the first ERROR line is a summary: %v", errs[0])
+	}
+	if n, _ := errs[1]["repeated"].(float64); int(n) < tries-1 || int(n) > lastTries-1 || errs[1]["over"] == nil {
+		t.Errorf("summary %v: want repeated=%d (refusals after the first) and over", errs[1], tries-1)
 	}
 }
 

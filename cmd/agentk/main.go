@@ -131,12 +131,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "agentk: --log-level %q: want debug, info, warn or error\n", *logLevel)
 		return 2
 	}
-	logger, err := logging.New(stderr, *logFormat, level)
+	logger, flushLog, err := logging.New(stderr, *logFormat, level)
 	if err != nil {
 		fmt.Fprintf(stderr, "agentk: %v\n", err)
 		return 2
 	}
 	logging.RouteLibraries(logger)
+	defer flushLog() // the summaries of failures still repeating
 	if opts.KasAddress != "" && (opts.TokenFile != "" || opts.Token != "") {
 		restCfg, err := kube.ToRESTConfig()
 		if err != nil {

@@ -97,12 +97,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "kas: --log-level %q: want debug, info, warn or error\n", *logLevel)
 		return 2
 	}
-	logger, err := logging.New(stderr, *logFormat, level)
+	logger, flushLog, err := logging.New(stderr, *logFormat, level)
 	if err != nil {
 		fmt.Fprintf(stderr, "kas: %v\n", err)
 		return 2
 	}
 	logging.RouteLibraries(logger)
+	defer flushLog() // the summaries of failures still repeating
 	// go-redis logs through a process-wide logger; kas reports Redis
 	// outages itself ("Agent registry (Redis) unreachable"), so the
 	// client's own lines are debug detail.

@@ -54,7 +54,7 @@ agents:
 
 	repo.Commit("break it", map[string]string{kas.AgentConfigPath("prod"): "gitops:\n  manifest_projectz: []\n"})
 	code, out, _ = runKas(t, "check", "--config", write(base+"  - name: lost\n    token_sha256: []\n"))
-	if code != 1 || !strings.Contains(out, `FAIL  agent prod: .gitlab/agents/prod/config.yaml: line 2: unknown key "manifest_projectz"`) ||
+	if code != 1 || !strings.Contains(out, `FAIL  agent prod: .gitlab/agents/prod/config.yaml: line 2: unknown key "manifest_projectz" in gitops (did you mean manifest_projects?)`) ||
 		!strings.Contains(out, "FAIL  agent lost: no token_sha256") {
 		t.Fatalf("broken agent config: exit %d\n%s", code, out)
 	}
@@ -65,7 +65,7 @@ agents:
 	}
 
 	code, out, _ = runKas(t, "check", "--config", write("agent:\n  listn: {}\n"))
-	if code != 1 || !strings.Contains(out, `unknown key "listn"`) {
+	if code != 1 || !strings.Contains(out, `line 2: unknown key "listn" in agent (did you mean listen?); known keys: `) {
 		t.Fatalf("invalid config: exit %d\n%s", code, out)
 	}
 }

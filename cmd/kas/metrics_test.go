@@ -87,6 +87,9 @@ func get(t *testing.T, url string) (int, string) {
 // A single kas without Redis: /metrics says which build runs, and does not
 // show kas_agent_registry_up (a 0 there would read as a Redis outage).
 func TestBuildInfoAndNoRegistryGaugeWithoutRedis(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the kas binary: not in -short")
+	}
 	obs := startKasObs(t, writeKasConfig(t, "", ""))
 	code, body := get(t, "http://"+obs+"/metrics")
 	if code != http.StatusOK {

@@ -21,7 +21,7 @@ import (
 	"github.com/argoproj/argo-cd/gitops-engine/v3/pkg/cache"
 	"go.uber.org/goleak"
 
-	"kubetunnel/test/e2e/controlplane"
+	"kubetunnel/internal/testutil/controlplane"
 )
 
 var cp *controlplane.ControlPlane

@@ -281,6 +281,9 @@ func TestMirrorDir(t *testing.T) {
 // Many callers fetch and read at once while the source changes; run with
 // -race.
 func TestConcurrentUse(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs many git fetches at once: not in -short")
+	}
 	src := newSource(t)
 	first := src.commit(map[string]string{"a": "0"})
 	c := newCache(t, Repository{ID: "r", URL: "file://" + src.dir})

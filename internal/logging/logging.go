@@ -14,7 +14,6 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
-	"time"
 
 	"google.golang.org/grpc/grpclog"
 	"k8s.io/klog/v2"
@@ -26,16 +25,22 @@ const (
 	FormatJSON = "json"
 )
 
-// New returns a logger writing to w in format (text or json) at level.
-func New(w io.Writer, format string, level slog.Leveler) (*slog.Logger, error) {
+// New returns a logger writing to w in format (text or json) at level,
+// with repeats summarised (Summarize, default window); flush logs the
+// summaries still open, for a main to call before it exits.
+func New(w io.Writer, format string, level slog.Leveler) (logger *slog.Logger, flush func(), err error) {
 	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler
 	switch format {
 	case FormatText, "":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
+		h = slog.NewTextHandler(w, opts)
 	case FormatJSON:
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		h = slog.NewJSONHandler(w, opts)
+	default:
+		return nil, nil, fmt.Errorf("--log-format %q: want text or json", format)
 	}
-	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+	s := Summarize(h, SummarizeOptions{})
+	return slog.New(s), s.Flush, nil
 }
 
 // RouteLibraries sends what libraries log on their own through logger:
@@ -111,49 +116,29 @@ func (g grpcLogger) Fatalf(format string, args ...any) {
 }
 func (g grpcLogger) V(l int) bool { return g.l.Enabled(context.Background(), slog.LevelDebug) }
 
-// DefaultSummaryEvery is how many repeats of the same failure pass
-// between two summary lines.
-const DefaultSummaryEvery = 10
-
-// Repeats keeps a failure that repeats (a refused agent retrying, say)
-// to one line at its level, then one summary line every Every repeats
-// with the count and when it started; the repeats in between are debug.
-// The zero value summarises every DefaultSummaryEvery.
+// Repeats counts a failure that repeats on every retry (a refused agent,
+// say) so the line after it can say how many tries failed. It logs each
+// one as it comes: the binaries' handler (Summarize) collapses the
+// repeats into one line and a summary a window.
 type Repeats struct {
-	Every int
-
-	mu    sync.Mutex // guards the fields below
+	mu    sync.Mutex // guards key and count
 	key   string
 	count int
-	since time.Time
 }
 
-// Log logs msg with args at level, or a summary of it, or (for a repeat
-// between summaries) at debug. key identifies the failure: the same key
-// again is a repeat.
+// Log logs msg with args at level and counts it. key identifies the
+// failure: another key starts the count over.
 func (r *Repeats) Log(l *slog.Logger, level slog.Level, key, msg string, args ...any) {
-	every := r.Every
-	if every <= 0 {
-		every = DefaultSummaryEvery
-	}
 	r.mu.Lock()
 	if key != r.key {
-		r.key, r.count, r.since = key, 0, time.Now()
+		r.key, r.count = key, 0
 	}
 	r.count++
-	n, since := r.count, r.since
 	r.mu.Unlock()
-	switch {
-	case n == 1:
-		l.Log(context.Background(), level, msg, args...)
-	case n%every == 0:
-		l.Log(context.Background(), level, msg+" (repeated)", append(args, "times", n, "since", since.UTC().Format(time.RFC3339))...)
-	default:
-		l.Log(context.Background(), slog.LevelDebug, msg, append(args, "times", n)...)
-	}
+	l.Log(context.Background(), level, msg, args...)
 }
 
-// Reset ends the current run of repeats and returns how many there were.
+// Reset ends the current run of failures and returns how many there were.
 func (r *Repeats) Reset() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()

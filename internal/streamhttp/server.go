@@ -53,6 +53,13 @@ type Server struct {
 	WatchAfter time.Duration
 	// Logger gets handler panics (nil: discarded).
 	Logger *slog.Logger
+	// Other, when set, serves a request whose first byte is OtherPrefix
+	// instead of HTTP/1.1 (agentk: tunnel protocol 2, tunnel/wire), on
+	// the stream's goroutine, with br holding what was read. keep says
+	// whether the stream can carry the next request; else it closes. No
+	// HTTP/1.1 request starts with a byte outside ASCII letters.
+	OtherPrefix byte
+	Other       func(ctx context.Context, c net.Conn, br *bufio.Reader) (keep bool)
 
 	mu       sync.Mutex            // guards the fields below
 	conns    map[net.Conn]struct{} // streams being served
@@ -223,10 +230,17 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 		if !s.setIdle(c, true) && !first {
 			return
 		}
-		_, err := br.Peek(1)
+		b, err := br.Peek(1)
 		s.setIdle(c, false)
 		if err != nil {
 			return
+		}
+		if s.Other != nil && b[0] == s.OtherPrefix {
+			lc.n = math.MaxInt64
+			if !s.Other(ctx, c, br) {
+				return
+			}
+			continue
 		}
 		req, err := http.ReadRequest(br)
 		if err != nil {

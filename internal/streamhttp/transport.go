@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"kubetunnel/tunnel/wire"
 )
 
 // Defaults for a Transport's zero fields.
@@ -150,13 +152,37 @@ func (t *Transport) IdleConns() int {
 // response body frees the stream; a 101 response's body is the stream
 // itself (an io.ReadWriteCloser, as from http.Transport), for upgrades.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	return t.roundTrip(req, http1)
+}
+
+// RoundTripWire is RoundTrip in tunnel protocol 2: binary head frames
+// (tunnel/wire) instead of HTTP/1.1 text, on the same pool of streams.
+// Only peers that speak it (agentk that offered protocol 2) may get it.
+func (t *Transport) RoundTripWire(req *http.Request) (*http.Response, error) {
+	return t.roundTrip(req, wireCodec)
+}
+
+// codec is how requests and responses are written on a stream.
+type codec struct {
+	write func(bw *bufio.Writer, req *http.Request) error
+	read  func(ctx context.Context, br *bufio.Reader, req *http.Request) (*http.Response, error)
+}
+
+var (
+	http1     = &codec{write: writeRequest, read: readResponse}
+	wireCodec = &codec{write: wire.WriteHTTPRequest, read: func(_ context.Context, br *bufio.Reader, req *http.Request) (*http.Response, error) {
+		return wire.ReadHTTPResponse(br, req)
+	}}
+)
+
+func (t *Transport) roundTrip(req *http.Request, cd *codec) (*http.Response, error) {
 	if req.URL == nil {
 		closeBody(req)
 		return nil, errors.New("streamhttp: request without a URL")
 	}
 	ctx := req.Context()
 	if c := t.get(); c != nil {
-		resp, err := t.exchange(ctx, c, req, true)
+		resp, err := t.exchange(ctx, c, req, true, cd)
 		if !errors.Is(err, errConnClosed) {
 			return resp, err
 		}
@@ -166,7 +192,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, err
 	}
-	return t.exchange(ctx, &conn{Conn: nc, br: bufio.NewReaderSize(nc, bufSize), bw: bufio.NewWriterSize(nc, bufSize)}, req, false)
+	return t.exchange(ctx, &conn{Conn: nc, br: bufio.NewReaderSize(nc, bufSize), bw: bufio.NewWriterSize(nc, bufSize)}, req, false, cd)
 }
 
 // hasBody says whether req has a body to send.
@@ -195,7 +221,7 @@ func closeBody(req *http.Request) {
 // is closed. errConnClosed (only for a reused stream, and a request
 // without a body) means the request may be sent again on a new stream:
 // the write failed, or an idempotent request got no byte of an answer.
-func (t *Transport) exchange(ctx context.Context, c *conn, req *http.Request, reused bool) (*http.Response, error) {
+func (t *Transport) exchange(ctx context.Context, c *conn, req *http.Request, reused bool, cd *codec) (*http.Response, error) {
 	// A cancelled request closes its stream: that unblocks a read or a
 	// write here and tells the far end to stop.
 	stop := context.AfterFunc(ctx, func() { c.Close() })
@@ -209,7 +235,7 @@ func (t *Transport) exchange(ctx context.Context, c *conn, req *http.Request, re
 	}
 	var wrote chan error // the body writer's result
 	if !hasBody(req) {
-		if err := writeRequest(c.bw, req); err != nil {
+		if err := cd.write(c.bw, req); err != nil {
 			if reused {
 				err = fmt.Errorf("%w: %v", errConnClosed, err)
 			}
@@ -217,7 +243,7 @@ func (t *Transport) exchange(ctx context.Context, c *conn, req *http.Request, re
 		}
 	} else {
 		wrote = make(chan error, 1)
-		go func() { wrote <- writeRequest(c.bw, req) }()
+		go func() { wrote <- cd.write(c.bw, req) }()
 	}
 	// Peek first: an error before the first byte is a stream that was
 	// dead before the request, which an idempotent request may retry
@@ -228,7 +254,7 @@ func (t *Transport) exchange(ctx context.Context, c *conn, req *http.Request, re
 	}
 	var resp *http.Response
 	if err == nil {
-		resp, err = readResponse(ctx, c.br, req)
+		resp, err = cd.read(ctx, c.br, req)
 	}
 	if err != nil {
 		if wrote != nil {

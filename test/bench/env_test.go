@@ -17,7 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 
-	"kubetunnel/test/e2e/controlplane"
+	"kubetunnel/internal/testutil/controlplane"
 )
 
 // tunnelEnv set to "grpc" makes the proxy benchmarks' kas and agentk use
@@ -154,6 +154,12 @@ func startProxyEnv() (_ *proxyEnv, retErr error) {
 	return e, nil
 }
 
+// atEnd holds what benchmarks started on top of the shared environment
+// (stopAtEnd), stopped before it, last first.
+var atEnd []func() error
+
+func stopAtEnd(f func() error) { atEnd = append(atEnd, f) }
+
 // stopProxyEnv stops whatever sharedProxyEnv started, in reverse order.
 func stopProxyEnv() error {
 	e := env
@@ -162,6 +168,10 @@ func stopProxyEnv() error {
 	}
 	env = nil
 	var errs []error
+	for i := len(atEnd) - 1; i >= 0; i-- {
+		errs = append(errs, atEnd[i]())
+	}
+	atEnd = nil
 	for _, c := range []*http.Client{e.direct, e.viaKas} {
 		if c != nil {
 			c.CloseIdleConnections()

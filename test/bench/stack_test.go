@@ -107,12 +107,21 @@ type runningAgent struct {
 // startAgentk runs agentk with the production defaults for reconnect
 // backoff and yamux; restCfg is its identity towards the API server.
 func startAgentk(kasAddress string, restCfg *rest.Config) (*runningAgent, error) {
-	a, err := agentk.New(&agentk.Options{
+	return startAgentkWith(kasAddress, restCfg, nil)
+}
+
+// startAgentkWith is startAgentk with options changed by mutate.
+func startAgentkWith(kasAddress string, restCfg *rest.Config, mutate func(*agentk.Options)) (*runningAgent, error) {
+	opts := &agentk.Options{
 		KasAddress:          kasAddress,
 		Token:               agentToken,
 		ObservabilityListen: "127.0.0.1:0",
 		REST:                restCfg,
-	}, discardLogger(), nil)
+	}
+	if mutate != nil {
+		mutate(opts)
+	}
+	a, err := agentk.New(opts, discardLogger(), nil)
 	if err != nil {
 		return nil, err
 	}

@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"context"
 	"debug/elf"
-	"kubetunnel/test/e2e/controlplane"
+	"kubetunnel/internal/testutil/controlplane"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -61,6 +61,9 @@ func TestDockerfileFlags(t *testing.T) {
 // TestStaticBinaries runs each Dockerfile's go build step here and checks
 // the binary is statically linked and reports the injected version.
 func TestStaticBinaries(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds kas and agentk as the Dockerfiles do: not in -short")
+	}
 	root := repoRoot(t)
 	dir := t.TempDir()
 	const version = "v0.0.0-dockerfile-test"

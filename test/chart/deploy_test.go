@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"context"
 	"flag"
-	"kubetunnel/test/e2e/controlplane"
+	"kubetunnel/internal/testutil/controlplane"
 	"os"
 	"path/filepath"
 	"testing"
@@ -20,7 +20,7 @@ var update = flag.Bool("update", false, "rewrite deploy/agentk.yaml from chart/a
 const (
 	deployNamespace = "kubetunnel"
 	deployRelease   = "agentk"
-	regenerate      = "go test ./test/chart -run TestDeployManifestUpToDate -update"
+	regenerate      = "make deploy-manifest"
 )
 
 const deployHeader = `# agentk, plain-manifest install. GENERATED from chart/agentk with

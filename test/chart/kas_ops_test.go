@@ -10,8 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"kubetunnel/internal/testutil/controlplane"
 	"kubetunnel/kas"
-	"kubetunnel/test/e2e/controlplane"
 )
 
 // values.schema.json: a typo or a wrong type fails the install with the

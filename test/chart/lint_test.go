@@ -1,7 +1,7 @@
 package chart_test
 
 import (
-	"kubetunnel/test/e2e/controlplane"
+	"kubetunnel/internal/testutil/controlplane"
 	"path/filepath"
 	"testing"
 

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"kubetunnel/internal/testutil/controlplane"
 	"kubetunnel/test/build"
-	"kubetunnel/test/e2e/controlplane"
 )
 
 var cp *controlplane.ControlPlane

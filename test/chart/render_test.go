@@ -2,7 +2,7 @@ package chart_test
 
 import (
 	"fmt"
-	"kubetunnel/test/e2e/controlplane"
+	"kubetunnel/internal/testutil/controlplane"
 	"os"
 	"path/filepath"
 	"slices"

@@ -5,7 +5,9 @@ package deps
 
 import (
 	"errors"
+	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -17,10 +19,10 @@ type rule struct {
 	why string
 }
 
-// testOnly are modules in go.mod that only tests, benchmarks and tools use.
+// testOnly are modules that only tests, benchmarks and tools use (most of
+// them required by test/go.mod only, see TestProductModuleLean).
 var testOnly = []rule{
 	{"helm.sh/helm/", "the Helm SDK is for the chart tests"},
-	{"github.com/Shopify/toxiproxy/", "toxiproxy is for the fault tests"},
 	{"gonum.org/v1/plot/", "gonum/plot draws the benchmark plots"},
 	{"github.com/rancher/remotedialer/", "remotedialer is a benchmark baseline"},
 	{"go.uber.org/goleak", "goleak is for tests"},
@@ -117,5 +119,95 @@ func TestRuleMatches(t *testing.T) {
 		if got := (rule{pkg: c.rule}).matches(c.pkg); got != c.want {
 			t.Errorf("rule %q matches %q = %v, want %v", c.rule, c.pkg, got, c.want)
 		}
+	}
+}
+
+// testModules are the heavyweights that only the tests' own module
+// (test/go.mod) may require: in the product module's graph they would be
+// downloaded and checksummed by every build of kas and agentk, and a tidy
+// go.mod would list them among its requirements.
+var testModules = []string{
+	"helm.sh/helm/v3",
+	"gonum.org/v1/plot",
+	"github.com/rancher/remotedialer",
+}
+
+// The product module (../../go.mod) does not require the test-only modules,
+// not even indirectly: go list -m all is its whole module graph.
+func TestProductModuleLean(t *testing.T) {
+	cmd := exec.Command("go", "list", "-m", "all")
+	cmd.Dir = "../.."
+	out, err := cmd.Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			t.Fatalf("go list -m all: %v\n%s", err, ee.Stderr)
+		}
+		t.Fatalf("go list -m all: %v", err)
+	}
+	mods := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		mods[strings.Fields(line)[0]] = true
+	}
+	if !mods["kubetunnel"] || !mods["k8s.io/client-go"] {
+		t.Fatalf("go list -m all in the repository root did not list the product module's graph:\n%s", out)
+	}
+	for _, m := range testModules {
+		if mods[m] {
+			t.Errorf("the product module's graph holds %s: only test/go.mod may require it (move the code that imports it under test/)", m)
+		}
+	}
+	t.Logf("the product module's graph has %d modules", len(mods))
+}
+
+// replaces returns the replace directives of the go.mod file at path, one
+// "old => new version" string each, leaving out those of the modules in
+// skip.
+func replaces(t *testing.T, path string, skip ...string) []string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	inBlock := false
+	for _, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case line == "replace (":
+			inBlock = true
+			continue
+		case inBlock && line == ")":
+			inBlock = false
+			continue
+		case strings.HasPrefix(line, "replace "):
+			line = strings.TrimPrefix(line, "replace ")
+		case !inBlock:
+			continue
+		}
+		if line == "" || strings.HasPrefix(line, "//") {
+			continue
+		}
+		if f := strings.Fields(line); !slices.Contains(skip, f[0]) {
+			out = append(out, strings.Join(f, " "))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// The tests' module (test/go.mod) repeats the product module's replace
+// block: replace directives apply only in the main module, and the two
+// graphs must pick the same Kubernetes versions, or the tests (and the
+// test cluster built from test/go.mod's tool lines) would run against
+// other code than kas and agentk link.
+func TestReplaceBlocksMatch(t *testing.T) {
+	product := replaces(t, "../../go.mod")
+	tests := replaces(t, "../go.mod", "kubetunnel")
+	if len(product) < 10 {
+		t.Fatalf("go.mod has only %d replace directives: %q", len(product), product)
+	}
+	if !slices.Equal(product, tests) {
+		t.Errorf("test/go.mod's replace block differs from go.mod's: copy it over\ngo.mod:      %q\ntest/go.mod: %q", product, tests)
 	}
 }

@@ -138,7 +138,7 @@ func reference() string {
 	walk("", reflect.ValueOf(ac), reflect.TypeOf(ac), &agentRows)
 	return "# Configuration reference\n\n" +
 		"Every key of both config files, with its type and default, generated from the config structs\n" +
-		"(`go test ./test/docs -update` rewrites this file; `make test` fails when it is out of date).\n" +
+		"(`make docs` rewrites this file; `make test` fails when it is out of date).\n" +
 		"What each key does: the README's kas config table, and docs/gitops.md for `gitops`.\n\n" +
 		table("kas config (`kas --config FILE`)", "Unknown keys are an error that names the key and its line.", kasRows) + "\n" +
 		table("Agent config (`.gitlab/agents/<name>/config.yaml`)", "Defaults of `gitops.manifest_projects[]` apply to each project.", agentRows)
@@ -158,6 +158,6 @@ func TestConfigReferenceUpToDate(t *testing.T) {
 		t.Fatal(err)
 	}
 	if string(got) != want {
-		t.Fatalf("docs/config-reference.md is out of date with the config structs: run go test ./test/docs -update")
+		t.Fatalf("docs/config-reference.md is out of date with the config structs: run make docs")
 	}
 }

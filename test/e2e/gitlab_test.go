@@ -25,9 +25,9 @@ import (
 	"kubetunnel/internal/gitlab"
 	"kubetunnel/internal/testpki"
 	"kubetunnel/internal/testutil"
+	"kubetunnel/internal/testutil/controlplane"
 	"kubetunnel/internal/testutil/fakegitlab"
 	"kubetunnel/internal/testutil/redisserver"
-	"kubetunnel/test/e2e/controlplane"
 	"kubetunnel/test/e2e/stack"
 )
 

@@ -18,7 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"kubetunnel/internal/testutil"
-	"kubetunnel/test/e2e/controlplane"
+	"kubetunnel/internal/testutil/controlplane"
 	"kubetunnel/test/e2e/stack"
 )
 

@@ -17,6 +17,9 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"kubetunnel/test/e2e/stack"
 )
 
@@ -56,7 +59,8 @@ func visibleText(dom string) string {
 // session) it shows the agent, its agentk connection and version, the
 // config commit, and the manifest project's commit, result and object
 // counts. The login form's cookie gives the same page. `kas agents`
-// shows the same data from the same kas.
+// shows the same data from the same kas. A failed sync shows when agentk
+// retries it.
 func TestStatusPageInBrowser(t *testing.T) {
 	ns := namespace(t)
 	s := newStackWith(t, stack.Options{}, gitopsConfig(ns))
@@ -207,6 +211,23 @@ func TestStatusPageInBrowser(t *testing.T) {
 	out = runBin(t, 1, kasBin, "agents", "--server", "http://"+s.ObsAddr)
 	if !strings.Contains(out, "answered 401") || !strings.Contains(out, "pass --token-file") {
 		t.Errorf("kas agents without a token:\n%s", out)
+	}
+
+	// A sync that fails and is retried (an object made by hand is not
+	// taken over): the page says when agentk tries again.
+	cms := cp.Clientset().CoreV1().ConfigMaps(ns)
+	if _, err := cms.Create(t.Context(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "cm-hand"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c2, err := s.Commit("claim cm-hand", map[string]string{"manifests/hand.yaml": configMap("cm-hand", "git")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitSync(t, s, c2, "failed")
+	text = visibleText(chromium(t, "--dump-dom", front.URL+"/"))
+	retry := regexp.MustCompile(c2[:12] + ` failed .*cm-hand.* (in [0-9hms.]+|now) \(attempt [1-9][0-9]* failed\) [0-9]{4}-[0-9]{2}-[0-9]{2} [0-9:]{8}Z`)
+	if !strings.Contains(text, "last sync next retry") || !retry.MatchString(text) {
+		t.Errorf("the page does not say when the failed sync of %s is retried; it reads:\n%s", c2[:12], text)
 	}
 }
 

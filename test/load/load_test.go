@@ -26,10 +26,10 @@ import (
 
 	"kubetunnel/agentk"
 	"kubetunnel/internal/testutil"
+	"kubetunnel/internal/testutil/controlplane"
 	"kubetunnel/internal/testutil/redisserver"
 	"kubetunnel/internal/testutil/tcplb"
 	"kubetunnel/kas"
-	"kubetunnel/test/e2e/controlplane"
 )
 
 // The load: make test runs the full size (about 90 s in all); shrink it

@@ -18,7 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"kubetunnel/test/e2e/controlplane"
+	"kubetunnel/internal/testutil/controlplane"
 	"kubetunnel/test/realnode/images"
 )
 
@@ -29,7 +29,7 @@ const NodeName = "kubetunnel-node"
 // built: ~10 s on an idle 2-core machine, much more on a busy one.
 const startTimeout = 3 * time.Minute
 
-// nodeBinaries are built from the module graph (go.mod tool lines) into
+// nodeBinaries are built from the module graph (test/go.mod tool lines) into
 // the bin directory when missing, like the control plane's.
 var nodeBinaries = []controlplane.Binary{
 	{Name: "kube-controller-manager", Package: "k8s.io/kubernetes/cmd/kube-controller-manager"},

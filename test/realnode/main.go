@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"flag"
 	"fmt"
 	"log"
 	"os"
@@ -43,6 +44,14 @@ func Namespace() string { return os.Getenv(envNamespace) }
 //
 //	func TestMain(m *testing.M) { os.Exit(realnode.Main(m, &cluster, realnode.Options{})) }
 func Main(m *testing.M, c **Cluster, opts Options, leakOpts ...goleak.Option) int {
+	// -short (make test-short) leaves the real node out: make test runs it.
+	if !flag.Parsed() {
+		flag.Parse()
+	}
+	if testing.Short() {
+		fmt.Println("realnode: -short: this package's tests need a real node; make test runs them")
+		return 0
+	}
 	if opts.Logf == nil {
 		opts.Logf = log.New(os.Stderr, "realnode: ", log.Ltime|log.Lmicroseconds).Printf
 	}
@@ -202,6 +211,14 @@ func randomToken() string {
 // their own, for tests that start clusters themselves (the demo's): outside
 // one, it re-executes the test binary there; inside, it runs the tests.
 func RunInNamespace(m *testing.M) int {
+	// -short (make test-short) leaves out what needs a node namespace.
+	if !flag.Parsed() {
+		flag.Parse()
+	}
+	if testing.Short() {
+		fmt.Println("realnode: -short: this package's tests run in a node network namespace; make test runs them")
+		return 0
+	}
 	if InNamespace() {
 		return m.Run()
 	}

@@ -19,8 +19,8 @@ import (
 
 	"kubetunnel/internal/gitlab"
 	"kubetunnel/internal/gitlabaccess"
+	"kubetunnel/internal/testutil/controlplane"
 	"kubetunnel/internal/testutil/fakegitlab"
-	"kubetunnel/test/e2e/controlplane"
 )
 
 var cp *controlplane.ControlPlane

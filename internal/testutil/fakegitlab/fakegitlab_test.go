@@ -9,6 +9,9 @@ import (
 // TestGitOverHTTP: the fake serves its projects over smart HTTP with the
 // git credential, and refuses without it.
 func TestGitOverHTTP(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs git over HTTP through git http-backend: not in -short")
+	}
 	gl := New(t)
 	p := gl.AddProject("group/apps", map[string]string{"app.yaml": "kind: ConfigMap\n"})
 	commit := p.Commit("second", map[string]string{"b.yaml": "x: 1\n"})

@@ -48,6 +48,9 @@ type Options struct {
 // Start runs redis-server on a free port; it is killed when the test ends.
 func Start(t testing.TB, opts ...Options) *Server {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs redis-server: not in -short")
+	}
 	var o Options
 	if len(opts) > 0 {
 		o = opts[0]

@@ -3,7 +3,7 @@
 // section of docs/benchmarks.md and its plots. Each performance goal is
 // printed as met or not met, with the margin.
 //
-//	go run ./test/bench/report -in bin/bench.txt -md docs/benchmarks.md -img docs/img
+//	go run ./bench/report -in ../bin/bench.txt -md ../docs/benchmarks.md -img ../docs/img   (in test/)
 package main
 
 import (

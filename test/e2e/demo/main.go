@@ -27,7 +27,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"kubetunnel/test/e2e/controlplane"
+	"kubetunnel/internal/testutil/controlplane"
 	"kubetunnel/test/e2e/stack"
 	"kubetunnel/test/realnode"
 	"kubetunnel/test/realnode/images"
@@ -120,7 +120,7 @@ func main() {
 		real = true
 	default:
 		if why := fallbackReason(); why != "" {
-			step("%s", why)
+			step(os.Stdout, "%s", why)
 			break
 		}
 		// The node lives in a network namespace: run this demo again in it.
@@ -131,7 +131,7 @@ func main() {
 		}
 		os.Exit(code)
 	}
-	if err := run(ctx, *once, real); err != nil {
+	if err := run(ctx, os.Stdout, *once, real); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
@@ -145,11 +145,12 @@ func fallbackReason() string {
 	return ""
 }
 
-func step(format string, args ...any) { fmt.Printf("==> "+format+"\n", args...) }
+func step(w io.Writer, format string, args ...any) { fmt.Fprintf(w, "==> "+format+"\n", args...) }
 
 // run sets everything up on a real node (inside its namespace) or on the
-// light control plane.
-func run(ctx context.Context, once, real bool) error {
+// light control plane, writes what it does and then the banner to w, and
+// waits for ctx (Ctrl-C) unless once.
+func run(ctx context.Context, w io.Writer, once, real bool) error {
 	root, err := controlplane.RepoRoot()
 	if err != nil {
 		return err
@@ -166,8 +167,8 @@ func run(ctx context.Context, once, real bool) error {
 	manifest, propagation := lightManifest, "background" // no garbage collector to finish a foreground deletion
 	nodeInfo := ""
 	if real {
-		step("Starting a single-node cluster in network namespace %s: etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kubelet from bin/, containerd, images made locally", realnode.Namespace())
-		cl, err := realnode.Start(ctx, realnode.Options{Users: []controlplane.User{agentkUser}, Logf: func(f string, a ...any) { step(f, a...) }})
+		step(w, "Starting a single-node cluster in network namespace %s: etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kubelet from bin/, containerd, and images made locally (building them takes about a minute)", realnode.Namespace())
+		cl, err := realnode.Start(ctx, realnode.Options{Users: []controlplane.User{agentkUser}, Logf: func(f string, a ...any) { step(w, f, a...) }})
 		if err != nil {
 			return err
 		}
@@ -177,7 +178,7 @@ func run(ctx context.Context, once, real bool) error {
 			cp.KubeconfigPath, cl.ContainerdSocket())
 		manifest, propagation = realManifest, "foreground"
 	} else {
-		step("Starting a local control plane (etcd + kube-apiserver from bin/)")
+		step(w, "Starting a local control plane (etcd + kube-apiserver from bin/)")
 		cp, err = controlplane.Start(ctx, controlplane.Options{
 			Dir:   filepath.Join(dir, "controlplane"),
 			Users: []controlplane.User{agentkUser},
@@ -195,7 +196,7 @@ func run(ctx context.Context, once, real bool) error {
 	if err != nil {
 		return fmt.Errorf("agentk's RBAC: %w", err)
 	}
-	step("API server at %s", cp.URL)
+	step(w, "API server at %s", cp.URL)
 
 	s, err := stack.New(ctx, dir, binDir, cp)
 	if err != nil {
@@ -209,7 +210,7 @@ func run(ctx context.Context, once, real bool) error {
 	if err != nil {
 		return err
 	}
-	step("Config repository %s, commit %s", s.RepoDir, commit[:8])
+	step(w, "Config repository %s, commit %s", s.RepoDir, commit[:8])
 	if real {
 		// agentk runs in the cluster as a Pod and dials kas on the node's
 		// address.
@@ -220,9 +221,9 @@ func run(ctx context.Context, once, real bool) error {
 	if err := s.StartKas(ctx); err != nil {
 		return err
 	}
-	step("kas running: agents connect to ws://%s, kubectl to https://%s/agents/%s", s.AgentAddr, s.APIAddr, stack.AgentName)
+	step(w, "kas running: agents connect to ws://%s, kubectl to https://%s/agents/%s", s.AgentAddr, s.APIAddr, stack.AgentName)
 	if real {
-		step("Installing agentk from chart/agentk (Helm SDK) into namespace %s, image %s", realnode.AgentkNamespace, images.AgentkRef)
+		step(w, "Installing agentk from chart/agentk (Helm SDK) into namespace %s, image %s", realnode.AgentkNamespace, images.AgentkRef)
 		rel, err := node.InstallAgentk(ctx, s, nil, 3*time.Minute)
 		if err != nil {
 			return err
@@ -231,8 +232,8 @@ func run(ctx context.Context, once, real bool) error {
 		if err := waitAgent(ctx, s, func(a *agentStatus) bool { return a.Connected > 0 && a.ConfigCommit == commit }); err != nil {
 			return fmt.Errorf("agentk's Pod did not get its config: %w", err)
 		}
-		step("agentk's Pod connected and running config commit %s", commit[:8])
-		step("GitOps: agentk applies manifests/nginx.yaml from the repository")
+		step(w, "agentk's Pod connected and running config commit %s", commit[:8])
+		step(w, "GitOps: agentk applies manifests/nginx.yaml from the repository")
 		if err := waitAgent(ctx, s, func(a *agentStatus) bool {
 			return len(a.Projects) > 0 && a.Projects[0].LastSync != nil && a.Projects[0].LastSync.Result == "synced"
 		}); err != nil {
@@ -249,9 +250,9 @@ func run(ctx context.Context, once, real bool) error {
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		step("agentk connected and running config commit %s", commit[:8])
+		step(w, "agentk connected and running config commit %s", commit[:8])
 
-		step("GitOps: agentk applies manifests/nginx.yaml from the repository")
+		step(w, "GitOps: agentk applies manifests/nginx.yaml from the repository")
 		deadline = time.Now().Add(60 * time.Second)
 		for !strings.Contains(s.AgentLog(), `msg="GitOps: synced"`) {
 			if strings.Contains(s.AgentLog(), "GitOps: sync failed") || time.Now().After(deadline) {
@@ -260,21 +261,26 @@ func run(ctx context.Context, once, real bool) error {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	step("kubectl through kas: the Deployment is in the cluster")
+	step(w, "kubectl through kas: the Deployment is in the cluster")
 	cmd := exec.CommandContext(ctx, "kubectl", "--kubeconfig", s.Kubeconfig, "get", "deployments", "-n", "default",
 		"-o", "custom-columns=NAME:.metadata.name,REPLICAS:.spec.replicas,IMAGE:.spec.template.spec.containers[0].image")
 	out, err := cmd.CombinedOutput()
-	fmt.Print(indent(string(out)))
+	fmt.Fprint(w, indent(string(out)))
 	if err != nil || !strings.Contains(string(out), "nginx-deployment") {
 		return fmt.Errorf("kubectl get through kas: %v", err)
 	}
+	who, err := whoami(ctx, s.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	step(w, "kubectl talks to kas as user %s; the cluster sees %s (the agent's config: access_as: {agent: {}})", stack.User, who)
 	if real {
-		if err := serve(ctx, s, cp); err != nil {
+		if err := serve(ctx, w, s, cp); err != nil {
 			return err
 		}
 	}
 	if once {
-		step("Demo works.")
+		step(w, "Demo works.")
 		return nil
 	}
 	rel := func(p string) string { r, _ := filepath.Rel(root, p); return r }
@@ -284,6 +290,14 @@ func run(ctx context.Context, once, real bool) error {
   kubectl get deployment nginx-deployment -w &
   sed -i 's/replicas: 1/replicas: 3/' {repo}/manifests/nginx.yaml && git -C {repo} commit -qam "3 replicas"
 `
+	if !real {
+		where = `
+This control plane is etcd and kube-apiserver only: no scheduler, no
+controllers, no kubelet. Objects are stored and served, but nothing acts on
+them: the Deployment stays READY 0/1 with no ReplicaSet or Pod, and there is
+no Pod for kubectl logs, exec or port-forward.
+`
+	}
 	if real {
 		kt = "kt "
 		where = "\nThe cluster lives in network namespace {ns}; as root, reach it with\n\n  alias kt='nsenter --net=/run/netns/{ns}'\n"
@@ -311,7 +325,10 @@ func run(ctx context.Context, once, real bool) error {
 		"{agenttail}", agentTail, "{agentmetrics}", agentMetrics, "{logs}", logs).Replace(`{where}
 Everything is up. Try, from {root}:
 
-  export KUBECONFIG={kubeconfig}      # reaches the cluster through kas, as user {user}
+  # kubectl reaches the cluster through kas with user {user}'s token. kas
+  # lets {user} use the agent, whose config.yaml says access_as: {agent: {}},
+  # so the cluster sees agentk's identity, not {user}: whoami says {who}.
+  export KUBECONFIG={kubeconfig}
   kt kubectl get deployments -A
   kt kubectl get namespaces -w         # a watch through the tunnel (Ctrl-C to stop)
   kt kubectl auth whoami
@@ -319,20 +336,20 @@ Everything is up. Try, from {root}:
 {example}  kt curl -s http://{kasobs}/api/v1/agents/demo      # kas's view: last sync, counts, health
 
   # change the agent's config and watch agentk pick it up:
-  $EDITOR {repo}/{config} && git -C {repo} commit -qam change
+  ${EDITOR:-vi} {repo}/{config} && git -C {repo} commit -qam change
 {agenttail}
   kt curl -s http://{kasobs}/metrics | grep '^kas_'      # kas metrics
 {agentmetrics}
 Logs: {logs}. Ctrl-C stops everything.
 `)
-	fmt.Print(strings.NewReplacer(
+	fmt.Fprint(w, strings.NewReplacer(
 		"kt ", kt, "{ns}", realnode.Namespace(),
-		"{root}", root, "{kubeconfig}", rel(s.Kubeconfig), "{user}", stack.User, "{repo}", rel(s.RepoDir),
+		"{who}", who, "{root}", root, "{kubeconfig}", rel(s.Kubeconfig), "{user}", stack.User, "{repo}", rel(s.RepoDir),
 		"{config}", stack.AgentConfigPath(), "{agentlog}", rel(filepath.Join(dir, "agentk.log")),
 		"{kaslog}", rel(filepath.Join(dir, "kas.log")), "{kasobs}", s.ObsAddr, "{agentobs}", s.AgentObs,
 	).Replace(banner))
 	<-ctx.Done()
-	step("Stopping")
+	step(w, "Stopping")
 	return nil
 }
 
@@ -346,7 +363,7 @@ func indent(s string) string {
 // serve waits until the example Deployment is available on the real node,
 // then forwards a port to it with kubectl through kas and fetches its page:
 // the workload really runs and serves.
-func serve(ctx context.Context, s *stack.Stack, cp *controlplane.ControlPlane) error {
+func serve(ctx context.Context, w io.Writer, s *stack.Stack, cp *controlplane.ControlPlane) error {
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
 		d, err := cp.Clientset().AppsV1().Deployments("default").Get(ctx, "nginx-deployment", metav1.GetOptions{})
@@ -361,7 +378,7 @@ func serve(ctx context.Context, s *stack.Stack, cp *controlplane.ControlPlane) e
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	step("The example runs: kubectl port-forward through kas, then a request to it")
+	step(w, "The example runs: kubectl port-forward through kas, then a request to it")
 	pf := exec.CommandContext(ctx, "kubectl", "--kubeconfig", s.Kubeconfig, "port-forward", "deployment/nginx-deployment", ":80")
 	stdout, err := pf.StdoutPipe()
 	if err != nil {
@@ -372,7 +389,7 @@ func serve(ctx context.Context, s *stack.Stack, cp *controlplane.ControlPlane) e
 	}
 	defer func() { _ = pf.Process.Kill(); _ = pf.Wait() }()
 	line, _ := bufio.NewReader(stdout).ReadString('\n')
-	fmt.Print(indent(line))
+	fmt.Fprint(w, indent(line))
 	_, port, ok := strings.Cut(strings.Fields(line + " x x x")[2], ":")
 	if !ok || !strings.HasPrefix(line, "Forwarding from 127.0.0.1:") {
 		return fmt.Errorf("kubectl port-forward said %q", line)
@@ -383,11 +400,21 @@ func serve(ctx context.Context, s *stack.Stack, cp *controlplane.ControlPlane) e
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	fmt.Print(indent(fmt.Sprintf("GET / -> %s: %s", resp.Status, body)))
+	fmt.Fprint(w, indent(fmt.Sprintf("GET / -> %s: %s", resp.Status, body)))
 	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "busybox httpd") {
 		return fmt.Errorf("the example answered %s %q", resp.Status, body)
 	}
 	return nil
+}
+
+// whoami is the user the cluster sees for kubectl through kas.
+func whoami(ctx context.Context, kubeconfig string) (string, error) {
+	out, err := exec.CommandContext(ctx, "kubectl", "--kubeconfig", kubeconfig, "auth", "whoami",
+		"-o", "jsonpath={.status.userInfo.username}").CombinedOutput()
+	if err != nil || len(out) == 0 {
+		return "", fmt.Errorf("kubectl auth whoami through kas: %v: %s", err, out)
+	}
+	return string(out), nil
 }
 
 // agentStatus is kas's view of the demo agent (/api/v1/agents/demo).

@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"kubetunnel/internal/testutil"
+	"kubetunnel/internal/testutil/controlplane"
 	"kubetunnel/internal/testutil/tcplb"
-	"kubetunnel/test/e2e/controlplane"
 )
 
 // Cluster is several kas replicas sharing a Redis, with TCP load

@@ -19,7 +19,7 @@ import (
 
 	"kubetunnel/internal/testpki"
 	"kubetunnel/internal/testutil"
-	"kubetunnel/test/e2e/controlplane"
+	"kubetunnel/internal/testutil/controlplane"
 )
 
 // Names used by the stack's config.

@@ -69,8 +69,8 @@ func Build(ctx context.Context, root, dir, version string) (*Built, error) {
 		return nil, err
 	}
 	pause := filepath.Join(binDir, "pause")
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", pause, "./test/realnode/pause")
-	cmd.Dir = root
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", pause, "./realnode/pause")
+	cmd.Dir = filepath.Join(root, "test") // the tests' module
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("build the pause program: %w\n%s", err, out)

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"kubetunnel/test/e2e/controlplane"
+	"kubetunnel/internal/testutil/controlplane"
 	"kubetunnel/test/realnode/images"
 )
 

@@ -1,0 +1,137 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"kubetunnel/internal/testpki"
+)
+
+// A client that fails the TLS handshake again and again (a scanner, a
+// ws:// agentk) gives one WARN line, and when kas stops one summary line
+// with the count, not a line per connection.
+func TestRepeatedFailureSummarized(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := testpki.NewCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, key, _, err := ca.Issue(dir, "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgFile := filepath.Join(dir, "kas.yaml")
+	cfg := fmt.Sprintf(`agent:
+  listen: {address: "127.0.0.1:0", certificate_file: %s, key_file: %s}
+  kubernetes_api: {listen: {address: "127.0.0.1:0"}}
+observability: {listen: {address: "127.0.0.1:0"}}
+git: {cache_dir: %s}
+`, cert, key, filepath.Join(dir, "cache"))
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "--config", cfgFile, "--log-format", "json")
+	cmd.Env = append(os.Environ(), runMainEnv+"=1")
+	var out lockedBuffer
+	cmd.Stderr = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-exited
+	})
+	logged := func(match func(map[string]any) bool) []map[string]any {
+		var recs []map[string]any
+		for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+			var r map[string]any
+			if json.Unmarshal([]byte(l), &r) == nil && match(r) {
+				recs = append(recs, r)
+			}
+		}
+		return recs
+	}
+	isHandshake := func(r map[string]any) bool { return r["msg"] == "TLS handshake failed" }
+	var agentAddr string
+	deadline := time.Now().Add(30 * time.Second)
+	for agentAddr == "" {
+		if recs := logged(func(r map[string]any) bool { return r["msg"] == "kas is running" }); len(recs) > 0 {
+			agentAddr, _ = recs[0]["agent_listen"].(string)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("kas did not start in 30s:\n%s", out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	const tries = 6
+	for i := range tries {
+		c, err := net.Dial("tcp", agentAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Write([]byte("\x00\x01\x02\x03\x04\x05 not TLS\r\n"))
+		io.Copy(io.Discard, c)
+		c.Close()
+		// Each failure is in the log (or counted) before the next.
+		for len(logged(isHandshake)) == 0 && i == 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("no TLS handshake failure logged:\n%s", out.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // the server logs after the client sees the close
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		exited <- err
+		if err != nil {
+			t.Fatalf("kas after SIGTERM: %v\n%s", err, out.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("kas did not stop within 30s of SIGTERM:\n%s", out.String())
+	}
+	recs := logged(isHandshake)
+	if len(recs) != 2 {
+		t.Fatalf("%d TLS handshake failures gave %d lines, want 2 (the first and a summary):\n%s", tries, len(recs), out.String())
+	}
+	if _, ok := recs[0]["repeated"]; ok || recs[0]["level"] != "WARN" {
+		t.Errorf("first line %v: want a WARN without repeated", recs[0])
+	}
+	if n, _ := recs[1]["repeated"].(float64); n != tries-1 || recs[1]["level"] != "WARN" || recs[1]["over"] == nil {
+		t.Errorf("summary %v: want WARN repeated=%d and over", recs[1], tries-1)
+	}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}

@@ -1,0 +1,286 @@
+package wire
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// DefaultWatchAfter is how long a request without a body runs before its
+// stream is watched for kas closing it (see Serve).
+const DefaultWatchAfter = 10 * time.Millisecond
+
+// writeBufSize fits a 32 KiB copy buffer and its chunk header, so each
+// read of a streamed body leaves as one tunnel frame.
+const writeBufSize = 32<<10 + 16
+
+var bigWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, writeBufSize) }}
+
+// aLongTimeAgo, as a read deadline, wakes a blocked read at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// Serve answers the next request on a protocol-2 stream with h; br reads
+// c (its next byte is RequestMagic). The handler runs on the caller's
+// goroutine. A request without a body that is still running after
+// watchAfter (a watch, logs -f) is cancelled when kas closes the stream.
+// Serve returns once the answer is sent; keep says whether the stream
+// can carry the next request (else the caller closes it).
+//
+// The ResponseWriter is an http.Flusher; after WriteHeader(101) its
+// Upgraded method gives the raw stream.
+func Serve(ctx context.Context, c net.Conn, br *bufio.Reader, h http.Handler, watchAfter time.Duration) (keep bool) {
+	bw := bigWriters.Get().(*bufio.Writer)
+	bw.Reset(c)
+	defer func() {
+		bw.Reset(nil)
+		bigWriters.Put(bw)
+	}()
+	head, err := ReadRequest(br)
+	if err != nil {
+		if errors.Is(err, ErrHeadTooLarge) {
+			refuse(bw, http.StatusRequestHeaderFieldsTooLarge, err.Error())
+		} else if errors.Is(err, ErrMalformed) {
+			refuse(bw, http.StatusBadRequest, err.Error())
+		}
+		return false
+	}
+	u, err := url.ParseRequestURI(head.URI)
+	if err != nil {
+		refuse(bw, http.StatusBadRequest, err.Error())
+		return false
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	req := &http.Request{
+		Method:        head.Method,
+		URL:           u,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        head.Header,
+		Body:          http.NoBody,
+		ContentLength: head.BodyLength,
+		RequestURI:    head.URI,
+		RemoteAddr:    c.RemoteAddr().String(),
+	}
+	req = req.WithContext(ctx)
+	w := &ResponseWriter{c: c, br: br, bw: bw, req: req, header: http.Header{}, length: -1}
+	var body *Body
+	if head.BodyLength != 0 {
+		body = BodyReader(br, head.BodyLength)
+		req.Body = body
+	} else if !head.Upgrade {
+		if watchAfter <= 0 {
+			watchAfter = DefaultWatchAfter
+		}
+		w.watch = time.AfterFunc(watchAfter, func() { w.watchStream(cancel) })
+	}
+	defer w.stopWatch()
+	h.ServeHTTP(w, req)
+	w.stopWatch()
+	if w.peerGone || !w.finish() {
+		return false // kas is gone: no final chunk, the stream closes
+	}
+	if body != nil && !body.Done() {
+		// The handler's client may still be reading the body from a
+		// goroutine of its own (an answer came before the upload ended):
+		// the stream is given up rather than read from here as well.
+		return false
+	}
+	return true
+}
+
+// refuse answers a request that could not be read.
+func refuse(bw *bufio.Writer, code int, msg string) {
+	_ = WriteResponse(bw, &ResponseHead{Status: code, BodyLength: int64(len(msg)),
+		Header: http.Header{"Content-Type": {"text/plain; charset=utf-8"}}})
+	bw.WriteString(msg)
+	bw.Flush()
+}
+
+// ResponseWriter writes a response head frame and body on a stream.
+type ResponseWriter struct {
+	c   net.Conn
+	br  *bufio.Reader
+	bw  *bufio.Writer
+	req *http.Request
+
+	header      http.Header
+	wroteHeader bool
+	noBody      bool
+	chunked     bool
+	upgraded    bool
+	length      int64
+	written     int64
+	err         error
+
+	watch    *time.Timer
+	watchMu  sync.Mutex
+	watched  chan struct{}
+	peerGone bool // the watch saw kas close the stream
+}
+
+func (w *ResponseWriter) Header() http.Header { return w.header }
+
+// WriteHeader sends the head. Informational answers other than 101 are
+// dropped: the request's body is already on its way.
+func (w *ResponseWriter) WriteHeader(code int) {
+	if w.wroteHeader || (code >= 100 && code <= 199 && code != http.StatusSwitchingProtocols) {
+		return
+	}
+	if code < 100 || code > 999 {
+		panic(fmt.Sprintf("invalid WriteHeader code %v", code))
+	}
+	w.wroteHeader = true
+	h := w.header
+	h.Del("Transfer-Encoding")
+	w.noBody = w.req.Method == http.MethodHead || code == http.StatusSwitchingProtocols ||
+		code == http.StatusNoContent || code == http.StatusNotModified
+	if cl := h.Get("Content-Length"); cl != "" {
+		if n, err := strconv.ParseInt(cl, 10, 64); err == nil && n >= 0 {
+			w.length = n
+		} else {
+			h.Del("Content-Length")
+		}
+	}
+	bodyLength := w.length
+	switch {
+	case w.noBody:
+		bodyLength = 0
+	case w.length < 0:
+		w.chunked = true
+	}
+	w.err = WriteResponse(w.bw, &ResponseHead{Status: code, Header: h, BodyLength: bodyLength})
+	if code == http.StatusSwitchingProtocols {
+		w.upgraded = true
+		w.flush()
+	}
+}
+
+func (w *ResponseWriter) Write(p []byte) (int, error) {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.noBody {
+		return 0, http.ErrBodyNotAllowed
+	}
+	if w.err != nil {
+		return 0, w.err
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if w.length >= 0 && w.written+int64(len(p)) > w.length {
+		return 0, http.ErrContentLength
+	}
+	if w.chunked {
+		w.err = WriteChunk(w.bw, p)
+	} else {
+		_, w.err = w.bw.Write(p)
+	}
+	if w.err != nil {
+		return 0, w.err
+	}
+	w.written += int64(len(p))
+	return len(p), nil
+}
+
+// Flush sends what is buffered.
+func (w *ResponseWriter) Flush() {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	w.flush()
+}
+
+func (w *ResponseWriter) flush() error {
+	if w.err == nil {
+		w.err = w.bw.Flush()
+	}
+	return w.err
+}
+
+// Upgraded gives the stream after WriteHeader(101): what kas sends next
+// is read from the returned reader (it holds what was read ahead), and
+// written to the conn.
+func (w *ResponseWriter) Upgraded() (*bufio.Reader, net.Conn, error) {
+	if !w.upgraded {
+		return nil, nil, errors.New("wire: Upgraded before a 101 answer")
+	}
+	if w.err != nil {
+		return nil, nil, w.err
+	}
+	return w.br, w.c, nil
+}
+
+// finish ends the response: a head if none was sent, the final chunk,
+// one flush. False: the stream cannot carry another request (upgraded, a
+// write failed, or fewer bytes than the declared length were sent).
+func (w *ResponseWriter) finish() bool {
+	if w.upgraded {
+		return false
+	}
+	if !w.wroteHeader {
+		if _, ok := w.header["Content-Length"]; !ok {
+			w.header.Set("Content-Length", "0")
+		}
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.chunked && w.err == nil {
+		w.err = WriteLastChunk(w.bw)
+	}
+	return w.flush() == nil && (w.noBody || w.length < 0 || w.written == w.length)
+}
+
+// watchStream waits for kas to close the stream (the caller went away)
+// and cancels the request then. Nothing else reads the stream while a
+// request without a body runs; kas sends nothing more on it.
+func (w *ResponseWriter) watchStream(cancel context.CancelFunc) {
+	w.watchMu.Lock()
+	if w.watched != nil { // stopWatch came first
+		w.watchMu.Unlock()
+		return
+	}
+	done := make(chan struct{})
+	w.watched = done
+	w.watchMu.Unlock()
+	defer close(done)
+	if _, err := w.br.Peek(1); !isTimeout(err) {
+		w.peerGone = true
+		cancel()
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// stopWatch ends the watch: a timer that has not fired is stopped; a
+// running watch is woken with a read deadline in the past and waited for.
+func (w *ResponseWriter) stopWatch() {
+	t := w.watch
+	w.watch = nil
+	if t == nil || t.Stop() {
+		return
+	}
+	w.watchMu.Lock()
+	done := w.watched
+	if done == nil {
+		w.watched = make(chan struct{})
+	}
+	w.watchMu.Unlock()
+	if done == nil {
+		return
+	}
+	_ = w.c.SetReadDeadline(aLongTimeAgo)
+	<-done
+	_ = w.c.SetReadDeadline(time.Time{})
+}
