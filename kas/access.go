@@ -26,17 +26,18 @@ func (s *Server) projectAccess(ctx context.Context, agent Agent, project string)
 		}
 		return project, nil
 	}
-	reg := s.registry.(*gitlabRegistry)
 	// Ask with a token GitLab accepted for this agent; one it no longer
 	// accepts (revoked) is forgotten and the next tried.
 	var info *gitlab.ProjectInfo
 	err := gitlab.ErrUnauthorized
-	for _, tok := range reg.tokensOf(agent.Key) {
-		info, err = s.gitlab.GetProjectInfo(ctx, tok, project)
-		if !errors.Is(err, gitlab.ErrUnauthorized) {
-			break
+	if reg, ok := s.registry.(tokenRegistry); ok {
+		for _, tok := range reg.tokensOf(agent.Key) {
+			info, err = s.gitlab.GetProjectInfo(ctx, tok, project)
+			if !errors.Is(err, gitlab.ErrUnauthorized) {
+				break
+			}
+			reg.forget(agent.Key, tok)
 		}
-		reg.forget(agent.Key, tok)
 	}
 	switch {
 	case gitlab.IsRefusal(err):

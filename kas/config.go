@@ -356,7 +356,7 @@ func (c *Config) Default() {
 func (c *Config) Validate() error {
 	var errs []error
 	bad := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+		errs = append(errs, yamlconf.KeyError(key, format, args...))
 	}
 	checkListen := func(key string, l Listen) {
 		if _, _, err := net.SplitHostPort(l.Address); err != nil {

@@ -102,7 +102,7 @@ type fakeSessions struct {
 }
 
 func (f *fakeSessions) agents() []string { return f.keys }
-func (f *fakeSessions) revoke(k string) int {
+func (f *fakeSessions) revoke(k, _ string) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.revoked = append(f.revoked, k)

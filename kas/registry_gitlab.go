@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"time"
 
 	"kubetunnel/internal/gitlab"
 )
@@ -39,7 +40,21 @@ type gitlabRegistry struct {
 // maxTokensPerAgent bounds the tokens remembered per agent.
 const maxTokensPerAgent = 8
 
-var _ AgentRegistry = (*gitlabRegistry)(nil)
+var _ tokenRegistry = (*gitlabRegistry)(nil)
+
+// tokenRegistry is a registry that keeps the tokens its agents
+// authenticated with (GitLab's): kas asks project_info with them, and asks
+// about them again periodically (revalidate).
+type tokenRegistry interface {
+	AgentRegistry
+	// tokensOf returns the tokens accepted for agent key, newest first.
+	tokensOf(key string) []string
+	// forget drops a token that is no longer accepted.
+	forget(key, token string)
+	// revalidate asks about the tokens of connected agents every period
+	// and revokes the sessions of agents with a refused one.
+	revalidate(ctx context.Context, period time.Duration, sessions agentSessions) error
+}
 
 func newGitLabRegistry(client *gitlab.Client, logger *slog.Logger) *gitlabRegistry {
 	return &gitlabRegistry{client: client, logger: logger, known: map[string]Agent{}, tokens: map[string][]string{}, refused: map[string]bool{}}

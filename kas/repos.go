@@ -16,25 +16,34 @@ import (
 )
 
 // repoSet is every repository kas reads: the configured repositories[]
-// (one Cache and Poller, fixed at start) and, with gitlab:, a mirror per
+// (reloadable, repositories.go) and, with gitlab:, a mirror per
 // GitLab project an agent was allowed to read, opened on first use and
 // shared by all agents. A repositories[].id equal to a project's full
 // path overrides its GitLab URL.
 type repoSet struct {
-	static *gitrepo.Cache
-	poller *gitrepo.Poller
+	static *configuredRepos
 	gl     *gitlabMirrors // nil without gitlab:
 }
 
-// cache is the Cache holding repository id, or nil.
-func (r *repoSet) cache(id string) *gitrepo.Cache {
+// cache is what holds repository id, or nil.
+func (r *repoSet) cache(id string) repoReader {
 	if r.static.Has(id) {
 		return r.static
 	}
 	if r.gl != nil {
-		return r.gl.get(id)
+		if c := r.gl.get(id); c != nil {
+			return c
+		}
 	}
 	return nil
+}
+
+// repoReader is a gitrepo.Cache or configuredRepos.
+type repoReader interface {
+	Resolve(id string, ref gitrepo.Ref) (string, error)
+	ReadFile(id, commit, path string) ([]byte, error)
+	Walk(id, commit string, fn gitrepo.WalkFunc) error
+	Subscribe(id string) (<-chan struct{}, func())
 }
 
 // Has reports whether kas mirrors repository id now.
@@ -88,7 +97,7 @@ func (r *repoSet) webhookRepositories(static []gitrepo.Repository) []gitrepo.Rep
 // Trigger asks for an immediate fetch of repository id.
 func (r *repoSet) Trigger(id string) error {
 	if r.static.Has(id) {
-		return r.poller.Trigger(id)
+		return r.static.Trigger(id)
 	}
 	if r.gl != nil {
 		if m := r.gl.mirror(id); m != nil {

@@ -2,9 +2,7 @@ package kas
 
 import (
 	"context"
-	"log/slog"
 	"strconv"
-	"sync"
 	"time"
 
 	"kubetunnel/internal/gitlab"
@@ -23,7 +21,7 @@ func revalidatePeriod(cfg *Config) time.Duration {
 // agentSessions is what revalidate needs of the session registry.
 type agentSessions interface {
 	agents() []string
-	revoke(agent string) int
+	revoke(agent, reason string) int
 }
 
 var _ agentSessions = (*sessionRegistry)(nil)
@@ -82,49 +80,7 @@ func (r *gitlabRegistry) revalidateOnce(ctx context.Context, sessions agentSessi
 			r.forget(key, tok)
 		}
 		r.takeRefused(key)
-		n := sessions.revoke(key)
+		n := sessions.revoke(key, "GitLab no longer accepts a token of this agent")
 		r.logger.Warn("GitLab no longer accepts a token of this agent: closing its connections to this kas (agentk replicas with a token GitLab accepts reconnect)", append(a.LogAttrs(), "connections", n)...)
 	}
-}
-
-// closeRevoked closes a session whose agent GitLab no longer vouches for:
-// no new request picks it, agentk is told to dial anew, and the requests
-// in flight get up to drain_timeout. There is no hand-over wait: a
-// connection with a revoked token must not linger.
-func (s *Server) closeRevoked(sess *agentSession, log *slog.Logger) {
-	log.Warn("Closing agent connection: GitLab no longer accepts a token of this agent")
-	sess.closing.Store(true)
-	done := sess.startDrain()
-	var wg sync.WaitGroup
-	// The hint may wait for an agentk that does not answer; closing the
-	// session below ends it.
-	wg.Go(func() {
-		if err := sendGoAway(sess); err != nil {
-			log.Debug("GoAway signal not delivered", "err", err)
-		}
-	})
-	_ = sess.GoAway()
-	timeout := time.NewTimer(s.cfg.Agent.Listen.DrainTimeout)
-	defer timeout.Stop()
-	// Idle pooled streams count as open: close them now, and again as
-	// requests in flight finish and return theirs to the pool.
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for wait := true; wait; {
-		sess.transport.CloseIdleConnections()
-		select {
-		case <-done:
-			// A request that picked the session just before closing was
-			// set fails with the session; pick no longer returns it.
-			wait = false
-		case <-sess.CloseChan():
-			wait = false
-		case <-timeout.C:
-			log.Warn("Drain timeout: closing the agent connection with requests in flight", "open_streams", sess.open.Load())
-			wait = false
-		case <-tick.C:
-		}
-	}
-	sess.Close()
-	wg.Wait()
 }

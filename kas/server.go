@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -43,10 +42,13 @@ type Server struct {
 	gitlab   *gitlab.Client
 	metrics  *prometheus.Registry
 	sessions *sessionRegistry
-	repos    *gitrepo.Cache
-	poller   *gitrepo.Poller
-	// repoSet is repos plus, with gitlab:, the mirrors of GitLab projects.
+	// users are users[]: the proxy's and the status API's callers.
+	users *userRegistry
+	// repoSet is repositories[] plus, with gitlab:, the mirrors of GitLab
+	// projects.
 	repoSet *repoSet
+	// reload holds what a config reload needs (reload.go).
+	reload  *reloader
 	tunnel  *tunnel.Server
 	grpc    *grpc.Server
 	grpcLn  *streamListener
@@ -69,6 +71,18 @@ type Server struct {
 
 	// Session holds tunnel session settings; tests shorten keepalives.
 	Session tunnel.SessionConfig
+	// Drain times the end of agent sessions (lifecycle.go); zero fields
+	// take the defaults.
+	Drain DrainConfig
+
+	// ConfigFile, when set, is the config file Run watches: it is read
+	// again on RequestReload (SIGHUP) and when its content changes, and
+	// applied by Reload.
+	ConfigFile string
+	// ConfigPollPeriod is how often Run looks at ConfigFile
+	// (DefaultConfigPollPeriod when 0; never when negative, leaving
+	// RequestReload).
+	ConfigPollPeriod time.Duration
 
 	mu    sync.Mutex // guards addrs
 	addrs map[string]net.Addr
@@ -89,12 +103,20 @@ func New(cfg *Config, logger *slog.Logger) (*Server, error) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	repos, err := gitrepo.New(cfg.Git.CacheDir, cfg.Repositories, logger)
+	if err := os.MkdirAll(cfg.Git.CacheDir, 0o700); err != nil {
+		return nil, fmt.Errorf("git cache directory: %w", err)
+	}
+	pcfg := gitrepo.PollerConfig{
+		Period:  min(cfg.Agent.Configuration.PollPeriod, cfg.Agent.GitOps.PollPeriod),
+		OnFetch: newGitMetrics(reg, repoIDs(cfg.Repositories)).onFetch,
+	}
+	repos, err := newConfiguredRepos(cfg.Git.CacheDir, cfg.Repositories, pcfg, logger)
 	if err != nil {
 		return nil, err
 	}
 	registry, glClient, err := newRegistry(cfg, logger)
 	if err != nil {
+		repos.Close()
 		return nil, err
 	}
 	s := &Server{
@@ -104,22 +126,18 @@ func New(cfg *Config, logger *slog.Logger) (*Server, error) {
 		gitlab:   glClient,
 		metrics:  reg,
 		sessions: newSessionRegistry(reg),
-		repos:    repos,
+		users:    newUserRegistry(cfg),
 		grpcLn:   newStreamListener(),
 		addrs:    map[string]net.Addr{},
 		ready:    make(chan struct{}),
 		Getenv:   os.Getenv,
 	}
-	pcfg := gitrepo.PollerConfig{
-		Period:  min(cfg.Agent.Configuration.PollPeriod, cfg.Agent.GitOps.PollPeriod),
-		OnFetch: newGitMetrics(reg, repos.IDs()).onFetch,
-	}
-	s.poller = gitrepo.NewPoller(repos, pcfg, logger)
-	s.repoSet = &repoSet{static: repos, poller: s.poller}
+	s.reload = newReloader(cfg, reg)
+	s.repoSet = &repoSet{static: repos}
 	if cfg.GitLab != nil {
 		s.repoSet.gl = newGitLabMirrors(cfg, pcfg, logger)
 	}
-	webhookRepos := func() []gitrepo.Repository { return s.repoSet.webhookRepositories(cfg.Repositories) }
+	webhookRepos := func() []gitrepo.Repository { return s.repoSet.webhookRepositories(repos.repositories()) }
 	s.webhook, err = webhook.New(webhook.Config{SecretFile: cfg.Git.WebhookSecretFile, Repositories: webhookRepos, Trigger: s.repoSet.Trigger, Logger: logger, Metrics: reg})
 	if err != nil {
 		repos.Close()
@@ -151,7 +169,7 @@ func New(cfg *Config, logger *slog.Logger) (*Server, error) {
 		}
 	}
 	pc := kasproxy.Config{
-		Users:   newUserRegistry(cfg),
+		Users:   s.users,
 		Tunnels: tunnels,
 		Logger:  logger,
 		Metrics: kasproxy.NewMetrics(reg),
@@ -232,67 +250,120 @@ func (s *Server) listen(name string, l Listen) (net.Listener, error) {
 	return ln, nil
 }
 
+// listeners are Run's bound sockets; api and priv are nil when unused.
+type listeners struct {
+	agent, obs, kubeAPI, api, priv net.Listener
+	// self is the private API URL this replica advertises.
+	self string
+}
+
+func (l *listeners) closeAll() {
+	for _, ln := range []net.Listener{l.agent, l.obs, l.kubeAPI, l.api, l.priv} {
+		if ln != nil {
+			ln.Close()
+		}
+	}
+}
+
+// bind opens every listener the config asks for, or none.
+func (s *Server) bind() (l *listeners, err error) {
+	l = &listeners{}
+	defer func() {
+		if err != nil {
+			l.closeAll()
+		}
+	}()
+	al := s.cfg.Agent.Listen
+	if l.agent, err = s.listen("agent", Listen{Address: al.Address, CertificateFile: al.CertificateFile, KeyFile: al.KeyFile}); err != nil {
+		return nil, err
+	}
+	if l.obs, err = s.listen("observability", s.cfg.Observability.Listen); err != nil {
+		return nil, err
+	}
+	if l.kubeAPI, err = s.listen("kubernetes_api", s.cfg.Agent.KubernetesAPI.Listen); err != nil {
+		return nil, err
+	}
+	if s.apiGRPC != nil {
+		// TLS, when set, is the gRPC server's (credentials.NewTLS).
+		if l.api, err = s.listen("api", Listen{Address: s.cfg.API.Listen.Address}); err != nil {
+			return nil, err
+		}
+	}
+	if s.peers != nil {
+		if l.priv, err = s.listen("private_api", s.cfg.PrivateAPI.Listen); err != nil {
+			return nil, err
+		}
+		if l.self, err = advertiseURL(s.cfg.PrivateAPI, l.priv.Addr(), s.Getenv); err != nil {
+			return nil, err
+		}
+	}
+	return l, nil
+}
+
+// stage is a part of kas that Run stops on its own, in order: it runs on
+// a context detached from Run's, cancelled by stop.
+type stage struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	err    error
+}
+
+// startStage runs fn on its own context; fail is called with fn's error,
+// if any, so that a failing stage stops kas.
+func startStage(ctx context.Context, fail func(error), fn func(context.Context) error) *stage {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	st := &stage{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(st.done)
+		if st.err = fn(ctx); st.err != nil {
+			fail(st.err)
+		}
+	}()
+	return st
+}
+
+// stop cancels the stage and waits for it to return.
+func (st *stage) stop() error {
+	if st == nil {
+		return nil
+	}
+	st.cancel()
+	<-st.done
+	return st.err
+}
+
 // Run serves until ctx is done, then stops in stages: the listeners stop
 // accepting; agents are sent GoAway at once (they reconnect, to another
 // replica when there are several) and their sessions drain while proxied
 // requests finish, within agent.listen.drain_timeout; peers can still
 // reach this replica's agents over the private API until the last session
 // is gone; then the registry entries are removed and the rest stops.
+//
+// Stages, started in this order and stopped in reverse:
+//  1. bind: every listener (nothing runs if one fails);
+//  2. registry: this replica's agents in Redis (with redis:);
+//  3. private API: peers reach this replica's agents (with redis:);
+//  4. sessions: the agent connections (tunnel.Server);
+//  5. serving: the listeners' servers and the background work (git
+//     polling, config reload, GitLab), until listen_grace_period after
+//     ctx is done.
 func (s *Server) Run(ctx context.Context) error {
-	defer s.repos.Close()
+	defer s.repoSet.static.Close()
+	if gl := s.repoSet.gl; gl != nil {
+		defer gl.Close()
+	}
 	if s.peers != nil {
 		defer s.peers.client.Close()
 		defer s.peers.forwarder.CloseIdleConnections()
 	}
-	al := s.cfg.Agent.Listen
-	var lns []net.Listener
-	closeAll := func() {
-		for _, ln := range lns {
-			ln.Close()
-		}
-	}
-	listen := func(name string, l Listen) (net.Listener, error) {
-		ln, err := s.listen(name, l)
-		if err != nil {
-			closeAll()
-			return nil, err
-		}
-		lns = append(lns, ln)
-		return ln, nil
-	}
-	agentLn, err := listen("agent", Listen{Address: al.Address, CertificateFile: al.CertificateFile, KeyFile: al.KeyFile})
+	lns, err := s.bind()
 	if err != nil {
 		return err
 	}
-	obsLn, err := listen("observability", s.cfg.Observability.Listen)
-	if err != nil {
-		return err
-	}
-	apiLn, err := listen("kubernetes_api", s.cfg.Agent.KubernetesAPI.Listen)
-	if err != nil {
-		return err
-	}
-	var apiGitLabLn net.Listener
-	if s.apiGRPC != nil {
-		// TLS, when set, is the gRPC server's (credentials.NewTLS).
-		if apiGitLabLn, err = listen("api", Listen{Address: s.cfg.API.Listen.Address}); err != nil {
-			return err
-		}
-	}
-	var privLn net.Listener
-	var self string
 	if s.peers != nil {
-		if privLn, err = listen("private_api", s.cfg.PrivateAPI.Listen); err != nil {
-			return err
-		}
-		if self, err = advertiseURL(s.cfg.PrivateAPI, privLn.Addr(), s.Getenv); err != nil {
-			closeAll()
-			return err
-		}
 		// Tokens are good only at the replica they were made for.
-		s.peers.secret.SetSelf(self)
+		s.peers.secret.SetSelf(lns.self)
 	}
-
 	s.tunnel = &tunnel.Server{
 		Authenticate: s.authenticate,
 		OnSession:    s.handleSession,
@@ -301,35 +372,69 @@ func (s *Server) Run(ctx context.Context) error {
 		Logger:       s.logger,
 		Metrics:      tunnel.NewServerMetrics(s.metrics),
 	}
-	// Sessions, the private API and the registry outlive ctx long enough
-	// to drain: they get their own contexts, cancelled in order below.
+
+	// The listeners serve until listen_grace_period after ctx is done,
+	// with /readyz failing meanwhile (see startGracePeriod); a stage
+	// that fails stops them at once.
+	serveCtx, stopServing := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer stopServing(nil)
+	defer s.startGracePeriod(ctx, serveCtx, func() { stopServing(nil) }, s.cfg.Agent.Listen.ListenGracePeriod)()
+	fail := func(err error) { stopServing(err) }
+
+	var registry, private *stage
+	if s.peers != nil {
+		registry = startStage(ctx, fail, func(ctx context.Context) error { return s.peers.registry.Run(ctx, lns.self) })
+		private = startStage(ctx, fail, func(ctx context.Context) error { return s.servePrivateAPI(ctx, lns.priv) })
+	}
 	sessCtx, stopSessions := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopSessions()
 	s.tunnel.Start(sessCtx)
-	privCtx, stopPrivate := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopPrivate()
-	regCtx, stopRegistry := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopRegistry()
+	g, gctx, proxyDone := s.serve(serveCtx, lns)
 
-	// The listeners serve until listen_grace_period after ctx is done,
-	// with /readyz failing meanwhile (see startGracePeriod).
-	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopServing()
-	defer s.startGracePeriod(ctx, serveCtx, stopServing, al.ListenGracePeriod)()
-	g, gctx := errgroup.WithContext(serveCtx)
-	g.Go(func() error { return s.poller.Run(gctx) })
+	s.logStarted(lns)
+	close(s.ready)
+	<-gctx.Done()
+
+	// The listeners are closing (their servers return on serveCtx).
+	// Agents are asked to move now, while the requests in flight finish.
+	if s.peers != nil {
+		s.peers.registry.Drain(s.cfg.Agent.Listen.DrainTimeout)
+	}
+	stopSessions()
+	<-proxyDone
+	s.tunnel.Wait()
+	// No agent left here: peers get "not connected" from now on.
+	errs := []error{private.stop(), registry.stop()}
+	// Stop before closing the listener: Serve treats a listener closed
+	// under it as an error, but not one closed by Stop.
+	s.grpc.Stop()
+	s.grpcLn.Close()
+	errs = append([]error{g.Wait()}, errs...)
+	s.logger.Info("kas stopped")
+	return errors.Join(errs...)
+}
+
+// serve starts the serving stage: every listener's server and the
+// background work, in an errgroup on ctx (gctx is done when ctx is or one
+// of them failed). proxyDone is closed when the Kubernetes API proxy has
+// stopped (its requests finished).
+func (s *Server) serve(ctx context.Context, lns *listeners) (g *errgroup.Group, gctx context.Context, proxyDone <-chan struct{}) {
+	g, gctx = errgroup.WithContext(ctx)
+	g.Go(func() error { return s.repoSet.static.Run(gctx) })
 	if gl := s.repoSet.gl; gl != nil {
-		defer gl.Close()
 		g.Go(func() error { return gl.Run(gctx) })
 	}
 	if s.apiGRPC != nil {
-		g.Go(func() error { return tracker.ServeAPI(gctx, s.apiGRPC, apiGitLabLn) })
+		g.Go(func() error { return tracker.ServeAPI(gctx, s.apiGRPC, lns.api) })
 	}
 	if s.tracker != nil {
 		g.Go(func() error { return s.tracker.Run(gctx) })
 	}
-	if gr, ok := s.registry.(*gitlabRegistry); ok {
-		g.Go(func() error { return gr.revalidate(gctx, revalidatePeriod(s.cfg), s.sessions) })
+	if tr, ok := s.registry.(tokenRegistry); ok {
+		g.Go(func() error { return tr.revalidate(gctx, revalidatePeriod(s.cfg), s.sessions) })
+	}
+	if s.ConfigFile != "" {
+		g.Go(func() error { return s.watchConfig(gctx) })
 	}
 	if s.gitlab != nil {
 		u := usage.New(usage.Config{GitLab: s.gitlab, Metrics: s.metrics, Period: s.cfg.Observability.UsageReportingPeriod, Logger: s.logger})
@@ -343,65 +448,33 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	})
 	g.Go(func() error {
-		return httpserve.ServeServer(gctx, obsLn, s.httpServer(s.apiHandler(s.observabilityHandler()), s.cfg.Limits.ObservabilityReadTimeout), httpserve.DefaultGrace)
+		return httpserve.ServeServer(gctx, lns.obs, s.httpServer(s.apiHandler(s.observabilityHandler()), s.cfg.Limits.ObservabilityReadTimeout), httpserve.DefaultGrace)
 	})
-	proxyDone := make(chan struct{})
+	done := make(chan struct{})
 	g.Go(func() error {
-		defer close(proxyDone)
-		return s.serveProxy(gctx, apiLn)
+		defer close(done)
+		return s.serveProxy(gctx, lns.kubeAPI)
 	})
-	if *al.Websocket {
+	if *s.cfg.Agent.Listen.Websocket {
 		// No read timeout: the upgraded connection is the tunnel.
 		g.Go(func() error {
-			return httpserve.ServeServer(gctx, agentLn, s.httpServer(s.tunnel, 0), httpserve.DefaultGrace)
+			return httpserve.ServeServer(gctx, lns.agent, s.httpServer(s.tunnel, 0), httpserve.DefaultGrace)
 		})
 	} else {
-		g.Go(func() error { return s.tunnel.ServeListener(gctx, agentLn) })
+		g.Go(func() error { return s.tunnel.ServeListener(gctx, lns.agent) })
 	}
-	privDone, regDone := make(chan struct{}), make(chan struct{})
+	return g, gctx, done
+}
+
+func (s *Server) logStarted(lns *listeners) {
+	al := s.cfg.Agent.Listen
+	attrs := []any{"version", version.Version, "agent_listen", lns.agent.Addr().String(),
+		"websocket", *al.Websocket, "tls", al.CertificateFile != "", "kubernetes_api_listen", lns.kubeAPI.Addr().String(),
+		"observability_listen", lns.obs.Addr().String()}
 	if s.peers != nil {
-		g.Go(func() error {
-			defer close(privDone)
-			return s.servePrivateAPI(privCtx, privLn)
-		})
-		g.Go(func() error {
-			defer close(regDone)
-			return s.peers.registry.Run(regCtx, self)
-		})
-	} else {
-		close(privDone)
-		close(regDone)
-	}
-	attrs := []any{"version", version.Version, "agent_listen", agentLn.Addr().String(),
-		"websocket", *al.Websocket, "tls", al.CertificateFile != "", "kubernetes_api_listen", apiLn.Addr().String(),
-		"observability_listen", obsLn.Addr().String()}
-	if s.peers != nil {
-		attrs = append(attrs, "private_api_listen", privLn.Addr().String(), "private_api_url", self, "redis", s.cfg.Redis.Address)
+		attrs = append(attrs, "private_api_listen", lns.priv.Addr().String(), "private_api_url", lns.self, "redis", s.cfg.Redis.Address)
 	}
 	s.logger.Info("kas is running", attrs...)
-	close(s.ready)
-
-	<-gctx.Done()
-	// The listeners are closing (their servers return on gctx). Agents
-	// are asked to move now, while the requests in flight finish.
-	if s.peers != nil {
-		s.peers.registry.Drain(al.DrainTimeout)
-	}
-	stopSessions()
-	<-proxyDone
-	s.tunnel.Wait()
-	// No agent left here: peers get "not connected" from now on.
-	stopPrivate()
-	<-privDone
-	stopRegistry()
-	<-regDone
-	// Stop before closing the listener: Serve treats a listener closed
-	// under it as an error, but not one closed by Stop.
-	s.grpc.Stop()
-	s.grpcLn.Close()
-	err = g.Wait()
-	s.logger.Info("kas stopped")
-	return err
 }
 
 // startGracePeriod arranges for stopServing to be called listen_grace_period
@@ -457,8 +530,8 @@ func (s *Server) authenticate(ctx context.Context, h tunnel.Hello) (string, erro
 	if err != nil {
 		return "", err
 	}
-	if n := s.sessions.count(a.Key); n >= s.cfg.Limits.MaxConnectionsPerAgent {
-		return "", &tunnel.RefusedError{Status: http.StatusTooManyRequests, Reason: fmt.Sprintf("agent %q has %d connections to this kas, the limit (limits.max_connections_per_agent)", a.Name, n)}
+	if n, limit := s.sessions.count(a.Key), s.limits().MaxConnectionsPerAgent; n >= limit {
+		return "", &tunnel.RefusedError{Status: http.StatusTooManyRequests, Reason: fmt.Sprintf("agent %q has %d connections to this kas; limits.max_connections_per_agent is %d", a.Name, n, limit)}
 	}
 	return a.Key, nil
 }
@@ -480,6 +553,9 @@ func (s *Server) handleSession(ctx context.Context, ts *tunnel.Session) {
 	agent := s.agentByKey(ts.Agent)
 	log := s.logger.With(append(agent.LogAttrs(), "session", sess.id)...)
 	log.Info("Agent connected", "agent_version", ts.AgentVersion, "remote", ts.Remote)
+	if !s.sessionStillValid(ts) {
+		sess.revoke("a config reload removed the token this connection authenticated with")
+	}
 	if s.tracker != nil && agent.ID != 0 {
 		h, _ := s.hellos.Load(ts.Agent)
 		hello, _ := h.(tunnel.Hello)
@@ -500,13 +576,13 @@ func (s *Server) handleSession(ctx context.Context, ts *tunnel.Session) {
 			if err != nil {
 				return
 			}
-			if open.Load() >= int64(s.cfg.Limits.MaxAgentStreamsPerConnection) {
+			if open.Load() >= int64(s.limits().MaxAgentStreamsPerConnection) {
 				st.Close()
 				s.sessions.streamsRefused.Inc()
 				continue
 			}
 			open.Add(1)
-			sess.proven.Store(true)
+			sess.markProven()
 			s.sessions.streamsOpened.WithLabelValues("from_agent").Inc()
 			gauge := s.sessions.streamsOpen.WithLabelValues("from_agent")
 			gauge.Inc()
@@ -514,129 +590,17 @@ func (s *Server) handleSession(ctx context.Context, ts *tunnel.Session) {
 		}
 	}()
 
-	age := s.cfg.Agent.Listen.MaxConnectionAge
-	// ±10% jitter so agents connected together are not rotated together.
-	age += time.Duration(rand.Int64N(int64(age)/5+1)) - age/10
-	timer := time.NewTimer(age)
-	defer timer.Stop()
-	select {
-	case <-timer.C:
-		log.Info("Rotating agent connection (max_connection_age)")
+	switch ev, stopping, gone := s.awaitEnd(ctx, sess); {
+	case gone:
+	case ev.revoke:
+		s.closeRevoked(sess, log, ev.reason)
+	case stopping:
+		log.Info("Draining agent connection: kas is stopping")
+		s.drain(sess, log, true)
+	default:
+		log.Info("Rotating agent connection", "reason", ev.reason)
 		s.drain(sess, log, false)
-	case <-sess.revoked:
-		s.closeRevoked(sess, log)
-	case <-ctx.Done():
-		if !ts.IsClosed() {
-			log.Info("Draining agent connection: kas is stopping")
-			s.drain(sess, log, true)
-		}
 	}
 	ts.Close()
 	log.Info("Agent disconnected")
-}
-
-// handoverWait bounds how long an idle draining session stays up for the
-// agent's new connection, so requests arriving meanwhile still reach the
-// agent (through this session) instead of failing.
-const handoverWait = 5 * time.Second
-
-// closeGrace is how long a drained session is kept from new requests
-// before it closes, so none is caught between picking it and using it.
-const closeGrace = 100 * time.Millisecond
-
-// drain asks the agent to reconnect, refuses new streams on this session
-// and waits (bounded) for the requests in flight and for the agent's new
-// connection.
-func (s *Server) drain(sess *agentSession, log *slog.Logger, stopping bool) {
-	done := sess.startDrain()
-	if err := sendGoAway(sess); err != nil {
-		log.Debug("GoAway signal not delivered", "err", err)
-	}
-	_ = sess.GoAway()
-	start := time.Now()
-	timeout := time.NewTimer(s.cfg.Agent.Listen.DrainTimeout)
-	defer timeout.Stop()
-	// Idle pooled streams would hold the drain open: close them now, and
-	// again as requests in flight finish and return theirs to the pool.
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	var lastCheck, closingSince time.Time
-	for {
-		sess.transport.CloseIdleConnections()
-		select {
-		case <-done:
-			// Requests that arrive meanwhile (pick's fallback) are counted
-			// in open too.
-			if sess.open.Load() != 0 {
-				break
-			}
-			if !closingSince.IsZero() {
-				// A request that picked this session just before closing
-				// was set has had time to open its stream (open > 0).
-				if time.Since(closingSince) >= closeGrace {
-					return
-				}
-				break
-			}
-			ready := time.Since(start) >= handoverWait
-			if !ready && time.Since(lastCheck) >= 250*time.Millisecond {
-				lastCheck = time.Now()
-				ready = s.handedOver(sess, stopping)
-			}
-			if ready {
-				sess.closing.Store(true)
-				closingSince = time.Now()
-			}
-		default:
-		}
-		select {
-		case <-sess.CloseChan():
-			return
-		case <-timeout.C:
-			log.Warn("Drain timeout: closing the agent connection with requests in flight", "open_streams", sess.open.Load())
-			return
-		case <-tick.C:
-		}
-	}
-}
-
-// handedOver reports whether a draining session's agent is connected
-// again elsewhere: a new session here, or (with Redis) another replica.
-func (s *Server) handedOver(sess *agentSession, stopping bool) bool {
-	if s.sessions.hasOther(sess) {
-		return true
-	}
-	if s.peers == nil {
-		// A single kas that stops has nowhere for the agent to go.
-		return stopping
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	peers, err := s.peers.registry.Lookup(ctx, sess.Agent)
-	// Without the registry, no peer could reach the agent anyway.
-	return err != nil || len(peers) > 0
-}
-
-// sendGoAway tells agentk, over a stream of its own, to dial anew.
-func sendGoAway(sess *agentSession) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	st, err := sess.Session.OpenStream()
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	tr := &http.Transport{DialContext: func(context.Context, string, string) (net.Conn, error) { return st, nil }}
-	defer tr.CloseIdleConnections()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://agentk"+tunnel.GoAwayPath, nil)
-	req.Header.Set(tunnel.HeaderInternal, tunnel.InternalGoAway)
-	resp, err := tr.RoundTrip(req)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("agentk answered %s", resp.Status)
-	}
-	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,32 +32,34 @@ const (
 var ErrAgentNotConnected = kasproxy.ErrAgentNotConnected
 
 // agentSession is a live tunnel session plus what kas tracks about it.
+// Its life (lifecycle.go) is one state under mu, moved by events.
 type agentSession struct {
 	*tunnel.Session
-	id       uint64
-	draining atomic.Bool
-	// closing is set just before a drained session closes: pick no longer
-	// returns it even as a fallback.
-	closing atomic.Bool
-	// goneAway is set once agentk has said (yamux GoAway) that it takes no
-	// new streams on this session: it is stopping. pick skips it.
-	goneAway atomic.Bool
-	// proven is set once agentk opened a stream (its gRPC connection):
-	// pick prefers such sessions.
-	proven atomic.Bool
-	// open counts streams kas opened to the agent that are still open, so
-	// a draining session can close once they are done.
-	open    atomic.Int64
-	drained chan struct{} // closed when draining and open reaches zero
-	// revoked is closed when the agent's registry no longer vouches for
-	// it (a token GitLab now refuses): handleSession closes the session.
-	revoked    chan struct{}
-	revokeOnce sync.Once
-	once       sync.Once
-	reg        *sessionRegistry
+	id  uint64
+	reg *sessionRegistry
 	// transport pools HTTP connections (streams) to this session, so
 	// requests reuse streams instead of opening one each.
 	transport *streamhttp.Transport
+
+	mu    sync.Mutex // guards state, goneAway, proven, open and changed
+	state sessionState
+	// goneAway is set once agentk has said (yamux GoAway) that it takes no
+	// new streams on this session: it is stopping. pick skips it.
+	goneAway bool
+	// proven is set once agentk opened a stream (its gRPC connection):
+	// pick prefers such sessions.
+	proven bool
+	// open counts streams kas opened to the agent that are still open, so
+	// a draining session can close once they are done.
+	open int
+	// changed is closed (and replaced) at every change of state or open.
+	changed chan struct{}
+
+	// ended is closed by the first end event (a revoked token, a config
+	// reload); ending is that event, set before ended is closed.
+	ended   chan struct{}
+	ending  endEvent
+	endOnce sync.Once
 }
 
 // OpenStream opens a stream to agentk (for a proxied HTTP request).
@@ -65,14 +68,12 @@ func (s *agentSession) OpenStream(ctx context.Context) (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.open.Add(1)
+	s.streamOpened()
 	s.reg.streamsOpened.WithLabelValues("to_agent").Inc()
 	s.reg.streamsOpen.WithLabelValues("to_agent").Inc()
 	return &trackedStream{Conn: st, done: func() {
 		s.reg.streamsOpen.WithLabelValues("to_agent").Dec()
-		if s.open.Add(-1) == 0 && s.draining.Load() {
-			s.once.Do(func() { close(s.drained) })
-		}
+		s.streamClosed()
 	}}, nil
 }
 
@@ -87,16 +88,6 @@ func (t *trackedStream) Close() error {
 	err := t.Conn.Close()
 	t.once.Do(t.done)
 	return err
-}
-
-// startDrain stops new requests from picking this session and returns a
-// channel closed once the requests in flight are done.
-func (s *agentSession) startDrain() <-chan struct{} {
-	s.draining.Store(true)
-	if s.open.Load() == 0 {
-		s.once.Do(func() { close(s.drained) })
-	}
-	return s.drained
 }
 
 // sessionRegistry holds every live session per agent. Several agentk
@@ -150,7 +141,7 @@ func (r *sessionRegistry) add(ts *tunnel.Session) *agentSession {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.next++
-	s := &agentSession{Session: ts, id: r.next, drained: make(chan struct{}), revoked: make(chan struct{}), reg: r}
+	s := &agentSession{Session: ts, id: r.next, reg: r, changed: make(chan struct{}), ended: make(chan struct{})}
 	// streamhttp, not http.Transport: the request's own goroutine writes
 	// it and reads the answer (no read and write goroutine per stream,
 	// fewer hand-offs per request), and it adds no Accept-Encoding, so
@@ -159,6 +150,10 @@ func (r *sessionRegistry) add(ts *tunnel.Session) *agentSession {
 		Dial:        s.OpenStream,
 		MaxIdle:     proxyMaxIdleStreams,
 		IdleTimeout: proxyIdleStreamTimeout,
+	}
+	// A draining session of the agent waits for this one (its hand-over).
+	for _, x := range r.byAgent[ts.Agent] {
+		x.peerArrived()
 	}
 	r.byAgent[ts.Agent] = append(r.byAgent[ts.Agent], s)
 	r.connected.Inc()
@@ -207,16 +202,17 @@ func (r *sessionRegistry) pick(agent string) (*agentSession, error) {
 	var unproven, fallback *agentSession
 	for i := range n {
 		s := list[(start+i)%n]
-		switch {
-		case s.IsClosed() || s.closing.Load() || s.goneAway.Load():
-		case !s.draining.Load() && s.proven.Load():
+		switch s.pickRank() {
+		case 1:
 			return s, nil
-		case !s.draining.Load():
+		case 2:
 			if unproven == nil {
 				unproven = s
 			}
-		case fallback == nil:
-			fallback = s
+		case 3:
+			if fallback == nil {
+				fallback = s
+			}
 		}
 	}
 	if unproven != nil {
@@ -277,7 +273,7 @@ func (r *sessionRegistry) RoundTripper(agent string) (http.RoundTripper, error) 
 				req.Body = io.NopCloser(bytes.NewReader(replay))
 			}
 			if errors.Is(err, yamux.ErrRemoteGoAway) {
-				s.goneAway.Store(true)
+				s.markGoneAway()
 			}
 			if s, err = r.pick(agent); err != nil {
 				return nil, err
@@ -311,7 +307,7 @@ func (r *sessionRegistry) hasOther(s *agentSession) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, x := range r.byAgent[s.Agent] {
-		if x != s && !x.IsClosed() && !x.draining.Load() && !x.goneAway.Load() {
+		if x != s && x.replaces() {
 			return true
 		}
 	}
@@ -337,11 +333,18 @@ func (r *sessionRegistry) agents() []string {
 }
 
 // revoke asks every session of an agent to close, and returns how many.
-func (r *sessionRegistry) revoke(agent string) int {
+func (r *sessionRegistry) revoke(agent, reason string) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, s := range r.byAgent[agent] {
-		s.revokeOnce.Do(func() { close(s.revoked) })
+		s.revoke(reason)
 	}
 	return len(r.byAgent[agent])
+}
+
+// sessionsOf lists the live sessions of an agent.
+func (r *sessionRegistry) sessionsOf(agent string) []*agentSession {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.byAgent[agent])
 }

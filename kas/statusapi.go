@@ -43,7 +43,7 @@ func (s *Server) statusRoutes(mux *http.ServeMux) {
 			return ""
 		},
 		AuthenticateUser: func(ctx context.Context, token string) (kasproxy.User, error) {
-			return newUserRegistry(s.cfg).AuthenticateUser(ctx, token)
+			return s.users.AuthenticateUser(ctx, token)
 		},
 		Public: func() bool { return s.cfg.Observability.Status.Public },
 	}
@@ -81,7 +81,7 @@ func (v statusSessions) Snapshot(agent string) []status.Session {
 			AgentkVersion:  s.AgentVersion,
 			Remote:         s.Remote,
 			ConnectedSince: s.Connected,
-			Draining:       s.draining.Load() || s.goneAway.Load(),
+			Draining:       s.leaving(),
 		})
 	}
 	slices.SortFunc(out, func(a, b status.Session) int { return a.ConnectedSince.Compare(b.ConnectedSince) })

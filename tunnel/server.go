@@ -2,6 +2,7 @@ package tunnel
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,6 +27,9 @@ type Session struct {
 	AgentVersion string
 	Remote       string
 	Connected    time.Time
+	// TokenSHA256 is the hash of the token the session authenticated
+	// with, so the server can close the sessions of a token it revokes.
+	TokenSHA256 [sha256.Size]byte
 	// Protocol is the one kas and agentk agreed on in the handshake: 1,
 	// HTTP/1.1 on kas's streams; 2, tunnel/wire head frames.
 	Protocol int
@@ -227,7 +231,7 @@ func (s *Server) serveSession(conn net.Conn, agent string, h Hello, remote strin
 		conn.Close()
 		return
 	}
-	sess := &Session{Agent: agent, AgentVersion: h.AgentVersion, Remote: remote, Connected: time.Now(), Protocol: h.Negotiate(), Session: ys}
+	sess := &Session{Agent: agent, AgentVersion: h.AgentVersion, Remote: remote, Connected: time.Now(), TokenSHA256: sha256.Sum256([]byte(h.Token)), Protocol: h.Negotiate(), Session: ys}
 	ctx, cancel := context.WithCancel(s.baseContext())
 	defer cancel()
 	// The session ends when the peer goes or the server stops, whichever

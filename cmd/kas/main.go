@@ -67,6 +67,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	logFormat := fs.String("log-format", logging.FormatText, "log format: text (key=value) or json (one object per line)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
+	reloadPeriod := fs.Duration("config-poll-period", kas.DefaultConfigPollPeriod, "how often kas checks --config for changes and reloads agents, users and repositories (0: only on SIGHUP)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usage)
 		fs.PrintDefaults()
@@ -117,6 +118,29 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "kas: %v\n", err)
 		return 1
 	}
+	srv.ConfigFile = *configFile
+	srv.ConfigPollPeriod = *reloadPeriod
+	if *reloadPeriod <= 0 {
+		srv.ConfigPollPeriod = -1
+	}
+	// SIGHUP reloads the config file (kas.Server.Reload says what applies).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	hupDone := make(chan struct{})
+	defer func() {
+		signal.Stop(hup)
+		close(hupDone)
+	}()
+	go func() {
+		for {
+			select {
+			case <-hup:
+				srv.RequestReload()
+			case <-hupDone:
+				return
+			}
+		}
+	}()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	// After the first signal kas drains; a second one stops it at once
