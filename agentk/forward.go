@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"sync/atomic"
 
 	"k8s.io/client-go/rest"
 
@@ -28,8 +30,10 @@ type forwarder struct {
 	// rt may speak HTTP/2; upgrades (exec, attach, port-forward) need
 	// HTTP/1.1, which upgradeRT is restricted to.
 	rt, upgradeRT http.RoundTripper
-	rp            *httputil.ReverseProxy
-	logger        *slog.Logger
+	// shortH1 counts short requests in flight on upgradeRT (RoundTrip).
+	shortH1 atomic.Int32
+	rp      *httputil.ReverseProxy
+	logger  *slog.Logger
 	// watches in flight, ended cleanly when agentk stops
 	watches kubehttp.Watches
 }
@@ -128,12 +132,52 @@ func (f *forwarder) rewrite(out *http.Request, path string, id *identity) {
 	}
 }
 
-// RoundTrip picks the transport: HTTP/1.1 for upgrades.
+// maxShortH1 bounds the short requests in flight on HTTP/1.1 at once;
+// more go on HTTP/2. It stays below client-go's 25 idle connections per
+// host, so every connection a burst opens is kept for the next request
+// instead of being closed (and its TLS handshake paid again).
+const maxShortH1 = 16
+
+// RoundTrip picks the transport: HTTP/1.1 for upgrades (they need it)
+// and for short requests, HTTP/2 for watches and for short requests
+// beyond maxShortH1 in flight. An HTTP/1.1 keep-alive exchange is one
+// write and one read on a connection of its own; HTTP/2 adds framing,
+// flow control and a hand-off to the connection's read loop, which cost
+// a small GET about 150 µs here (docs/benchmarks.md). A watch holds its
+// connection for minutes, so watches share HTTP/2 connections instead
+// of holding one each.
 func (f *forwarder) RoundTrip(r *http.Request) (*http.Response, error) {
 	if r.Header.Get("Upgrade") != "" {
 		return f.upgradeRT.RoundTrip(r)
 	}
+	if !kubehttp.IsWatch(r) {
+		if f.shortH1.Add(1) <= maxShortH1 {
+			resp, err := f.upgradeRT.RoundTrip(r)
+			if err != nil {
+				f.shortH1.Add(-1)
+				return nil, err
+			}
+			resp.Body = &h1Body{ReadCloser: resp.Body, inFlight: &f.shortH1}
+			return resp, nil
+		}
+		f.shortH1.Add(-1)
+	}
 	return f.rt.RoundTrip(r)
+}
+
+// h1Body counts its request out of the HTTP/1.1 ones in flight when
+// closed.
+type h1Body struct {
+	io.ReadCloser
+	inFlight *atomic.Int32
+	closed   atomic.Bool
+}
+
+func (b *h1Body) Close() error {
+	if !b.closed.Swap(true) {
+		b.inFlight.Add(-1)
+	}
+	return b.ReadCloser.Close()
 }
 
 func (f *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
