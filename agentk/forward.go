@@ -2,21 +2,25 @@ package agentk
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"k8s.io/client-go/rest"
 
 	"kubetunnel/agentcfg"
 	"kubetunnel/internal/gitlabaccess"
 	"kubetunnel/internal/kubehttp"
+	"kubetunnel/internal/streamhttp"
 	"kubetunnel/tunnel"
 	"kubetunnel/tunnel/wire"
 )
@@ -32,6 +36,7 @@ type forwarder struct {
 	rt, upgradeRT http.RoundTripper
 	// shortH1 counts short requests in flight on upgradeRT (RoundTrip).
 	shortH1 atomic.Int32
+	shortRT http.RoundTripper // shortTransport, else upgradeRT
 	rp      *httputil.ReverseProxy
 	logger  *slog.Logger
 	// watches in flight, ended cleanly when agentk stops
@@ -73,6 +78,13 @@ func newForwarder(cfg *rest.Config, config func() *agentcfg.Config, logger *slog
 		return nil, fmt.Errorf("API server transport: %w", err)
 	}
 	f := &forwarder{config: config, base: base, rt: rt, upgradeRT: upgradeRT, logger: logger}
+	f.shortRT, err = shortTransport(h1, base)
+	if err != nil {
+		return nil, fmt.Errorf("API server transport: %w", err)
+	}
+	if f.shortRT == nil {
+		f.shortRT = upgradeRT
+	}
 	f.rp = &httputil.ReverseProxy{
 		// ReverseProxy copies the request; Rewrite edits the copy.
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -132,6 +144,38 @@ func (f *forwarder) rewrite(out *http.Request, path string, id *identity) {
 	}
 }
 
+// shortTransport is the transport for short requests: HTTP/1.1 written
+// and read on the caller's goroutine (streamhttp.Transport over TLS),
+// with client-go's authentication wrappers, which spares
+// http.Transport's two goroutine hand-offs per request (its connection's
+// write and read loops). Nil (use client-go's own transport) when
+// something in cfg needs client-go's dialing: a proxy, a custom dialer,
+// client certificate files (client-go reloads them when they rotate).
+func shortTransport(cfg *rest.Config, base *url.URL) (http.RoundTripper, error) {
+	if cfg.Proxy != nil || cfg.Dial != nil || cfg.CertFile != "" || cfg.KeyFile != "" ||
+		(base.Scheme != "https" && base.Scheme != "http") {
+		return nil, nil
+	}
+	if u, err := http.ProxyFromEnvironment(&http.Request{URL: base}); err != nil || u != nil {
+		return nil, nil
+	}
+	hostport := base.Host
+	if base.Port() == "" {
+		hostport = net.JoinHostPort(base.Hostname(), map[string]string{"https": "443", "http": "80"}[base.Scheme])
+	}
+	nd := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+	dial := func(ctx context.Context) (net.Conn, error) { return nd.DialContext(ctx, "tcp", hostport) }
+	if base.Scheme == "https" {
+		tlsCfg, err := rest.TLSConfigFor(cfg)
+		if err != nil {
+			return nil, err
+		}
+		td := &tls.Dialer{NetDialer: nd, Config: tlsCfg}
+		dial = func(ctx context.Context) (net.Conn, error) { return td.DialContext(ctx, "tcp", hostport) }
+	}
+	return rest.HTTPWrappersForConfig(cfg, &streamhttp.Transport{Dial: dial, MaxIdle: maxShortH1})
+}
+
 // maxShortH1 bounds the short requests in flight on HTTP/1.1 at once;
 // more go on HTTP/2. It stays below client-go's 25 idle connections per
 // host, so every connection a burst opens is kept for the next request
@@ -152,7 +196,7 @@ func (f *forwarder) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	if !kubehttp.IsWatch(r) {
 		if f.shortH1.Add(1) <= maxShortH1 {
-			resp, err := f.upgradeRT.RoundTrip(r)
+			resp, err := f.shortRT.RoundTrip(r)
 			if err != nil {
 				f.shortH1.Add(-1)
 				return nil, err
