@@ -60,6 +60,11 @@ func (f *forwarder) forward(w *wire.ResponseWriter, r *http.Request, id *identit
 	}
 	w.WriteHeader(resp.StatusCode)
 	stream := resp.ContentLength < 0
+	if stream {
+		// A watch may send nothing for minutes; its caller (kubectl get
+		// -w) counts it as started once the head arrives.
+		w.Flush()
+	}
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
 	for {
