@@ -2,19 +2,25 @@ package agentk
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"k8s.io/client-go/rest"
 
 	"kubetunnel/agentcfg"
 	"kubetunnel/internal/gitlabaccess"
 	"kubetunnel/internal/kubehttp"
+	"kubetunnel/internal/streamhttp"
 	"kubetunnel/tunnel"
 	"kubetunnel/tunnel/wire"
 )
@@ -28,8 +34,11 @@ type forwarder struct {
 	// rt may speak HTTP/2; upgrades (exec, attach, port-forward) need
 	// HTTP/1.1, which upgradeRT is restricted to.
 	rt, upgradeRT http.RoundTripper
-	rp            *httputil.ReverseProxy
-	logger        *slog.Logger
+	// shortH1 counts short requests in flight on upgradeRT (RoundTrip).
+	shortH1 atomic.Int32
+	shortRT http.RoundTripper // shortTransport, else upgradeRT
+	rp      *httputil.ReverseProxy
+	logger  *slog.Logger
 	// watches in flight, ended cleanly when agentk stops
 	watches kubehttp.Watches
 }
@@ -69,6 +78,13 @@ func newForwarder(cfg *rest.Config, config func() *agentcfg.Config, logger *slog
 		return nil, fmt.Errorf("API server transport: %w", err)
 	}
 	f := &forwarder{config: config, base: base, rt: rt, upgradeRT: upgradeRT, logger: logger}
+	f.shortRT, err = shortTransport(h1, base)
+	if err != nil {
+		return nil, fmt.Errorf("API server transport: %w", err)
+	}
+	if f.shortRT == nil {
+		f.shortRT = upgradeRT
+	}
 	f.rp = &httputil.ReverseProxy{
 		// ReverseProxy copies the request; Rewrite edits the copy.
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -128,12 +144,84 @@ func (f *forwarder) rewrite(out *http.Request, path string, id *identity) {
 	}
 }
 
-// RoundTrip picks the transport: HTTP/1.1 for upgrades.
+// shortTransport is the transport for short requests: HTTP/1.1 written
+// and read on the caller's goroutine (streamhttp.Transport over TLS),
+// with client-go's authentication wrappers, which spares
+// http.Transport's two goroutine hand-offs per request (its connection's
+// write and read loops). Nil (use client-go's own transport) when
+// something in cfg needs client-go's dialing: a proxy, a custom dialer,
+// client certificate files (client-go reloads them when they rotate).
+func shortTransport(cfg *rest.Config, base *url.URL) (http.RoundTripper, error) {
+	if cfg.Proxy != nil || cfg.Dial != nil || cfg.CertFile != "" || cfg.KeyFile != "" ||
+		(base.Scheme != "https" && base.Scheme != "http") {
+		return nil, nil
+	}
+	if u, err := http.ProxyFromEnvironment(&http.Request{URL: base}); err != nil || u != nil {
+		return nil, nil
+	}
+	hostport := base.Host
+	if base.Port() == "" {
+		hostport = net.JoinHostPort(base.Hostname(), map[string]string{"https": "443", "http": "80"}[base.Scheme])
+	}
+	nd := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+	dial := func(ctx context.Context) (net.Conn, error) { return nd.DialContext(ctx, "tcp", hostport) }
+	if base.Scheme == "https" {
+		tlsCfg, err := rest.TLSConfigFor(cfg)
+		if err != nil {
+			return nil, err
+		}
+		td := &tls.Dialer{NetDialer: nd, Config: tlsCfg}
+		dial = func(ctx context.Context) (net.Conn, error) { return td.DialContext(ctx, "tcp", hostport) }
+	}
+	return rest.HTTPWrappersForConfig(cfg, &streamhttp.Transport{Dial: dial, MaxIdle: maxShortH1})
+}
+
+// maxShortH1 bounds the short requests in flight on HTTP/1.1 at once;
+// more go on HTTP/2. It stays below client-go's 25 idle connections per
+// host, so every connection a burst opens is kept for the next request
+// instead of being closed (and its TLS handshake paid again).
+const maxShortH1 = 16
+
+// RoundTrip picks the transport: HTTP/1.1 for upgrades (they need it)
+// and for short requests, HTTP/2 for watches and for short requests
+// beyond maxShortH1 in flight. An HTTP/1.1 keep-alive exchange is one
+// write and one read on a connection of its own; HTTP/2 adds framing,
+// flow control and a hand-off to the connection's read loop, which cost
+// a small GET about 150 µs here (docs/benchmarks.md). A watch holds its
+// connection for minutes, so watches share HTTP/2 connections instead
+// of holding one each.
 func (f *forwarder) RoundTrip(r *http.Request) (*http.Response, error) {
 	if r.Header.Get("Upgrade") != "" {
 		return f.upgradeRT.RoundTrip(r)
 	}
+	if !kubehttp.IsWatch(r) {
+		if f.shortH1.Add(1) <= maxShortH1 {
+			resp, err := f.shortRT.RoundTrip(r)
+			if err != nil {
+				f.shortH1.Add(-1)
+				return nil, err
+			}
+			resp.Body = &h1Body{ReadCloser: resp.Body, inFlight: &f.shortH1}
+			return resp, nil
+		}
+		f.shortH1.Add(-1)
+	}
 	return f.rt.RoundTrip(r)
+}
+
+// h1Body counts its request out of the HTTP/1.1 ones in flight when
+// closed.
+type h1Body struct {
+	io.ReadCloser
+	inFlight *atomic.Int32
+	closed   atomic.Bool
+}
+
+func (b *h1Body) Close() error {
+	if !b.closed.Swap(true) {
+		b.inFlight.Add(-1)
+	}
+	return b.ReadCloser.Close()
 }
 
 func (f *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {

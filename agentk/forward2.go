@@ -61,8 +61,8 @@ func (f *forwarder) forward(w *wire.ResponseWriter, r *http.Request, id *identit
 	w.WriteHeader(resp.StatusCode)
 	stream := resp.ContentLength < 0
 	if stream {
-		// The head goes now: a watch's first event may be minutes away,
-		// and kubectl waits for the head before it says it is watching.
+		// A watch may send nothing for minutes; its caller (kubectl get
+		// -w) counts it as started once the head arrives.
 		w.Flush()
 	}
 	bp := copyBufs.Get().(*[]byte)
