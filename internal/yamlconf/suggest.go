@@ -12,7 +12,7 @@ func suggest(key string, known []string) string {
 		maxDist = 2
 	}
 	for _, k := range known {
-		d := editDistance(key, k)
+		d := EditDistance(key, k)
 		if len(key) >= 4 && strings.HasPrefix(k, key) {
 			d = min(d, maxDist)
 		}
@@ -23,9 +23,10 @@ func suggest(key string, known []string) string {
 	return best
 }
 
-// editDistance is the optimal string alignment distance of a and b
-// (Levenshtein plus adjacent transpositions), for short keys only.
-func editDistance(a, b string) int {
+// EditDistance is the optimal string alignment distance of a and b
+// (Levenshtein plus adjacent transpositions, so "porjects" is one edit
+// from "projects"), for short names only: past 64 bytes it answers 1024.
+func EditDistance(a, b string) int {
 	if len(a) > 64 || len(b) > 64 {
 		return 1 << 10 // no key is that long; do not spend the work
 	}

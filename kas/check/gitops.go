@@ -9,6 +9,7 @@ import (
 	"kubetunnel/agentcfg"
 	"kubetunnel/gitops/gitrepo"
 	"kubetunnel/gitops/manifests"
+	"kubetunnel/internal/yamlconf"
 )
 
 // Verdict reports one item of kas check: err nil is "ok" with detail
@@ -101,32 +102,11 @@ func nearestDir(want string, dirs map[string]bool) string {
 	}
 	sort.Strings(names)
 	for _, d := range names {
-		if dist := editDistance(want, d); dist < bestD && dist*2 < len(want) {
+		if dist := yamlconf.EditDistance(want, d); dist < bestD && dist*2 < len(want) {
 			best, bestD = d, dist
 		}
 	}
 	return best
-}
-
-// editDistance is the Levenshtein distance of a and b (bytes).
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // NearAgentDir fails when the config project has no directory for the
