@@ -87,25 +87,7 @@ func waitJSON(t *testing.T, lines <-chan string, what string, match func(map[str
 // library's log package: those become a WARN record with the peer and
 // the reason as keys.
 func TestLogFormatJSON(t *testing.T) {
-	dir := t.TempDir()
-	ca, err := testpki.NewCA()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, key, _, err := ca.Issue(dir, "127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfgFile := filepath.Join(dir, "kas.yaml")
-	cfg := fmt.Sprintf(`agent:
-  listen: {address: "127.0.0.1:0", certificate_file: %s, key_file: %s}
-  kubernetes_api: {listen: {address: "127.0.0.1:0"}}
-observability: {listen: {address: "127.0.0.1:0"}}
-git: {cache_dir: %s}
-`, cert, key, filepath.Join(dir, "cache"))
-	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfgFile := tlsKasConfig(t)
 	lines := startKas(t, "--config", cfgFile, "--log-format", "json")
 	running := waitJSON(t, lines, "that it runs", func(r map[string]any) bool { return r["msg"] == "kas is running" })
 	agentAddr, _ := running["agent_listen"].(string)
@@ -131,4 +113,31 @@ func TestLogFormatInvalid(t *testing.T) {
 	if code != 2 || !strings.Contains(errOut, `--log-format "xml": want text or json`) {
 		t.Errorf("--log-format xml: exit %d %q", code, errOut)
 	}
+}
+
+// tlsKasConfig writes a kas config with a TLS agent listener (a
+// throwaway CA's certificate for 127.0.0.1) and every listener on a free
+// loopback port, and returns its path.
+func tlsKasConfig(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	ca, err := testpki.NewCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, key, _, err := ca.Issue(dir, "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgFile := filepath.Join(dir, "kas.yaml")
+	cfg := fmt.Sprintf(`agent:
+  listen: {address: "127.0.0.1:0", certificate_file: %s, key_file: %s}
+  kubernetes_api: {listen: {address: "127.0.0.1:0"}}
+observability: {listen: {address: "127.0.0.1:0"}}
+git: {cache_dir: %s}
+`, cert, key, filepath.Join(dir, "cache"))
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cfgFile
 }

@@ -3,44 +3,23 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"kubetunnel/internal/testpki"
 )
 
 // A client that fails the TLS handshake again and again (a scanner, a
 // ws:// agentk) gives one WARN line, and when kas stops one summary line
 // with the count, not a line per connection.
 func TestRepeatedFailureSummarized(t *testing.T) {
-	dir := t.TempDir()
-	ca, err := testpki.NewCA()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, key, _, err := ca.Issue(dir, "127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfgFile := filepath.Join(dir, "kas.yaml")
-	cfg := fmt.Sprintf(`agent:
-  listen: {address: "127.0.0.1:0", certificate_file: %s, key_file: %s}
-  kubernetes_api: {listen: {address: "127.0.0.1:0"}}
-observability: {listen: {address: "127.0.0.1:0"}}
-git: {cache_dir: %s}
-`, cert, key, filepath.Join(dir, "cache"))
-	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfgFile := tlsKasConfig(t)
 	cmd := exec.Command(os.Args[0], "--config", cfgFile, "--log-format", "json")
 	cmd.Env = append(os.Environ(), runMainEnv+"=1")
 	var out lockedBuffer
