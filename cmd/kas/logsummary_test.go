@@ -12,7 +12,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
 )
 
 // A client that fails the TLS handshake again and again (a scanner, a
