@@ -293,7 +293,7 @@ func (s *Server) bind() (l *listeners, err error) {
 		if l.priv, err = s.listen("private_api", s.cfg.PrivateAPI.Listen); err != nil {
 			return nil, err
 		}
-		if l.self, err = advertiseURL(s.cfg.PrivateAPI, l.priv.Addr(), s.Getenv); err != nil {
+		if l.self, err = AdvertiseURL(s.cfg.PrivateAPI, l.priv.Addr(), s.Getenv); err != nil {
 			return nil, err
 		}
 	}
