@@ -17,8 +17,7 @@
 //	  registry.go, registry_gitlab.go, revalidate.go
 //	                                 AgentRegistry: agents[] or GitLab's agent_info
 //	  peers.go                       several replicas: Redis, the private API
-//	  repos.go, gitops_metrics.go    the repositories kas mirrors (repositories[], GitLab
-//	                                 projects) and their poll metrics
+//	  repos.go                       kas/repos as a reload changes repositories[]
 //	  access.go                      which agent may read which manifest project
 //	  grpc.go                        the agents' gRPC server over tunnel streams
 //	  observability.go, buildinfo.go /metrics, /healthz, /readyz, kas_build_info
@@ -28,6 +27,8 @@
 //	                                 wiring of the packages below
 //	kas/identity   the Agent type shared by all of kas; the calling agent of a gRPC handler
 //	kas/gitops     the agents' Configuration and GitOps services: config.yaml and manifests
+//	kas/repos      the repositories kas mirrors (repositories[], GitLab projects), polled,
+//	               and their poll metrics
 //	kas/status     what kas knows of each agent; the status page and API
 //	kas/webhook    the git push webhook (GitLab and GitHub)
 //	kas/tracker    GitLab's AgentTracker and Notifications on the api listener
