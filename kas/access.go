@@ -46,10 +46,10 @@ func (s *Server) projectAccess(ctx context.Context, agent Agent, project string)
 		return "", status.Errorf(codes.Unavailable, "manifest project %q: cannot ask GitLab whether the agent may read it: %v", project, err)
 	}
 	id := info.FullPath()
-	if s.repoSet.static.Has(id) {
+	if s.repoSet.IsConfigured(id) {
 		return id, nil
 	}
-	if err := s.repoSet.gl.ensure(id); err != nil {
+	if err := s.repoSet.Mirror(id); err != nil {
 		return "", status.Errorf(codes.Unavailable, "manifest project %q: %v", project, err)
 	}
 	return id, nil

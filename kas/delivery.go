@@ -24,15 +24,15 @@ func (s *Server) newGitOps() *gitops.Server {
 		Status: s.status,
 		Logger: s.logger,
 	}
-	if s.repoSet.gl != nil {
+	if s.repoSet.MirrorsGitLab() {
 		// GitLab's agent_info named the config project: the agent may
 		// read it, and kas mirrors it from GitLab unless repositories[]
 		// has it.
 		cfg.OpenConfigProject = func(id string) error {
-			if s.repoSet.static.Has(id) {
+			if s.repoSet.IsConfigured(id) {
 				return nil
 			}
-			return s.repoSet.gl.ensure(id)
+			return s.repoSet.Mirror(id)
 		}
 	}
 	if s.gitlab != nil {

@@ -10,14 +10,14 @@
 // interfaces rather than the Server:
 //
 //	kas (this package)
-//	  config.go, config_gitlab.go    the kas config: defaults, Validate, LoadConfig
+//	  config.go, config_gitlab.go, identities.go
+//	                                 the kas config: defaults, Validate, LoadConfig
 //	  server.go                      New and Run: listeners, stages, the agent tunnel
 //	  sessions.go, limits.go         live agent sessions, the request path to agents, caps
 //	  registry.go, registry_gitlab.go, revalidate.go
 //	                                 AgentRegistry: agents[] or GitLab's agent_info
 //	  peers.go                       several replicas: Redis, the private API
-//	  repos.go, gitops_metrics.go    the repositories kas mirrors (repositories[], GitLab
-//	                                 projects) and their poll metrics
+//	  repos.go                       kas/repos as a reload changes repositories[]
 //	  access.go                      which agent may read which manifest project
 //	  grpc.go                        the agents' gRPC server over tunnel streams
 //	  observability.go, buildinfo.go /metrics, /healthz, /readyz, kas_build_info
@@ -25,15 +25,16 @@
 //	  kubeconfig.go                  kas kubeconfig
 //	  delivery.go, gitlab_api.go, statusapi.go
 //	                                 wiring of the packages below
-//	  check.go, check_gitlab.go, check_security.go
-//	                                 kas check (over the kas config)
 //	kas/identity   the Agent type shared by all of kas; the calling agent of a gRPC handler
 //	kas/gitops     the agents' Configuration and GitOps services: config.yaml and manifests
+//	kas/repos      the repositories kas mirrors (repositories[], GitLab projects), polled,
+//	               and their poll metrics
 //	kas/status     what kas knows of each agent; the status page and API
 //	kas/webhook    the git push webhook (GitLab and GitHub)
 //	kas/tracker    GitLab's AgentTracker and Notifications on the api listener
 //	kas/usage      usage counters reported to GitLab
-//	kas/check      kas check's git checks: globs that select nothing, a misspelt agent directory
+//	kas/check      kas check: TLS pairs, repositories, agents' config.yaml, GitLab,
+//	               Redis and the private API, security warnings (imports kas; kas does not import it)
 //	kas/replicas   the Redis registry of replicas and forwarding between them
 //	kas/internal/apijson
 //	               the JSON answers of the observability listener's APIs

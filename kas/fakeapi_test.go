@@ -2,7 +2,6 @@ package kas
 
 import (
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -10,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"kubetunnel/internal/testutil"
 )
 
 // fakeAPI stands in for a cluster's API server in the tunnel tests: it
@@ -61,16 +62,8 @@ func newFakeAPI(t *testing.T) *fakeAPI {
 		if strings.HasPrefix(r.URL.Path, "/watch") {
 			f.watches.Add(1)
 			defer f.watches.Add(-1)
-			w.Header().Set("Content-Type", "application/json")
-			for i := 0; ; i++ {
-				fmt.Fprintf(w, "{\"type\":\"ADDED\",\"n\":%d}\n", i)
-				w.(http.Flusher).Flush()
-				select {
-				case <-r.Context().Done():
-					return
-				case <-time.After(50 * time.Millisecond):
-				}
-			}
+			testutil.ServeWatch(w, r, 50*time.Millisecond, nil)
+			return
 		}
 		s := seen{Path: r.URL.Path, Query: r.URL.RawQuery, Auth: r.Header.Get("Authorization"),
 			ImpUser: r.Header.Get("Impersonate-User"), ImpGroups: r.Header.Values("Impersonate-Group")}

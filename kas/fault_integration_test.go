@@ -21,6 +21,7 @@ import (
 
 	"kubetunnel/agentk"
 	tu "kubetunnel/internal/testutil"
+	"kubetunnel/internal/testutil/metrics"
 	"kubetunnel/tunnel"
 )
 
@@ -283,18 +284,7 @@ func newFaultBackend(t *testing.T) *faultBackend {
 			case <-b.release:
 			}
 		case r.URL.Path == "/watch":
-			w.Header().Set("Content-Type", "application/json")
-			for i := 0; ; i++ {
-				fmt.Fprintf(w, "{\"type\":\"ADDED\",\"n\":%d}\n", i)
-				w.(http.Flusher).Flush()
-				select {
-				case <-r.Context().Done():
-					return
-				case <-b.release:
-					return
-				case <-time.After(50 * time.Millisecond):
-				}
-			}
+			tu.ServeWatch(w, r, 50*time.Millisecond, b.release)
 		case r.URL.Path == "/bytes":
 			size, _ := strconv.Atoi(r.URL.Query().Get("n"))
 			w.Header().Set("Content-Length", strconv.Itoa(size))
@@ -408,14 +398,14 @@ type inflight struct {
 // until it is in flight through the tunnel.
 func (f *faultEnv) startHanging() *inflight {
 	f.t.Helper()
-	before := metric(f.t, f.env, "kas_proxy_inflight")
+	before := metrics.Gather(f.t, f.env.kas.Metrics()).Sum("kas_proxy_inflight")
 	r := &inflight{done: make(chan struct{})}
 	go func() {
 		defer close(r.done)
 		r.code, r.body, r.took, r.err = f.do(context.Background(), "GET", "/hang", nil)
 	}()
 	tu.Eventually(f.t, 5*time.Second, "request in flight", func() bool {
-		return metric(f.t, f.env, "kas_proxy_inflight") > before
+		return metrics.Gather(f.t, f.env.kas.Metrics()).Sum("kas_proxy_inflight") > before
 	})
 	return r
 }
@@ -455,7 +445,7 @@ func (f *faultEnv) expectNothingOpen() {
 	tu.Eventually(f.t, 10*time.Second, "open streams and proxied requests back at zero", func() bool {
 		return testutil.ToFloat64(f.kas.sessions.streamsOpen.WithLabelValues("to_agent")) == 0 &&
 			testutil.ToFloat64(f.kas.sessions.streamsOpen.WithLabelValues("from_agent")) == 0 &&
-			metric(f.t, f.env, "kas_proxy_inflight") == 0
+			metrics.Gather(f.t, f.env.kas.Metrics()).Sum("kas_proxy_inflight") == 0
 	})
 }
 

@@ -245,7 +245,7 @@ func (w *watch) end(t *testing.T, within time.Duration) error {
 func (e *env) waitFetched(id, commit string) {
 	e.t.Helper()
 	tu.Eventually(e.t, setTimeout, "kas to fetch "+commit, func() bool {
-		c, err := e.kas.repoSet.static.Resolve(id, gitrepo.Ref{})
+		c, err := e.kas.repoSet.Resolve(id, gitrepo.Ref{})
 		return err == nil && c == commit
 	})
 }

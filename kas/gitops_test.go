@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"kubetunnel/api/rpc"
+	"kubetunnel/internal/testutil/metrics"
 )
 
 const setTimeout = 10 * time.Second
@@ -298,7 +299,7 @@ func TestReportSyncStatusRefusals(t *testing.T) {
 	wantCode(t, err, codes.NotFound, `"group/nope"`)
 	_, err = a.gitops.ReportSyncStatus(ctx, &rpc.SyncStatus{ProjectId: manifestProject, Result: "ok"})
 	wantCode(t, err, codes.InvalidArgument, `"ok"`, `"synced"`)
-	if n := metric(t, e, "kas_gitops_sync_status"); n != 0 {
+	if n := metrics.Gather(t, e.kas.Metrics()).Sum("kas_gitops_sync_status"); n != 0 {
 		t.Errorf("refused reports changed kas_gitops_sync_status: %v", n)
 	}
 }

@@ -17,6 +17,7 @@ import (
 
 	"kubetunnel/agentk"
 	tu "kubetunnel/internal/testutil"
+	"kubetunnel/internal/testutil/metrics"
 	"kubetunnel/tunnel"
 	"kubetunnel/version"
 )
@@ -90,7 +91,7 @@ func TestConnectionFloodIsCapped(t *testing.T) {
 		t.Errorf("proxied request during the flood: %d %s", code, body)
 	}
 	tu.Eventually(t, 5*time.Second, "the total cap on the observability listener", func() bool {
-		return metricLabel(t, e, "kas_listener_connections_refused_total", "observability") > 50
+		return metrics.Gather(t, e.kas.Metrics()).Get("kas_listener_connections_refused_total", "listener", "observability") > 50
 	})
 	for _, src := range []string{"127.0.0.3", "127.0.0.4"} {
 		// 40 held by attackers: even a fresh address is refused now.
@@ -131,29 +132,6 @@ func TestIdleConnectionsClosed(t *testing.T) {
 	}
 }
 
-// metricLabel is the value of the series of name whose one label has the
-// value v.
-func metricLabel(t *testing.T, e *env, name, v string) float64 {
-	t.Helper()
-	mfs, err := e.kas.Metrics().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if strings.EqualFold(l.GetValue(), v) {
-					return m.GetCounter().GetValue() + m.GetGauge().GetValue()
-				}
-			}
-		}
-	}
-	return 0
-}
-
 func latest(a, b time.Time) time.Time {
 	if a.After(b) {
 		return a
@@ -187,7 +165,7 @@ func TestAgentStreamAndConnectionCaps(t *testing.T) {
 		}
 	}()
 	tu.Eventually(t, 5*time.Second, "kas to close the streams over the cap", func() bool {
-		return metric(t, e, "kas_tunnel_streams_refused_total") >= 192
+		return metrics.Gather(t, e.kas.Metrics()).Sum("kas_tunnel_streams_refused_total") >= 192
 	})
 	if n := countOpen(streams, 500*time.Millisecond); n > 8 {
 		t.Errorf("kas keeps %d of 200 agent-opened streams, want at most 8", n)

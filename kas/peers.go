@@ -40,7 +40,7 @@ func newPeerSet(cfg *Config, sessions *sessionRegistry, logger *slog.Logger, m *
 		return nil, fmt.Errorf("private_api.authentication_secret_file: %w", err)
 	}
 	p := &peerSet{cfg: cfg, secret: secret}
-	opts, err := redisOptions(cfg.Redis)
+	opts, err := RedisOptions(cfg.Redis)
 	if err != nil {
 		return nil, err
 	}
@@ -97,7 +97,9 @@ func newPeerSet(cfg *Config, sessions *sessionRegistry, logger *slog.Logger, m *
 	return p, nil
 }
 
-func redisOptions(r *RedisSection) (*redis.Options, error) {
+// RedisOptions are the go-redis options of redis: (the password and TLS
+// files are read now). kas check pings Redis with them.
+func RedisOptions(r *RedisSection) (*redis.Options, error) {
 	opts := &redis.Options{
 		Addr:            r.Address,
 		Username:        r.Username,
@@ -165,10 +167,10 @@ func loadCAs(path string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// advertiseURL is this replica's private API URL for its peers: from
+// AdvertiseURL is this replica's private API URL for its peers: from
 // private_api.advertise_address, else $KAS_PRIVATE_API_ADVERTISE_ADDRESS,
 // else $POD_IP, else the listen address (bound, so port 0 works).
-func advertiseURL(p *PrivateAPISection, bound net.Addr, getenv func(string) string) (string, error) {
+func AdvertiseURL(p *PrivateAPISection, bound net.Addr, getenv func(string) string) (string, error) {
 	_, port, _ := net.SplitHostPort(bound.String())
 	addr := p.AdvertiseAddress
 	if addr == "" {
@@ -235,34 +237,4 @@ func (s *Server) servePrivateAPI(ctx context.Context, ln net.Listener) error {
 	stop := context.AfterFunc(ctx, s.peers.private.StopWatches)
 	defer stop()
 	return httpserve.ServeServer(ctx, ln, srv, s.cfg.Agent.Listen.DrainTimeout)
-}
-
-// checkReplicas is kas check for several replicas: the private API's TLS,
-// secret and advertised address, and a PING to Redis.
-func checkReplicas(ctx context.Context, cfg *Config, verdict func(item string, err error, detail string)) {
-	p := cfg.PrivateAPI
-	if p.Listen.CertificateFile != "" {
-		_, err := tls.LoadX509KeyPair(p.Listen.CertificateFile, p.Listen.KeyFile)
-		verdict("private_api.listen TLS", err, "")
-	} else {
-		verdict("private_api.listen "+p.Listen.Address, nil, " (plain HTTP between replicas)")
-	}
-	_, err := replicas.ReadSecret(p.AuthenticationSecretFile)
-	verdict("private_api.authentication_secret_file", err, "")
-	if bound, rerr := net.ResolveTCPAddr("tcp", p.Listen.Address); rerr != nil {
-		verdict("private_api advertised address", rerr, "")
-	} else {
-		u, err := advertiseURL(p, bound, os.Getenv)
-		verdict("private_api advertised address", err, " "+u)
-	}
-	opts, err := redisOptions(cfg.Redis)
-	if err != nil {
-		verdict("redis "+cfg.Redis.Address, err, "")
-		return
-	}
-	c := redis.NewClient(opts)
-	defer c.Close()
-	pctx, cancel := context.WithTimeout(ctx, cfg.Redis.DialTimeout+cfg.Redis.Timeout)
-	defer cancel()
-	verdict("redis "+cfg.Redis.Address, c.Ping(pctx).Err(), " (PING answered)")
 }

@@ -15,6 +15,7 @@ import (
 
 	"kubetunnel/agentk"
 	tu "kubetunnel/internal/testutil"
+	"kubetunnel/internal/testutil/metrics"
 )
 
 // call sends a request through the kas proxy with a token and returns the
@@ -216,7 +217,7 @@ func TestProxyLargeBodiesAndWatch(t *testing.T) {
 			t.Errorf("first event after %v", time.Since(start))
 		}
 	}
-	if v := metric(t, e, "kas_proxy_inflight"); v != 1 {
+	if v := metrics.Gather(t, e.kas.Metrics()).Sum("kas_proxy_inflight"); v != 1 {
 		t.Errorf("kas_proxy_inflight = %v during a watch, want 1", v)
 	}
 	var wg sync.WaitGroup
@@ -269,25 +270,6 @@ func TestProxyStreamLimit(t *testing.T) {
 	bodies = nil
 	tu.Eventually(t, 5*time.Second, "watches to end in the cluster", func() bool { return e.api.watches.Load() == 0 })
 	tu.Eventually(t, 5*time.Second, "a free slot", func() bool { code, _ := e.call("GET", "/api", aliceToken, nil, nil); return code == 200 })
-}
-
-// metric sums the values of a metric family in kas's registry.
-func metric(t *testing.T, e *env, name string) float64 {
-	t.Helper()
-	mfs, err := e.kas.Metrics().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := 0.0
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			sum += m.GetGauge().GetValue() + m.GetCounter().GetValue()
-		}
-	}
-	return sum
 }
 
 // Several agentk replicas of one agent: requests spread over them, and

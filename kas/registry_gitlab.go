@@ -153,16 +153,17 @@ func newRegistry(cfg *Config, logger *slog.Logger) (AgentRegistry, *gitlab.Clien
 	if cfg.GitLab == nil {
 		return newStaticRegistry(cfg), nil, nil
 	}
-	c, err := newGitLabClient(cfg)
+	c, err := NewGitLabClient(cfg)
 	if err != nil {
 		return nil, nil, err
 	}
 	return newGitLabRegistry(c, logger), c, nil
 }
 
-// newGitLabClient builds the GitLab client from gitlab: (the secret and CA
-// files are read now, so a bad file stops kas at start).
-func newGitLabClient(cfg *Config) (*gitlab.Client, error) {
+// NewGitLabClient builds the GitLab client from gitlab: (the secret and CA
+// files are read now, so a bad file stops kas at start). kas check probes
+// GitLab with the same client.
+func NewGitLabClient(cfg *Config) (*gitlab.Client, error) {
 	g := cfg.GitLab
 	u, err := url.Parse(g.Address)
 	if err != nil {

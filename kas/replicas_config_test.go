@@ -1,14 +1,9 @@
 package kas
 
 import (
-	"context"
 	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-
-	"kubetunnel/internal/testutil/redisserver"
 )
 
 func TestReplicaConfigKeys(t *testing.T) {
@@ -55,36 +50,9 @@ func TestAdvertiseURL(t *testing.T) {
 		{"unspecified listen", PrivateAPISection{Listen: Listen{Address: "0.0.0.0:8155"}}, nil, "", "set private_api.advertise_address"},
 	}
 	for _, c := range cases {
-		got, err := advertiseURL(&c.p, bound, env(c.env))
+		got, err := AdvertiseURL(&c.p, bound, env(c.env))
 		if got != c.want || (c.errHas == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.errHas)) {
 			t.Errorf("%s: %q %v, want %q %q", c.name, got, err, c.want, c.errHas)
 		}
-	}
-}
-
-// kas check reaches Redis and reads the secret, and says which fails.
-func TestCheckReplicas(t *testing.T) {
-	srv := redisserver.Start(t)
-	secret := filepath.Join(t.TempDir(), "secret")
-	if err := os.WriteFile(secret, []byte(strings.Repeat("s", 32)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := ParseConfig([]byte("git:\n  cache_dir: " + t.TempDir() + "\nredis:\n  address: " + srv.Addr + "\n  dial_timeout: 1s\nprivate_api:\n  listen:\n    address: 127.0.0.1:8155\n  authentication_secret_file: " + secret + "\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out strings.Builder
-	if !Check(context.Background(), cfg, &out) {
-		t.Fatalf("check failed:\n%s", out.String())
-	}
-	for _, want := range []string{"ok    redis " + srv.Addr + " (PING answered)", "ok    private_api advertised address http://127.0.0.1:8155", "ok    private_api.authentication_secret_file"} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("check output lacks %q:\n%s", want, out.String())
-		}
-	}
-	srv.Kill()
-	out.Reset()
-	if Check(context.Background(), cfg, &out) || !strings.Contains(out.String(), "FAIL  redis "+srv.Addr+": ") {
-		t.Errorf("check with Redis down:\n%s", out.String())
 	}
 }

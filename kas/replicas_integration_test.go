@@ -20,7 +20,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"k8s.io/client-go/rest"
 
@@ -28,6 +27,7 @@ import (
 	"kubetunnel/gitops/gitrepo"
 	"kubetunnel/internal/testutil"
 	"kubetunnel/internal/testutil/kascluster"
+	"kubetunnel/internal/testutil/metrics"
 	"kubetunnel/kas"
 	"kubetunnel/tunnel"
 )
@@ -83,16 +83,8 @@ func newStandInAPI(t *testing.T) *httptest.Server {
 			_, _ = io.Copy(conn, brw)
 			return
 		case strings.HasPrefix(r.URL.Path, "/watch"):
-			w.Header().Set("Content-Type", "application/json")
-			for i := 0; ; i++ {
-				fmt.Fprintf(w, "{\"type\":\"ADDED\",\"n\":%d}\n", i)
-				w.(http.Flusher).Flush()
-				select {
-				case <-r.Context().Done():
-					return
-				case <-time.After(20 * time.Millisecond):
-				}
-			}
+			testutil.ServeWatch(w, r, 20*time.Millisecond, nil)
+			return
 		}
 		s := apiSeen{Path: r.URL.Path, ImpUser: r.Header.Get("Impersonate-User"), ImpGroups: r.Header.Values("Impersonate-Group")}
 		n, _ := io.Copy(io.Discard, r.Body)
@@ -210,35 +202,6 @@ func (h *haEnv) get(url, token string) (int, apiSeen, string) {
 	return code, s, string(b)
 }
 
-func gauge(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	metrics:
-		for _, m := range mf.GetMetric() {
-			for _, lp := range m.GetLabel() {
-				if v, ok := labels[lp.GetName()]; ok && v != lp.GetValue() {
-					continue metrics
-				}
-			}
-			switch {
-			case m.Gauge != nil:
-				return m.GetGauge().GetValue()
-			case m.Counter != nil:
-				return m.GetCounter().GetValue()
-			}
-		}
-	}
-	t.Fatalf("metric %s%v not found", name, labels)
-	return 0
-}
-
 // streamsClosed checks that no request is left in flight on any replica,
 // then stops the agents and waits for every stream to be closed (idle
 // pooled streams live as long as their session).
@@ -247,7 +210,7 @@ func (h *haEnv) streamsClosed() {
 	for _, r := range h.c.Replicas {
 		if s := r.Server(); s != nil {
 			testutil.Eventually(h.t, 10*time.Second, fmt.Sprintf("replica %d requests in flight to end", r.Index), func() bool {
-				return gauge(h.t, s.Metrics(), "kas_proxy_inflight", nil) == 0
+				return metrics.Gather(h.t, s.Metrics()).Get("kas_proxy_inflight") == 0
 			})
 		}
 	}
@@ -258,8 +221,8 @@ func (h *haEnv) streamsClosed() {
 		if s := r.Server(); s != nil {
 			testutil.Eventually(h.t, 10*time.Second, fmt.Sprintf("replica %d streams to close", r.Index), func() bool {
 				return s.ConnectedSessions(haAgent) == 0 &&
-					gauge(h.t, s.Metrics(), "kas_tunnel_streams_open", map[string]string{"direction": "to_agent"}) == 0 &&
-					gauge(h.t, s.Metrics(), "kas_tunnel_streams_open", map[string]string{"direction": "from_agent"}) == 0
+					metrics.Gather(h.t, s.Metrics()).Get("kas_tunnel_streams_open", "direction", "to_agent") == 0 &&
+					metrics.Gather(h.t, s.Metrics()).Get("kas_tunnel_streams_open", "direction", "from_agent") == 0
 			})
 		}
 	}
@@ -340,10 +303,10 @@ func TestReplicasForwardToTheAgentsReplica(t *testing.T) {
 	}
 	conn.Close()
 
-	if v := gauge(t, r1.Server().Metrics(), "kas_peer_forwards_total", map[string]string{"result": "ok"}); v < 2 {
+	if v := metrics.Gather(t, r1.Server().Metrics()).Get("kas_peer_forwards_total", "result", "ok"); v < 2 {
 		t.Errorf("replica 1 kas_peer_forwards_total{result=ok} = %v, want at least 2", v)
 	}
-	if v := gauge(t, r0.Server().Metrics(), "kas_peer_forwards_total", map[string]string{"result": "ok"}); v != 0 {
+	if v := metrics.Gather(t, r0.Server().Metrics()).Get("kas_peer_forwards_total", "result", "ok"); v != 0 {
 		t.Errorf("replica 0 holds the agent but forwarded %v requests", v)
 	}
 
@@ -387,10 +350,10 @@ func TestReplicasSkipStaleEntries(t *testing.T) {
 		}
 	}
 	m := r1.Server().Metrics()
-	if v := gauge(t, m, "kas_peer_forwards_total", map[string]string{"result": "unreachable"}); v == 0 {
+	if v := metrics.Gather(t, m).Get("kas_peer_forwards_total", "result", "unreachable"); v == 0 {
 		t.Error("the dead peer was never tried")
 	}
-	if v := gauge(t, m, "kas_peer_forwards_total", map[string]string{"result": "not_connected"}); v == 0 {
+	if v := metrics.Gather(t, m).Get("kas_peer_forwards_total", "result", "not_connected"); v == 0 {
 		t.Error("the peer without the agent was never tried")
 	}
 	h.streamsClosed()
@@ -413,7 +376,7 @@ func TestReplicasRedisDown(t *testing.T) {
 	if code != 503 || !strings.Contains(body, want) {
 		t.Errorf("cross-replica with Redis down: %d %s, want 503 with %s", code, body, want)
 	}
-	if v := gauge(t, r1.Server().Metrics(), "kas_agent_registry_up", nil); v != 0 {
+	if v := metrics.Gather(t, r1.Server().Metrics()).Get("kas_agent_registry_up"); v != 0 {
 		t.Errorf("kas_agent_registry_up = %v with Redis down", v)
 	}
 	if !r1.Log.Contains("Agent registry (Redis) unreachable") {
@@ -428,7 +391,7 @@ func TestReplicasRedisDown(t *testing.T) {
 	})
 	t.Logf("cross-replica requests back %v after Redis restarted", time.Since(start))
 	testutil.Eventually(t, 5*time.Second, "registry_up", func() bool {
-		return gauge(t, r0.Server().Metrics(), "kas_agent_registry_up", nil) == 1
+		return metrics.Gather(t, r0.Server().Metrics()).Get("kas_agent_registry_up") == 1
 	})
 	h.streamsClosed()
 }

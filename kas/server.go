@@ -19,11 +19,11 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
-	"kubetunnel/gitops/gitrepo"
 	"kubetunnel/internal/gitlab"
 	"kubetunnel/internal/httpserve"
 	"kubetunnel/kas/gitops"
 	"kubetunnel/kas/replicas"
+	"kubetunnel/kas/repos"
 	"kubetunnel/kas/status"
 	"kubetunnel/kas/tracker"
 	"kubetunnel/kas/usage"
@@ -106,17 +106,23 @@ func New(cfg *Config, logger *slog.Logger) (*Server, error) {
 	if err := os.MkdirAll(cfg.Git.CacheDir, 0o700); err != nil {
 		return nil, fmt.Errorf("git cache directory: %w", err)
 	}
-	pcfg := gitrepo.PollerConfig{
-		Period:  min(cfg.Agent.Configuration.PollPeriod, cfg.Agent.GitOps.PollPeriod),
-		OnFetch: newGitMetrics(reg, repoIDs(cfg.Repositories)).onFetch,
+	rcfg := repos.Config{
+		CacheDir:     cfg.Git.CacheDir,
+		Repositories: cfg.Repositories,
+		PollPeriod:   min(cfg.Agent.Configuration.PollPeriod, cfg.Agent.GitOps.PollPeriod),
+		Logger:       logger,
+		Metrics:      reg,
 	}
-	repos, err := newConfiguredRepos(cfg.Git.CacheDir, cfg.Repositories, pcfg, logger)
+	if g := cfg.GitLab; g != nil {
+		rcfg.GitLab = &repos.GitLab{Address: g.Address, Username: g.Git.Username, PasswordFile: g.Git.PasswordFile, CAFile: g.CACertificateFile}
+	}
+	rs, err := repos.New(rcfg)
 	if err != nil {
 		return nil, err
 	}
 	registry, glClient, err := newRegistry(cfg, logger)
 	if err != nil {
-		repos.Close()
+		rs.Close()
 		return nil, err
 	}
 	s := &Server{
@@ -133,14 +139,10 @@ func New(cfg *Config, logger *slog.Logger) (*Server, error) {
 		Getenv:   os.Getenv,
 	}
 	s.reload = newReloader(cfg, reg)
-	s.repoSet = &repoSet{static: repos}
-	if cfg.GitLab != nil {
-		s.repoSet.gl = newGitLabMirrors(cfg, pcfg, logger)
-	}
-	webhookRepos := func() []gitrepo.Repository { return s.repoSet.webhookRepositories(repos.repositories()) }
-	s.webhook, err = webhook.New(webhook.Config{SecretFile: cfg.Git.WebhookSecretFile, Repositories: webhookRepos, Trigger: s.repoSet.Trigger, Logger: logger, Metrics: reg})
+	s.repoSet = newRepoSet(rs)
+	s.webhook, err = webhook.New(webhook.Config{SecretFile: cfg.Git.WebhookSecretFile, Repositories: rs.WebhookRepositories, Trigger: rs.Trigger, Logger: logger, Metrics: reg})
 	if err != nil {
-		repos.Close()
+		rs.Close()
 		return nil, err
 	}
 	s.status = status.NewStore(reg)
@@ -150,7 +152,7 @@ func New(cfg *Config, logger *slog.Logger) (*Server, error) {
 	if cfg.Redis != nil {
 		s.peers, err = newPeerSet(cfg, s.sessions, logger, replicaMetrics)
 		if err != nil {
-			repos.Close()
+			rs.Close()
 			return nil, err
 		}
 		tunnels = replicaTunnels{local: s.sessions, peers: s.peers.forwarder}
@@ -163,7 +165,7 @@ func New(cfg *Config, logger *slog.Logger) (*Server, error) {
 		s.tracker = s.newTracker(rc)
 		if cfg.API != nil {
 			if s.apiGRPC, err = s.newAPIServer(); err != nil {
-				repos.Close()
+				rs.Close()
 				return nil, err
 			}
 		}
@@ -180,7 +182,7 @@ func New(cfg *Config, logger *slog.Logger) (*Server, error) {
 	}
 	if cfg.GitLab != nil {
 		if pc.GitLab, err = newGitLabAccess(cfg, glClient); err != nil {
-			repos.Close()
+			rs.Close()
 			return nil, err
 		}
 		s.statusGitLab = pc.GitLab.Authorizer
@@ -293,7 +295,7 @@ func (s *Server) bind() (l *listeners, err error) {
 		if l.priv, err = s.listen("private_api", s.cfg.PrivateAPI.Listen); err != nil {
 			return nil, err
 		}
-		if l.self, err = advertiseURL(s.cfg.PrivateAPI, l.priv.Addr(), s.Getenv); err != nil {
+		if l.self, err = AdvertiseURL(s.cfg.PrivateAPI, l.priv.Addr(), s.Getenv); err != nil {
 			return nil, err
 		}
 	}
@@ -348,10 +350,7 @@ func (st *stage) stop() error {
 //     polling, config reload, GitLab), until listen_grace_period after
 //     ctx is done.
 func (s *Server) Run(ctx context.Context) error {
-	defer s.repoSet.static.Close()
-	if gl := s.repoSet.gl; gl != nil {
-		defer gl.Close()
-	}
+	defer s.repoSet.Close()
 	if s.peers != nil {
 		defer s.peers.client.Close()
 		defer s.peers.forwarder.CloseIdleConnections()
@@ -420,10 +419,7 @@ func (s *Server) Run(ctx context.Context) error {
 // stopped (its requests finished).
 func (s *Server) serve(ctx context.Context, lns *listeners) (g *errgroup.Group, gctx context.Context, proxyDone <-chan struct{}) {
 	g, gctx = errgroup.WithContext(ctx)
-	g.Go(func() error { return s.repoSet.static.Run(gctx) })
-	if gl := s.repoSet.gl; gl != nil {
-		g.Go(func() error { return gl.Run(gctx) })
-	}
+	g.Go(func() error { return s.repoSet.Run(gctx) })
 	if s.apiGRPC != nil {
 		g.Go(func() error { return tracker.ServeAPI(gctx, s.apiGRPC, lns.api) })
 	}

@@ -10,6 +10,7 @@ import (
 	"os/signal"
 
 	"kubetunnel/kas"
+	"kubetunnel/kas/check"
 )
 
 // checkCmd validates a config and reaches everything it names, printing a
@@ -40,7 +41,7 @@ func checkCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if !kas.Check(ctx, cfg, stdout) {
+	if !check.Run(ctx, cfg, stdout) {
 		return 1
 	}
 	return 0

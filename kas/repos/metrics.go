@@ -1,4 +1,4 @@
-package kas
+package repos
 
 import (
 	"time"

@@ -1,4 +1,4 @@
-package kas
+package repos
 
 import (
 	"context"
@@ -135,21 +135,17 @@ func (c *configuredRepos) Close() {
 	c.retired = nil
 }
 
-// repoChanges is what a reload does to repositories[].
-type repoChanges struct {
-	added, changed, removed []string
-}
-
-func (rc repoChanges) empty() bool {
-	return len(rc.added)+len(rc.changed)+len(rc.removed) == 0
+// Changes is what an update did to repositories[]: ids, sorted.
+type Changes struct {
+	Added, Changed, Removed []string
 }
 
 // update makes the set next: new repositories are opened and polled at
 // once, removed ones stop, changed ones (URL, credentials) get a fresh
 // mirror whose subscribers are told to read again. Opening a mirror is
 // the only step that can fail; then nothing has changed.
-func (c *configuredRepos) update(next []gitrepo.Repository) (repoChanges, error) {
-	var ch repoChanges
+func (c *configuredRepos) update(next []gitrepo.Repository) (Changes, error) {
+	var ch Changes
 	if err := gitrepo.ValidateRepositories(next); err != nil {
 		return ch, err
 	}
@@ -167,31 +163,31 @@ func (c *configuredRepos) update(next []gitrepo.Repository) (repoChanges, error)
 		w, ok := want[id]
 		switch {
 		case !ok:
-			ch.removed = append(ch.removed, id)
+			ch.Removed = append(ch.Removed, id)
 			old[id] = r
-		case !sameConfig(w, r.repo):
-			ch.changed = append(ch.changed, id)
+		case w != r.repo:
+			ch.Changed = append(ch.Changed, id)
 			old[id] = r
 		}
 	}
 	for id := range want {
 		if c.repos[id] == nil {
-			ch.added = append(ch.added, id)
+			ch.Added = append(ch.Added, id)
 		}
 	}
 	c.mu.Unlock()
-	slices.Sort(ch.added)
-	slices.Sort(ch.changed)
-	slices.Sort(ch.removed)
+	slices.Sort(ch.Added)
+	slices.Sort(ch.Changed)
+	slices.Sort(ch.Removed)
 
 	// Readers keep using an old mirror until it is swapped below; its
 	// poller stops first so that two never fetch into one directory.
-	for _, id := range append(slices.Clone(ch.changed), ch.removed...) {
+	for _, id := range append(slices.Clone(ch.Changed), ch.Removed...) {
 		old[id].halt()
 	}
 	opened := map[string]*configuredRepo{}
 	var openErr error
-	for _, id := range append(slices.Clone(ch.added), ch.changed...) {
+	for _, id := range append(slices.Clone(ch.Added), ch.Changed...) {
 		r, err := c.open(want[id])
 		if err != nil {
 			openErr = fmt.Errorf("repositories: %q: %w", id, err)
@@ -215,7 +211,7 @@ func (c *configuredRepos) update(next []gitrepo.Repository) (repoChanges, error)
 		if openErr == nil {
 			openErr = errors.New("kas is stopping")
 		}
-		return repoChanges{}, openErr
+		return Changes{}, openErr
 	}
 	for id, r := range old {
 		delete(c.repos, id)
@@ -227,7 +223,7 @@ func (c *configuredRepos) update(next []gitrepo.Repository) (repoChanges, error)
 			c.startLocked(id, r)
 		}
 	}
-	for _, id := range append(slices.Clone(ch.added), ch.changed...) {
+	for _, id := range append(slices.Clone(ch.Added), ch.Changed...) {
 		c.notifyLocked(id)
 	}
 	return ch, nil

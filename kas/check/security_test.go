@@ -1,4 +1,4 @@
-package kas
+package check
 
 import (
 	"context"
@@ -6,29 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-)
 
-// One token must mean one identity, and users must not take Kubernetes'
-// reserved names: such configs are refused, naming the key.
-func TestConfigRefusesSharedTokensAndSystemNames(t *testing.T) {
-	h := HashToken("shared-token")
-	other := HashToken("other-token")
-	cases := map[string]struct{ yaml, key string }{
-		"two agents":     {"agents:\n- name: a\n  token_sha256: [" + h + "]\n- name: b\n  token_sha256: [" + h + "]\n", "agents[1].token_sha256[0]: the same token hash as agents[0].token_sha256[0]"},
-		"agent and user": {"agents:\n- name: a\n  token_sha256: [" + h + "]\nusers:\n- name: u\n  token_sha256: [" + other + ", " + h + "]\n", "users[0].token_sha256[1]: the same token hash as agents[0].token_sha256[0]"},
-		"two users":      {"users:\n- name: u\n  token_sha256: [" + h + "]\n- name: v\n  token_sha256: [" + h + "]\n", "users[1].token_sha256[0]"},
-		"system user":    {"users:\n- name: system:admin\n  token_sha256: [" + h + "]\n", `users[0].name: "system:admin": names starting with system: are reserved`},
-	}
-	for name, c := range cases {
-		_, err := ParseConfig([]byte(c.yaml))
-		if err == nil || !strings.Contains(err.Error(), c.key) {
-			t.Errorf("%s: %v, want an error with %q", name, err, c.key)
-		}
-	}
-	if _, err := ParseConfig([]byte("agents:\n- name: a\n  token_sha256: [" + h + "]\nusers:\n- name: u\n  token_sha256: [" + other + "]\n")); err != nil {
-		t.Errorf("distinct tokens: %v", err)
-	}
-}
+	"kubetunnel/kas"
+)
 
 // kas check warns about weak settings without failing.
 func TestCheckSecurityWarnings(t *testing.T) {
@@ -37,7 +17,7 @@ func TestCheckSecurityWarnings(t *testing.T) {
 	if err := os.WriteFile(secret, []byte("x\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := ParseConfig([]byte(`
+	cfg, err := kas.ParseConfig([]byte(`
 agent:
   listen: {address: 0.0.0.0:8150}
   kubernetes_api:
@@ -49,14 +29,14 @@ git:
   webhook_secret_file: ` + secret + `
 users:
 - name: root
-  token_sha256: [` + HashToken("t") + `]
+  token_sha256: [` + kas.HashToken("t") + `]
   groups: [system:masters]
 `))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out strings.Builder
-	if !Check(context.Background(), cfg, &out) {
+	if !Run(context.Background(), cfg, &out) {
 		t.Fatalf("warnings failed the check:\n%s", out.String())
 	}
 	for _, want := range []string{
@@ -77,7 +57,7 @@ users:
 		t.Errorf("caps over the open-files limit: no warning in\n%s", w)
 	}
 	// The defaults (loopback) warn about nothing.
-	cfg, _ = ParseConfig([]byte("git:\n  cache_dir: " + filepath.Join(dir, "cache2") + "\n"))
+	cfg, _ = kas.ParseConfig([]byte("git:\n  cache_dir: " + filepath.Join(dir, "cache2") + "\n"))
 	for _, w := range securityWarnings(cfg) {
 		// (The open-files warning depends on this machine's limit.)
 		if !strings.Contains(w, "open-files limit") {
@@ -89,7 +69,7 @@ users:
 // Several replicas: kas check warns about Redis and the private API
 // without TLS or authentication.
 func TestCheckReplicaSecurityWarnings(t *testing.T) {
-	cfg, err := ParseConfig([]byte("redis:\n  address: 127.0.0.1:6379\nprivate_api:\n  listen:\n    address: 127.0.0.1:8155\n  authentication_secret_file: /x\n"))
+	cfg, err := kas.ParseConfig([]byte("redis:\n  address: 127.0.0.1:6379\nprivate_api:\n  listen:\n    address: 127.0.0.1:8155\n  authentication_secret_file: /x\n"))
 	if err != nil {
 		t.Fatal(err)
 	}

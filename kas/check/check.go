@@ -1,4 +1,4 @@
-package kas
+package check
 
 import (
 	"context"
@@ -11,15 +11,17 @@ import (
 
 	"kubetunnel/agentcfg"
 	"kubetunnel/gitops/gitrepo"
-	"kubetunnel/kas/check"
+	"kubetunnel/kas"
 )
 
-// Check verifies a loaded config the way kas would use it, without
-// serving: TLS key pairs load, every repository can be fetched, every
-// agent's config.yaml parses and names known repositories, and with
+// Run is `kas check`: it verifies a loaded config the way kas would use
+// it, without serving: TLS key pairs load, every repository can be
+// fetched, every agent's config.yaml parses and names known repositories,
+// with redis: the replicas' secret and Redis (checkReplicas), and with
 // gitlab: GitLab answers and accepts kas's JWT (checkGitLab). It writes one
-// verdict line per item to w and reports whether all passed.
-func Check(ctx context.Context, cfg *Config, w io.Writer) bool {
+// verdict line per item (and WARN lines, securityWarnings) to w and
+// reports whether all passed.
+func Run(ctx context.Context, cfg *kas.Config, w io.Writer) bool {
 	ok := true
 	verdict := func(item string, err error, detail string) {
 		if err != nil {
@@ -32,9 +34,9 @@ func Check(ctx context.Context, cfg *Config, w io.Writer) bool {
 	fmt.Fprintf(w, "ok    config: %d repositories, %d agents, %d users\n", len(cfg.Repositories), len(cfg.Agents), len(cfg.Users))
 	for _, l := range []struct {
 		name string
-		l    Listen
+		l    kas.Listen
 	}{
-		{"agent.listen", Listen{Address: cfg.Agent.Listen.Address, CertificateFile: cfg.Agent.Listen.CertificateFile, KeyFile: cfg.Agent.Listen.KeyFile}},
+		{"agent.listen", kas.Listen{Address: cfg.Agent.Listen.Address, CertificateFile: cfg.Agent.Listen.CertificateFile, KeyFile: cfg.Agent.Listen.KeyFile}},
 		{"agent.kubernetes_api.listen", cfg.Agent.KubernetesAPI.Listen},
 		{"observability.listen", cfg.Observability.Listen},
 	} {
@@ -95,10 +97,10 @@ func Check(ctx context.Context, cfg *Config, w io.Writer) bool {
 			verdict(item, err, "")
 			continue
 		}
-		file := AgentConfigPath(a.Name)
+		file := kas.AgentConfigPath(a.Name)
 		data, err := repos.ReadFile(a.ConfigProject, commit, file)
 		if errors.Is(err, gitrepo.ErrNotFound) {
-			verdict(item, check.NearAgentDir(repos, a.ConfigProject, commit, a.Name), fmt.Sprintf(": no %s in %s, runs with the default config", file, a.ConfigProject))
+			verdict(item, NearAgentDir(repos, a.ConfigProject, commit, a.Name), fmt.Sprintf(": no %s in %s, runs with the default config", file, a.ConfigProject))
 			continue
 		}
 		if err != nil {
@@ -120,7 +122,7 @@ func Check(ctx context.Context, cfg *Config, w io.Writer) bool {
 		}
 		verdict(item, err, detail)
 		if err == nil {
-			check.ManifestGlobs(repos, a.Name, file, ac, verdict)
+			ManifestGlobs(repos, a.Name, file, ac, verdict)
 		}
 	}
 	return ok

@@ -1,4 +1,4 @@
-package kas
+package check
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"kubetunnel/internal/testutil"
+	"kubetunnel/kas"
 )
 
 // kas check names a manifest glob that selects no file (agentk would
@@ -26,13 +27,13 @@ func TestCheckManifestGlobs(t *testing.T) {
 		".gitlab/agents/a1/config.yaml": agentConfig(false),
 		"manifests/app/x.yaml":          "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n",
 	})
-	cfg, err := ParseConfig([]byte("git:\n  cache_dir: " + t.TempDir() + "\nrepositories:\n- id: group/repo\n  url: file://" + repo.Dir +
+	cfg, err := kas.ParseConfig([]byte("git:\n  cache_dir: " + t.TempDir() + "\nrepositories:\n- id: group/repo\n  url: file://" + repo.Dir +
 		"\nagents:\n- name: a1\n  config_project: group/repo\n  token_sha256: ['" + strings.Repeat("ab", 32) + "']\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out strings.Builder
-	if Check(context.Background(), cfg, &out) {
+	if Run(context.Background(), cfg, &out) {
 		t.Errorf("check passed with a glob that selects nothing:\n%s", out.String())
 	}
 	want := `FAIL  agent a1: .gitlab/agents/a1/config.yaml: gitops.manifest_projects[0] (group/repo@default) paths: glob "/manifest/**/*.yaml" selects no file at `
@@ -42,7 +43,7 @@ func TestCheckManifestGlobs(t *testing.T) {
 
 	repo.Commit("opt in", map[string]string{".gitlab/agents/a1/config.yaml": agentConfig(true)})
 	out.Reset()
-	if !Check(context.Background(), cfg, &out) {
+	if !Run(context.Background(), cfg, &out) {
 		t.Errorf("check failed with allow_empty:\n%s", out.String())
 	}
 }
@@ -52,14 +53,14 @@ func TestCheckManifestGlobs(t *testing.T) {
 func TestCheckAgentDirectoryTypo(t *testing.T) {
 	repo := testutil.NewGitRepo(t)
 	repo.Commit("start", map[string]string{".gitlab/agents/prodution/config.yaml": "observability: {logging: {level: debug}}\n"})
-	cfg, err := ParseConfig([]byte("git:\n  cache_dir: " + t.TempDir() + "\nrepositories:\n- id: group/repo\n  url: file://" + repo.Dir +
+	cfg, err := kas.ParseConfig([]byte("git:\n  cache_dir: " + t.TempDir() + "\nrepositories:\n- id: group/repo\n  url: file://" + repo.Dir +
 		"\nagents:\n- name: production\n  config_project: group/repo\n  token_sha256: ['" + strings.Repeat("ab", 32) + "']\n" +
 		"- name: staging\n  config_project: group/repo\n  token_sha256: ['" + strings.Repeat("cd", 32) + "']\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out strings.Builder
-	if Check(context.Background(), cfg, &out) {
+	if Run(context.Background(), cfg, &out) {
 		t.Errorf("check passed:\n%s", out.String())
 	}
 	if want := "FAIL  agent production: no .gitlab/agents/production/config.yaml in group/repo, but .gitlab/agents/prodution/ exists"; !strings.Contains(out.String(), want) {

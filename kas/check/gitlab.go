@@ -1,4 +1,4 @@
-package kas
+package check
 
 import (
 	"bytes"
@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"kubetunnel/internal/gitlab"
+	"kubetunnel/kas"
 )
 
 // gitlabCheckTimeout bounds kas check's call to GitLab.
@@ -23,7 +24,7 @@ const gitlabCheckTimeout = 15 * time.Second
 // kas's JWT (an empty usage_metrics report: 401 is the JWT refused,
 // 204/400 accepted; see gitlab.Client.ProbeJWT), the git credential file
 // is readable, and the api listener's secret (and TLS pair) load.
-func checkGitLab(ctx context.Context, cfg *Config, verdict func(string, error, string), w io.Writer) {
+func checkGitLab(ctx context.Context, cfg *kas.Config, verdict func(string, error, string), w io.Writer) {
 	g := cfg.GitLab
 	if u, err := url.Parse(g.Address); err == nil && u.Scheme == "http" {
 		fmt.Fprintf(w, "WARN  gitlab.address %q is plain http://: agent tokens and kas's JWT cross the network in clear (kas sends no git credential over it); use https:// unless GitLab is on this host\n", g.Address)
@@ -31,7 +32,7 @@ func checkGitLab(ctx context.Context, cfg *Config, verdict func(string, error, s
 	secret, err := gitlab.ReadSecretFile(g.AuthenticationSecretFile)
 	verdict("gitlab.authentication_secret_file "+g.AuthenticationSecretFile, err, fmt.Sprintf(": %d bytes", len(secret)))
 	if err == nil {
-		client, err := newGitLabClient(cfg)
+		client, err := kas.NewGitLabClient(cfg)
 		if err == nil {
 			pctx, cancel := context.WithTimeout(ctx, gitlabCheckTimeout)
 			err = client.ProbeJWT(pctx)
