@@ -19,6 +19,7 @@ import (
 
 	"kubetunnel/gitops/gitrepo"
 	"kubetunnel/internal/yamlconf"
+	"kubetunnel/kas/status"
 	"kubetunnel/tunnel"
 )
 
@@ -49,6 +50,9 @@ type reloader struct {
 	pending [sha256.Size]byte
 	// requests holds a pending reload request (SIGHUP).
 	requests chan struct{}
+	// state is what the status page shows of the last reload; an atomic
+	// pointer so that a page load does not wait for a reload in progress.
+	state atomic.Pointer[status.ConfigReload]
 
 	total       *prometheus.CounterVec
 	lastSuccess prometheus.Gauge
@@ -72,6 +76,7 @@ func newReloader(cfg *Config, reg prometheus.Registerer) *reloader {
 		}),
 	}
 	r.running.Store(cfg)
+	r.state.Store(&status.ConfigReload{LastSuccessAt: time.Now().UTC()})
 	r.total.WithLabelValues("success")
 	r.total.WithLabelValues("failure")
 	r.lastSuccess.SetToCurrentTime()
@@ -198,7 +203,22 @@ func (s *Server) reloadFailedLocked(err error) error {
 		attrs = append(attrs, "key", ke.Path)
 	}
 	s.logger.Error("Config reload failed: the running config stays in effect", attrs...)
+	st := *r.state.Load()
+	st.LastReloadAt, st.Result, st.Key, st.Error = time.Now().UTC(), "failure", "", err.Error()
+	if ke != nil {
+		st.Key = ke.Path
+	}
+	r.state.Store(&st)
 	return err
+}
+
+// ConfigReloadStatus is the state of config reloads: when the running
+// config was loaded, and the result of the last reload (for a failed one,
+// the key and the reason).
+func (s *Server) ConfigReloadStatus() status.ConfigReload {
+	st := *s.reload.state.Load()
+	st.File = s.ConfigFile
+	return st
 }
 
 // applyLocked makes next's reloadable keys the running ones.
@@ -253,6 +273,8 @@ func (s *Server) applyLocked(next *Config) error {
 	r.total.WithLabelValues("success").Inc()
 	r.lastSuccess.SetToCurrentTime()
 	r.successful.Set(1)
+	now := time.Now().UTC()
+	r.state.Store(&status.ConfigReload{LastSuccessAt: now, LastReloadAt: now, Result: "success"})
 	if agentCh.empty() && userCh.empty() && repoCh.empty() {
 		s.logger.Info("Config reloaded: agents, users and repositories unchanged", "file", s.ConfigFile)
 		return nil

@@ -46,6 +46,13 @@ func (s *Server) statusRoutes(mux *http.ServeMux) {
 			return s.users.AuthenticateUser(ctx, token)
 		},
 		Public: func() bool { return s.cfg.Observability.Status.Public },
+		ConfigReload: func() *status.ConfigReload {
+			if s.ConfigFile == "" {
+				return nil
+			}
+			st := s.ConfigReloadStatus()
+			return &st
+		},
 	}
 	if s.peers != nil {
 		cfg.Replicas = s.peers.registry

@@ -39,6 +39,9 @@ type Config struct {
 	GitLab Authorizer
 	// Public is observability.status.public, read per request.
 	Public func() bool
+	// ConfigReload is the state of the config file's live reloads; nil,
+	// or returning nil, when kas runs without a config file.
+	ConfigReload func() *ConfigReload
 }
 
 // Sessions are an agent's live connections to this replica.

@@ -32,8 +32,11 @@ type Report struct {
 	User string `json:"user,omitempty"`
 	// GitLabUser is set when User is a GitLab user, signed in with a
 	// personal access token.
-	GitLabUser bool        `json:"gitlab_user,omitempty"`
-	Agents     []PageAgent `json:"agents"`
+	GitLabUser bool `json:"gitlab_user,omitempty"`
+	// ConfigReload is the state of the config file's live reloads; absent
+	// when kas runs without a config file.
+	ConfigReload *ConfigReload `json:"config_reload,omitempty"`
+	Agents       []PageAgent   `json:"agents"`
 }
 
 // PageAgent is an agent's status (GET /api/v1/agents) plus its live
@@ -208,6 +211,9 @@ func (h *Handler) report(ctx context.Context, viewer *viewer) Report {
 	rep := Report{Replica: h.replica(), GeneratedAt: time.Now().UTC(), Agents: []PageAgent{}}
 	if viewer != nil {
 		rep.User, rep.GitLabUser = viewer.name, viewer.gitlab
+	}
+	if h.cfg.ConfigReload != nil {
+		rep.ConfigReload = h.cfg.ConfigReload()
 	}
 	for _, a := range h.cfg.Agents.Agents() {
 		if !viewer.sees(a) {

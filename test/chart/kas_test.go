@@ -286,14 +286,67 @@ config:
 	}
 }
 
+// A config change rolls the pods (checksum/config), except, with
+// liveReload (the default), a change to only the keys kas reloads from the
+// mounted file; the file is mounted as a directory, which kubelet updates
+// in place (a subPath mount never changes).
 func TestKasConfigChangeRollsPods(t *testing.T) {
 	sum := func(values string) string {
+		t.Helper()
 		r := mustRender(t, "kas", "kas", "default", values)
 		return str(r.one(t, "Deployment"), "spec", "template", "metadata", "annotations", "checksum/config")
 	}
-	a, b := sum(""), sum(kasValues)
-	if a == "" || a == b {
-		t.Errorf("checksum/config %q and %q: want a pod annotation that changes with the config", a, b)
+	// with edits kasValues (old, new pairs) and puts prefix first.
+	with := func(prefix string, edits ...string) string {
+		return prefix + strings.NewReplacer(edits...).Replace(kasValues)
+	}
+	reloadable := map[string][]string{
+		"users[]": {"name: alice", "name: carol"},
+		"agents[] and repositories[]": {"name: production\n", "name: staging\n", "agents: [production]", "agents: [staging]",
+			"platform/agents.git", "platform/agents2.git"},
+		"the two reloadable limits": {"config:\n", "config:\n  limits:\n    max_connections_per_agent: 7\n    max_agent_streams_per_connection: 50\n"},
+	}
+	restart := []string{"config:\n", "config:\n  agent:\n    listen:\n      drain_timeout: 11s\n"}
+	base, none := sum(kasValues), sum("")
+	if base == "" || base != none {
+		t.Errorf("liveReload (default): checksum/config %q without agents, users and repositories, %q with them: want the annotation, the same", none, base)
+	}
+	for what, edits := range reloadable {
+		if got := sum(with("", edits...)); got != base {
+			t.Errorf("liveReload (default): changing %s changed checksum/config (%s → %s): the pods would restart instead of reloading", what, base, got)
+		}
+		off := "liveReload: false\n"
+		if sum(with(off, edits...)) == sum(off+kasValues) {
+			t.Errorf("liveReload false: changing %s left checksum/config as it was: want the pods rolled", what)
+		}
+	}
+	if got := sum(with("", restart...)); got == base {
+		t.Errorf("liveReload: changing agent.listen.drain_timeout (needs a restart) left checksum/config as it was")
+	}
+	if sum("liveReload: false\n"+kasValues) == sum("liveReload: false\n") {
+		t.Errorf("liveReload false: adding agents and users left checksum/config as it was")
+	}
+
+	r := mustRender(t, "kas", "kas", "default", kasValues)
+	c := container(r.one(t, "Deployment"))
+	var file string
+	for _, a := range args(c) {
+		if f, ok := strings.CutPrefix(a, "--config="); ok {
+			file = f
+		}
+	}
+	mounted := false
+	for _, m := range list(c, "volumeMounts") {
+		if str(m, "name") == "config" {
+			mounted = str(m, "subPath") == "" && file == strings.TrimSuffix(str(m, "mountPath"), "/")+"/config.yaml"
+		}
+	}
+	if !mounted {
+		t.Errorf("--config=%s: want config.yaml in the config volume mounted as a directory (no subPath), so kubelet's updates reach kas: %v", file, get(c, "volumeMounts"))
+	}
+	// The ConfigMap still holds the whole config.
+	if cm := str(r.one(t, "ConfigMap"), "data", "config.yaml"); !strings.Contains(cm, "alice") || !strings.Contains(cm, "production") {
+		t.Errorf("ConfigMap config.yaml lacks agents[] or users[]:\n%s", cm)
 	}
 }
 

@@ -111,3 +111,22 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 {{- mulf (float64 $num) (get $units $unit) .Values.goMemLimit.ratio | floor | int64 -}}
 {{- end -}}
+
+{{/* The checksum/config pod annotation: of the whole config, or with
+liveReload of the keys kas cannot reload (kas/reload.go reloadableKeys). */}}
+{{- define "kas.configChecksum" -}}
+{{- $c := include "kas.config" . | fromYaml }}
+{{- if .Values.liveReload }}
+{{- $_ := unset $c "agents" }}
+{{- $_ := unset $c "users" }}
+{{- $_ := unset $c "repositories" }}
+{{- with $c.limits }}
+{{- $_ := unset . "max_connections_per_agent" }}
+{{- $_ := unset . "max_agent_streams_per_connection" }}
+{{- end }}
+{{- if not $c.limits }}
+{{- $_ := unset $c "limits" }}
+{{- end }}
+{{- end }}
+{{- toYaml $c | sha256sum }}
+{{- end }}
