@@ -17,7 +17,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.yaml.in/yaml/v3"
 
-	"kubetunnel/gitops/gitrepo"
 	"kubetunnel/internal/yamlconf"
 	"kubetunnel/kas/status"
 	"kubetunnel/tunnel"
@@ -232,7 +231,8 @@ func (s *Server) applyLocked(next *Config) error {
 		// Validate refuses this; a reload must not change the backend.
 		return yamlconf.KeyError("agents", "not used with gitlab: (GitLab is the agent registry)")
 	}
-	repoCh, err := s.repoSet.static.update(next.Repositories)
+	ch, err := s.repoSet.Update(next.Repositories)
+	repoCh := setChanges{added: ch.Added, removed: ch.Removed, changed: ch.Changed}
 	if err != nil {
 		return err
 	}
@@ -374,13 +374,4 @@ func sameConfig(a, b any) bool {
 	x, errX := yaml.Marshal(a)
 	y, errY := yaml.Marshal(b)
 	return errX == nil && errY == nil && bytes.Equal(x, y)
-}
-
-// repoIDs lists the ids of repositories.
-func repoIDs(repos []gitrepo.Repository) []string {
-	ids := make([]string, 0, len(repos))
-	for _, r := range repos {
-		ids = append(ids, r.ID)
-	}
-	return ids
 }
