@@ -37,9 +37,15 @@ func swarmAgentName(i int) string  { return fmt.Sprintf("swarm-%05d", i) }
 func swarmAgentToken(i int) string { return fmt.Sprintf("bench-swarm-token-%05d-0123456789", i) }
 
 // swarmKasConfig is kasConfig with n agents, each with its own name and
-// token, as n clusters.
+// token, as n clusters. Every agent of the swarm connects from 127.0.0.1,
+// so the agent listener's cap per source address (1,000 by default, for
+// many clusters behind one NAT) is raised to its total: with the default,
+// kas refused the 10,000-agent swarm past its first 1,000 connections.
 func swarmKasConfig(cacheDir string, n int) *kas.Config {
 	cfg := kasConfig(cacheDir, true)
+	l := &cfg.Limits.AgentListen
+	l.MaxConnections = max(l.MaxConnections, n+n/10)
+	l.MaxConnectionsPerSource = l.MaxConnections
 	cfg.Agents = nil
 	for i := range n {
 		cfg.Agents = append(cfg.Agents, kas.AgentEntry{Name: swarmAgentName(i), TokenSHA256: []string{kas.HashToken(swarmAgentToken(i))}})

@@ -68,9 +68,11 @@ func withPaths(b *testing.B, names []string, withLink bool) (*backend, []*path) 
 // slow path builds a queue instead of slowing the sender down. Each
 // latency counts from when its goroutine sends the request: on a busy
 // 2-core machine the sender's own wake-ups are late by up to a
-// millisecond, which is not the path's doing.
-func openLoop(p *path, rate int, d time.Duration, lat *latencies) (failed int64) {
+// millisecond, which is not the path's doing. It returns how many
+// requests failed and the first failure's error.
+func openLoop(p *path, rate int, d time.Duration, lat *latencies) (failed int64, first error) {
 	var nFailed atomic.Int64
+	var firstErr atomic.Pointer[error]
 	var wg sync.WaitGroup
 	interval := time.Second / time.Duration(rate)
 	start := time.Now()
@@ -88,6 +90,7 @@ func openLoop(p *path, rate int, d time.Duration, lat *latencies) (failed int64)
 			sent := time.Now()
 			if err := p.fetch(ctx, smallSize); err != nil {
 				nFailed.Add(1)
+				firstErr.CompareAndSwap(nil, &err)
 				lat.add(requestTimeout)
 				return
 			}
@@ -95,7 +98,10 @@ func openLoop(p *path, rate int, d time.Duration, lat *latencies) (failed int64)
 		})
 	}
 	wg.Wait()
-	return nFailed.Load()
+	if e := firstErr.Load(); e != nil {
+		first = *e
+	}
+	return nFailed.Load(), first
 }
 
 // requestTimeout bounds one small GET; a failed or timed-out request
@@ -124,15 +130,23 @@ func BenchmarkLadderGet(b *testing.B) {
 		rounds := int((perPath + getSlice - 1) / getSlice)
 		lats := make(map[string]*latencies)
 		failed := make(map[string]int64)
+		firstErr := make(map[string]error)
 		for _, p := range ps {
 			lats[p.name] = &latencies{}
 		}
 		for r := range rounds {
 			for _, p := range rotated(ps, r) {
-				failed[p.name] += openLoop(p, rate, getSlice, lats[p.name])
+				n, err := openLoop(p, rate, getSlice, lats[p.name])
+				failed[p.name] += n
+				if firstErr[p.name] == nil {
+					firstErr[p.name] = err
+				}
 			}
 		}
 		for _, p := range ps {
+			if err := firstErr[p.name]; err != nil {
+				b.Logf("rate=%d/%s: %d failed, the first: %v", rate, p.name, failed[p.name], err)
+			}
 			l := lats[p.name]
 			reportSub(b, fmt.Sprintf("rate=%d/%s", rate, p.name), map[string]float64{
 				"p50-us":   micros(l.percentile(50)),
@@ -308,8 +322,9 @@ func BenchmarkHeadOfLine(b *testing.B) {
 		var freeFailed, stalledFailed int64
 		for round := range holRounds {
 			var slice latencies
-			freeFailed += openLoop(p, holRate, holSlice, &slice)
-			b.Logf("%s round %d without stall: p50 %v p99 %v", p.name, round, slice.percentile(50), slice.percentile(99))
+			n, err := openLoop(p, holRate, holSlice, &slice)
+			freeFailed += n
+			b.Logf("%s round %d without stall: p50 %v p99 %v, %d failed (the first: %v)", p.name, round, slice.percentile(50), slice.percentile(99), n, err)
 			free.add(slice.d...)
 
 			ctx, cancel := context.WithCancel(context.Background())
@@ -320,8 +335,9 @@ func BenchmarkHeadOfLine(b *testing.B) {
 			}
 			time.Sleep(holFill) // let it fill every window on the way
 			slice = latencies{}
-			stalledFailed += openLoop(p, holRate, holSlice, &slice)
-			b.Logf("%s round %d with stall: p50 %v p99 %v", p.name, round, slice.percentile(50), slice.percentile(99))
+			n, err = openLoop(p, holRate, holSlice, &slice)
+			stalledFailed += n
+			b.Logf("%s round %d with stall: p50 %v p99 %v, %d failed (the first: %v)", p.name, round, slice.percentile(50), slice.percentile(99), n, err)
 			stalled.add(slice.d...)
 			cancel()
 			body.Close()

@@ -34,7 +34,7 @@ import (
 // protocol-1 one offering only protocol 1 as an agentk from before
 // protocol 2 does.
 //
-//	go test -run '^$' -bench '^BenchmarkRealAPIPaths$' -benchtime 1x ./test/bench
+//	go -C test test -run '^$' -bench '^BenchmarkRealAPIPaths$' -benchtime 1x ./bench
 //
 // Reported per path: small GET p50 (median over rounds of sequential GETs,
 // the paths taking turns request by request), added p50 over direct,

@@ -138,6 +138,15 @@ func goalRows(r *results) []goalRow {
 			missing(g, us)
 		}
 
+		g = "highest rate whose p99 stays under 10 ms ≥ remotedialer's"
+		if ours, ok1 := r.rateUnder(us, 10000); ok1 {
+			peer, _ := r.rateUnder("remotedialer", 10000)
+			rows = append(rows, goalRow{g, us, fmt.Sprintf("%s vs %s", fmtRate(ours), fmtRate(peer)),
+				verdict(ours >= peer, rateMargin(ours, peer))})
+		} else {
+			missing(g, us)
+		}
+
 		// Throughput at 10 ms.
 		tb := "LadderThroughput/rtt=10ms/"
 		ot, ok1 := r.get(tb+us, "MB/s")
@@ -150,10 +159,10 @@ func goalRows(r *results) []goalRow {
 		} else {
 			missing(g, us)
 		}
-		g = "one stream at 10 ms RTT: ≥ 50 % of direct"
+		g = "one stream at 10 ms RTT: ≥ 70 % of direct"
 		if ok1 && ok3 && dt > 0 {
 			rows = append(rows, goalRow{g, us, fmt.Sprintf("%.0f vs %.0f MB/s (%.0f %%)", ot, dt, 100*ot/dt),
-				verdict(ot >= dt/2, pointsMargin(100*ot/dt-50))})
+				verdict(ot >= 0.7*dt, pointsMargin(100*ot/dt-70))})
 		} else {
 			missing(g, us)
 		}
@@ -197,6 +206,42 @@ func goalRows(r *results) []goalRow {
 		missing(g, "kas-ws")
 	}
 	return rows
+}
+
+// rateUnder is the highest LadderGet rate (req/s) up to which path's p99
+// stays under limitUS at every rate, 0 if it is over at the lowest; false
+// if the run has no ladder for path.
+func (r *results) rateUnder(path string, limitUS float64) (float64, bool) {
+	best, found := 0.0, false
+	for _, rate := range r.children("LadderGet") {
+		p99, ok := r.get("LadderGet/"+rate+"/"+path, "p99-us")
+		if !ok {
+			continue
+		}
+		found = true
+		if p99 >= limitUS {
+			break
+		}
+		best, _ = numericValue(rate)
+	}
+	return best, found
+}
+
+func fmtRate(v float64) string {
+	if v == 0 {
+		return "none (over at the lowest rate)"
+	}
+	return fmt.Sprintf("%.0f req/s", v)
+}
+
+func rateMargin(ours, peer float64) string {
+	switch {
+	case ours > peer:
+		return fmt.Sprintf("%.0f req/s higher", ours-peer)
+	case ours == peer:
+		return "the same rate"
+	}
+	return fmt.Sprintf("%.0f req/s lower", peer-ours)
 }
 
 // lowerHigher says by how much ours is below (d > 0) or above the peer.

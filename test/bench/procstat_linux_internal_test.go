@@ -1,0 +1,37 @@
+package bench
+
+import (
+	"os/exec"
+	"testing"
+	"time"
+)
+
+// TestChildCPU checks that childCPU sees the CPU time a busy child
+// process spends, and names a child it cannot find.
+func TestChildCPU(t *testing.T) {
+	cmd := exec.Command("sh", "-c", "while :; do :; done")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		cpu, err := childCPU("sh")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cpu["sh"] >= 100*time.Millisecond {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a child spinning for 20 s used %v of CPU by /proc, want ≥ 100ms", cpu["sh"])
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := childCPU("sh", "no-such-child"); err == nil {
+		t.Error("childCPU found a child named no-such-child")
+	}
+}

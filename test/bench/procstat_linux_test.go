@@ -1,0 +1,77 @@
+package bench
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+)
+
+// userHZ is the unit of utime and stime in /proc/<pid>/stat: USER_HZ,
+// which the kernel fixes at 100 for user space on every architecture Go
+// runs Linux on.
+const userHZ = 100
+
+// childCPU is the user+system CPU time so far of each child process of
+// this one whose command name (comm) is in names, summed over their
+// threads, from /proc. The kas and agentk binaries run as such children
+// in BenchmarkGetLatencyProcesses.
+func childCPU(names ...string) (map[string]time.Duration, error) {
+	want := make(map[string]bool, len(names))
+	for _, n := range names {
+		want[n] = true
+	}
+	stats, err := filepath.Glob("/proc/[0-9]*/stat")
+	if err != nil {
+		return nil, err
+	}
+	self := os.Getpid()
+	out := make(map[string]time.Duration, len(names))
+	for _, path := range stats {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			continue // the process exited since the glob
+		}
+		comm, fields, err := parseProcStat(data)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		// fields[0] is field 3 (state): ppid is field 4, utime 14, stime 15.
+		ppid, _ := strconv.Atoi(fields[1])
+		if ppid != self || !want[comm] {
+			continue
+		}
+		utime, err1 := strconv.ParseInt(fields[11], 10, 64)
+		stime, err2 := strconv.ParseInt(fields[12], 10, 64)
+		if err1 != nil || err2 != nil {
+			return nil, fmt.Errorf("%s: utime %q, stime %q", path, fields[11], fields[12])
+		}
+		out[comm] += time.Duration(utime+stime) * time.Second / userHZ
+	}
+	for _, n := range names {
+		if _, ok := out[n]; !ok {
+			return nil, fmt.Errorf("no child process named %q", n)
+		}
+	}
+	return out, nil
+}
+
+// parseProcStat splits /proc/<pid>/stat into the command name (which
+// may hold spaces and parentheses, so it ends at the last ')') and the
+// fields after it.
+func parseProcStat(data []byte) (string, []string, error) {
+	open, end := bytes.IndexByte(data, '('), bytes.LastIndexByte(data, ')')
+	if open < 0 || end < open {
+		return "", nil, fmt.Errorf("no (comm) in %q", data)
+	}
+	var fields []string
+	for f := range bytes.FieldsSeq(data[end+1:]) {
+		fields = append(fields, string(f))
+	}
+	if len(fields) < 13 {
+		return "", nil, fmt.Errorf("%d fields after comm, want at least 13", len(fields))
+	}
+	return string(data[open+1 : end]), fields, nil
+}
