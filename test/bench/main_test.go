@@ -18,6 +18,10 @@ func TestMain(m *testing.M) {
 	if spec := os.Getenv(swarmEnv); spec != "" {
 		os.Exit(runSwarm(spec))
 	}
+	// BenchmarkGetLatencyProcesses starts it as remotedialer's two ends.
+	if spec := os.Getenv(rdProcEnv); spec != "" {
+		os.Exit(runRemotedialerProc(spec))
+	}
 	switch v := os.Getenv(cpusEnv); v {
 	case "":
 	case "split":

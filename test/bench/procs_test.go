@@ -2,9 +2,11 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -22,7 +24,13 @@ import (
 // audit line to a log file. The in-process
 // benchmark holds the client, kas and agentk in one Go process, and
 // leaves out the TLS hop and the log write. It also reports the CPU time
-// of the kas and agentk processes per proxied GET (from /proc).
+// of the kas and agentk processes per proxied GET (from /proc), and the
+// same for rancher/remotedialer's server and agent, each run as a process
+// of its own (this test binary in rdProcEnv mode) in front of the same API
+// server, set up as in BenchmarkRealAPIPaths (plain HTTP front door, the
+// server holding the token, TLS to the API server through the tunnel),
+// its GETs taking turns with kas's: procs/rd-procs-cpu is kas+agentk's CPU
+// per GET over remotedialer's.
 func BenchmarkGetLatencyProcesses(b *testing.B) {
 	e := sharedProxyEnv(b)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -75,6 +83,47 @@ func BenchmarkGetLatencyProcesses(b *testing.B) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	// remotedialer's server and agent, each a process of its own, in
+	// front of the same API server.
+	caFile := filepath.Join(dir, "apiserver-ca.crt")
+	if err := os.WriteFile(caFile, e.cp.CAData, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	rdServer, rdAddr, err := startRdProc("server "+e.cp.URL+" "+caFile, true)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		if err := rdServer.stop(); err != nil {
+			b.Error(err)
+		}
+	}()
+	rdAgent, _, err := startRdProc("agent "+rdAddr, false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		if err := rdAgent.stop(); err != nil {
+			b.Error(err)
+		}
+	}()
+	viaRd := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 100}}
+	defer viaRd.CloseIdleConnections()
+	rdURL := "http://" + rdAddr
+	getRd := func() error {
+		status, _, err := e.get(viaRd, rdURL+smallObject, nil)
+		if err == nil && status != http.StatusOK {
+			err = &statusError{status}
+		}
+		return err
+	}
+	deadline = time.Now().Add(30 * time.Second)
+	for err := getRd(); err != nil; err = getRd() {
+		if time.Now().After(deadline) {
+			b.Fatalf("no request through the remotedialer processes: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	direct := e.targets()[0]
 	warmUp(b, e, direct)
 	paths := []func() error{
@@ -83,6 +132,7 @@ func BenchmarkGetLatencyProcesses(b *testing.B) {
 			return err
 		},
 		func() error { return get(viaKas) },
+		getRd,
 	}
 	for _, p := range paths[1:] {
 		for range 50 {
@@ -91,12 +141,16 @@ func BenchmarkGetLatencyProcesses(b *testing.B) {
 			}
 		}
 	}
-	// The two take turns, in an order that swaps every iteration. The kas
-	// and agentk processes' CPU time over the loop, divided by the GETs
-	// through them, is their CPU per proxied GET (direct GETs do not
-	// touch them; their idle work in the loop's seconds is included).
+	// The three take turns, in an order that rotates every iteration, so
+	// kas and remotedialer carry the same number of GETs. Each proxy's
+	// processes' CPU time over the loop, divided by the GETs through them,
+	// is their CPU per proxied GET (the other paths' GETs do not touch
+	// them; their idle work in the loop's seconds is included).
 	lats := make([]latencies, len(paths))
 	cpuBefore, cpuErr := childCPU("kas", "agentk")
+	rdServerBefore, rdErr1 := pidCPU(rdServer.pid())
+	rdAgentBefore, rdErr2 := pidCPU(rdAgent.pid())
+	rdErr := errors.Join(rdErr1, rdErr2)
 	gets := 0
 	for n := 0; b.Loop(); n++ {
 		gets++
@@ -109,6 +163,7 @@ func BenchmarkGetLatencyProcesses(b *testing.B) {
 			lats[i].add(time.Since(start))
 		}
 	}
+	var kasAgentk time.Duration
 	if cpuErr == nil {
 		var cpuAfter map[string]time.Duration
 		if cpuAfter, cpuErr = childCPU("kas", "agentk"); cpuErr == nil {
@@ -118,16 +173,37 @@ func BenchmarkGetLatencyProcesses(b *testing.B) {
 			b.ReportMetric(float64(kas)/1e3/n, "kas-cpu-us/get")
 			b.ReportMetric(float64(agentk)/1e3/n, "agentk-cpu-us/get")
 			b.ReportMetric(float64(kas+agentk)/1e3/n, "procs-cpu-us/get")
+			kasAgentk = kas + agentk
 		}
 	}
 	if cpuErr != nil {
 		b.Logf("no CPU per GET of the kas and agentk processes: %v", cpuErr)
+	}
+	if rdErr == nil {
+		rdServerAfter, err1 := pidCPU(rdServer.pid())
+		rdAgentAfter, err2 := pidCPU(rdAgent.pid())
+		if rdErr = errors.Join(err1, err2); rdErr == nil {
+			n := float64(gets)
+			server := rdServerAfter - rdServerBefore
+			agent := rdAgentAfter - rdAgentBefore
+			b.ReportMetric(float64(server)/1e3/n, "rd-server-cpu-us/get")
+			b.ReportMetric(float64(agent)/1e3/n, "rd-agent-cpu-us/get")
+			b.ReportMetric(float64(server+agent)/1e3/n, "rd-procs-cpu-us/get")
+			if cpuErr == nil && server+agent > 0 {
+				b.ReportMetric(float64(kasAgentk)/float64(server+agent), "procs/rd-procs-cpu")
+			}
+		}
+	}
+	if rdErr != nil {
+		b.Logf("no CPU per GET of the remotedialer processes: %v", rdErr)
 	}
 	d := lats[0].percentile(50)
 	b.ReportMetric(float64(d)/1e3, "direct-p50-us")
 	b.ReportMetric(float64(lats[1].percentile(50))/1e3, "via-kas-p50-us")
 	b.ReportMetric(float64(lats[1].percentile(50)-d)/1e3, "added-p50-us")
 	b.ReportMetric(float64(lats[1].percentile(99)-lats[0].percentile(99))/1e3, "added-p99-us")
+	b.ReportMetric(float64(lats[2].percentile(50))/1e3, "via-rd-p50-us")
+	b.ReportMetric(float64(lats[2].percentile(50)-d)/1e3, "rd-added-p50-us")
 }
 
 type statusError struct{ code int }

@@ -75,3 +75,24 @@ func parseProcStat(data []byte) (string, []string, error) {
 	}
 	return string(data[open+1 : end]), fields, nil
 }
+
+// pidCPU is the user+system CPU time so far of process pid (all its
+// threads), from /proc/<pid>/stat. The remotedialer ends run as copies of
+// this test binary, so their command names do not tell them apart.
+func pidCPU(pid int) (time.Duration, error) {
+	path := fmt.Sprintf("/proc/%d/stat", pid)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	_, fields, err := parseProcStat(data)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", path, err)
+	}
+	utime, err1 := strconv.ParseInt(fields[11], 10, 64)
+	stime, err2 := strconv.ParseInt(fields[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("%s: utime %q, stime %q", path, fields[11], fields[12])
+	}
+	return time.Duration(utime+stime) * time.Second / userHZ, nil
+}

@@ -11,3 +11,8 @@ import (
 func childCPU(names ...string) (map[string]time.Duration, error) {
 	return nil, errors.New("per-process CPU time is read from /proc (Linux only)")
 }
+
+// pidCPU reads /proc, which only Linux has.
+func pidCPU(pid int) (time.Duration, error) {
+	return 0, errors.New("per-process CPU time is read from /proc (Linux only)")
+}
