@@ -2,17 +2,21 @@ package bench
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"kubetunnel/internal/testpki"
 	"kubetunnel/internal/testutil/stack"
 )
 
@@ -89,7 +93,36 @@ func BenchmarkGetLatencyProcesses(b *testing.B) {
 	if err := os.WriteFile(caFile, e.cp.CAData, 0o600); err != nil {
 		b.Fatal(err)
 	}
-	rdServer, rdAddr, err := startRdProc("server "+e.cp.URL+" "+caFile, true)
+	rdSpec, rdScheme := "server "+e.cp.URL+" "+caFile, "http"
+	rdTransport := &http.Transport{MaxIdleConnsPerHost: 100}
+	switch v := os.Getenv(rdFrontEnv); v {
+	case "":
+	case "tls":
+		pki, err := testpki.NewCA()
+		if err != nil {
+			b.Fatal(err)
+		}
+		frontDir := filepath.Join(dir, "rd-front")
+		if err := os.Mkdir(frontDir, 0o700); err != nil {
+			b.Fatal(err)
+		}
+		certFile, keyFile, frontCA, err := pki.Issue(frontDir, "127.0.0.1")
+		if err != nil {
+			b.Fatal(err)
+		}
+		pem, err := os.ReadFile(frontCA)
+		if err != nil {
+			b.Fatal(err)
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(pem)
+		rdTransport.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		rdSpec += " " + certFile + " " + keyFile
+		rdScheme = "https"
+	default:
+		b.Fatalf("%s=%q: the only value is \"tls\"", rdFrontEnv, v)
+	}
+	rdServer, rdAddrs, err := startRdProc(rdSpec, true)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -98,7 +131,8 @@ func BenchmarkGetLatencyProcesses(b *testing.B) {
 			b.Error(err)
 		}
 	}()
-	rdAgent, _, err := startRdProc("agent "+rdAddr, false)
+	rdFront, rdConnect, _ := strings.Cut(rdAddrs, " ")
+	rdAgent, _, err := startRdProc("agent "+rdConnect, false)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -107,9 +141,9 @@ func BenchmarkGetLatencyProcesses(b *testing.B) {
 			b.Error(err)
 		}
 	}()
-	viaRd := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 100}}
+	viaRd := &http.Client{Transport: rdTransport}
 	defer viaRd.CloseIdleConnections()
-	rdURL := "http://" + rdAddr
+	rdURL := rdScheme + "://" + rdFront
 	getRd := func() error {
 		status, _, err := e.get(viaRd, rdURL+smallObject, nil)
 		if err == nil && status != http.StatusOK {

@@ -25,7 +25,10 @@ import (
 // binaries), for BenchmarkGetLatencyProcesses to set beside the kas and
 // agentk processes:
 //
-//	"server <API server URL> <CA file>" prints its address, serves until stdin closes
+//	"server <API server URL> <CA file> [<cert file> <key file>]"
+//	                                    prints its front door's address and the agents'
+//	                                    (the same, unless the front door has TLS with the
+//	                                    certificate given), serves until stdin closes
 //	"agent <server address>"            connects, runs until stdin closes
 //
 // The setup is startRemotedialerAPI's (Rancher's): the server's reverse
@@ -33,12 +36,20 @@ import (
 // connection the agent dials for it; its front door is plain HTTP.
 const rdProcEnv = "KUBETUNNEL_BENCH_REMOTEDIALER"
 
+// rdFrontEnv set to "tls" gives the remotedialer server process a TLS
+// front door, as kas's is in BenchmarkGetLatencyProcesses, to see how much
+// of the CPU difference the client's TLS is; unset, the front door is plain
+// HTTP, as in BenchmarkRealAPIPaths.
+const rdFrontEnv = "KUBETUNNEL_BENCH_RD_FRONT"
+
 func runRemotedialerProc(spec string) int {
 	f := strings.Fields(spec)
 	var err error
 	switch {
 	case len(f) == 3 && f[0] == "server":
-		err = rdServerProc(f[1], f[2])
+		err = rdServerProc(f[1], f[2], "", "")
+	case len(f) == 5 && f[0] == "server":
+		err = rdServerProc(f[1], f[2], f[3], f[4])
 	case len(f) == 2 && f[0] == "agent":
 		err = rdAgentProc(f[1])
 	default:
@@ -51,7 +62,7 @@ func runRemotedialerProc(spec string) int {
 	return 0
 }
 
-func rdServerProc(apiURL, caFile string) error {
+func rdServerProc(apiURL, caFile, certFile, keyFile string) error {
 	api, err := url.Parse(apiURL)
 	if err != nil {
 		return err
@@ -92,10 +103,24 @@ func rdServerProc(apiURL, caFile string) error {
 		return err
 	}
 	srv := &http.Server{Handler: mux}
+	if certFile == "" {
+		go srv.Serve(ln)
+		fmt.Println(ln.Addr().String(), ln.Addr().String())
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		return srv.Close()
+	}
+	// The agent's link stays plain ws://, as agentk's to kas is: only the
+	// client's front door gets TLS.
+	front, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return errors.Join(err, ln.Close())
+	}
+	tlsSrv := &http.Server{Handler: rp}
 	go srv.Serve(ln)
-	fmt.Println(ln.Addr().String())
+	go tlsSrv.ServeTLS(front, certFile, keyFile)
+	fmt.Println(front.Addr().String(), ln.Addr().String())
 	_, _ = io.Copy(io.Discard, os.Stdin)
-	return srv.Close()
+	return errors.Join(srv.Close(), tlsSrv.Close())
 }
 
 func rdAgentProc(addr string) error {
@@ -119,7 +144,7 @@ type rdProc struct {
 }
 
 // startRdProc starts this binary in rdProcEnv mode spec and returns the
-// first line it prints (the server's address; the agent prints nothing,
+// first line it prints (the server's two addresses; the agent prints nothing,
 // so pass firstLine false for it).
 func startRdProc(spec string, firstLine bool) (*rdProc, string, error) {
 	cmd := exec.Command(os.Args[0], "-test.run=^$", "-test.bench=^$")
