@@ -6,8 +6,8 @@ import (
 	"time"
 )
 
-// TestChildCPU checks that childCPU sees the CPU time a busy child
-// process spends, and names a child it cannot find.
+// TestChildCPU checks that childCPU and pidCPU see the CPU time a busy
+// child process spends, and that childCPU names a child it cannot find.
 func TestChildCPU(t *testing.T) {
 	cmd := exec.Command("sh", "-c", "while :; do :; done")
 	if err := cmd.Start(); err != nil {
@@ -24,6 +24,13 @@ func TestChildCPU(t *testing.T) {
 			t.Fatal(err)
 		}
 		if cpu["sh"] >= 100*time.Millisecond {
+			byPID, err := pidCPU(cmd.Process.Pid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if byPID < cpu["sh"] {
+				t.Errorf("pidCPU(%d) = %v after childCPU saw %v", cmd.Process.Pid, byPID, cpu["sh"])
+			}
 			break
 		}
 		if time.Now().After(deadline) {
