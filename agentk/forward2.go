@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"kubetunnel/internal/kubehttp"
@@ -65,12 +64,12 @@ func (f *forwarder) forward(w *wire.ResponseWriter, r *http.Request, id *identit
 		// -w) counts it as started once the head arrives.
 		w.Flush()
 	}
-	bp := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(bp)
+	buf := kubehttp.CopyBuffers.Get()
+	defer kubehttp.CopyBuffers.Put(buf)
 	for {
-		n, rerr := resp.Body.Read(*bp)
+		n, rerr := resp.Body.Read(buf)
 		if n > 0 {
-			if _, err := w.Write((*bp)[:n]); err != nil {
+			if _, err := w.Write(buf[:n]); err != nil {
 				return // kas went away; the stream is lost
 			}
 			if stream {
@@ -90,8 +89,6 @@ func (f *forwarder) forward(w *wire.ResponseWriter, r *http.Request, id *identit
 		}
 	}
 }
-
-var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // splice answers 101 and then copies bytes both ways between kas's
 // stream and the API server's upgraded connection (exec, attach,
