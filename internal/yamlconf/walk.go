@@ -153,36 +153,46 @@ func (w *walker) checkDuration(n *yaml.Node, path string) {
 }
 
 func (w *walker) checkMap(n *yaml.Node, t reflect.Type, path string) {
-	if n.Kind != yaml.MappingNode {
-		w.fail(n.Line, path, "must be a mapping of keys to values, got %s", Describe(n))
-		return
-	}
-	seen := map[string]int{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		if k.Kind == yaml.ScalarNode && k.ShortTag() == "!!merge" {
-			w.checkMerge(v, t, path)
-			continue
-		}
-		if k.Kind != yaml.ScalarNode {
-			w.fail(k.Line, path, "a key must be a plain name, got %s", Describe(k))
-			continue
-		}
-		if first, dup := seen[k.Value]; dup {
-			w.fail(k.Line, "", "duplicate key %q in %s (first at line %d): keep one", k.Value, where(path), first)
-			continue
-		}
-		seen[k.Value] = k.Line
+	w.eachKey(n, t, path, func(k, v *yaml.Node) {
 		w.check(v, t.Elem(), joinPath(path, k.Value))
-	}
+	})
 }
 
 func (w *walker) checkMapping(n *yaml.Node, t reflect.Type, path string) {
+	fields := fieldsOf(t, w.opts.IgnoredTag)
+	w.eachKey(n, t, path, func(k, v *yaml.Node) {
+		child := joinPath(path, k.Value)
+		f, ok := fields.byName[k.Value]
+		if !ok {
+			msg := fmt.Sprintf("unknown key %q in %s", k.Value, where(path))
+			if s := suggest(k.Value, fields.names); s != "" {
+				msg += " (did you mean " + s + "?)"
+			}
+			w.errs = append(w.errs, &Error{Line: k.Line, Path: child, Msg: msg + "; known keys: " + knownKeys(fields.names)})
+			return
+		}
+		if _, ok := w.lines[child]; !ok {
+			w.lines[child] = k.Line
+		}
+		if f.ignored && !w.inIgnored && !isNull(v) {
+			w.ignored = append(w.ignored, child)
+			w.inIgnored = true
+			w.check(v, f.typ, child)
+			w.inIgnored = false
+			return
+		}
+		w.check(v, f.typ, child)
+	})
+}
+
+// eachKey checks what every mapping must be (a mapping, plain keys, no
+// key twice), checks "<<" merges against t, and calls fn for each other
+// key and its value.
+func (w *walker) eachKey(n *yaml.Node, t reflect.Type, path string, fn func(k, v *yaml.Node)) {
 	if n.Kind != yaml.MappingNode {
 		w.fail(n.Line, path, "must be a mapping of keys to values, got %s", Describe(n))
 		return
 	}
-	fields := fieldsOf(t, w.opts.IgnoredTag)
 	seen := map[string]int{} // key → line of its first occurrence
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
@@ -200,27 +210,7 @@ func (w *walker) checkMapping(n *yaml.Node, t reflect.Type, path string) {
 			continue
 		}
 		seen[k.Value] = k.Line
-		child := joinPath(path, k.Value)
-		f, ok := fields.byName[k.Value]
-		if !ok {
-			msg := fmt.Sprintf("unknown key %q in %s", k.Value, where(path))
-			if s := suggest(k.Value, fields.names); s != "" {
-				msg += " (did you mean " + s + "?)"
-			}
-			w.errs = append(w.errs, &Error{Line: k.Line, Path: child, Msg: msg + "; known keys: " + knownKeys(fields.names)})
-			continue
-		}
-		if _, ok := w.lines[child]; !ok {
-			w.lines[child] = k.Line
-		}
-		if f.ignored && !w.inIgnored && !isNull(v) {
-			w.ignored = append(w.ignored, child)
-			w.inIgnored = true
-			w.check(v, f.typ, child)
-			w.inIgnored = false
-			continue
-		}
-		w.check(v, f.typ, child)
+		fn(k, v)
 	}
 }
 
