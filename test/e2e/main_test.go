@@ -7,6 +7,7 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -132,7 +133,7 @@ func kubectl(t *testing.T, kubeconfig string, stdin string, args ...string) (str
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "kubectl", append([]string{"--kubeconfig", kubeconfig}, args...)...)
+	cmd := exec.CommandContext(ctx, "kubectl", kubectlArgs(kubeconfig, args...)...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if stdin != "" {
@@ -140,6 +141,14 @@ func kubectl(t *testing.T, kubeconfig string, stdin string, args ...string) (str
 	}
 	err := cmd.Run()
 	return out.String(), errb.String(), err
+}
+
+// kubectlArgs puts kubeconfig and a discovery cache of its own before
+// args. kubectl caches discovery by host:port, and a later test's kas may
+// get a port an earlier one used: with a shared cache it would skip the
+// discovery requests (and their answers) this kas has not served.
+func kubectlArgs(kubeconfig string, args ...string) []string {
+	return append([]string{"--kubeconfig", kubeconfig, "--cache-dir", filepath.Join(filepath.Dir(kubeconfig), "kube-cache")}, args...)
 }
 
 // mustKubectl fails the test when kubectl fails.

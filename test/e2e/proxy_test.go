@@ -69,7 +69,7 @@ func TestKubectlWatch(t *testing.T) {
 	defer cancel()
 	// -v=6 makes kubectl log each response's status line: "watch=true 200
 	// OK" says the watch is established, so no event can be missed.
-	cmd := exec.CommandContext(ctx, "kubectl", "--kubeconfig", s.Kubeconfig, "get", "configmaps", "-n", ns, "--watch-only", "-o", "name", "-v=6")
+	cmd := exec.CommandContext(ctx, "kubectl", kubectlArgs(s.Kubeconfig, "get", "configmaps", "-n", ns, "--watch-only", "-o", "name", "-v=6")...)
 	stdout, _ := cmd.StdoutPipe()
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
@@ -277,7 +277,7 @@ func TestKasKilledFiveTimes(t *testing.T) {
 // stderr is its log so far.
 func watchKubectl(t *testing.T, ctx context.Context, kubeconfig, resource string) (done <-chan error, stderr func() string) {
 	t.Helper()
-	cmd := exec.CommandContext(ctx, "kubectl", "--kubeconfig", kubeconfig, "get", resource, "--watch-only", "-v=6")
+	cmd := exec.CommandContext(ctx, "kubectl", kubectlArgs(kubeconfig, "get", resource, "--watch-only", "-v=6")...)
 	log := &watchLog{established: make(chan struct{})}
 	cmd.Stderr = log
 	if err := cmd.Start(); err != nil {

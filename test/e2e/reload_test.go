@@ -177,7 +177,7 @@ type kubectlWatch struct {
 func startWatch(t *testing.T, kubeconfig, ns string) *kubectlWatch {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, "kubectl", "--kubeconfig", kubeconfig, "get", "configmaps", "-n", ns, "--watch-only", "-o", "name", "-v=6")
+	cmd := exec.CommandContext(ctx, "kubectl", kubectlArgs(kubeconfig, "get", "configmaps", "-n", ns, "--watch-only", "-o", "name", "-v=6")...)
 	stdout, _ := cmd.StdoutPipe()
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {

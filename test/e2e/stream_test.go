@@ -32,7 +32,7 @@ func protocols(t *testing.T, f func(t *testing.T, env []string)) {
 }
 
 func kubectlEnv(ctx context.Context, kubeconfig string, env []string, args ...string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, "kubectl", append([]string{"--kubeconfig", kubeconfig}, args...)...)
+	cmd := exec.CommandContext(ctx, "kubectl", kubectlArgs(kubeconfig, args...)...)
 	cmd.Env = append(os.Environ(), env...)
 	return cmd
 }
