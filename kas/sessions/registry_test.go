@@ -50,9 +50,10 @@ func TestAcceptStreamsCap(t *testing.T) {
 	if _, err := over.Read(make([]byte, 1)); err == nil || strings.Contains(err.Error(), "timeout") {
 		t.Fatalf("the stream over the cap: read %v, want it closed", err)
 	}
-	if n := testutil.ToFloat64(m.StreamsRefused); n != 1 {
-		t.Errorf("kas_tunnel_streams_refused_total = %v, want 1", n)
-	}
+	// Counted just after the close agentk saw.
+	tu.Eventually(t, 10*time.Second, "kas_tunnel_streams_refused_total at 1", func() bool {
+		return testutil.ToFloat64(m.StreamsRefused) == 1
+	})
 	if n := testutil.ToFloat64(m.StreamsOpen.WithLabelValues(fromAgent)); n != 2 {
 		t.Errorf("kas_tunnel_streams_open{direction=from_agent} = %v, want 2", n)
 	}
