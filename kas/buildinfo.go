@@ -56,6 +56,6 @@ func (c agentConnections) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 
 func (c agentConnections) Collect(ch chan<- prometheus.Metric) {
 	for _, a := range c.s.registry.Agents() {
-		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(c.s.sessions.count(a.Key)), a.Key)
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(c.s.sessions.Count(a.Key)), a.Key)
 	}
 }

@@ -5,7 +5,7 @@
 //
 // New wires a Server from a validated Config; Run serves until its
 // context ends and then stops in stages (server.go). Package kas keeps
-// the session lifecycle, the registry and the configuration; each other
+// the registry and the configuration; each other
 // concern is a package of its own, built with New(Config) from narrow
 // interfaces rather than the Server:
 //
@@ -13,7 +13,8 @@
 //	  config.go, config_gitlab.go, identities.go
 //	                                 the kas config: defaults, Validate, LoadConfig
 //	  server.go                      New and Run: listeners, stages, the agent tunnel
-//	  sessions.go, limits.go         live agent sessions, the request path to agents, caps
+//	  sessions.go                    kas/sessions under the names kas exports (DrainConfig)
+//	  limits.go                      limits: the listeners' and agents' caps
 //	  registry.go, registry_gitlab.go, revalidate.go
 //	                                 AgentRegistry: agents[] or GitLab's agent_info
 //	  peers.go                       several replicas: Redis, the private API
@@ -26,6 +27,8 @@
 //	  delivery.go, gitlab_api.go, statusapi.go
 //	                                 wiring of the packages below
 //	kas/identity   the Agent type shared by all of kas; the calling agent of a gRPC handler
+//	kas/sessions   the live agent sessions: the request path to agents (Pick, RoundTripper),
+//	               each session's lifecycle (rotation, revocation, drain), agent-opened streams
 //	kas/gitops     the agents' Configuration and GitOps services: config.yaml and manifests
 //	kas/repos      the repositories kas mirrors (repositories[], GitLab projects), polled,
 //	               and their poll metrics

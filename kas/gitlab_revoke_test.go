@@ -101,8 +101,8 @@ type fakeSessions struct {
 	revoked []string
 }
 
-func (f *fakeSessions) agents() []string { return f.keys }
-func (f *fakeSessions) revoke(k, _ string) int {
+func (f *fakeSessions) Agents() []string { return f.keys }
+func (f *fakeSessions) Revoke(k, _ string) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.revoked = append(f.revoked, k)

@@ -63,14 +63,6 @@ func (tunnelAddr) String() string  { return "tunnel" }
 type agentConn struct {
 	net.Conn
 	agent Agent
-	once  sync.Once
-	done  func()
-}
-
-func (c *agentConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(c.done)
-	return err
 }
 
 // agentCreds authenticates nothing itself (the tunnel handshake did): it

@@ -18,6 +18,7 @@ import (
 
 	"kubetunnel/internal/httpserve"
 	"kubetunnel/kas/replicas"
+	"kubetunnel/kas/sessions"
 	"kubetunnel/kasproxy"
 )
 
@@ -34,7 +35,9 @@ type peerSet struct {
 	private *kasproxy.Proxy
 }
 
-func newPeerSet(cfg *Config, sessions *sessionRegistry, logger *slog.Logger, m *replicas.Metrics) (*peerSet, error) {
+// newPeerSet connects to Redis; servePrivate completes it once the
+// sessions it serves to peers exist.
+func newPeerSet(cfg *Config, logger *slog.Logger, m *replicas.Metrics) (*peerSet, error) {
 	secret, err := replicas.ReadSecret(cfg.PrivateAPI.AuthenticationSecretFile)
 	if err != nil {
 		return nil, fmt.Errorf("private_api.authentication_secret_file: %w", err)
@@ -73,9 +76,15 @@ func newPeerSet(cfg *Config, sessions *sessionRegistry, logger *slog.Logger, m *
 		Logger:      logger,
 		Metrics:     m,
 	})
+	return p, nil
+}
+
+// servePrivate sets up the private API: peers reach the agents of local
+// through it.
+func (p *peerSet) servePrivate(cfg *Config, local kasproxy.Tunnels, logger *slog.Logger) {
 	p.private = kasproxy.New(kasproxy.Config{
-		Users:                   secret,
-		Tunnels:                 sessions,
+		Users:                   p.secret,
+		Tunnels:                 local,
 		Logger:                  logger.With("listener", "private_api"),
 		MaxStreamsPerAgent:      cfg.Agent.KubernetesAPI.MaxStreamsPerAgent,
 		MaxStreamsPerUser:       cfg.Limits.MaxStreamsPerUser,
@@ -87,14 +96,16 @@ func newPeerSet(cfg *Config, sessions *sessionRegistry, logger *slog.Logger, m *
 		// (Guessing an HS256 key of 32 bytes is hopeless anyway.)
 		AuthFailures: kasproxy.NewFailureLimiter(1_000_000, time.Minute),
 	})
-	sessions.onAgent = func(agent string, connected bool) {
-		if connected {
-			p.registry.Register(agent)
-		} else {
-			p.registry.Unregister(agent)
-		}
+}
+
+// agentConnected records in Redis that an agent got its first session
+// here, or lost its last (sessions.Config.OnAgent).
+func (p *peerSet) agentConnected(agent string, connected bool) {
+	if connected {
+		p.registry.Register(agent)
+	} else {
+		p.registry.Unregister(agent)
 	}
-	return p, nil
 }
 
 // RedisOptions are the go-redis options of redis: (the password and TLS
@@ -205,7 +216,7 @@ func AdvertiseURL(p *PrivateAPISection, bound net.Addr, getenv func(string) stri
 // replicaTunnels serves an agent from a local session when there is one,
 // and through a peer otherwise.
 type replicaTunnels struct {
-	local *sessionRegistry
+	local *sessions.Registry
 	peers *replicas.Forwarder
 }
 

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"kubetunnel/internal/gitlab"
+	"kubetunnel/kas/sessions"
 )
 
 // revalidatePeriod is how often the tokens of connected agents are asked
@@ -20,11 +21,11 @@ func revalidatePeriod(cfg *Config) time.Duration {
 
 // agentSessions is what revalidate needs of the session registry.
 type agentSessions interface {
-	agents() []string
-	revoke(agent, reason string) int
+	Agents() []string
+	Revoke(agent, reason string) int
 }
 
-var _ agentSessions = (*sessionRegistry)(nil)
+var _ agentSessions = (*sessions.Registry)(nil)
 
 // revalidate asks GitLab again, every period, about the tokens of the
 // agents connected here. When GitLab refuses one (401/403/404: revoked,
@@ -51,7 +52,7 @@ func (r *gitlabRegistry) revalidate(ctx context.Context, period time.Duration, s
 func (r *gitlabRegistry) revalidateOnce(ctx context.Context, sessions agentSessions) {
 	var jwtChecked bool
 	var jwtErr error
-	for _, key := range sessions.agents() {
+	for _, key := range sessions.Agents() {
 		var refused []string
 		for _, tok := range r.tokensOf(key) {
 			res, err := r.client.GetAgentInfo(ctx, tok)
@@ -80,7 +81,7 @@ func (r *gitlabRegistry) revalidateOnce(ctx context.Context, sessions agentSessi
 			r.forget(key, tok)
 		}
 		r.takeRefused(key)
-		n := sessions.revoke(key, "GitLab no longer accepts a token of this agent")
+		n := sessions.Revoke(key, "GitLab no longer accepts a token of this agent")
 		r.logger.Warn("GitLab no longer accepts a token of this agent: closing its connections to this kas (agentk replicas with a token GitLab accepts reconnect)", append(a.LogAttrs(), "connections", n)...)
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"kubetunnel/kas/gitops"
 	"kubetunnel/kas/replicas"
 	"kubetunnel/kas/repos"
+	"kubetunnel/kas/sessions"
 	"kubetunnel/kas/status"
 	"kubetunnel/kas/tracker"
 	"kubetunnel/kas/usage"
@@ -71,8 +72,8 @@ type Server struct {
 
 	// Session holds tunnel session settings; tests shorten keepalives.
 	Session tunnel.SessionConfig
-	// Drain times the end of agent sessions (lifecycle.go); zero fields
-	// take the defaults.
+	// Drain times the end of agent sessions (kas/sessions); zero fields
+	// take the defaults. Run applies it.
 	Drain DrainConfig
 
 	// ConfigFile, when set, is the config file Run watches: it is read
@@ -131,7 +132,6 @@ func New(cfg *Config, logger *slog.Logger) (*Server, error) {
 		registry: registry,
 		gitlab:   glClient,
 		metrics:  reg,
-		sessions: newSessionRegistry(reg),
 		users:    newUserRegistry(cfg),
 		grpcLn:   newStreamListener(),
 		addrs:    map[string]net.Addr{},
@@ -148,14 +148,25 @@ func New(cfg *Config, logger *slog.Logger) (*Server, error) {
 	s.status = status.NewStore(reg)
 	s.gitops = s.newGitOps()
 	replicaMetrics := replicas.NewMetrics(reg)
-	var tunnels kasproxy.Tunnels = s.sessions
+	scfg := sessions.Config{
+		MaxConnectionAge: cfg.Agent.Listen.MaxConnectionAge,
+		DrainTimeout:     cfg.Agent.Listen.DrainTimeout,
+		Limits:           sessionLimits{s},
+		Metrics:          sessions.NewMetrics(reg),
+	}
 	if cfg.Redis != nil {
-		s.peers, err = newPeerSet(cfg, s.sessions, logger, replicaMetrics)
-		if err != nil {
+		if s.peers, err = newPeerSet(cfg, logger, replicaMetrics); err != nil {
 			rs.Close()
 			return nil, err
 		}
-		tunnels = replicaTunnels{local: s.sessions, peers: s.peers.forwarder}
+		scfg.Peers = s.peers.registry
+		scfg.OnAgent = s.peers.agentConnected
+	}
+	s.sessions = newSessionRegistry(scfg)
+	var tunnels kasproxy.Tunnels = s.sessions.Registry
+	if s.peers != nil {
+		s.peers.servePrivate(cfg, s.sessions.Registry, logger)
+		tunnels = replicaTunnels{local: s.sessions.Registry, peers: s.peers.forwarder}
 	}
 	if cfg.GitLab != nil {
 		var rc *redis.Client
@@ -216,7 +227,7 @@ func (s *Server) Addr(name string) net.Addr {
 func (s *Server) Ready() <-chan struct{} { return s.ready }
 
 // ConnectedSessions is the number of live sessions of an agent.
-func (s *Server) ConnectedSessions(agent string) int { return s.sessions.count(agent) }
+func (s *Server) ConnectedSessions(agent string) int { return s.sessions.Count(agent) }
 
 // PrivateAPIURL is the URL this replica advertises to its peers in Redis
 // once Ready is closed ("" without Redis).
@@ -363,6 +374,7 @@ func (s *Server) Run(ctx context.Context) error {
 		// Tokens are good only at the replica they were made for.
 		s.peers.secret.SetSelf(lns.self)
 	}
+	s.sessions.SetDrain(s.Drain)
 	s.tunnel = &tunnel.Server{
 		Authenticate: s.authenticate,
 		OnSession:    s.handleSession,
@@ -526,7 +538,7 @@ func (s *Server) authenticate(ctx context.Context, h tunnel.Hello) (string, erro
 	if err != nil {
 		return "", err
 	}
-	if n, limit := s.sessions.count(a.Key), s.limits().MaxConnectionsPerAgent; n >= limit {
+	if n, limit := s.sessions.Count(a.Key), s.limits().MaxConnectionsPerAgent; n >= limit {
 		return "", &tunnel.RefusedError{Status: http.StatusTooManyRequests, Reason: fmt.Sprintf("agent %q has %d connections to this kas; limits.max_connections_per_agent is %d", a.Name, n, limit)}
 	}
 	return a.Key, nil
@@ -541,16 +553,17 @@ func (s *Server) agentByKey(key string) Agent {
 }
 
 // handleSession owns one agent connection: it routes the agent's streams
-// to gRPC, rotates the connection at max_connection_age, and drains it
-// when kas stops.
+// to gRPC and leaves the rest of the session's life (rotation at
+// max_connection_age, revocation, the drain when kas stops) to
+// kas/sessions.
 func (s *Server) handleSession(ctx context.Context, ts *tunnel.Session) {
-	sess := s.sessions.add(ts)
-	defer s.sessions.remove(sess)
+	sess := s.sessions.Add(ts)
+	defer s.sessions.Remove(sess)
 	agent := s.agentByKey(ts.Agent)
-	log := s.logger.With(append(agent.LogAttrs(), "session", sess.id)...)
+	log := s.logger.With(append(agent.LogAttrs(), "session", sess.ID())...)
 	log.Info("Agent connected", "agent_version", ts.AgentVersion, "remote", ts.Remote)
 	if !s.sessionStillValid(ts) {
-		sess.revoke("a config reload removed the token this connection authenticated with")
+		sess.Revoke("a config reload removed the token this connection authenticated with")
 	}
 	if s.tracker != nil && agent.ID != 0 {
 		h, _ := s.hellos.Load(ts.Agent)
@@ -561,42 +574,12 @@ func (s *Server) handleSession(ctx context.Context, ts *tunnel.Session) {
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		// Streams agentk opens go to gRPC only, never to the pool that
-		// carries users' requests; and only so many at once.
-		var open atomic.Int64
-		for {
-			st, err := ts.AcceptStream()
-			if err != nil {
-				return
-			}
-			if open.Load() >= int64(s.limits().MaxAgentStreamsPerConnection) {
-				st.Close()
-				s.sessions.streamsRefused.Inc()
-				continue
-			}
-			open.Add(1)
-			sess.markProven()
-			s.sessions.streamsOpened.WithLabelValues("from_agent").Inc()
-			gauge := s.sessions.streamsOpen.WithLabelValues("from_agent")
-			gauge.Inc()
-			s.grpcLn.deliver(ctx, &agentConn{Conn: st, agent: agent, done: func() { gauge.Dec(); open.Add(-1) }})
-		}
-	}()
-
-	switch ev, stopping, gone := s.awaitEnd(ctx, sess); {
-	case gone:
-	case ev.revoke:
-		s.closeRevoked(sess, log, ev.reason)
-	case stopping:
-		log.Info("Draining agent connection: kas is stopping")
-		s.drain(sess, log, true)
-	default:
-		log.Info("Rotating agent connection", "reason", ev.reason)
-		s.drain(sess, log, false)
-	}
+	wg.Go(func() {
+		s.sessions.AcceptStreams(sess, func(st net.Conn) {
+			s.grpcLn.deliver(ctx, &agentConn{Conn: st, agent: agent})
+		})
+	})
+	s.sessions.Serve(ctx, sess, log)
 	ts.Close()
 	log.Info("Agent disconnected")
 }

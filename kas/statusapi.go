@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"slices"
 
+	"kubetunnel/kas/sessions"
 	"kubetunnel/kas/status"
 	"kubetunnel/kasproxy"
 )
@@ -35,7 +36,7 @@ func (s *Server) statusRoutes(mux *http.ServeMux) {
 	cfg := status.Config{
 		Store:    s.status,
 		Agents:   s.registry,
-		Sessions: statusSessions{s.sessions},
+		Sessions: statusSessions{s.sessions.Registry},
 		Replica: func() string {
 			if a := s.Addr("observability"); a != nil {
 				return a.String()
@@ -73,22 +74,20 @@ func (s *Server) apiHandler(next http.Handler) http.Handler {
 }
 
 // statusSessions is the session registry as the status page sees it.
-type statusSessions struct{ r *sessionRegistry }
+type statusSessions struct{ r *sessions.Registry }
 
-func (v statusSessions) Count(agent string) int { return v.r.count(agent) }
+func (v statusSessions) Count(agent string) int { return v.r.Count(agent) }
 
 // Snapshot lists the live sessions of agent, oldest first.
 func (v statusSessions) Snapshot(agent string) []status.Session {
-	r := v.r
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make([]status.Session, 0, len(r.byAgent[agent]))
-	for _, s := range r.byAgent[agent] {
+	list := v.r.SessionsOf(agent)
+	out := make([]status.Session, 0, len(list))
+	for _, s := range list {
 		out = append(out, status.Session{
 			AgentkVersion:  s.AgentVersion,
 			Remote:         s.Remote,
 			ConnectedSince: s.Connected,
-			Draining:       s.leaving(),
+			Draining:       s.Leaving(),
 		})
 	}
 	slices.SortFunc(out, func(a, b status.Session) int { return a.ConnectedSince.Compare(b.ConnectedSince) })

@@ -1,4 +1,4 @@
-package kas
+package sessions
 
 import (
 	"context"
@@ -13,39 +13,8 @@ import (
 	"kubetunnel/tunnel"
 )
 
-// An agent session's life. The state only moves forward, and every
-// transition is a method of agentSession taken under its mutex:
-//
-//	active ──drain (max_connection_age, a config reload, kas stopping)──▶ draining ──▶ closing ──▶ (closed)
-//	active ──revoke (a token GitLab or a reload no longer accepts)──────────────────▶ closing ──▶ (closed)
-//
-// Independently, agentk may say it is stopping (yamux GoAway: goneAway),
-// and it proves itself by opening its gRPC stream (proven). pick reads
-// all of it under the same mutex.
-type sessionState int
-
-const (
-	// stateActive sessions take requests.
-	stateActive sessionState = iota
-	// stateDraining: agentk was asked to reconnect; the session takes
-	// requests only when its agent has no other, while those in flight
-	// finish.
-	stateDraining
-	// stateClosing: the session is about to close and takes no request.
-	stateClosing
-)
-
-// endEvent is what ends a session's active life, besides kas stopping.
-type endEvent struct {
-	// revoke: close without waiting for a hand-over (a token no longer
-	// accepted); otherwise drain as at max_connection_age.
-	revoke bool
-	// reason is for the log.
-	reason string
-}
-
 // DrainConfig times the end of an agent session; zero fields take the
-// defaults. agent.listen.drain_timeout bounds the whole drain.
+// defaults. Config.DrainTimeout bounds the whole drain.
 type DrainConfig struct {
 	// HandoverWait bounds how long an idle draining session stays up for
 	// the agent's new connection, so requests arriving meanwhile still
@@ -93,144 +62,35 @@ func (c DrainConfig) withDefaults() DrainConfig {
 	return c
 }
 
-// changedLocked wakes whoever waits for the session to change (the
-// drain), and arms the next wake-up.
-func (s *agentSession) changedLocked() {
-	close(s.changed)
-	s.changed = make(chan struct{})
+// SetDrain replaces Config.Drain for the drains that start from now on.
+func (r *Registry) SetDrain(c DrainConfig) {
+	c = c.withDefaults()
+	r.drainCfg.Store(&c)
 }
 
-// watch returns a channel closed at the session's next change of state or
-// of open streams.
-func (s *agentSession) watch() <-chan struct{} {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.changed
-}
-
-// markProven records that agentk opened a stream (its gRPC connection).
-func (s *agentSession) markProven() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.proven = true
-}
-
-// markGoneAway records agentk's yamux GoAway: it takes no new streams.
-func (s *agentSession) markGoneAway() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.goneAway = true
-}
-
-// streamOpened and streamClosed count the streams kas opened to agentk.
-func (s *agentSession) streamOpened() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.open++
-}
-
-func (s *agentSession) streamClosed() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.open--
-	s.changedLocked()
-}
-
-// peerArrived wakes the session's watchers: its agent has a new session
-// here (a draining session's hand-over).
-func (s *agentSession) peerArrived() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.changedLocked()
-}
-
-// openStreams is the number of streams kas opened that are still open.
-func (s *agentSession) openStreams() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.open
-}
-
-// pickRank says how pick may use the session: 0 not at all, 1 first
-// (active and proven), 2 when no proven one is active, 3 only when the
-// agent has no active session (draining).
-func (s *agentSession) pickRank() int {
-	if s.IsClosed() {
-		return 0
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	switch {
-	case s.goneAway || s.state == stateClosing:
-		return 0
-	case s.state == stateActive && s.proven:
-		return 1
-	case s.state == stateActive:
-		return 2
-	}
-	return 3
-}
-
-// replaces reports whether the session can take over from a draining one
-// of the same agent: live, active, and agentk not stopping.
-func (s *agentSession) replaces() bool {
-	if s.IsClosed() {
-		return false
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.state == stateActive && !s.goneAway
-}
-
-// leaving reports whether the session is on its way out, for the status
-// page: kas drains or closes it, or agentk stops.
-func (s *agentSession) leaving() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.state != stateActive || s.goneAway
-}
-
-// startDraining moves an active session to draining.
-func (s *agentSession) startDraining() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.state == stateActive {
-		s.state = stateDraining
-		s.changedLocked()
+// Serve runs a session's active life and its end: it waits for an end
+// event (Revoke, RequestRotation), max_connection_age (a rotation) or ctx
+// (kas stopping), then drains the session or, revoked, closes it. It
+// returns when the session is closed or may be; the caller closes it.
+func (r *Registry) Serve(ctx context.Context, sess *Session, log *slog.Logger) {
+	switch ev, stopping, gone := r.awaitEnd(ctx, sess); {
+	case gone:
+	case ev.revoke:
+		r.closeRevoked(sess, log, ev.reason)
+	case stopping:
+		log.Info("Draining agent connection: kas is stopping")
+		r.drain(sess, log, true)
+	default:
+		log.Info("Rotating agent connection", "reason", ev.reason)
+		r.drain(sess, log, false)
 	}
 }
-
-// startClosing moves the session to closing: no request picks it again.
-func (s *agentSession) startClosing() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.state != stateClosing {
-		s.state = stateClosing
-		s.changedLocked()
-	}
-}
-
-// end asks handleSession to end the session's active life; the first
-// event wins.
-func (s *agentSession) end(ev endEvent) {
-	s.endOnce.Do(func() {
-		s.ending = ev
-		close(s.ended)
-	})
-}
-
-// revoke asks handleSession to close the session without a hand-over wait.
-func (s *agentSession) revoke(reason string) { s.end(endEvent{revoke: true, reason: reason}) }
-
-// requestRotation asks handleSession to drain the session so that agentk
-// reconnects, as at max_connection_age.
-func (s *agentSession) requestRotation(reason string) { s.end(endEvent{reason: reason}) }
 
 // awaitEnd waits for what ends the session's active life: an event (end),
 // max_connection_age (a rotation) or ctx (kas stopping: stopping is true);
 // it returns at once when agentk is gone.
-func (s *Server) awaitEnd(ctx context.Context, sess *agentSession) (ev endEvent, stopping, gone bool) {
-	age := s.cfg.Agent.Listen.MaxConnectionAge
+func (r *Registry) awaitEnd(ctx context.Context, sess *Session) (ev endEvent, stopping, gone bool) {
+	age := r.cfg.MaxConnectionAge
 	// ±10% jitter so agents connected together are not rotated together.
 	age += time.Duration(rand.Int64N(int64(age)/5+1)) - age/10
 	timer := time.NewTimer(age)
@@ -248,14 +108,14 @@ func (s *Server) awaitEnd(ctx context.Context, sess *agentSession) (ev endEvent,
 // drain asks the agent to reconnect, refuses new streams on this session
 // and waits (bounded by drain_timeout) for the requests in flight and for
 // the agent's new connection, then closes the session.
-func (s *Server) drain(sess *agentSession, log *slog.Logger, stopping bool) {
-	dc := s.Drain.withDefaults()
+func (r *Registry) drain(sess *Session, log *slog.Logger, stopping bool) {
+	dc := *r.drainCfg.Load()
 	sess.startDraining()
 	if err := sendGoAway(sess, dc.GoAwayTimeout); err != nil {
 		log.Debug("GoAway signal not delivered", "err", err)
 	}
 	_ = sess.GoAway()
-	timeout := time.NewTimer(s.cfg.Agent.Listen.DrainTimeout)
+	timeout := time.NewTimer(r.cfg.DrainTimeout)
 	defer timeout.Stop()
 	handover := time.NewTimer(dc.HandoverWait)
 	defer handover.Stop()
@@ -265,7 +125,7 @@ func (s *Server) drain(sess *agentSession, log *slog.Logger, stopping bool) {
 	defer sweep.Stop()
 	// Draining: until no request is in flight and the agent is connected
 	// anew (or handover_wait passed). Requests that arrive meanwhile
-	// (pick's fallback) count too.
+	// (Pick's fallback) count too.
 	handedOver, checked := false, false
 	for {
 		changed := sess.watch()
@@ -274,7 +134,7 @@ func (s *Server) drain(sess *agentSession, log *slog.Logger, stopping bool) {
 		if idle && !checked {
 			// Look at once when the session first becomes idle, then
 			// every HandoverCheckPeriod.
-			handedOver, checked = handedOver || s.handedOver(sess, stopping, dc), true
+			handedOver, checked = handedOver || r.handedOver(sess, stopping, dc), true
 		}
 		if idle && handedOver {
 			break
@@ -282,18 +142,18 @@ func (s *Server) drain(sess *agentSession, log *slog.Logger, stopping bool) {
 		select {
 		case <-changed:
 			// A stream closed, or the agent's new session arrived here.
-			handedOver = handedOver || (idle && s.sessions.hasOther(sess))
+			handedOver = handedOver || (idle && r.hasOther(sess))
 		case <-sweep.C:
 		case <-check.C:
 			if idle {
-				handedOver = handedOver || s.handedOver(sess, stopping, dc)
+				handedOver = handedOver || r.handedOver(sess, stopping, dc)
 			}
 		case <-handover.C:
 			handedOver = true
 		case <-sess.CloseChan():
 			return
 		case <-timeout.C:
-			log.Warn("Drain timeout: closing the agent connection with requests in flight", "open_streams", sess.openStreams())
+			logDrainTimeout(log, sess)
 			return
 		}
 	}
@@ -317,36 +177,40 @@ func (s *Server) drain(sess *agentSession, log *slog.Logger, stopping bool) {
 		case <-sess.CloseChan():
 			return
 		case <-timeout.C:
-			log.Warn("Drain timeout: closing the agent connection with requests in flight", "open_streams", sess.openStreams())
+			logDrainTimeout(log, sess)
 			return
 		}
 	}
 }
 
+func logDrainTimeout(log *slog.Logger, sess *Session) {
+	log.Warn("Drain timeout: closing the agent connection with requests in flight", "open_streams", sess.openStreams())
+}
+
 // handedOver reports whether a draining session's agent is connected
 // again elsewhere: a new session here, or (with Redis) another replica.
-func (s *Server) handedOver(sess *agentSession, stopping bool, dc DrainConfig) bool {
-	if s.sessions.hasOther(sess) {
+func (r *Registry) handedOver(sess *Session, stopping bool, dc DrainConfig) bool {
+	if r.hasOther(sess) {
 		return true
 	}
-	if s.peers == nil {
+	if r.cfg.Peers == nil {
 		// A single kas that stops has nowhere for the agent to go.
 		return stopping
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), dc.PeerLookupTimeout)
 	defer cancel()
-	peers, err := s.peers.registry.Lookup(ctx, sess.Agent)
+	peers, err := r.cfg.Peers.Lookup(ctx, sess.Agent)
 	// Without the registry, no peer could reach the agent anyway.
 	return err != nil || len(peers) > 0
 }
 
-// closeRevoked closes a session whose agent the registry no longer vouches
-// for (GitLab refuses its token, or a reload removed the agent or token):
-// no new request picks it, agentk is told to dial anew, and the requests
-// in flight get up to drain_timeout. There is no hand-over wait: a
+// closeRevoked closes a session whose agent kas no longer vouches for
+// (GitLab refuses its token, or a reload removed the agent or token): no
+// new request picks it, agentk is told to dial anew, and the requests in
+// flight get up to drain_timeout. There is no hand-over wait: a
 // connection with a revoked token must not linger.
-func (s *Server) closeRevoked(sess *agentSession, log *slog.Logger, reason string) {
-	dc := s.Drain.withDefaults()
+func (r *Registry) closeRevoked(sess *Session, log *slog.Logger, reason string) {
+	dc := *r.drainCfg.Load()
 	log.Warn("Closing agent connection", "reason", reason)
 	sess.startClosing()
 	var wg sync.WaitGroup
@@ -358,7 +222,7 @@ func (s *Server) closeRevoked(sess *agentSession, log *slog.Logger, reason strin
 		}
 	})
 	_ = sess.GoAway()
-	timeout := time.NewTimer(s.cfg.Agent.Listen.DrainTimeout)
+	timeout := time.NewTimer(r.cfg.DrainTimeout)
 	defer timeout.Stop()
 	sweep := time.NewTicker(dc.IdleSweepPeriod)
 	defer sweep.Stop()
@@ -367,7 +231,7 @@ func (s *Server) closeRevoked(sess *agentSession, log *slog.Logger, reason strin
 		sess.transport.CloseIdleConnections()
 		if sess.openStreams() == 0 {
 			// A request that picked the session just before closing was
-			// set fails with the session; pick no longer returns it.
+			// set fails with the session; Pick no longer returns it.
 			break
 		}
 		select {
@@ -376,7 +240,7 @@ func (s *Server) closeRevoked(sess *agentSession, log *slog.Logger, reason strin
 		case <-sess.CloseChan():
 			wait = false
 		case <-timeout.C:
-			log.Warn("Drain timeout: closing the agent connection with requests in flight", "open_streams", sess.openStreams())
+			logDrainTimeout(log, sess)
 			wait = false
 		}
 	}
@@ -385,7 +249,7 @@ func (s *Server) closeRevoked(sess *agentSession, log *slog.Logger, reason strin
 }
 
 // sendGoAway tells agentk, over a stream of its own, to dial anew.
-func sendGoAway(sess *agentSession, timeout time.Duration) error {
+func sendGoAway(sess *Session, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	st, err := sess.Session.OpenStream()
