@@ -2,6 +2,7 @@ package agentk
 
 import (
 	"encoding/pem"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"kubetunnel/agentcfg"
+	"kubetunnel/internal/testutil"
 )
 
 // Short requests go to the API server on HTTP/1.1 keep-alive (the faster
@@ -84,13 +86,7 @@ func TestForwarderProtocolPerRequest(t *testing.T) {
 	for range n {
 		wg.Go(func() { get("/slow") })
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if h1, h2 := count("/slow"); h1+h2 == n || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.Eventually(t, 10*time.Second, fmt.Sprintf("all %d /slow requests at the API server", n), func() bool { h1, h2 := count("/slow"); return h1+h2 == n })
 	close(release)
 	wg.Wait()
 	if h1, h2 := count("/slow"); h1 != maxShortH1 || h2 != n-maxShortH1 {

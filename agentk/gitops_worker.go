@@ -163,7 +163,8 @@ func (w *worker) sync(ctx context.Context, s manifestSet, why string) apply.Resu
 		} else if why == "reconcile" {
 			why = "drift corrected"
 		}
-		log.Log(ctx, level, "GitOps: synced", "why", why, "applied", res.Applied, "pruned", res.Pruned,
+		// w.log, not log: log carries why already, and here it may be reworded.
+		w.log.Log(ctx, level, "GitOps: synced", "commit", s.commit, "why", why, "applied", res.Applied, "pruned", res.Pruned,
 			"unchanged", res.Unchanged, "health", res.Health, "pending_prunes", len(res.PendingPrunes), "duration", d.Round(time.Millisecond))
 	}
 	return res

@@ -106,9 +106,14 @@ func (s *Server) watchConfig(ctx context.Context) error {
 		defer t.Stop()
 		tick = t.C
 	}
+	// The file may have changed since it was loaded (before Run): its
+	// content counts as applied only if it still says what is running,
+	// otherwise the first polls apply it (or report it broken).
 	s.reload.mu.Lock()
 	if data, err := os.ReadFile(s.ConfigFile); err == nil {
-		s.reload.fileHash = sha256.Sum256(data)
+		if next, err := ParseConfig(data); err == nil && sameReloadable(s.reload.running.Load(), next) {
+			s.reload.fileHash = sha256.Sum256(data)
+		}
 	}
 	s.reload.mu.Unlock()
 	for {
@@ -363,6 +368,15 @@ func restartKeys(a, b *Config) []string {
 	}
 	walk("", reflect.ValueOf(*a), reflect.ValueOf(*b), 0)
 	return keys
+}
+
+// sameReloadable reports whether a and b agree on every key a reload
+// applies.
+func sameReloadable(a, b *Config) bool {
+	return sameConfig(a.Agents, b.Agents) && sameConfig(a.Users, b.Users) &&
+		sameConfig(a.Repositories, b.Repositories) &&
+		a.Limits.MaxConnectionsPerAgent == b.Limits.MaxConnectionsPerAgent &&
+		a.Limits.MaxAgentStreamsPerConnection == b.Limits.MaxAgentStreamsPerConnection
 }
 
 // sameConfig reports whether two config values say the same, as YAML: a

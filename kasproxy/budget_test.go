@@ -14,6 +14,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	tu "kubetunnel/internal/testutil"
 )
 
 // endlessTunnel answers every request with an endless body, as a large
@@ -68,17 +70,14 @@ func TestStalledResponsesBudget(t *testing.T) {
 		fmt.Fprintf(c, "GET /agents/prod/api/v1/pods HTTP/1.1\r\nHost: kas\r\nAuthorization: Bearer mallory-token\r\n\r\n")
 		conns = append(conns, c)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for tun.started.Load() < 10 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	tu.Eventually(t, 10*time.Second, "mallory's 10 responses to start", func() bool { return tun.started.Load() == 10 })
 	// Within a second or so, all but her budget's worth (3) are ended.
-	for tun.open.Load() > 3 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if n := tun.open.Load(); n > 3 {
-		t.Fatalf("%d of mallory's stalled responses still hold their streams, want at most 3 (3 MiB budget, 1 MiB window)", n)
-	}
+	tu.EventuallyNoError(t, 10*time.Second, "mallory's stalled responses past her budget to end", func() error {
+		if n := tun.open.Load(); n > 3 {
+			return fmt.Errorf("%d still hold their streams, want at most 3 (3 MiB budget, 1 MiB window)", n)
+		}
+		return nil
+	})
 	if used := p.budget.Used(); used > 3<<20 {
 		t.Errorf("budget used %d, want at most 3 MiB", used)
 	}
@@ -101,13 +100,12 @@ func TestStalledResponsesBudget(t *testing.T) {
 	}
 	ac.Close()
 	// The write timeout ends the rest: nothing is held after it.
-	deadline = time.Now().Add(10 * time.Second)
-	for tun.open.Load() > 0 && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
-	if n := tun.open.Load(); n != 0 {
-		t.Errorf("%d streams still held after the write timeout", n)
-	}
+	tu.EventuallyNoError(t, 10*time.Second, "the write timeout to end the other stalled responses", func() error {
+		if n := tun.open.Load(); n != 0 {
+			return fmt.Errorf("%d streams still held", n)
+		}
+		return nil
+	})
 	if used := p.budget.Used(); used != 0 || testutil.ToFloat64(m.StalledBytes) != 0 {
 		t.Errorf("budget used %d (gauge %v) after every response ended", used, testutil.ToFloat64(m.StalledBytes))
 	}
@@ -128,6 +126,8 @@ func TestWriteDeadlineDoesNotOutliveItsResponse(t *testing.T) {
 	br := bufio.NewReader(c)
 	for i, token := range []string{"alice-token", "alice-token", "guess"} {
 		if i > 0 {
+			// Not a wait: the connection idles past the write timeout,
+			// a deadline on the socket that only real time reaches.
 			time.Sleep(400 * time.Millisecond)
 		}
 		fmt.Fprintf(c, "GET /agents/prod/api HTTP/1.1\r\nHost: kas\r\nAuthorization: Bearer %s\r\n\r\n", token)

@@ -137,6 +137,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	logging.RouteLibraries(logger)
+	routeClientLibraries(logger)
 	defer flushLog() // the summaries of failures still repeating
 	if opts.KasAddress != "" && (opts.TokenFile != "" || opts.Token != "") {
 		restCfg, err := kube.ToRESTConfig()

@@ -114,11 +114,10 @@ func TestUpstreamDeploymentArgs(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testutil.EventuallyNoError(t, 20*time.Second, "/readiness to be ok", func() error {
 		code, body := probe("/readiness")
 		if code == http.StatusOK {
-			break
+			return nil
 		}
 		select {
 		case err := <-exited:
@@ -126,11 +125,8 @@ func TestUpstreamDeploymentArgs(t *testing.T) {
 			t.Fatalf("agentk exited (%v):\n%s", err, out.String())
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/readiness = %d %q after 20s; agentk log:\n%s", code, body, out.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return fmt.Errorf("/readiness = %d %q; agentk log:\n%s", code, body, out.String())
+	})
 	if code, body := probe("/liveness"); code != http.StatusOK {
 		t.Errorf("/liveness = %d %q", code, body)
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+	clocktesting "k8s.io/utils/clock/testing"
 
 	"kubetunnel/internal/gitlab"
 	"kubetunnel/internal/testutil/fakegitlab"
@@ -117,39 +118,42 @@ func TestProbeJWT(t *testing.T) {
 // TestAgentInfoCache: a good answer is trusted for info_cache_ttl (a
 // revoked token still works that long, and no more), a refusal is
 // remembered for info_cache_error_ttl, and during an outage the last good
-// answer is used.
+// answer is used. The cache runs on a fake clock stepped to each edge;
+// the steps stay within the JWT's leeway, as the fake GitLab checks the
+// JWT's times against the real clock.
 func TestAgentInfoCache(t *testing.T) {
 	gl := fakegitlab.New(t)
 	a := gl.AddAgent("prod", gl.AddProject("group/agents", nil))
 	tok := gl.IssueToken(a)
 	const ttl, errTTL = 600 * time.Millisecond, 300 * time.Millisecond
-	c := newClient(t, gl, func(c *gitlab.Config) { c.InfoCacheTTL, c.InfoCacheErrorTTL = ttl, errTTL })
+	clk := clocktesting.NewFakeClock(time.Now())
+	c := newClient(t, gl, func(c *gitlab.Config) { c.InfoCacheTTL, c.InfoCacheErrorTTL, c.Now = ttl, errTTL, clk.Now })
 	ctx := context.Background()
 
-	before := time.Now()
 	if _, err := c.GetAgentInfo(ctx, tok); err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now() // the answer was cached between before and start
 	gl.RevokeToken(tok)
-	if _, err := c.GetAgentInfo(ctx, tok); err != nil && time.Since(before) < ttl {
+	clk.Step(ttl - time.Nanosecond)
+	if _, err := c.GetAgentInfo(ctx, tok); err != nil {
 		t.Fatalf("revoked token refused within info_cache_ttl: %v", err)
 	}
 	if n := gl.Calls(gitlab.PathAgentInfo); n != 1 {
 		t.Fatalf("agent_info calls = %d, want 1 (cached)", n)
 	}
-	time.Sleep(ttl - time.Since(start))
+	clk.Step(time.Nanosecond)
 	if _, err := c.GetAgentInfo(ctx, tok); !errors.Is(err, gitlab.ErrUnauthorized) {
 		t.Fatalf("revoked token after info_cache_ttl: %v, want ErrUnauthorized", err)
 	}
 	// The refusal is cached: GitLab is not asked again for a while.
+	clk.Step(errTTL - time.Nanosecond)
 	if _, err := c.GetAgentInfo(ctx, tok); !errors.Is(err, gitlab.ErrUnauthorized) {
 		t.Fatalf("cached refusal: %v", err)
 	}
 	if n := gl.Calls(gitlab.PathAgentInfo); n != 2 {
 		t.Fatalf("agent_info calls = %d, want 2", n)
 	}
-	time.Sleep(errTTL)
+	clk.Step(time.Nanosecond)
 	_, _ = c.GetAgentInfo(ctx, tok)
 	if n := gl.Calls(gitlab.PathAgentInfo); n != 3 {
 		t.Fatalf("agent_info calls after info_cache_error_ttl = %d, want 3", n)
@@ -160,12 +164,13 @@ func TestAgentInfoOutage(t *testing.T) {
 	gl := fakegitlab.New(t)
 	a := gl.AddAgent("prod", gl.AddProject("group/agents", nil))
 	known, unknown := gl.IssueToken(a), gl.IssueToken(a)
-	c := newClient(t, gl, func(c *gitlab.Config) { c.InfoCacheTTL = time.Millisecond })
+	clk := clocktesting.NewFakeClock(time.Now())
+	c := newClient(t, gl, func(c *gitlab.Config) { c.InfoCacheTTL, c.Now = time.Millisecond, clk.Now })
 	ctx := context.Background()
 	if _, err := c.GetAgentInfo(ctx, known); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(5 * time.Millisecond)
+	clk.Step(time.Millisecond) // the good answer expires
 	gl.SetDown(true)
 	info, err := c.GetAgentInfo(ctx, known)
 	if !errors.Is(err, gitlab.ErrUnavailable) || info.AgentInfo == nil || !info.Stale || info.AgentName != "prod" {

@@ -51,7 +51,7 @@ func RouteLibraries(logger *slog.Logger) {
 	grpclog.SetLoggerV2(grpcLogger{l: logger.With("component", "grpc")})
 	log.SetFlags(0)
 	log.SetPrefix("")
-	log.SetOutput(&stdlibWriter{l: logger.With("component", "stdlib")})
+	log.SetOutput(&stdlibWriter{l: logger})
 }
 
 // stdlibWriter turns each line the log package writes into a slog record.
@@ -65,7 +65,7 @@ func (w *stdlibWriter) Write(p []byte) (int, error) {
 		msg := string(line)
 		if rest, ok := strings.CutPrefix(msg, "http: TLS handshake error from "); ok {
 			if remote, reason, ok := strings.Cut(rest, ": "); ok {
-				w.l.Warn("TLS handshake failed", "remote", remote, "err", reason)
+				w.l.Warn("TLS handshake failed", "component", "stdlib", "remote", remote, "err", reason)
 				continue
 			}
 		}
@@ -73,7 +73,7 @@ func (w *stdlibWriter) Write(p []byte) (int, error) {
 			w.l.Warn("HTTP server: "+rest, "component", "net/http")
 			continue
 		}
-		w.l.Info(msg)
+		w.l.Info(msg, "component", "stdlib")
 	}
 	return len(p), nil
 }

@@ -38,7 +38,7 @@ func TestStdlibWriter(t *testing.T) {
 	var buf bytes.Buffer
 	l := log.New(&stdlibWriter{l: slog.New(slog.NewJSONHandler(&buf, nil))}, "", 0)
 	l.Printf("http: TLS handshake error from 127.0.0.1:5555: EOF")
-	if s := buf.String(); !strings.Contains(s, `"level":"WARN","msg":"TLS handshake failed","remote":"127.0.0.1:5555","err":"EOF"`) {
+	if s := buf.String(); !strings.Contains(s, `"level":"WARN","msg":"TLS handshake failed","component":"stdlib","remote":"127.0.0.1:5555","err":"EOF"`) {
 		t.Errorf("got %s", s)
 	}
 }
@@ -56,14 +56,24 @@ func TestRouteLibraries(t *testing.T) {
 	klog.InfoS("from client-go", "k", "v")
 	grpclog.Errorf("from grpc %d", 1)
 	log.Printf("plain stdlib line")
+	log.Printf("http: superfluous response.WriteHeader call")
+	log.Printf("http: TLS handshake error from 127.0.0.1:5555: EOF")
 	out := buf.String()
 	for _, want := range []string{
 		`"msg":"from client-go","component":"klog"`,
 		`"level":"ERROR","msg":"from grpc 1","component":"grpc"`,
 		`"level":"INFO","msg":"plain stdlib line","component":"stdlib"`,
+		`"level":"WARN","msg":"HTTP server: superfluous response.WriteHeader call","component":"net/http"}`,
+		`"level":"WARN","msg":"TLS handshake failed","component":"stdlib","remote":"127.0.0.1:5555","err":"EOF"}`,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("missing %s in:\n%s", want, out)
+		}
+	}
+	// Each record names its component once (a JSON reader keeps one).
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if n := strings.Count(line, `"component":`); n != 1 {
+			t.Errorf("%d component keys in %s", n, line)
 		}
 	}
 }

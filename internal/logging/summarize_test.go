@@ -250,12 +250,15 @@ func TestSummarizeText(t *testing.T) {
 	}
 }
 
-// Many goroutines logging the same failure while windows end (the real
-// clock, a 2 ms window): every record is either written or counted in a
-// summary, none twice.
+// Many goroutines logging the same failure while windows end: every
+// record is either written or counted in a summary, none twice. Each
+// goroutine ends the open window every 50 records (the fake clock runs
+// the timer on the goroutine that advances it), so windows end while the
+// others are logging, as a real timer's goroutine would.
 func TestSummarizeConcurrent(t *testing.T) {
 	var buf syncBuf
-	s := Summarize(slog.NewJSONHandler(&buf, nil), SummarizeOptions{Window: 2 * time.Millisecond})
+	clock := newFakeClock()
+	s := Summarize(slog.NewJSONHandler(&buf, nil), SummarizeOptions{Clock: clock})
 	l := slog.New(s).With("agent", "a")
 	const goroutines, each = 8, 300
 	var wg sync.WaitGroup
@@ -266,7 +269,7 @@ func TestSummarizeConcurrent(t *testing.T) {
 			for i := range each {
 				l.Error("kas refused the connection", "reason", "bad token")
 				if i%50 == 0 {
-					time.Sleep(3 * time.Millisecond) // let windows end
+					clock.Advance(DefaultRepeatWindow)
 				}
 			}
 		}()

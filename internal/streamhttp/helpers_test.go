@@ -4,6 +4,9 @@ import (
 	"io"
 	"net/http"
 	"testing"
+	"time"
+
+	tu "kubetunnel/internal/testutil"
 )
 
 // echoUpgrade answers "Upgrade: echo" with 101 and then echoes what it
@@ -57,4 +60,16 @@ func checkEcho(t *testing.T, rwc io.ReadWriter, msg string) {
 	if _, err := io.ReadFull(rwc, buf); err != nil || string(buf) != msg {
 		t.Fatalf("echo: %q, %v, want %q", buf, err, msg)
 	}
+}
+
+// waitPooledClosedByPeer waits until the far end's close of the stream
+// last put in tr's pool has reached it, as RoundTrip checks before it
+// reuses a stream.
+func waitPooledClosedByPeer(t *testing.T, tr *Transport) {
+	t.Helper()
+	tu.Eventually(t, 5*time.Second, "the far end's close to reach the pooled stream", func() bool {
+		tr.mu.Lock()
+		defer tr.mu.Unlock()
+		return len(tr.idle) > 0 && closedByPeer(tr.idle[len(tr.idle)-1])
+	})
 }

@@ -165,8 +165,9 @@ func TestServerStreams(t *testing.T) {
 
 // A caller who goes away (kas closes the stream) cancels a long request.
 func TestServerCancelsWhenTheStreamCloses(t *testing.T) {
-	cancelled := make(chan struct{})
+	entered, cancelled := make(chan struct{}), make(chan struct{})
 	s := newStreamServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(entered)
 		select {
 		case <-r.Context().Done():
 			close(cancelled)
@@ -175,7 +176,7 @@ func TestServerCancelsWhenTheStreamCloses(t *testing.T) {
 	}))
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
-		time.Sleep(50 * time.Millisecond)
+		<-entered // the request runs at the far end
 		cancel()
 	}()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.url("/watch"), nil)
@@ -194,6 +195,8 @@ func TestServerCancelsWhenTheStreamCloses(t *testing.T) {
 func TestServerWatchStopsCleanly(t *testing.T) {
 	s := newStreamServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
+			// Not a wait: a slow handler, outliving WatchAfter (5 ms), is
+			// what is tested.
 			time.Sleep(20 * time.Millisecond)
 		}
 		if r.Context().Err() != nil {
@@ -496,7 +499,7 @@ func TestServerDrain(t *testing.T) {
 	// The idle one is closed by the server: the client does not reuse
 	// it, and a request that still arrives is answered on a stream of its
 	// own, which closes after the answer.
-	time.Sleep(20 * time.Millisecond)
+	waitPooledClosedByPeer(t, tr)
 	if got, err := get("/"); err != nil || got != "ok /" {
 		t.Errorf("GET / while draining: %q %v", got, err)
 	}

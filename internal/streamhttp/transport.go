@@ -54,8 +54,18 @@ type Transport struct {
 	// IdleTimeout is how long an idle stream is kept (DefaultIdleTimeout).
 	IdleTimeout time.Duration
 
+	// now tells idle streams' age; tests step a fake clock (nil: time.Now).
+	now func() time.Time
+
 	mu   sync.Mutex // guards idle
 	idle []*conn    // most recently used last
+}
+
+func (t *Transport) clock() time.Time {
+	if t.now != nil {
+		return t.now()
+	}
+	return time.Now()
 }
 
 // conn is one stream with its buffers.
@@ -88,7 +98,7 @@ func (t *Transport) get() *conn {
 	for len(t.idle) > 0 {
 		c := t.idle[len(t.idle)-1]
 		t.idle = t.idle[:len(t.idle)-1]
-		if time.Since(c.idleSince) < t.idleTimeout() && !closedByPeer(c) {
+		if t.clock().Sub(c.idleSince) < t.idleTimeout() && !closedByPeer(c) {
 			return c
 		}
 		c.Close()
@@ -117,7 +127,7 @@ func closedByPeer(c *conn) bool {
 var aLongTimeAgo = time.Unix(1, 0)
 
 func (t *Transport) put(c *conn) {
-	c.idleSince = time.Now()
+	c.idleSince = t.clock()
 	t.mu.Lock()
 	if len(t.idle) < t.maxIdle() {
 		t.idle = append(t.idle, c)

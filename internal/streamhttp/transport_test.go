@@ -18,6 +18,7 @@ import (
 
 	"github.com/hashicorp/yamux"
 	"go.uber.org/goleak"
+	clocktesting "k8s.io/utils/clock/testing"
 
 	tu "kubetunnel/internal/testutil"
 )
@@ -156,8 +157,9 @@ func TestTransportEarlyCloseEndsTheRequest(t *testing.T) {
 
 func TestTransportCancelWhileWaiting(t *testing.T) {
 	release := make(chan struct{})
-	sawCancel := make(chan struct{})
+	entered, sawCancel := make(chan struct{}), make(chan struct{})
 	s := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		close(entered)
 		select {
 		case <-r.Context().Done():
 			close(sawCancel)
@@ -171,7 +173,7 @@ func TestTransportCancelWhileWaiting(t *testing.T) {
 		_, err := s.get(t, ctx, "/slow")
 		errc <- err
 	}()
-	time.Sleep(50 * time.Millisecond)
+	<-entered // the request waits for its answer
 	cancel()
 	select {
 	case err := <-errc:
@@ -271,14 +273,15 @@ func TestTransportRequestBody(t *testing.T) {
 
 // closingServer answers each request on a connection and then closes it
 // without saying so (no "Connection: close"), as a far end that went
-// away while the stream sat in the pool.
-func closingServer(t *testing.T) (addr string, conns *atomic.Int64) {
+// away while the stream sat in the pool. conns counts the connections
+// accepted, closed those closed.
+func closingServer(t *testing.T) (addr string, conns, closed *atomic.Int64) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	conns = &atomic.Int64{}
+	conns, closed = &atomic.Int64{}, &atomic.Int64{}
 	var wg sync.WaitGroup
 	t.Cleanup(func() {
 		ln.Close()
@@ -292,7 +295,10 @@ func closingServer(t *testing.T) (addr string, conns *atomic.Int64) {
 			}
 			conns.Add(1)
 			wg.Go(func() {
-				defer c.Close()
+				defer func() {
+					c.Close()
+					closed.Add(1)
+				}()
 				req, err := http.ReadRequest(bufio.NewReader(c))
 				if err != nil {
 					return
@@ -302,11 +308,11 @@ func closingServer(t *testing.T) (addr string, conns *atomic.Int64) {
 			})
 		}
 	})
-	return ln.Addr().String(), conns
+	return ln.Addr().String(), conns, closed
 }
 
 func TestTransportRetriesAStaleStreamOnlyWhenSafe(t *testing.T) {
-	addr, conns := closingServer(t)
+	addr, conns, closed := closingServer(t)
 	tr := &Transport{Dial: func(ctx context.Context) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "tcp", addr)
@@ -325,13 +331,14 @@ func TestTransportRetriesAStaleStreamOnlyWhenSafe(t *testing.T) {
 	if _, err := do(http.MethodGet); err != nil {
 		t.Fatal(err)
 	}
-	tu.Eventually(t, 5*time.Second, "the first stream", func() bool { return conns.Load() == 1 })
-	time.Sleep(20 * time.Millisecond) // let the server's close arrive
+	// On loopback the server's close has reached the client once its
+	// Close returned.
+	tu.Eventually(t, 5*time.Second, "the server to close the first stream", func() bool { return conns.Load() == 1 && closed.Load() == 1 })
 	// The pooled stream is dead; a GET goes again on a new one.
 	if got, err := do(http.MethodGet); err != nil || got != "ok" {
 		t.Fatalf("GET on a stale stream: %q, %v (want a retry on a new stream)", got, err)
 	}
-	time.Sleep(20 * time.Millisecond)
+	tu.Eventually(t, 5*time.Second, "the server to close the second stream", func() bool { return conns.Load() == 2 && closed.Load() == 2 })
 	// A POST may have been acted on: no retry, an error.
 	if _, err := do(http.MethodPost); err == nil {
 		t.Fatal("POST on a stale stream succeeded; it must not be sent twice")
@@ -344,8 +351,8 @@ func TestTransportPoolLimits(t *testing.T) {
 		<-release
 		io.WriteString(w, "ok")
 	})
-	s.tr.MaxIdle = 1
-	s.tr.IdleTimeout = 100 * time.Millisecond
+	clk := clocktesting.NewFakeClock(time.Now())
+	s.tr.MaxIdle, s.tr.IdleTimeout, s.tr.now = 1, time.Minute, clk.Now
 	var wg sync.WaitGroup
 	for range 3 {
 		wg.Go(func() {
@@ -363,12 +370,21 @@ func TestTransportPoolLimits(t *testing.T) {
 	if n := s.tr.IdleConns(); n != 1 {
 		t.Errorf("idle streams after 3 concurrent requests = %d, want MaxIdle 1", n)
 	}
-	time.Sleep(150 * time.Millisecond)
-	resp, err := s.get(t, context.Background(), "/")
-	if err != nil {
-		t.Fatal(err)
+	get := func() {
+		t.Helper()
+		resp, err := s.get(t, context.Background(), "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		readAll(t, resp)
 	}
-	readAll(t, resp)
+	clk.Step(time.Minute - time.Nanosecond)
+	get()
+	if n := s.conns.Load(); n != 3 {
+		t.Errorf("within IdleTimeout the request did not reuse the idle stream (%d streams, want 3)", n)
+	}
+	clk.Step(time.Minute)
+	get()
 	if n := s.conns.Load(); n != 4 {
 		t.Errorf("after IdleTimeout the request used an old stream (%d streams, want 4)", n)
 	}
@@ -488,7 +504,7 @@ func TestTransportCloseDuringRead(t *testing.T) {
 		_, err := br.ReadString('\n')
 		readErr <- err
 	}()
-	time.Sleep(20 * time.Millisecond)
+	tu.WaitBlocked(t, 5*time.Second, "the second read to block", "TestTransportCloseDuringRead", "ReadString")
 	resp.Body.Close()
 	select {
 	case err := <-readErr:
@@ -545,9 +561,7 @@ func TestTransportSkipsAStreamTheFarEndClosed(t *testing.T) {
 		if got, err := post(); err != nil || got != "ok" {
 			t.Fatalf("POST %d: %q, %v", i+1, got, err)
 		}
-		// The far end's close reaches the pooled stream.
-		tu.Eventually(t, 5*time.Second, "the far end's close", func() bool { return client.NumStreams() <= 1 && tr.IdleConns() == 1 })
-		time.Sleep(10 * time.Millisecond)
+		waitPooledClosedByPeer(t, tr)
 	}
 	if n := accepted.Load(); n != 3 {
 		t.Errorf("%d streams for 3 POSTs, want 3 (none reused after its close)", n)

@@ -62,18 +62,14 @@ func startReplica(t *testing.T, addr, self string, ttl, refresh time.Duration) *
 func waitLookup(t *testing.T, r *replica, agent string, want ...string) {
 	t.Helper()
 	slices.Sort(want)
-	var got []string
-	var err error
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		got, err = r.Lookup(context.Background(), agent)
+	tu.EventuallyNoError(t, 10*time.Second, fmt.Sprintf("lookup %q from %s to give %v", agent, r.Self(), want), func() error {
+		got, err := r.Lookup(context.Background(), agent)
 		slices.Sort(got)
-		if err == nil && slices.Equal(got, want) {
-			return
+		if err == nil && !slices.Equal(got, want) {
+			err = fmt.Errorf("got %v", got)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("lookup %q from %s: got %v (err %v), want %v", agent, r.Self(), got, err, want)
+		return err
+	})
 }
 
 // Replicas record the agents they hold, several replicas may hold one
@@ -120,9 +116,24 @@ func TestRegistryEntriesExpire(t *testing.T) {
 	b := startReplica(t, srv.Addr, "http://b:8155", time.Second, 200*time.Millisecond)
 	a.Register("prod")
 	waitLookup(t, b, "prod", "http://a:8155")
-	// Still there after several TTLs: a refreshes it.
-	time.Sleep(2500 * time.Millisecond)
-	waitLookup(t, b, "prod", "http://a:8155")
+	// Still there, at every look, once a's refreshes have carried its
+	// entry past two TTLs beyond the first write: a member's score is when
+	// it expires, so that is real time Redis counted, not a guess.
+	first, err := b.client.ZScore(context.Background(), b.Key("prod"), "http://a:8155").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tu.EventuallyNoError(t, 10*time.Second, "a's refreshes to outlive two TTLs", func() error {
+		got, err := b.Lookup(context.Background(), "prod")
+		if err != nil || !slices.Equal(got, []string{"http://a:8155"}) {
+			t.Fatalf("lookup while a refreshes: %v (err %v), want a", got, err)
+		}
+		score, err := b.client.ZScore(context.Background(), b.Key("prod"), "http://a:8155").Result()
+		if err != nil || score < first+float64((2*time.Second).Milliseconds()) {
+			return fmt.Errorf("expiry %v after the first %v (err %v)", score, first, err)
+		}
+		return nil
+	})
 
 	a.client.Close() // a can no longer write: as if killed
 	a.stop()

@@ -27,6 +27,7 @@ import (
 	"kubetunnel/internal/testutil"
 	"kubetunnel/internal/testutil/controlplane"
 	"kubetunnel/internal/testutil/fakegitlab"
+	"kubetunnel/internal/testutil/metrics"
 	"kubetunnel/internal/testutil/redisserver"
 	"kubetunnel/internal/testutil/stack"
 )
@@ -200,7 +201,8 @@ private_api:
 	if err != nil {
 		t.Fatal(err)
 	}
-	startAgentk := func(name, token string, k *glKas) *glProc {
+	// startAgentk returns agentk and its observability address.
+	startAgentk := func(name, token string, k *glKas) (*glProc, string) {
 		tokenFile := filepath.Join(dir, name+"-token")
 		writeTestFile(t, tokenFile, token+"\n")
 		obs, err := testutil.FreeAddrs(1)
@@ -209,10 +211,10 @@ private_api:
 		}
 		return startProc(t, filepath.Join(binDir, "agentk"), filepath.Join(dir, name+"-agentk.log"),
 			"--kas-address", "ws://"+k.agentAddr+"/", "--token-file", tokenFile, "--kubeconfig", agentKubeconfig,
-			"--observability-listen", obs[0])
+			"--observability-listen", obs[0]), obs[0]
 	}
-	prodAgent := startAgentk("prod", prodToken, replicas[0])
-	stagingAgent := startAgentk("staging", stagingToken, replicas[1])
+	prodAgent, prodObs := startAgentk("prod", prodToken, replicas[0])
+	stagingAgent, _ := startAgentk("staging", stagingToken, replicas[1])
 	t.Cleanup(func() {
 		if t.Failed() {
 			for i, k := range replicas {
@@ -343,7 +345,13 @@ current-context: kas
 	if !strings.Contains(replicas[0].output(), "GitLab no longer accepts a token of this agent") {
 		t.Fatalf("kas does not say why it closed the agent's connection:\n%s", replicas[0].output())
 	}
-	time.Sleep(3 * time.Second)
+	// agentk goes on dialling and being refused: whatever it does about a
+	// refusal it has done by the next two, and nothing may be pruned.
+	refused := func() float64 {
+		return metrics.MustScrape(t, "http://"+prodObs+"/metrics").Get("agentk_tunnel_connects_total", "result", "refused")
+	}
+	before := refused()
+	testutil.Eventually(t, 60*time.Second, "agentk to be refused twice more", func() bool { return refused() >= before+2 })
 	out := mustKubectl(t, admin, "", "get", "configmaps", "-n", ns, "-o", "name")
 	if !strings.Contains(out, "configmap/cm-a") || !strings.Contains(out, "configmap/cm-b") {
 		t.Fatalf("objects pruned after the token was revoked: %s", out)

@@ -150,7 +150,7 @@ func TestHARollingRestart(t *testing.T) {
 				case ctx.Err() == nil:
 					fail(fmt.Sprintf("client-go %d", i), err)
 				}
-				time.Sleep(20 * time.Millisecond)
+				time.Sleep(20 * time.Millisecond) // a controller's pace, not a wait
 			}
 		}()
 	}

@@ -98,6 +98,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 		c[:12] + " " + c[:12], // sent and synced commit
 		"synced",
 		"1 / 0 / 0", // applied / pruned / unchanged
+		"config file " + s.KasConfig, "loaded at start", "not reloaded since",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("the page lacks %q; it reads:\n%s", want, text)

@@ -72,7 +72,9 @@ func TestLoad(t *testing.T) {
 		return k.scrape(t).sum("kas_connected_agents") == float64(*numAgents) && agents.allConfigured()
 	})
 	t.Logf("%d agents connected and configured in %v", *numAgents, time.Since(start).Round(time.Millisecond))
-	// Let connection-time garbage and the config streams settle.
+	// Not a wait for an event: the idle cost is measured after a settling
+	// period, so connection-time garbage and the config streams do not
+	// count in it.
 	time.Sleep(3 * time.Second)
 	idle := k.scrape(t)
 	t.Logf("kas with %d agents connected, idle: %s; agents per replica: %v", *numAgents, idle, k.perReplica(t, "kas_connected_agents"))
@@ -82,7 +84,7 @@ func TestLoad(t *testing.T) {
 	scraped := make(chan struct{})
 	go func() {
 		defer close(scraped)
-		time.Sleep(*duration / 2)
+		time.Sleep(*duration / 2) // the measurement's moment, not a wait
 		loaded, _ = k.tryScrape()
 	}()
 	res := runLoad(t, k.apiURL(), *numAgents, *concurrency, *duration)
@@ -385,7 +387,7 @@ func startAgents(t *testing.T, ctx context.Context, kasURL, apiURL string, n int
 			}
 		}()
 		if i%100 == 99 {
-			time.Sleep(100 * time.Millisecond)
+			time.Sleep(100 * time.Millisecond) // the fleet's arrival rate, not a wait
 		}
 	}
 	return f

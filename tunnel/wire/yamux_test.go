@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"kubetunnel/internal/streamhttp"
+	"kubetunnel/internal/testutil"
 	"kubetunnel/tunnel/wire"
 )
 
@@ -230,7 +231,9 @@ func TestBothProtocolsThroughYamux(t *testing.T) {
 					p.streamNext <- struct{}{}
 				}
 			}
-			time.Sleep(20 * time.Millisecond) // past the watch delay
+			// The close must reach a running watch, as a caller leaving a
+			// kubectl watch does, not a request still under WatchAfter.
+			testutil.WaitBlocked(t, 5*time.Second, "the far end to watch the stream", "watchStream")
 			resp.Body.Close()
 			select {
 			case <-p.cancelled:
@@ -277,7 +280,7 @@ func TestProtocol2CancelMidBody(t *testing.T) {
 	if _, err := br.ReadString('\n'); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(20 * time.Millisecond)
+	testutil.WaitBlocked(t, 5*time.Second, "the far end to watch the stream", "wire.(*ResponseWriter).watchStream")
 	cancel()
 	read := make(chan struct{})
 	go func() {

@@ -19,6 +19,7 @@ import (
 
 	"kubetunnel/internal/gitlab"
 	"kubetunnel/internal/gitlabaccess"
+	"kubetunnel/internal/testutil"
 	"kubetunnel/internal/testutil/controlplane"
 	"kubetunnel/internal/testutil/fakegitlab"
 )
@@ -157,18 +158,15 @@ func TestCIJobIdentityOnAPIServer(t *testing.T) {
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	// RBAC's cache takes a moment to see the new binding.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		_, err = c.CoreV1().Pods(allowed).List(ctx, metav1.ListOptions{})
-		if err == nil {
-			break
-		}
-		if !apierrors.IsForbidden(err) || time.Now().After(deadline) {
+	// RBAC's cache takes a moment to see the new binding; anything but
+	// Forbidden while waiting is a failure.
+	testutil.Poll(t, 100*time.Millisecond, 30*time.Second, "the production job to list pods in "+allowed, func() error {
+		_, err := c.CoreV1().Pods(allowed).List(ctx, metav1.ListOptions{})
+		if err != nil && !apierrors.IsForbidden(err) {
 			t.Fatalf("listing pods in %s as the production job: %v", allowed, err)
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return err
+	})
 	if _, err := c.CoreV1().Pods(other).List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
 		t.Fatalf("listing pods in %s as the production job: %v, want Forbidden", other, err)
 	}
