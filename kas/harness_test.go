@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"kubetunnel/gitops/gitrepo"
-	"kubetunnel/internal/testpki"
 	"kubetunnel/internal/testutil"
 	"kubetunnel/tunnel"
 )
@@ -27,23 +26,22 @@ var fastSession = tunnel.SessionConfig{KeepAliveInterval: 300 * time.Millisecond
 // (the real one) are in internal/integration; here an agent is a bare
 // tunnel session and gRPC client (gitops_harness_test.go).
 type env struct {
-	t    *testing.T
-	repo *testutil.GitRepo
-	cfg  *Config
-	// caFile is set when the agent listener uses TLS.
-	caFile string
+	t      *testing.T
+	repo   *testutil.GitRepo
+	cfg    *Config
 	kas    *Server
 	kasLog *testutil.LogSink
 	stop   func()
 }
 
 // newEnv makes a config with one agent whose config project is a fresh
-// git repo; scheme picks the agent listener's transport.
+// git repo; scheme picks the agent listener's transport: "ws" (WebSocket)
+// or "grpc" (raw TCP), both without TLS.
 func newEnv(t *testing.T, scheme string) *env {
 	t.Helper()
 	e := &env{t: t, repo: testutil.NewGitRepo(t)}
 	e.repo.Commit("initial", map[string]string{"README.md": "config project\n"})
-	ws := scheme == "ws" || scheme == "wss"
+	ws := scheme == "ws"
 	e.cfg = &Config{
 		Agent: AgentSection{
 			Listen:        AgentListen{Address: "127.0.0.1:0", Websocket: &ws, DrainTimeout: 5 * time.Second},
@@ -59,10 +57,6 @@ func newEnv(t *testing.T, scheme string) *env {
 	}
 	e.cfg.Agent.KubernetesAPI.Listen.Address = "127.0.0.1:0"
 	e.cfg.Repositories = append(e.cfg.Repositories, repoEntry("group/config", e.repo.URL()))
-	if scheme == "wss" || scheme == "grpcs" {
-		l := &e.cfg.Agent.Listen
-		l.CertificateFile, l.KeyFile, e.caFile = testpki.MustIssue(t, "127.0.0.1", "kas.test")
-	}
 	e.cfg.Default()
 	return e
 }
@@ -76,14 +70,4 @@ func (e *env) start() {
 // address is what agentk's --kas-address would be.
 func (e *env) address() string {
 	return e.cfg.Agent.Listen.AgentkAddress(e.cfg.Agent.Listen.Address)
-}
-
-func (e *env) waitConnected(n int) {
-	e.t.Helper()
-	testutil.Eventually(e.t, 10*time.Second, "agent sessions", func() bool { return e.kas.ConnectedSessions(agentName) == n })
-}
-
-// proxyURL is the kubeconfig server URL for the agent.
-func (e *env) proxyURL() string {
-	return "http://" + e.cfg.Agent.KubernetesAPI.Listen.Address + "/agents/" + agentName
 }
