@@ -21,6 +21,10 @@ import (
 	"kubetunnel/version"
 )
 
+// haSession keeps keepalives short but tolerant of a busy machine (-race):
+// these tests are about replicas, not dead links.
+var haSession = tunnel.SessionConfig{KeepAliveInterval: time.Second, KeepAliveTimeout: 5 * time.Second}
+
 // TestGitLabTrackerAcrossReplicas: with Redis, each kas replica's api
 // listener lists the agent's connections to every replica, and a
 // connection leaves the list when it closes.

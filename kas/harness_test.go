@@ -1,16 +1,11 @@
 package kas
 
 import (
-	"context"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
-	"k8s.io/client-go/rest"
-
-	"kubetunnel/agentk"
-	"kubetunnel/internal/testpki"
+	"kubetunnel/gitops/gitrepo"
 	"kubetunnel/internal/testutil"
 	"kubetunnel/tunnel"
 )
@@ -20,34 +15,33 @@ const (
 	agentName  = "prod"
 	aliceToken = "alice-token-0123456789"
 	bobToken   = "bob-token-0123456789"
-	// saToken is agentk's own credential towards the stand-in API server.
-	saToken = "agentk-service-account-token"
 )
+
+func repoEntry(id, url string) gitrepo.Repository { return gitrepo.Repository{ID: id, URL: url} }
 
 // fastSession makes dead links show up in about a second.
 var fastSession = tunnel.SessionConfig{KeepAliveInterval: 300 * time.Millisecond, KeepAliveTimeout: 700 * time.Millisecond}
 
-// env is one kas and its config repository.
+// env is one kas and its config repository. Tests of kas with agentk
+// (the real one) are in internal/integration; here an agent is a bare
+// tunnel session and gRPC client (gitops_harness_test.go).
 type env struct {
-	t    *testing.T
-	repo *testutil.GitRepo
-	cfg  *Config
-	// caFile is set when the agent listener uses TLS.
-	caFile string
+	t      *testing.T
+	repo   *testutil.GitRepo
+	cfg    *Config
 	kas    *Server
 	kasLog *testutil.LogSink
 	stop   func()
-	// api stands in for the cluster's API server behind agentk.
-	api *fakeAPI
 }
 
 // newEnv makes a config with one agent whose config project is a fresh
-// git repo; scheme picks the agent listener's transport.
+// git repo; scheme picks the agent listener's transport: "ws" (WebSocket)
+// or "grpc" (raw TCP), both without TLS.
 func newEnv(t *testing.T, scheme string) *env {
 	t.Helper()
 	e := &env{t: t, repo: testutil.NewGitRepo(t)}
 	e.repo.Commit("initial", map[string]string{"README.md": "config project\n"})
-	ws := scheme == "ws" || scheme == "wss"
+	ws := scheme == "ws"
 	e.cfg = &Config{
 		Agent: AgentSection{
 			Listen:        AgentListen{Address: "127.0.0.1:0", Websocket: &ws, DrainTimeout: 5 * time.Second},
@@ -62,19 +56,7 @@ func newEnv(t *testing.T, scheme string) *env {
 		},
 	}
 	e.cfg.Agent.KubernetesAPI.Listen.Address = "127.0.0.1:0"
-	e.api = newFakeAPI(t)
 	e.cfg.Repositories = append(e.cfg.Repositories, repoEntry("group/config", e.repo.URL()))
-	if scheme == "wss" || scheme == "grpcs" {
-		ca, err := testpki.NewCA()
-		if err != nil {
-			t.Fatal(err)
-		}
-		cert, key, caFile, err := ca.Issue(t.TempDir(), "127.0.0.1", "kas.test")
-		if err != nil {
-			t.Fatal(err)
-		}
-		e.cfg.Agent.Listen.CertificateFile, e.cfg.Agent.Listen.KeyFile, e.caFile = cert, key, caFile
-	}
 	e.cfg.Default()
 	return e
 }
@@ -88,53 +70,4 @@ func (e *env) start() {
 // address is what agentk's --kas-address would be.
 func (e *env) address() string {
 	return e.cfg.Agent.Listen.AgentkAddress(e.cfg.Agent.Listen.Address)
-}
-
-type runningAgent struct {
-	*agentk.Agent
-	log  *testutil.LogSink
-	stop func()
-}
-
-func (e *env) startAgent(mutate func(*agentk.Options)) *runningAgent {
-	e.t.Helper()
-	opts := &agentk.Options{
-		KasAddress:          e.address(),
-		Token:               agentToken,
-		KasCACertFile:       e.caFile,
-		ObservabilityListen: "127.0.0.1:0",
-		REST:                &rest.Config{Host: e.api.URL, BearerToken: saToken},
-		ReconnectInitial:    20 * time.Millisecond,
-		ReconnectMax:        300 * time.Millisecond,
-		Session:             fastSession,
-	}
-	if mutate != nil {
-		mutate(opts)
-	}
-	logger, sink := testutil.NewLogger(e.t)
-	a, err := agentk.New(opts, logger, nil)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		a.Run(ctx)
-	}()
-	ra := &runningAgent{Agent: a, log: sink}
-	var once sync.Once
-	ra.stop = func() { once.Do(func() { cancel(); <-done }) }
-	e.t.Cleanup(ra.stop)
-	return ra
-}
-
-func (e *env) waitConnected(n int) {
-	e.t.Helper()
-	testutil.Eventually(e.t, 10*time.Second, "agent sessions", func() bool { return e.kas.ConnectedSessions(agentName) == n })
-}
-
-// proxyURL is the kubeconfig server URL for the agent.
-func (e *env) proxyURL() string {
-	return "http://" + e.cfg.Agent.KubernetesAPI.Listen.Address + "/agents/" + agentName
 }

@@ -1,329 +1,54 @@
 package kas
 
 import (
-	"bufio"
-	"crypto/sha256"
 	"errors"
-	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	promtest "github.com/prometheus/client_golang/prometheus/testutil"
-	"go.yaml.in/yaml/v3"
-
-	"kubetunnel/agentk"
 	"kubetunnel/gitops/gitrepo"
 	tu "kubetunnel/internal/testutil"
 	"kubetunnel/internal/yamlconf"
-	"kubetunnel/tunnel"
-	"kubetunnel/version"
 )
+
+// Reload's effects on the registry and the mirrors. Reloads with agentk
+// connected (sessions kept, closed, rotated) are tested in
+// internal/integration.
 
 const (
-	stagingToken  = "staging-token-0123456789"
-	stagingToken2 = "staging-token2-0123456789"
-	carolToken    = "carol-token-0123456789"
+	stagingToken = "staging-token-0123456789"
+	carolToken   = "carol-token-0123456789"
 )
 
-// agentURL is the proxy URL of any agent.
-func (e *env) agentURL(agent string) string {
-	return "http://" + e.cfg.Agent.KubernetesAPI.Listen.Address + "/agents/" + agent
-}
-
-// get calls the proxy for agent as the holder of token.
-func (e *env) get(agent, token string) (int, string) {
-	e.t.Helper()
-	code, body := tu.Do(e.t, "GET", e.agentURL(agent)+"/api/v1/pods", nil, map[string]string{"Authorization": "Bearer " + token})
-	return code, string(unquote(body))
-}
-
-// openWatch starts a watch through the proxy and returns a channel that
-// receives each event line, closed when the watch ends.
-func (e *env) openWatch(agent, token string) <-chan string {
-	e.t.Helper()
-	req, _ := http.NewRequest("GET", e.agentURL(agent)+"/watch/pods?watch=true", nil)
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		e.t.Fatalf("watch: %v %v", err, resp)
-	}
-	lines := make(chan string, 1000)
-	go func() {
-		defer close(lines)
-		defer resp.Body.Close()
-		sc := bufio.NewScanner(resp.Body)
-		for sc.Scan() {
-			select {
-			case lines <- sc.Text():
-			default:
-			}
-		}
-	}()
-	e.t.Cleanup(func() { resp.Body.Close() })
-	return lines
-}
-
-// stillStreaming fails unless the watch delivers another event.
-func stillStreaming(t *testing.T, watch <-chan string) {
-	t.Helper()
-	for {
-		select {
-		case _, ok := <-watch:
-			if !ok {
-				t.Fatal("the watch ended")
-			}
-			// Drain what was buffered; the next one must be new.
-			select {
-			case _, ok := <-watch:
-				if !ok {
-					t.Fatal("the watch ended")
-				}
-				return
-			case <-time.After(5 * time.Second):
-				t.Fatal("the watch stopped streaming")
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatal("the watch stopped streaming")
-		}
-	}
-}
-
-func (e *env) writeConfigFile(path string, cfg *Config) {
-	e.t.Helper()
-	b, err := yaml.Marshal(cfg)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		e.t.Fatal(err)
-	}
-}
-
-// A reload adds an agent and a user and removes another user without
-// touching the agents that stay: their session and a watch through it
-// go on. Removing an agent closes its session; removing one of its tokens
-// closes only the session that used it.
-func TestReloadAgentsAndUsers(t *testing.T) {
+// A reload adds a repository and an agent whose config project it is, and
+// gives prod the new repository as a project; reloading the old config
+// removes both; a reload that Validate refuses changes nothing.
+func TestReloadRepositoriesRegistry(t *testing.T) {
 	e := newEnv(t, "ws")
-	e.repo.Commit("config", map[string]string{AgentConfigPath(agentName): goodConfig, AgentConfigPath("staging"): goodConfig})
-	e.start()
-	prod := e.startAgent(nil)
-	e.waitConnected(1)
-	tu.Eventually(t, 10*time.Second, "agent config", func() bool { c, _ := prod.Config(); return c != "" })
-	prodSession := e.kas.sessions.sessionsOf(agentName)[0]
-	watch := e.openWatch(agentName, aliceToken)
-	stillStreaming(t, watch)
-	if code, body := e.get(agentName, bobToken); code != http.StatusForbidden {
-		t.Fatalf("bob before the reload: %d %s, want 403 (no agents)", code, body)
-	}
-
-	next := *e.cfg
-	next.Agents = append(slices.Clone(e.cfg.Agents), AgentEntry{Name: "staging", ConfigProject: "group/config", TokenSHA256: []string{HashToken(stagingToken), HashToken(stagingToken2)}})
-	next.Users = []UserEntry{e.cfg.Users[0], {Name: "carol", TokenSHA256: []string{HashToken(carolToken)}, Agents: []string{agentName, "staging"}}}
-	if err := e.kas.Reload(&next); err != nil {
-		t.Fatal(err)
-	}
-	if code, body := e.get(agentName, bobToken); code != http.StatusUnauthorized {
-		t.Errorf("bob after his removal: %d %s, want 401", code, body)
-	}
-	if code, body := e.get(agentName, carolToken); code != http.StatusOK {
-		t.Errorf("carol, added: %d %s", code, body)
-	}
-	staging := func(token string) *runningAgent {
-		return e.startAgent(func(o *agentk.Options) { o.Token = token })
-	}
-	s1 := staging(stagingToken)
-	s2 := staging(stagingToken2)
-	tu.Eventually(t, 10*time.Second, "staging's two sessions", func() bool { return e.kas.ConnectedSessions("staging") == 2 })
-	tu.Eventually(t, 10*time.Second, "staging through the proxy", func() bool { code, _ := e.get("staging", carolToken); return code == 200 })
-	if got := e.kas.sessions.sessionsOf(agentName); len(got) != 1 || got[0] != prodSession {
-		t.Errorf("prod's session after the reload: %v, want the one from before", got)
-	}
-	stillStreaming(t, watch)
-
-	// One of staging's tokens removed: the session that used it closes,
-	// the other stays; the agentk holding it is refused from then on.
-	var kept *agentSession
-	for _, s := range e.kas.sessions.sessionsOf("staging") {
-		if s.TokenSHA256 == sha(stagingToken2) {
-			kept = s
-		}
-	}
-	next2 := next
-	next2.Agents = slices.Clone(next.Agents)
-	next2.Agents[1].TokenSHA256 = []string{HashToken(stagingToken2)}
-	if err := e.kas.Reload(&next2); err != nil {
-		t.Fatal(err)
-	}
-	tu.Eventually(t, 10*time.Second, "the removed token's session to close", func() bool { return e.kas.ConnectedSessions("staging") == 1 })
-	if got := e.kas.sessions.sessionsOf("staging"); len(got) != 1 || got[0] != kept {
-		t.Errorf("staging's sessions: %v, want only the one with the kept token", got)
-	}
-	tu.Eventually(t, 10*time.Second, "the agentk with the removed token to be refused", func() bool {
-		return s1.log.Contains("unknown agent token")
-	})
-	_ = s2
-
-	// staging removed (and from carol's agents): its session closes and
-	// callers are refused.
-	next3 := next2
-	next3.Agents = next2.Agents[:1]
-	next3.Users = []UserEntry{next2.Users[0], {Name: "carol", TokenSHA256: []string{HashToken(carolToken)}, Agents: []string{agentName}}}
-	if err := e.kas.Reload(&next3); err != nil {
-		t.Fatal(err)
-	}
-	tu.Eventually(t, 10*time.Second, "staging's session to close", func() bool { return e.kas.ConnectedSessions("staging") == 0 })
-	if code, body := e.get("staging", carolToken); code == http.StatusOK {
-		t.Errorf("removed agent through the proxy: %d %s", code, body)
-	}
-	if !e.kasLog.Contains("a config reload removed this agent") {
-		t.Errorf("kas log does not say why staging's session closed:\n%s", e.kasLog)
-	}
-	stillStreaming(t, watch)
-	if got := e.kas.sessions.sessionsOf(agentName); len(got) != 1 || got[0] != prodSession {
-		t.Errorf("prod's session after three reloads: %v, want the one from before", got)
-	}
-}
-
-func sha(token string) [32]byte { return sha256.Sum256([]byte(token)) }
-
-// The config file is watched: a changed file is applied, a bad one keeps
-// the running config with the bad key in the log and the metrics, and
-// SIGHUP's RequestReload reads the file even when it looks unchanged.
-func TestReloadConfigFile(t *testing.T) {
-	e := newEnv(t, "ws")
-	e.repo.Commit("config", map[string]string{AgentConfigPath(agentName): goodConfig})
-	file := filepath.Join(t.TempDir(), "kas.yaml")
-	e.writeConfigFile(file, e.cfg)
-	e.startWith(func(s *Server) {
-		s.ConfigFile = file
-		s.ConfigPollPeriod = 50 * time.Millisecond
-	})
-	a := e.startAgent(nil)
-	e.waitConnected(1)
-	tu.Eventually(t, 10*time.Second, "agent config", func() bool { c, _ := a.Config(); return c != "" })
-	failures := func() float64 { return promtest.ToFloat64(e.kas.reload.total.WithLabelValues("failure")) }
-	successes := func() float64 { return promtest.ToFloat64(e.kas.reload.total.WithLabelValues("success")) }
-
-	// A new user, by editing the file.
-	next := *e.cfg
-	next.Users = append(slices.Clone(e.cfg.Users), UserEntry{Name: "carol", TokenSHA256: []string{HashToken(carolToken)}, Agents: []string{agentName}})
-	e.writeConfigFile(file, &next)
-	tu.Eventually(t, 10*time.Second, "carol to be let in", func() bool { code, _ := e.get(agentName, carolToken); return code == 200 })
-	// The counter moves just after the users do.
-	tu.Eventually(t, 5*time.Second, "kas_config_reload_total{result=success} to be 1", func() bool { return successes() == 1 })
-
-	// A bad file: the running config stays, and the log names the key.
-	before := promtest.ToFloat64(e.kas.reload.lastSuccess)
-	bad := strings.Replace(mustYAML(t, &next), HashToken(carolToken), "not-a-hash", 1)
-	if err := os.WriteFile(file, []byte(bad), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	tu.Eventually(t, 10*time.Second, "the reload to fail", func() bool { return failures() == 1 })
-	if !e.kasLog.Contains("Config reload failed") || !e.kasLog.Contains("key=users[2].token_sha256[0]") || !e.kasLog.Contains("level=ERROR") {
-		t.Errorf("kas log does not say which key is bad:\n%s", e.kasLog)
-	}
-	if code, body := e.get(agentName, carolToken); code != 200 {
-		t.Errorf("carol under the bad file: %d %s, want the running config to stay", code, body)
-	}
-	if got := promtest.ToFloat64(e.kas.reload.successful); got != 0 {
-		t.Errorf("kas_config_last_reload_successful = %v, want 0", got)
-	}
-	if got := promtest.ToFloat64(e.kas.reload.lastSuccess); got != before {
-		t.Errorf("kas_config_last_reload_success_timestamp_seconds moved on a failure: %v → %v", before, got)
-	}
-	// The poll reports a bad file once, not every period.
-	time.Sleep(300 * time.Millisecond)
-	if failures() != 1 {
-		t.Errorf("a bad file counted %v times, want once", failures())
-	}
-	// RequestReload (SIGHUP) reads it again.
-	e.kas.RequestReload()
-	tu.Eventually(t, 10*time.Second, "SIGHUP to reload", func() bool { return failures() == 2 })
-
-	// Fixed: applied. A key that needs a restart is named, not applied.
-	fixed := next
-	fixed.Users = next.Users[:1] // carol and bob removed
-	fixed.Agent.Listen.DrainTimeout = 7 * time.Second
-	e.writeConfigFile(file, &fixed)
-	tu.Eventually(t, 10*time.Second, "carol to be refused", func() bool { code, _ := e.get(agentName, carolToken); return code == 401 })
-	if !e.kasLog.Contains("keys=[agent.listen.drain_timeout]") {
-		t.Errorf("kas log does not name the key that needs a restart:\n%s", e.kasLog)
-	}
-	tu.Eventually(t, 5*time.Second, "kas_config_last_reload_successful to be 1", func() bool {
-		return promtest.ToFloat64(e.kas.reload.successful) == 1
-	})
-	if e.kas.ConnectedSessions(agentName) != 1 {
-		t.Errorf("the agent's session did not survive the reloads")
-	}
-
-	// An empty file (a write in progress, or a mistake) is refused: it
-	// would remove every agent and user.
-	if err := os.WriteFile(file, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	tu.Eventually(t, 10*time.Second, "the empty file to be refused", func() bool { return failures() == 3 })
-	if !e.kasLog.Contains("the config file is empty") {
-		t.Errorf("kas log does not say the file is empty:\n%s", e.kasLog)
-	}
-	if code, body := e.get(agentName, aliceToken); code != 200 || e.kas.ConnectedSessions(agentName) != 1 {
-		t.Errorf("alice under an empty file: %d %s, want the running config to stay", code, body)
-	}
-}
-
-func mustYAML(t *testing.T, cfg *Config) string {
-	t.Helper()
-	b, err := yaml.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
-
-// A reload adds a repository and an agent whose config project it is; the
-// new agent gets its config, from the new mirror.
-func TestReloadRepositories(t *testing.T) {
-	e := newEnv(t, "ws")
-	e.repo.Commit("config", map[string]string{AgentConfigPath(agentName): goodConfig})
 	e.start()
 	other := tu.NewGitRepo(t)
-	commit := other.Commit("config", map[string]string{AgentConfigPath("staging"): goodConfig})
+	commit := other.Commit("config", map[string]string{AgentConfigPath("staging"): "{}\n"})
 	next := *e.cfg
 	next.Repositories = append(slices.Clone(e.cfg.Repositories), repoEntry("group/other", other.URL()))
 	next.Agents = append(slices.Clone(e.cfg.Agents), AgentEntry{Name: "staging", ConfigProject: "group/other", TokenSHA256: []string{HashToken(stagingToken)}})
+	next.Agents[0].Projects = []string{"group/other"}
 	if err := e.kas.Reload(&next); err != nil {
 		t.Fatal(err)
 	}
-	s := e.startAgent(func(o *agentk.Options) { o.Token = stagingToken })
-	tu.Eventually(t, 10*time.Second, "staging's config from the added repository", func() bool { c, _ := s.Config(); return c == commit })
-
-	// prod may now read the new repository: its connection is rotated
-	// (agentk reconnects) so that its streams see the new projects.
-	e.startAgent(nil)
-	e.waitConnected(1)
-	old := e.kas.sessions.sessionsOf(agentName)[0]
-	withProjects := next
-	withProjects.Agents = slices.Clone(next.Agents)
-	withProjects.Agents[0].Projects = []string{"group/other"}
-	if err := e.kas.Reload(&withProjects); err != nil {
-		t.Fatal(err)
-	}
-	tu.Eventually(t, 15*time.Second, "prod on a new connection", func() bool {
-		got := e.kas.sessions.sessionsOf(agentName)
-		return len(got) == 1 && got[0] != old
-	})
-	if !e.kasLog.Contains(`msg="Rotating agent connection"`) || !e.kasLog.Contains("a config reload changed the agent's config_project or projects") {
-		t.Errorf("kas log does not say why prod's connection was rotated:\n%s", e.kasLog)
+	if !e.kas.repoSet.Has("group/other") {
+		t.Error("the added repository is not mirrored")
 	}
 	if got, _ := e.kas.registry.Agent(agentName); !got.MayRead("group/other") {
 		t.Error("prod may not read its added project")
 	}
+	if _, ok := e.kas.registry.Agent("staging"); !ok {
+		t.Error("the added agent is not in the registry")
+	}
+	e.waitFetched("group/other", commit)
 
 	// Back: the repository goes, and with it the agent.
 	if err := e.kas.Reload(e.cfg); err != nil {
@@ -332,7 +57,9 @@ func TestReloadRepositories(t *testing.T) {
 	if e.kas.repoSet.Has("group/other") {
 		t.Error("removed repository still mirrored")
 	}
-	tu.Eventually(t, 10*time.Second, "staging's session to close", func() bool { return e.kas.ConnectedSessions("staging") == 0 })
+	if _, ok := e.kas.registry.Agent("staging"); ok {
+		t.Error("removed agent still in the registry")
+	}
 
 	// A reload that Validate refuses changes nothing.
 	bad := next
@@ -406,46 +133,12 @@ func TestReloadGitLab(t *testing.T) {
 	}
 }
 
-// A reload applies limits.max_connections_per_agent to new connections
-// and limits.max_agent_streams_per_connection to the streams agentk opens
-// from then on; the connections already there stay.
-func TestReloadConnectionLimit(t *testing.T) {
-	e, _ := startWithConfig(t, "")
-	e.waitConnected(1)
-	rogue := e.dialAgent()
-	e.waitConnected(2)
-	next := *e.cfg
-	next.Limits.MaxConnectionsPerAgent = 2
-	next.Limits.MaxAgentStreamsPerConnection = 2
-	if err := e.kas.Reload(&next); err != nil {
-		t.Fatal(err)
-	}
-	d := &tunnel.Dialer{Address: e.address(), Hello: tunnel.Hello{Token: agentToken, AgentVersion: version.Version, Protocol: tunnel.MaxProtocol}, Session: fastSession}
-	_, err := d.Dial(t.Context())
-	var refused *tunnel.RefusedError
-	if !errors.As(err, &refused) || refused.Status != http.StatusTooManyRequests || !strings.Contains(refused.Reason, "limits.max_connections_per_agent is 2") {
-		t.Errorf("third connection after the reload: %v, want 429 naming limits.max_connections_per_agent", err)
-	}
-	if e.kas.ConnectedSessions(agentName) != 2 {
-		t.Error("the agent's connections did not survive the reload")
-	}
-	var streams []net.Conn
-	for range 10 {
-		st, err := rogue.sess.OpenStream()
-		if err != nil {
-			t.Fatalf("open stream: %v", err)
-		}
-		streams = append(streams, st)
-	}
-	defer func() {
-		for _, st := range streams {
-			st.Close()
-		}
-	}()
-	if n := countOpen(streams, 500*time.Millisecond); n > 2 {
-		t.Errorf("kas keeps %d of 10 agent-opened streams after lowering the cap to 2", n)
-	}
-	if e.kasLog.Contains("take effect only when kas restarts") {
-		t.Errorf("the limit was reported as needing a restart:\n%s", e.kasLog)
+// writeConfigFile writes cfg to path as kas's config file.
+func (e *env) writeConfigFile(path string, cfg *Config) {
+	e.t.Helper()
+	if err := os.WriteFile(path, tu.MarshalYAML(e.t, cfg), 0o600); err != nil {
+		e.t.Fatal(err)
 	}
 }
+
+func mustYAML(t *testing.T, cfg *Config) string { return string(tu.MarshalYAML(t, cfg)) }

@@ -1,9 +1,11 @@
 // Package testutil holds small helpers shared by tests: a git repository
 // driven by the real git command, a log sink that tests can search,
 // polling for a condition (Eventually, Poll), free loopback ports
-// (ports.go), an HTTP request in one call (http.go), a labelled series of
-// a registry (metrics.go; testutil/metrics reads whole scrapes) and a fake
-// Kubernetes watch stream (watch.go). Shared test environments live in
+// (ports.go), connections from a chosen loopback address and whether the
+// far end closed them (conns.go), an HTTP request in one call (http.go),
+// a labelled series of a registry (metrics.go; testutil/metrics reads
+// whole scrapes), a fake Kubernetes watch stream (watch.go) and YAML
+// that ends the test on an error (yaml.go). Shared test environments live in
 // the subpackages: childproc (a logged daemon), stack (kas and agentk as
 // a user runs them), fakegitlab, redisserver, tcplb, kascluster.
 package testutil

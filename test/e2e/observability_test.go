@@ -97,7 +97,7 @@ func TestDocumentedMetricsExist(t *testing.T) {
 			}
 		}
 		// This stack runs one kas without Redis, which does not expose the
-		// Redis registry's gauge (kas/replicas_integration_test.go checks it with Redis up and down).
+		// Redis registry's gauge (internal/integration/replicas_integration_test.go checks it with Redis up and down).
 		exposed["kas_agent_registry_up"] = true
 		var missing []string
 		for n, file := range documented {

@@ -1,11 +1,13 @@
-// Package kascluster runs several kas replicas in one test process, the
-// way they run in production: a real redis-server as their agent
+// Package kascluster runs kas in a test process: several replicas the
+// way they run in production (a real redis-server as their agent
 // registry, a shared private API secret, and TCP load balancers in front
-// of their agent and Kubernetes API listeners.
+// of their agent and Kubernetes API listeners), or one kas on its own.
 //
 //	c := kascluster.Start(t, cfg, kascluster.Options{Replicas: 3})
 //	// agentk: --kas-address c.AgentAddress(); kubectl: c.ProxyURL("prod")
 //	c.Replicas[0].Stop(); c.Replicas[0].Start() // a rolling restart
+//
+//	r := kascluster.Run(t, cfg, kascluster.Options{}) // one kas, no Redis
 package kascluster
 
 import (
@@ -36,6 +38,9 @@ type Options struct {
 	RedisAddr string
 	// Mutate changes replica i's config before its first start.
 	Mutate func(i int, cfg *kas.Config)
+	// Hook runs on every start between kas.New and Run, to set the
+	// Server's fields (timers, the config file to watch).
+	Hook func(*kas.Server)
 }
 
 // Cluster is a set of running kas replicas.
@@ -56,9 +61,12 @@ type Replica struct {
 
 	t       testing.TB
 	session tunnel.SessionConfig
-	mu      sync.Mutex // guards server and stop
-	server  *kas.Server
-	stop    func()
+	hook    func(*kas.Server)
+	// logAttrs are added to every log line (which replica).
+	logAttrs []any
+	mu       sync.Mutex // guards server and stop
+	server   *kas.Server
+	stop     func()
 }
 
 // Start runs n replicas of base (agents, users, repositories; listener
@@ -95,7 +103,7 @@ func Start(t testing.TB, base *kas.Config, opts Options) *Cluster {
 		}
 		cfg.Default()
 		_, sink := testutil.NewLogger(t)
-		r := &Replica{Index: i, Config: &cfg, Log: sink, t: t, session: opts.Session}
+		r := &Replica{Index: i, Config: &cfg, Log: sink, t: t, session: opts.Session, hook: opts.Hook, logAttrs: []any{"replica", i}}
 		r.Start()
 		c.Replicas = append(c.Replicas, r)
 		agentAddrs = append(agentAddrs, cfg.Agent.Listen.Address)
@@ -115,6 +123,19 @@ func Start(t testing.TB, base *kas.Config, opts Options) *Cluster {
 		c.APILB.Close()
 	})
 	return c
+}
+
+// Run starts one kas with cfg, on its own: no Redis, no private API, no
+// balancers, and its config exactly as given (defaults applied; listeners
+// on port 0 get free ports, kept across restarts). Its log lines carry no
+// replica attribute. It stops when the test ends.
+func Run(t testing.TB, cfg *kas.Config, opts Options) *Replica {
+	t.Helper()
+	cfg.Default()
+	_, sink := testutil.NewLogger(t)
+	r := &Replica{Config: cfg, Log: sink, t: t, session: opts.Session, hook: opts.Hook}
+	r.Start()
+	return r
 }
 
 // AgentAddress is agentk's --kas-address through the agent balancer.
@@ -163,12 +184,15 @@ func (r *Replica) Start() {
 	if r.server != nil {
 		r.t.Fatalf("kas replica %d is already running", r.Index)
 	}
-	logger := testutil.LoggerTo(r.Log).With("replica", r.Index)
+	logger := testutil.LoggerTo(r.Log).With(r.logAttrs...)
 	srv, err := kas.New(r.Config, logger)
 	if err != nil {
 		r.t.Fatal(err)
 	}
 	srv.Session = r.session
+	if r.hook != nil {
+		r.hook(srv)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -186,7 +210,9 @@ func (r *Replica) Start() {
 	cfg.Agent.Listen.Address = srv.Addr("agent").String()
 	cfg.Agent.KubernetesAPI.Listen.Address = srv.Addr("kubernetes_api").String()
 	cfg.Observability.Listen.Address = srv.Addr("observability").String()
-	cfg.PrivateAPI.Listen.Address = srv.Addr("private_api").String()
+	if cfg.PrivateAPI != nil {
+		cfg.PrivateAPI.Listen.Address = srv.Addr("private_api").String()
+	}
 	r.server = srv
 	var once sync.Once
 	r.stop = func() { once.Do(func() { cancel(); <-done }) }

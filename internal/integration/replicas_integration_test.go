@@ -1,4 +1,4 @@
-package kas_test
+package integration
 
 import (
 	"bufio"
@@ -10,7 +10,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -40,7 +39,6 @@ const (
 	haAgentToken = "ha-agent-token-0123456789"
 	haAlice      = "ha-alice-token-0123456789"
 	haBob        = "ha-bob-token-0123456789"
-	haSAToken    = "ha-agentk-sa-token"
 )
 
 // haSession keeps keepalives short but tolerant of a busy machine (-race):
@@ -50,57 +48,8 @@ var haSession = tunnel.SessionConfig{KeepAliveInterval: time.Second, KeepAliveTi
 type haEnv struct {
 	t      *testing.T
 	c      *kascluster.Cluster
-	api    *httptest.Server
+	api    *fakeAPI
 	agents []func() // stop the agents
-}
-
-// apiSeen is what the stand-in API server answers: the request as it
-// arrived behind agentk.
-type apiSeen struct {
-	Path      string   `json:"path"`
-	ImpUser   string   `json:"impersonate_user"`
-	ImpGroups []string `json:"impersonate_groups"`
-	BodyLen   int      `json:"body_len"`
-	Secrets   []string `json:"secrets"` // caller or peer credentials that leaked
-}
-
-func newStandInAPI(t *testing.T) *httptest.Server {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Authorization") != "Bearer "+haSAToken {
-			http.Error(w, "not agentk", http.StatusUnauthorized)
-			return
-		}
-		switch {
-		case r.Header.Get("Upgrade") != "":
-			// An exec-like upgrade: echo the bytes back.
-			conn, brw, err := http.NewResponseController(w).Hijack()
-			if err != nil {
-				return
-			}
-			defer conn.Close()
-			fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: %s\r\n\r\n", r.Header.Get("Upgrade"))
-			brw.Flush()
-			_, _ = io.Copy(conn, brw)
-			return
-		case strings.HasPrefix(r.URL.Path, "/watch"):
-			testutil.ServeWatch(w, r, 20*time.Millisecond, nil)
-			return
-		}
-		s := apiSeen{Path: r.URL.Path, ImpUser: r.Header.Get("Impersonate-User"), ImpGroups: r.Header.Values("Impersonate-Group")}
-		n, _ := io.Copy(io.Discard, r.Body)
-		s.BodyLen = int(n)
-		for k, vs := range r.Header {
-			for _, v := range vs {
-				if strings.Contains(v, haAlice) || strings.HasPrefix(k, "Kas-") || strings.Contains(v, "eyJ") {
-					s.Secrets = append(s.Secrets, k)
-				}
-			}
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(s)
-	}))
-	t.Cleanup(srv.Close)
-	return srv
 }
 
 func newHA(t *testing.T, replicas int) *haEnv { return newHAWith(t, replicas, nil) }
@@ -122,37 +71,25 @@ func newHAWith(t *testing.T, replicas int, mutate func(int, *kas.Config)) *haEnv
 			{Name: "bob", TokenSHA256: []string{kas.HashToken(haBob)}},
 		},
 	}
-	return &haEnv{t: t, api: newStandInAPI(t), c: kascluster.Start(t, base, kascluster.Options{Replicas: replicas, Session: haSession, Mutate: mutate})}
+	return &haEnv{t: t, api: newFakeAPI(t), c: kascluster.Start(t, base, kascluster.Options{Replicas: replicas, Session: haSession, Mutate: mutate})}
 }
 
 // startAgent runs agentk against address and waits for its config.
 func (h *haEnv) startAgent(address string) *agentk.Agent {
 	h.t.Helper()
-	logger, _ := testutil.NewLogger(h.t)
-	a, err := agentk.New(&agentk.Options{
+	logger, sink := testutil.NewLogger(h.t)
+	a := runAgent(h.t, &agentk.Options{
 		KasAddress:          address,
 		Token:               haAgentToken,
 		ObservabilityListen: "127.0.0.1:0",
-		REST:                &rest.Config{Host: h.api.URL, BearerToken: haSAToken},
+		REST:                &rest.Config{Host: h.api.URL, BearerToken: saToken},
 		ReconnectInitial:    20 * time.Millisecond,
 		ReconnectMax:        300 * time.Millisecond,
 		Session:             haSession,
-	}, logger.With("agentk", address), nil)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = a.Run(ctx)
-	}()
-	var once sync.Once
-	stop := func() { once.Do(func() { cancel(); <-done }) }
-	h.agents = append(h.agents, stop)
-	h.t.Cleanup(stop)
+	}, logger.With("agentk", address), sink)
+	h.agents = append(h.agents, a.stop)
 	testutil.Eventually(h.t, 10*time.Second, "agent config", func() bool { _, c := a.Config(); return c != nil })
-	return a
+	return a.Agent
 }
 
 func do(method, url, token string, body io.Reader) (int, []byte, error) {
@@ -191,13 +128,13 @@ func getAsKubectl(url, token string) (int, []byte, error) {
 	return 0, nil, err
 }
 
-func (h *haEnv) get(url, token string) (int, apiSeen, string) {
+func (h *haEnv) get(url, token string) (int, seen, string) {
 	h.t.Helper()
 	code, b, err := do("GET", url+"/api/v1/pods", token, nil)
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	var s apiSeen
+	var s seen
 	_ = json.Unmarshal(b, &s)
 	return code, s, string(b)
 }
@@ -244,7 +181,7 @@ func TestReplicasForwardToTheAgentsReplica(t *testing.T) {
 
 	h.startAgent(r0.AgentAddress())
 	for _, r := range []*kascluster.Replica{r0, r1, r2} {
-		var s apiSeen
+		var s seen
 		testutil.Eventually(t, 10*time.Second, "request via replica", func() bool {
 			code, s, body = h.get(r.ProxyURL(haAgent), haAlice)
 			return code == 200
@@ -252,8 +189,8 @@ func TestReplicasForwardToTheAgentsReplica(t *testing.T) {
 		if s.ImpUser != "alice" || strings.Join(s.ImpGroups, ",") != "developers,ops" {
 			t.Errorf("via replica %d: API server saw %s as %v, want alice in developers,ops", r.Index, s.ImpUser, s.ImpGroups)
 		}
-		if len(s.Secrets) != 0 {
-			t.Errorf("via replica %d: credentials or kas headers reached the API server: %v", r.Index, s.Secrets)
+		if len(s.Secrets) != 0 || len(s.KasHeaders) != 0 {
+			t.Errorf("via replica %d: credentials or kas headers reached the API server: %v %v", r.Index, s.Secrets, s.KasHeaders)
 		}
 	}
 	// The receiving replica decides who may reach the agent.
@@ -264,26 +201,14 @@ func TestReplicasForwardToTheAgentsReplica(t *testing.T) {
 	// A large body through a peer.
 	big := bytes.Repeat([]byte("x"), 3<<20)
 	code, b, err := do("POST", r1.ProxyURL(haAgent)+"/api/v1/namespaces/default/configmaps", haAlice, bytes.NewReader(big))
-	var s apiSeen
+	var s seen
 	_ = json.Unmarshal(b, &s)
 	if err != nil || code != 200 || s.BodyLen != len(big) {
 		t.Errorf("3 MiB POST via replica 1: %d %v, the API server got %d bytes", code, err, s.BodyLen)
 	}
 
 	// A watch streams event by event through the peer.
-	req, _ := http.NewRequest("GET", r2.ProxyURL(haAgent)+"/watch/pods", nil)
-	req.Header.Set("Authorization", "Bearer "+haAlice)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc := bufio.NewScanner(resp.Body)
-	for i := range 3 {
-		if !sc.Scan() || !strings.Contains(sc.Text(), fmt.Sprintf(`"n":%d`, i)) {
-			t.Fatalf("watch event %d: %q %v", i, sc.Text(), sc.Err())
-		}
-	}
-	resp.Body.Close()
+	startWatch(t, r2.ProxyURL(haAgent)+"/watch/pods", haAlice, 3).Close()
 
 	// An upgrade (exec, port-forward) is spliced through the peer.
 	conn, err := net.Dial("tcp", r2.Config.Agent.KubernetesAPI.Listen.Address)
@@ -343,7 +268,7 @@ func TestReplicasSkipStaleEntries(t *testing.T) {
 	body := strings.Repeat("y", 100<<10)
 	for i := range 30 {
 		code, b, err := do("POST", r1.ProxyURL(haAgent)+"/api/v1/namespaces", haAlice, strings.NewReader(body))
-		var s apiSeen
+		var s seen
 		_ = json.Unmarshal(b, &s)
 		if err != nil || code != 200 || s.BodyLen != len(body) {
 			t.Fatalf("POST %d via replica 1 with stale entries: %d %v %s", i, code, err, b)
@@ -427,14 +352,21 @@ func TestReplicasRollingRestartLosesNoRequest(t *testing.T) {
 			}
 		}()
 	}
+	// served waits until n more requests have been answered: load runs
+	// before, while and after each replica is down.
+	served := func(n int64, when string) {
+		t.Helper()
+		from := ok.Load() + failed.Load()
+		testutil.Eventually(t, 10*time.Second, fmt.Sprintf("%d requests %s", n, when), func() bool { return ok.Load()+failed.Load() >= from+n })
+	}
 	for _, r := range h.c.Replicas {
-		time.Sleep(300 * time.Millisecond)
+		served(20, fmt.Sprintf("before replica %d stops", r.Index))
 		r.Stop()
-		time.Sleep(200 * time.Millisecond)
+		served(10, fmt.Sprintf("while replica %d is down", r.Index))
 		r.Start()
 		testutil.Eventually(t, 10*time.Second, "agent connected", func() bool { return h.c.ConnectedSessions(haAgent) >= 1 })
 	}
-	time.Sleep(300 * time.Millisecond)
+	served(20, "after the roll")
 	cancel()
 	wg.Wait()
 	t.Logf("%d requests during the roll, %d failed", ok.Load(), failed.Load())

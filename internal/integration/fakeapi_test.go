@@ -1,7 +1,9 @@
-package kas
+package integration
 
 import (
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -13,15 +15,16 @@ import (
 	"kubetunnel/internal/testutil"
 )
 
-// fakeAPI stands in for a cluster's API server in the tunnel tests: it
-// reports what reached it (path, credentials, impersonation), streams a
-// watch on /watch, and refuses anything but agentk's own token.
+// fakeAPI stands in for a cluster's API server behind agentk: it reports
+// what reached it (path, credentials, impersonation, leaked secrets),
+// streams a watch on /watch…, echoes an upgraded connection (exec,
+// port-forward), and refuses anything but agentk's own token.
 type fakeAPI struct {
 	*httptest.Server
 	// watches counts watches the API server is serving right now.
 	watches atomic.Int64
 	// clients records the agentk credentials seen (tests give replicas
-	// different ones).
+	// different ones: saToken with a suffix).
 	clients sync.Map
 	// slow, when set, holds requests for /slow until it is closed;
 	// slowEntered hears of each.
@@ -44,7 +47,13 @@ type seen struct {
 	ImpGroups  []string `json:"impersonate_groups"`
 	KasHeaders []string `json:"kas_headers"`
 	BodyLen    int      `json:"body_len"`
+	// Secrets names headers that carry a caller's token or a kas-to-kas
+	// JWT: credentials that must never reach the cluster.
+	Secrets []string `json:"secrets"`
 }
+
+// callerSecrets are what Secrets looks for.
+var callerSecrets = []string{aliceToken, bobToken, haAlice, haBob, "eyJ"}
 
 func newFakeAPI(t *testing.T) *fakeAPI {
 	f := &fakeAPI{}
@@ -59,33 +68,42 @@ func newFakeAPI(t *testing.T) *fakeAPI {
 			f.slowEntered <- auth
 			<-f.slow
 		}
-		if strings.HasPrefix(r.URL.Path, "/watch") {
+		switch {
+		case r.Header.Get("Upgrade") != "":
+			// An exec-like upgrade: echo the bytes back.
+			conn, brw, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				return
+			}
+			defer conn.Close()
+			fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: %s\r\n\r\n", r.Header.Get("Upgrade"))
+			brw.Flush()
+			_, _ = io.Copy(conn, brw)
+			return
+		case strings.HasPrefix(r.URL.Path, "/watch"):
 			f.watches.Add(1)
 			defer f.watches.Add(-1)
 			testutil.ServeWatch(w, r, 50*time.Millisecond, nil)
 			return
 		}
-		s := seen{Path: r.URL.Path, Query: r.URL.RawQuery, Auth: r.Header.Get("Authorization"),
+		s := seen{Path: r.URL.Path, Query: r.URL.RawQuery, Auth: auth,
 			ImpUser: r.Header.Get("Impersonate-User"), ImpGroups: r.Header.Values("Impersonate-Group")}
-		for k := range r.Header {
+		for k, vs := range r.Header {
 			if strings.HasPrefix(k, "Kas-") {
 				s.KasHeaders = append(s.KasHeaders, k)
 			}
-		}
-		if r.Body != nil {
-			n := 0
-			buf := make([]byte, 64<<10)
-			for {
-				m, err := r.Body.Read(buf)
-				n += m
-				if err != nil {
-					break
+			for _, v := range vs {
+				for _, secret := range callerSecrets {
+					if strings.Contains(v, secret) {
+						s.Secrets = append(s.Secrets, k)
+					}
 				}
 			}
-			s.BodyLen = n
 		}
+		n, _ := io.Copy(io.Discard, r.Body)
+		s.BodyLen = int(n)
 		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(s)
+		_ = json.NewEncoder(w).Encode(s)
 	}))
 	t.Cleanup(f.Close)
 	return f

@@ -1,4 +1,4 @@
-package kas
+package integration
 
 import (
 	"bufio"
@@ -15,13 +15,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
 	"k8s.io/client-go/rest"
 
 	"kubetunnel/agentk"
 	tu "kubetunnel/internal/testutil"
 	"kubetunnel/internal/testutil/metrics"
+	"kubetunnel/kas"
 	"kubetunnel/tunnel"
 )
 
@@ -323,7 +323,7 @@ func newFaultEnv(t *testing.T, scheme string, session ...tunnel.SessionConfig) *
 	if len(session) > 0 {
 		sess = session[0]
 	}
-	e.startWith(func(s *Server) { s.Session = sess })
+	e.startWith(func(s *kas.Server) { s.Session = sess })
 	f := &faultEnv{env: e, link: newFaultLink(t, e.cfg.Agent.Listen.Address), backend: newFaultBackend(t)}
 	f.client = &http.Client{Transport: &http.Transport{}, Timeout: 30 * time.Second}
 	t.Cleanup(f.client.CloseIdleConnections)
@@ -366,7 +366,7 @@ func (f *faultEnv) mustGet(path string) ([]byte, time.Duration) {
 
 // handshakes is the number of agent connections kas accepted.
 func (f *faultEnv) handshakes() float64 {
-	return testutil.ToFloat64(f.kas.tunnel.Metrics.Handshakes.WithLabelValues("ok"))
+	return f.metric("kas_tunnel_handshakes_total", "result", "ok")
 }
 
 // startWatch opens a watch and waits for its first event.
@@ -443,9 +443,10 @@ func (f *faultEnv) expectRecovery() {
 func (f *faultEnv) expectNothingOpen() {
 	f.t.Helper()
 	tu.Eventually(f.t, 10*time.Second, "open streams and proxied requests back at zero", func() bool {
-		return testutil.ToFloat64(f.kas.sessions.streamsOpen.WithLabelValues("to_agent")) == 0 &&
-			testutil.ToFloat64(f.kas.sessions.streamsOpen.WithLabelValues("from_agent")) == 0 &&
-			metrics.Gather(f.t, f.env.kas.Metrics()).Sum("kas_proxy_inflight") == 0
+		m := metrics.Gather(f.t, f.kas.Metrics())
+		return m.Get("kas_tunnel_streams_open", "direction", "to_agent") == 0 &&
+			m.Get("kas_tunnel_streams_open", "direction", "from_agent") == 0 &&
+			m.Sum("kas_proxy_inflight") == 0
 	})
 }
 
@@ -481,7 +482,13 @@ func TestFaultLatency(t *testing.T) {
 			t.Fatalf("the watch ended under latency: %v", sc.Err())
 		}
 	}
-	time.Sleep(2 * time.Second) // several keepalive rounds
+	// Several keepalive rounds (300 ms apart) pass while the watch
+	// streams on: 40 more events, 50 ms apart.
+	for range 40 {
+		if !sc.Scan() {
+			t.Fatalf("the watch ended under latency: %v", sc.Err())
+		}
+	}
 	if n := f.handshakes(); n != conns {
 		t.Errorf("the agent reconnected under latency (%v connections, was %v)", n, conns)
 	}

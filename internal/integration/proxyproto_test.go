@@ -1,18 +1,16 @@
-package kas
+package integration
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
-	"strings"
 	"testing"
 	"time"
 
 	"kubetunnel/agentk"
 	tu "kubetunnel/internal/testutil"
+	"kubetunnel/kas"
 )
 
 // Both tunnel protocols carry a user's requests the same way, through a
@@ -25,16 +23,12 @@ func TestProxyBothProtocols(t *testing.T) {
 	for _, protocol := range []int{1, 2} {
 		t.Run(fmt.Sprintf("protocol%d", protocol), func(t *testing.T) {
 			e := newEnv(t, "ws")
-			commit := e.repo.Commit("config", map[string]string{AgentConfigPath(agentName): "user_access:\n  access_as:\n    user: {}\n"})
+			commit := e.repo.Commit("config", map[string]string{kas.AgentConfigPath(agentName): "user_access:\n  access_as:\n    user: {}\n"})
 			e.start()
 			a := e.startAgent(func(o *agentk.Options) { o.ProxyProtocol = protocol })
 			tu.Eventually(t, 10*time.Second, "agent config", func() bool { c, _ := a.Config(); return c == commit })
-			s, err := e.kas.sessions.pick(agentName)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if s.Protocol != protocol {
-				t.Fatalf("negotiated protocol %d, want %d", s.Protocol, protocol)
+			if got := e.kas.SessionProtocols(agentName); len(got) != 1 || got[0] != protocol {
+				t.Fatalf("negotiated protocols %v, want [%d]", got, protocol)
 			}
 
 			seen := e.callSeen(aliceToken, map[string]string{"Kas-Proxy-User": "root", "Kas-Gitlab-Identity": "agent", "Cookie": "a=b"})
@@ -59,22 +53,11 @@ func TestProxyBothProtocols(t *testing.T) {
 				}
 			}
 
-			req, _ := http.NewRequest("GET", e.proxyURL()+"/watch/pods?watch=true", nil)
-			req.Header.Set("Authorization", "Bearer "+aliceToken)
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			sc := bufio.NewScanner(resp.Body)
-			for i := range 3 {
-				if !sc.Scan() || !strings.Contains(sc.Text(), fmt.Sprintf(`"n":%d`, i)) {
-					t.Fatalf("watch event %d: %q %v", i, sc.Text(), sc.Err())
-				}
-			}
+			watch := startWatch(t, e.proxyURL()+"/watch/pods?watch=true", aliceToken, 3)
 			if n := e.api.watches.Load(); n != 1 {
 				t.Errorf("%d watches at the API server, want 1", n)
 			}
-			resp.Body.Close()
+			watch.Close()
 			tu.Eventually(t, 10*time.Second, "the API server's watch to end after its caller left", func() bool { return e.api.watches.Load() == 0 })
 		})
 	}

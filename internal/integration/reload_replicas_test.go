@@ -1,4 +1,4 @@
-package kas_test
+package integration
 
 import (
 	"slices"

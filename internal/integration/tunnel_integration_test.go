@@ -1,4 +1,4 @@
-package kas
+package integration
 
 import (
 	"context"
@@ -15,15 +15,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
-
 	"kubetunnel/agentk"
-	"kubetunnel/gitops/gitrepo"
 	"kubetunnel/internal/testpki"
 	tu "kubetunnel/internal/testutil"
+	"kubetunnel/kas"
 )
-
-func repoEntry(id, url string) gitrepo.Repository { return gitrepo.Repository{ID: id, URL: url} }
 
 const goodConfig = `user_access:
   access_as:
@@ -40,7 +36,7 @@ func TestAgentConnectsAndFollowsConfig(t *testing.T) {
 	for _, scheme := range []string{"ws", "wss", "grpc", "grpcs"} {
 		t.Run(scheme, func(t *testing.T) {
 			e := newEnv(t, scheme)
-			first := e.repo.Commit("config", map[string]string{AgentConfigPath(agentName): goodConfig})
+			first := e.repo.Commit("config", map[string]string{kas.AgentConfigPath(agentName): goodConfig})
 			e.start()
 			a := e.startAgent(nil)
 			e.waitConnected(1)
@@ -52,10 +48,10 @@ func TestAgentConnectsAndFollowsConfig(t *testing.T) {
 				t.Errorf("agent log lacks 'Config: new commit' with %s:\n%s", first, a.log)
 			}
 
-			second := e.repo.Commit("change", map[string]string{AgentConfigPath(agentName): strings.Replace(goodConfig, "debug", "warn", 1)})
+			second := e.repo.Commit("change", map[string]string{kas.AgentConfigPath(agentName): strings.Replace(goodConfig, "debug", "warn", 1)})
 			tu.Eventually(t, 10*time.Second, "second config", func() bool { c, _ := a.Config(); return c == second })
 
-			broken := e.repo.Commit("broken", map[string]string{AgentConfigPath(agentName): "gitops:\n  manifest_projectz: []\n"})
+			broken := e.repo.Commit("broken", map[string]string{kas.AgentConfigPath(agentName): "gitops:\n  manifest_projectz: []\n"})
 			tu.Eventually(t, 10*time.Second, "agent to log the broken config", func() bool {
 				return a.log.Contains("Config: invalid config.yaml") && a.log.Contains(broken)
 			})
@@ -109,7 +105,7 @@ func TestAgentRefusals(t *testing.T) {
 		!strings.Contains(err.Error(), "use wss://, ws://, grpcs:// or grpc://") {
 		t.Errorf("wrong scheme: %v", err)
 	}
-	if v := testutil.ToFloat64(e.kas.tunnel.Metrics.Handshakes.WithLabelValues("unauthorized")); v < 2 {
+	if v := e.metric("kas_tunnel_handshakes_total", "result", "unauthorized"); v < 2 {
 		t.Errorf("unauthorized handshakes = %v, want at least 2", v)
 	}
 }
@@ -161,7 +157,7 @@ func TestGoAwayRotationLosesNoRequest(t *testing.T) {
 	e.waitConnected(1)
 	tu.Eventually(t, 10*time.Second, "config", func() bool { _, c := a.Config(); return c != nil })
 	rotations := func() float64 {
-		return testutil.ToFloat64(e.kas.tunnel.Metrics.Handshakes.WithLabelValues("ok"))
+		return e.metric("kas_tunnel_handshakes_total", "result", "ok")
 	}
 	var ok, failed atomic.Int64
 	var wg sync.WaitGroup
@@ -188,7 +184,7 @@ func TestGoAwayRotationLosesNoRequest(t *testing.T) {
 		t.Fatal("no request went through")
 	}
 	tu.Eventually(t, 5*time.Second, "streams to close", func() bool {
-		return testutil.ToFloat64(e.kas.sessions.streamsOpen.WithLabelValues("to_agent")) == 0
+		return e.metric("kas_tunnel_streams_open", "direction", "to_agent") == 0
 	})
 }
 
@@ -300,14 +296,7 @@ func (p *blackholeProxy) blackhole() {
 // observability listeners, whose /readyz also tells whether agentk is
 // connected.
 func TestObservabilityOverTLS(t *testing.T) {
-	ca, err := testpki.NewCA()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, key, caFile, err := ca.Issue(t.TempDir(), "127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	cert, key, caFile := testpki.MustIssue(t, "127.0.0.1")
 	e := newEnv(t, "ws")
 	e.cfg.Observability.Listen.CertificateFile, e.cfg.Observability.Listen.KeyFile = cert, key
 	e.start()

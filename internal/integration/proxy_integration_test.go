@@ -1,4 +1,4 @@
-package kas
+package integration
 
 import (
 	"bufio"
@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"maps"
 	"net/http"
 	"strings"
 	"sync"
@@ -16,56 +15,8 @@ import (
 	"kubetunnel/agentk"
 	tu "kubetunnel/internal/testutil"
 	"kubetunnel/internal/testutil/metrics"
+	"kubetunnel/kas"
 )
-
-// call sends a request through the kas proxy with a token and returns the
-// status and body.
-func (e *env) call(method, path, token string, body io.Reader, hdr map[string]string) (int, []byte) {
-	e.t.Helper()
-	if token != "" {
-		hdr = maps.Clone(hdr)
-		if hdr == nil {
-			hdr = map[string]string{}
-		}
-		hdr["Authorization"] = "Bearer " + token
-	}
-	code, b := tu.Do(e.t, method, e.proxyURL()+path, body, hdr)
-	return code, unquote(b)
-}
-
-// unquote turns a Kubernetes Status body into "kind=Status: message" so
-// tests match the message a user reads; other bodies pass unchanged.
-func unquote(b []byte) []byte {
-	var st struct{ Kind, Message string }
-	if json.Unmarshal(b, &st) == nil && st.Kind == "Status" {
-		return []byte(`"kind":"Status": ` + st.Message)
-	}
-	return b
-}
-
-func (e *env) callSeen(token string, hdr map[string]string) seen {
-	e.t.Helper()
-	code, body := e.call("GET", "/api/v1/pods?limit=1", token, nil, hdr)
-	if code != 200 {
-		e.t.Fatalf("status %d: %s", code, body)
-	}
-	var s seen
-	if err := json.Unmarshal(body, &s); err != nil {
-		e.t.Fatalf("%v: %s", err, body)
-	}
-	return s
-}
-
-// startWithConfig runs kas and an agent whose config.yaml is cfg, and
-// waits until the agent has it.
-func startWithConfig(t *testing.T, cfg string) (*env, *runningAgent) {
-	e := newEnv(t, "ws")
-	commit := e.repo.Commit("config", map[string]string{AgentConfigPath(agentName): cfg})
-	e.start()
-	a := e.startAgent(nil)
-	tu.Eventually(t, 10*time.Second, "agent config", func() bool { c, _ := a.Config(); return c == commit })
-	return e, a
-}
 
 func TestProxyIdentityAndHeaders(t *testing.T) {
 	e, _ := startWithConfig(t, "")
@@ -81,14 +32,14 @@ func TestProxyIdentityAndHeaders(t *testing.T) {
 	}
 
 	// access_as user: agentk impersonates the caller with their groups.
-	e.repo.Commit("as user", map[string]string{AgentConfigPath(agentName): "user_access:\n  access_as:\n    user: {}\n"})
+	e.repo.Commit("as user", map[string]string{kas.AgentConfigPath(agentName): "user_access:\n  access_as:\n    user: {}\n"})
 	tu.Eventually(t, 10*time.Second, "impersonation", func() bool { return e.callSeen(aliceToken, nil).ImpUser == "alice" })
 	if s := e.callSeen(aliceToken, nil); len(s.ImpGroups) != 1 || s.ImpGroups[0] != "developers" {
 		t.Errorf("impersonated groups %v, want [developers]", s.ImpGroups)
 	}
 
 	// user_access.groups that alice is not in: agentk itself refuses.
-	e.repo.Commit("groups", map[string]string{AgentConfigPath(agentName): "user_access:\n  access_as:\n    user: {}\n  groups:\n  - id: ops\n"})
+	e.repo.Commit("groups", map[string]string{kas.AgentConfigPath(agentName): "user_access:\n  access_as:\n    user: {}\n  groups:\n  - id: ops\n"})
 	tu.Eventually(t, 10*time.Second, "agentk refusal", func() bool {
 		code, body := e.call("GET", "/api/v1/pods", aliceToken, nil, nil)
 		return code == 403 && strings.Contains(string(body), "user_access.groups")
@@ -307,5 +258,30 @@ func TestProxyHeaderLimit(t *testing.T) {
 	code, _ := e.call("GET", "/api/v1/pods", aliceToken, nil, map[string]string{"X-Big": strings.Repeat("a", 2<<20)})
 	if code != http.StatusRequestHeaderFieldsTooLarge {
 		t.Errorf("2 MiB header: %d, want 431", code)
+	}
+}
+
+// A proxy user cannot make agentk drop its connection through agentk's
+// GoAway endpoint: kas refuses the path, so the agent's one session
+// stays and it never hears a GoAway.
+func TestProxyUserCannotReachGoAway(t *testing.T) {
+	e, a := startWithConfig(t, "")
+	for range 30 {
+		for _, p := range []string{"/-/tunnel/goaway", "//-/tunnel/goaway", "/%2D/tunnel/goaway"} {
+			if code, body := e.call("POST", p, aliceToken, nil, nil); code != http.StatusNotFound {
+				t.Fatalf("POST %s: %d %s, want 404", p, code, body)
+			}
+		}
+	}
+	// The agent still serves the caller, through the session that
+	// carried the calls (a GoAway would have it dial a second one).
+	if code, body := e.call("GET", "/api/v1/pods", aliceToken, nil, nil); code != 200 {
+		t.Fatalf("%d %s", code, body)
+	}
+	if n := e.kas.ConnectedSessions(agentName); n != 1 {
+		t.Errorf("%d sessions after the calls, want 1", n)
+	}
+	if a.log.Contains("GoAway") {
+		t.Errorf("agentk heard a GoAway:\n%s", a.log)
 	}
 }

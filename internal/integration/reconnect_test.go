@@ -1,4 +1,4 @@
-package kas
+package integration
 
 import (
 	"fmt"

@@ -1,4 +1,4 @@
-package kas
+package integration
 
 import (
 	"bufio"
@@ -118,7 +118,9 @@ func TestAgentStopDrains(t *testing.T) {
 	case <-time.After(8 * time.Second):
 		t.Fatal("replica a still running 8s after its last request finished")
 	}
-	time.Sleep(200 * time.Millisecond) // requests after a is gone
+	// Requests after a is gone: all to b.
+	after := sent.Load()
+	tu.Eventually(t, 10*time.Second, "requests after replica a is gone", func() bool { return sent.Load() >= after+20 })
 	cancel()
 	wg.Wait()
 	t.Logf("%d requests while replica a stopped, %d failed", sent.Load(), failed.Load())
