@@ -66,6 +66,9 @@ type Server struct {
 	// hellos holds the latest hello (without its token) per agent key,
 	// for the tracker's agent metadata.
 	hellos sync.Map
+	// admissions reserves the per-agent connection cap for handshakes in
+	// flight.
+	admissions admissions
 
 	// Getenv reads the environment (advertise address); tests replace it.
 	Getenv func(string) string
@@ -538,7 +541,9 @@ func (s *Server) authenticate(ctx context.Context, h tunnel.Hello) (string, erro
 	if err != nil {
 		return "", err
 	}
-	if n, limit := s.sessions.Count(a.Key), s.limits().MaxConnectionsPerAgent; n >= limit {
+	limit := s.limits().MaxConnectionsPerAgent
+	count := func() int { return s.sessions.Count(a.Key) }
+	if n, ok := s.admissions.admit(a.Key, count, limit, time.Now()); !ok {
 		return "", &tunnel.RefusedError{Status: http.StatusTooManyRequests, Reason: fmt.Sprintf("agent %q has %d connections to this kas; limits.max_connections_per_agent is %d", a.Name, n, limit)}
 	}
 	return a.Key, nil
@@ -558,6 +563,7 @@ func (s *Server) agentByKey(key string) Agent {
 // kas/sessions.
 func (s *Server) handleSession(ctx context.Context, ts *tunnel.Session) {
 	sess := s.sessions.Add(ts)
+	s.admissions.registered(ts.Agent)
 	defer s.sessions.Remove(sess)
 	agent := s.agentByKey(ts.Agent)
 	log := s.logger.With(append(agent.LogAttrs(), "session", sess.ID())...)

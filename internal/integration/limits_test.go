@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,6 +19,8 @@ import (
 	"kubetunnel/internal/testutil/metrics"
 	"kubetunnel/kas"
 	"kubetunnel/tunnel"
+
+	"github.com/hashicorp/yamux"
 )
 
 // An unauthenticated client that opens many idle connections gets only
@@ -168,5 +171,60 @@ func TestStalledCallerReleasesStream(t *testing.T) {
 	}
 	if code, body := e.call("GET", "/api", aliceToken, nil, nil); code != 200 {
 		t.Errorf("another request after the stall: %d %s", code, body)
+	}
+}
+
+// Many handshakes of one agent at once cannot pass
+// limits.max_connections_per_agent together: each is counted from the
+// moment it is admitted, not from when its session registers.
+func TestConnectionCapHoldsUnderConcurrentHandshakes(t *testing.T) {
+	e := newEnv(t, "ws")
+	e.cfg.Limits.MaxConnectionsPerAgent = 3
+	e.start()
+	const tries = 12
+	var (
+		wg               sync.WaitGroup
+		mu               sync.Mutex
+		accepted, capped int
+		open             []*yamux.Session
+	)
+	start := make(chan struct{})
+	for range tries {
+		wg.Go(func() {
+			<-start
+			sess, err := e.dialer().Dial(context.Background())
+			mu.Lock()
+			defer mu.Unlock()
+			var refused *tunnel.RefusedError
+			switch {
+			case err == nil:
+				accepted++
+				open = append(open, sess)
+				t.Cleanup(func() { sess.Close() })
+			case errors.As(err, &refused) && refused.Status == http.StatusTooManyRequests:
+				capped++
+			default:
+				t.Errorf("handshake: %v, want success or 429", err)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	if accepted != 3 || capped != tries-3 {
+		t.Errorf("%d concurrent handshakes: %d accepted, %d refused with 429; want 3 and %d", tries, accepted, capped, tries-3)
+	}
+	e.waitConnected(3)
+	if _, err := e.dialer().Dial(context.Background()); err == nil {
+		t.Error("a fourth connection was accepted with three registered")
+	}
+	// The agent gets a slot back as soon as one of its connections goes.
+	if len(open) > 0 {
+		open[0].Close()
+		e.waitConnected(2)
+		sess, err := e.dialer().Dial(context.Background())
+		if err != nil {
+			t.Fatalf("a connection after one of three closed: %v", err)
+		}
+		sess.Close()
 	}
 }
