@@ -8,7 +8,7 @@ package kas
 // protocol 1, AGENTK_PROXY_PROTOCOL=1) read it here.
 func (s *Server) SessionProtocols(agent string) []int {
 	var ps []int
-	for _, sess := range s.sessions.sessionsOf(agent) {
+	for _, sess := range s.sessions.SessionsOf(agent) {
 		ps = append(ps, sess.Protocol)
 	}
 	return ps

@@ -258,18 +258,18 @@ func (s *Server) applyLocked(next *Config) error {
 		}
 		st.update(next)
 		agentCh = diffNames(cur.Agents, next.Agents, func(a AgentEntry) string { return a.Name })
-		for _, key := range s.sessions.agents() {
+		for _, key := range s.sessions.Agents() {
 			a, ok := st.Agent(key)
-			for _, sess := range s.sessions.sessionsOf(key) {
+			for _, sess := range s.sessions.SessionsOf(key) {
 				switch {
 				case !ok:
-					sess.revoke("a config reload removed this agent from agents[]")
+					sess.Revoke("a config reload removed this agent from agents[]")
 					closed++
 				case !st.hasToken(key, sess.TokenSHA256):
-					sess.revoke("a config reload removed the token this connection authenticated with from agents[].token_sha256")
+					sess.Revoke("a config reload removed the token this connection authenticated with from agents[].token_sha256")
 					closed++
 				case a.ConfigProject != old[key].ConfigProject || !slices.Equal(a.Projects, old[key].Projects):
-					sess.requestRotation("a config reload changed the agent's config_project or projects")
+					sess.RequestRotation("a config reload changed the agent's config_project or projects")
 					rotated++
 				}
 			}

@@ -42,7 +42,7 @@ type Server struct {
 	// gitlab is set with gitlab: in the config.
 	gitlab   *gitlab.Client
 	metrics  *prometheus.Registry
-	sessions *sessionRegistry
+	sessions *sessions.Registry
 	// users are users[]: the proxy's and the status API's callers.
 	users *userRegistry
 	// repoSet is repositories[] plus, with gitlab:, the mirrors of GitLab
@@ -165,11 +165,11 @@ func New(cfg *Config, logger *slog.Logger) (*Server, error) {
 		scfg.Peers = s.peers.registry
 		scfg.OnAgent = s.peers.agentConnected
 	}
-	s.sessions = newSessionRegistry(scfg)
-	var tunnels kasproxy.Tunnels = s.sessions.Registry
+	s.sessions = sessions.New(scfg)
+	var tunnels kasproxy.Tunnels = s.sessions
 	if s.peers != nil {
-		s.peers.servePrivate(cfg, s.sessions.Registry, logger)
-		tunnels = replicaTunnels{local: s.sessions.Registry, peers: s.peers.forwarder}
+		s.peers.servePrivate(cfg, s.sessions, logger)
+		tunnels = replicaTunnels{local: s.sessions, peers: s.peers.forwarder}
 	}
 	if cfg.GitLab != nil {
 		var rc *redis.Client

@@ -1,8 +1,6 @@
 package kas
 
 import (
-	"github.com/prometheus/client_golang/prometheus"
-
 	"kubetunnel/kas/sessions"
 	"kubetunnel/kasproxy"
 )
@@ -26,44 +24,6 @@ const (
 	DefaultGoAwayTimeout       = sessions.DefaultGoAwayTimeout
 	DefaultPeerLookupTimeout   = sessions.DefaultPeerLookupTimeout
 )
-
-// sessionRegistry is the sessions.Registry of a Server, with the short
-// names reload.go and the package's tests use.
-type sessionRegistry struct {
-	*sessions.Registry
-	// streamsOpen is kas_tunnel_streams_open, by direction.
-	streamsOpen *prometheus.GaugeVec
-}
-
-// agentSession is a sessions.Session (the same value, converted) with the
-// method names reload.go uses.
-type agentSession sessions.Session
-
-func (s *agentSession) revoke(reason string)          { (*sessions.Session)(s).Revoke(reason) }
-func (s *agentSession) requestRotation(reason string) { (*sessions.Session)(s).RequestRotation(reason) }
-
-func newSessionRegistry(cfg sessions.Config) *sessionRegistry {
-	return &sessionRegistry{Registry: sessions.New(cfg), streamsOpen: cfg.Metrics.StreamsOpen}
-}
-
-// pick is Registry.Pick.
-func (r *sessionRegistry) pick(agent string) (*agentSession, error) {
-	s, err := r.Pick(agent)
-	return (*agentSession)(s), err
-}
-
-// sessionsOf is Registry.SessionsOf.
-func (r *sessionRegistry) sessionsOf(agent string) []*agentSession {
-	list := r.SessionsOf(agent)
-	out := make([]*agentSession, len(list))
-	for i, s := range list {
-		out[i] = (*agentSession)(s)
-	}
-	return out
-}
-
-// agents is Registry.Agents.
-func (r *sessionRegistry) agents() []string { return r.Agents() }
 
 // sessionLimits are the caps the sessions enforce, as a reload last set
 // them.

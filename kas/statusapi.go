@@ -36,7 +36,7 @@ func (s *Server) statusRoutes(mux *http.ServeMux) {
 	cfg := status.Config{
 		Store:    s.status,
 		Agents:   s.registry,
-		Sessions: statusSessions{s.sessions.Registry},
+		Sessions: statusSessions{s.sessions},
 		Replica: func() string {
 			if a := s.Addr("observability"); a != nil {
 				return a.String()
