@@ -3,7 +3,6 @@ package agentk
 import (
 	"context"
 	"io"
-	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -112,7 +111,8 @@ func TestWorkerRetryAndHealth(t *testing.T) {
 	client := &fakeGitOps{sets: make(chan []*rpc.ObjectsToSynchronizeResponse), reports: make(chan *rpc.SyncStatus, 16)}
 	retryable := apply.Result{Failed: true, Failure: apply.FailureRetryable, Reason: "connection refused"}
 	syncer := &fakeSyncer{results: []apply.Result{retryable, retryable, retryable, {Health: "Progressing"}}}
-	g := newGitopsManager(client, nil, slog.New(slog.DiscardHandler), newGitopsMetrics(prometheus.NewRegistry()), time.Hour)
+	logger, _ := testutil.NewLogger(t) // fails the test if a record carries a key twice
+	g := newGitopsManager(client, nil, logger, newGitopsMetrics(prometheus.NewRegistry()), time.Hour)
 	g.syncer = syncer
 	clk := clocktesting.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	g.clock = clk

@@ -1,13 +1,16 @@
 // Package testutil holds small helpers shared by tests: a git repository
-// driven by the real git command, a log sink that tests can search,
-// polling for a condition (Eventually, Poll), free loopback ports
+// driven by the real git command, a log sink that tests can search (and
+// that fails a test whose records carry a key twice, dupkeys.go),
+// polling for a condition (Eventually, Poll), waiting until a goroutine
+// is parked (WaitBlocked, blocked.go), free loopback ports
 // (ports.go), connections from a chosen loopback address and whether the
 // far end closed them (conns.go), an HTTP request in one call (http.go),
 // a labelled series of a registry (metrics.go; testutil/metrics reads
 // whole scrapes), a fake Kubernetes watch stream (watch.go) and YAML
 // that ends the test on an error (yaml.go). Shared test environments live in
 // the subpackages: childproc (a logged daemon), stack (kas and agentk as
-// a user runs them), fakegitlab, redisserver, tcplb, kascluster.
+// a user runs them), controlplane (kube-apiserver and etcd from bin/),
+// metrics (expfmt scrapes), fakegitlab, redisserver, tcplb, kascluster.
 package testutil
 
 import (
@@ -97,19 +100,28 @@ type LogSink struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 	tb  testing.TB
+	// dups are the records that carried a key twice.
+	dups dupFound
 }
 
 // NewLogger returns a debug-level logger writing to a sink (and to t.Log
-// when verbose).
+// when verbose). The test fails at its end if a record carried a key
+// twice (see dupKeys).
 func NewLogger(t testing.TB) (*slog.Logger, *LogSink) {
 	s := &LogSink{tb: t}
-	return slog.New(slog.NewTextHandler(s, &slog.HandlerOptions{Level: slog.LevelDebug})), s
+	t.Cleanup(func() {
+		if d := s.dups.String(); d != "" {
+			t.Errorf("log records with a key twice (a JSON reader keeps one value): %s", d)
+		}
+	})
+	return LoggerTo(s), s
 }
 
 // LoggerTo is a debug-level logger writing to an existing sink (a kas
 // replica keeps its sink across restarts).
 func LoggerTo(s *LogSink) *slog.Logger {
-	return slog.New(slog.NewTextHandler(s, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	h := slog.NewTextHandler(s, &slog.HandlerOptions{Level: slog.LevelDebug})
+	return slog.New(&dupKeys{Handler: h, found: &s.dups})
 }
 
 func (s *LogSink) Write(p []byte) (int, error) {
