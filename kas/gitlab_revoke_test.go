@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	clocktesting "k8s.io/utils/clock/testing"
+
 	"kubetunnel/internal/gitlab"
 	tu "kubetunnel/internal/testutil"
 )
@@ -134,8 +136,9 @@ func TestRevalidateGuards(t *testing.T) {
 	}))
 	defer srv.Close()
 	u, _ := url.Parse(srv.URL)
+	clk := clocktesting.NewFakeClock(time.Now())
 	c, err := gitlab.New(gitlab.Config{Address: u, Secret: []byte(strings.Repeat("k", 32)), HTTPClient: srv.Client(),
-		InfoCacheTTL: time.Millisecond, InfoCacheErrorTTL: time.Millisecond})
+		InfoCacheTTL: time.Millisecond, InfoCacheErrorTTL: time.Millisecond, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +151,7 @@ func TestRevalidateGuards(t *testing.T) {
 	sessions := &fakeSessions{keys: []string{"7"}}
 	for _, m := range []string{"ok", "down", "jwt_refused"} {
 		mode.Store(m)
-		time.Sleep(5 * time.Millisecond) // cached answers expire
+		clk.Step(2 * time.Millisecond) // cached answers expire
 		r.revalidateOnce(ctx, sessions)
 		if len(sessions.revoked) != 0 {
 			t.Fatalf("%s: sessions revoked", m)
@@ -161,7 +164,7 @@ func TestRevalidateGuards(t *testing.T) {
 		t.Fatal("a token was forgotten while kas's JWT was refused")
 	}
 	mode.Store("revoked")
-	time.Sleep(5 * time.Millisecond)
+	clk.Step(2 * time.Millisecond)
 	r.revalidateOnce(ctx, sessions)
 	if len(sessions.revoked) != 1 || sessions.revoked[0] != "7" || len(r.tokensOf("7")) != 0 {
 		t.Fatalf("revoked token: revoked %v, tokens left %d", sessions.revoked, len(r.tokensOf("7")))
@@ -174,7 +177,7 @@ func TestRevalidateGuards(t *testing.T) {
 	// A token the manifest path found refused (project_info 401) and
 	// forgot counts as well.
 	mode.Store("ok")
-	time.Sleep(5 * time.Millisecond)
+	clk.Step(2 * time.Millisecond)
 	if _, err := r.AuthenticateAgent(ctx, tok); err != nil {
 		t.Fatal(err)
 	}

@@ -257,7 +257,9 @@ func TestGitLabTokens(t *testing.T) {
 	w := a.watch(t, &rpc.ObjectsToSynchronizeRequest{ProjectId: "group/apps"})
 	w.next(t, setTimeout)
 	w.stop()
-	// GitLab goes down once the good answers' cache entries have expired.
+	// GitLab goes down once the good answers' cache entries have expired:
+	// kas runs as configured (info_cache_ttl), on real time, so this wait
+	// is the TTL under test, not a guess at an event.
 	time.Sleep(ttl)
 	e.gl.SetDown(true)
 	// The connected agent is still connected and served: a new manifest
