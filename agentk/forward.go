@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/transport"
 
 	"kubetunnel/agentcfg"
 	"kubetunnel/internal/gitlabaccess"
@@ -173,7 +174,56 @@ func shortTransport(cfg *rest.Config, base *url.URL) (http.RoundTripper, error) 
 		td := &tls.Dialer{NetDialer: nd, Config: tlsCfg}
 		dial = func(ctx context.Context) (net.Conn, error) { return td.DialContext(ctx, "tcp", hostport) }
 	}
-	return rest.HTTPWrappersForConfig(cfg, &streamhttp.Transport{Dial: dial, MaxIdle: maxShortH1})
+	rt, err := rest.HTTPWrappersForConfig(cfg, &streamhttp.Transport{Dial: dial, MaxIdle: maxShortH1})
+	if err != nil || cfg.ExecProvider != nil || cfg.AuthProvider != nil || cfg.Username != "" ||
+		(cfg.BearerToken == "" && cfg.BearerTokenFile == "") {
+		return rt, err
+	}
+	b := &ownBearer{token: cfg.BearerToken, rt: rt}
+	if cfg.BearerTokenFile != "" {
+		// client-go's own source for the file: cached for a minute,
+		// then read again, so a rotated token is picked up.
+		src := transport.NewCachedFileTokenSource(cfg.BearerTokenFile)
+		if b.token == "" {
+			t, err := src.Token()
+			if err != nil {
+				return nil, fmt.Errorf("bearer token file: %w", err)
+			}
+			b.token = t.AccessToken
+		}
+		b.refresh = func() (string, bool) {
+			t, err := src.Token()
+			if err != nil {
+				return "", false
+			}
+			return t.AccessToken, true
+		}
+	}
+	return b, nil
+}
+
+// ownBearer sets agentk's bearer token on the request itself, as
+// client-go's wrapper would (the same token, or the file's as it rotates),
+// before that wrapper sees it: the wrapper passes a request that already
+// has Authorization through as it is, where it would copy the request and
+// its header to set it. The forwarder owns every request it sends
+// (wire.Serve's, or ReverseProxy's copy), and rewrite removed the
+// caller's Authorization before.
+type ownBearer struct {
+	token   string
+	refresh func() (string, bool) // nil: the token is static
+	rt      http.RoundTripper
+}
+
+func (b *ownBearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	token := b.token
+	if b.refresh != nil {
+		if t, ok := b.refresh(); ok {
+			token = t
+		}
+	}
+	r.Header["Authorization"] = []string{"Bearer " + token}
+	return b.rt.RoundTrip(r)
 }
 
 // maxShortH1 bounds the short requests in flight on HTTP/1.1 at once;

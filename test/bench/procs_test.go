@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -65,20 +64,7 @@ func BenchmarkGetLatencyProcesses(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer viaKas.CloseIdleConnections()
-	get := func(c *http.Client) error {
-		resp, err := c.Get(cfg.Host + smallObject)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		if _, err := io.Copy(io.Discard, resp.Body); err != nil {
-			return err
-		}
-		if resp.StatusCode != http.StatusOK {
-			return &statusError{resp.StatusCode}
-		}
-		return nil
-	}
+	get := func(c *http.Client) error { return readOK(c.Get(cfg.Host + smallObject)) }
 	// agentk is ready once kas proxies a request through it.
 	deadline := time.Now().Add(30 * time.Second)
 	for err := get(viaKas); err != nil; err = get(viaKas) {
