@@ -107,12 +107,20 @@ func (t *Transport) get() *conn {
 }
 
 // closedByPeer reports whether the far end has already closed an idle
-// stream (agentk does when it stops): a read of nothing that must not wait
-// says EOF then, and times out otherwise. A request sent on such a stream
-// would be lost, and one with a body could not be sent again. (On a TCP
-// connection a read of nothing returns at once and says nothing.)
+// stream or connection (agentk does when it stops; an API server or a
+// load balancer does after its idle timeout). A request sent on it would
+// be lost, and one with a body could not be sent again. On a tunnel
+// stream, a read of nothing that must not wait says EOF then, and times
+// out otherwise; on a socket (TCP, TLS) such a read returns at once and
+// says nothing, so socketClosed peeks at the socket instead.
 func closedByPeer(c *conn) bool {
-	if c.br.Buffered() > 0 || c.SetReadDeadline(aLongTimeAgo) != nil {
+	if c.br.Buffered() > 0 {
+		return false
+	}
+	if closed, ok := socketClosed(c.Conn); ok {
+		return closed
+	}
+	if c.SetReadDeadline(aLongTimeAgo) != nil {
 		return false
 	}
 	_, err := c.Read(nil)

@@ -3,6 +3,7 @@ package streamhttp
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -20,6 +21,7 @@ import (
 	"go.uber.org/goleak"
 	clocktesting "k8s.io/utils/clock/testing"
 
+	"kubetunnel/internal/testpki"
 	tu "kubetunnel/internal/testutil"
 )
 
@@ -311,11 +313,16 @@ func closingServer(t *testing.T) (addr string, conns, closed *atomic.Int64) {
 	return ln.Addr().String(), conns, closed
 }
 
+// notSocket hides that a connection is a socket, so the pool cannot peek
+// at it: the request path's rule for a connection found dead is tested.
+type notSocket struct{ net.Conn }
+
 func TestTransportRetriesAStaleStreamOnlyWhenSafe(t *testing.T) {
 	addr, conns, closed := closingServer(t)
 	tr := &Transport{Dial: func(ctx context.Context) (net.Conn, error) {
 		var d net.Dialer
-		return d.DialContext(ctx, "tcp", addr)
+		c, err := d.DialContext(ctx, "tcp", addr)
+		return notSocket{c}, err
 	}}
 	defer tr.CloseIdleConnections()
 	do := func(method string) (string, error) {
@@ -566,4 +573,82 @@ func TestTransportSkipsAStreamTheFarEndClosed(t *testing.T) {
 	if n := accepted.Load(); n != 3 {
 		t.Errorf("%d streams for 3 POSTs, want 3 (none reused after its close)", n)
 	}
+}
+
+// A connection the server closed while it sat in the pool (an API
+// server's or a load balancer's idle timeout) is not used again, on TCP
+// and on TLS: a POST, which must not be sent twice, goes on a new one
+// and succeeds.
+func TestTransportSkipsASocketTheServerClosed(t *testing.T) {
+	for _, useTLS := range []bool{false, true} {
+		t.Run(map[bool]string{false: "tcp", true: "tls"}[useTLS], func(t *testing.T) {
+			addr, conns, closed := closingServer(t)
+			dial := func(ctx context.Context) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, "tcp", addr)
+			}
+			if useTLS {
+				addr = tlsFront(t, addr)
+				dial = func(ctx context.Context) (net.Conn, error) {
+					d := tls.Dialer{Config: &tls.Config{InsecureSkipVerify: true}}
+					return d.DialContext(ctx, "tcp", addr)
+				}
+			}
+			tr := &Transport{Dial: dial}
+			defer tr.CloseIdleConnections()
+			for i := range 3 {
+				req, _ := http.NewRequest(http.MethodPost, "http://apiserver/", strings.NewReader(`{"kind":"ConfigMap"}`))
+				resp, err := tr.RoundTrip(req)
+				if err != nil {
+					t.Fatalf("POST %d: %v", i+1, err)
+				}
+				if got := readAll(t, resp); got != "ok" {
+					t.Fatalf("POST %d: %q", i+1, got)
+				}
+				want := int64(i + 1)
+				tu.Eventually(t, 5*time.Second, "the server to close its connection", func() bool { return conns.Load() == want && closed.Load() == want })
+				waitPooledClosedByPeer(t, tr)
+			}
+		})
+	}
+}
+
+// tlsFront terminates TLS on a new loopback port and relays each
+// connection to addr in plain TCP, closing the TLS side (close_notify,
+// then FIN) when addr closes.
+func tlsFront(t *testing.T, addr string) string {
+	t.Helper()
+	certFile, keyFile, _ := testpki.MustIssue(t, "127.0.0.1")
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				b, err := net.Dial("tcp", addr)
+				if err != nil {
+					return
+				}
+				defer b.Close()
+				go io.Copy(b, c)
+				io.Copy(c, b)
+			})
+		}
+	})
+	return ln.Addr().String()
 }
