@@ -14,7 +14,10 @@
 //	                                 the kas config: defaults, Validate, LoadConfig
 //	  server.go                      New and Run: listeners, stages, the agent tunnel
 //	  sessions.go                    kas/sessions under the names kas exports (DrainConfig)
-//	  limits.go                      limits: the listeners' and agents' caps
+//	  limits.go, admission.go        limits: the listeners' and agents' caps; handshakes
+//	                                 counted against max_connections_per_agent
+//	  reload.go                      live reload of the config file (SIGHUP, polling)
+//	  inspect.go                     what a test reads that no API shows (protocols)
 //	  registry.go, registry_gitlab.go, revalidate.go
 //	                                 AgentRegistry: agents[] or GitLab's agent_info
 //	  peers.go                       several replicas: Redis, the private API
