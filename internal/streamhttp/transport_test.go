@@ -279,11 +279,30 @@ func TestTransportRequestBody(t *testing.T) {
 // accepted, closed those closed.
 func closingServer(t *testing.T) (addr string, conns, closed *atomic.Int64) {
 	t.Helper()
+	conns, closed = &atomic.Int64{}, &atomic.Int64{}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	conns, closed = &atomic.Int64{}, &atomic.Int64{}
+	serveEach(t, ln, func(c net.Conn) {
+		conns.Add(1)
+		defer func() {
+			c.Close()
+			closed.Add(1)
+		}()
+		req, err := http.ReadRequest(bufio.NewReader(c))
+		if err != nil {
+			return
+		}
+		io.Copy(io.Discard, req.Body)
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	})
+	return ln.Addr().String(), conns, closed
+}
+
+// serveEach runs handle on each connection ln accepts, on its own
+// goroutine, until the test ends.
+func serveEach(t *testing.T, ln net.Listener, handle func(net.Conn)) {
 	var wg sync.WaitGroup
 	t.Cleanup(func() {
 		ln.Close()
@@ -295,22 +314,9 @@ func closingServer(t *testing.T) (addr string, conns, closed *atomic.Int64) {
 			if err != nil {
 				return
 			}
-			conns.Add(1)
-			wg.Go(func() {
-				defer func() {
-					c.Close()
-					closed.Add(1)
-				}()
-				req, err := http.ReadRequest(bufio.NewReader(c))
-				if err != nil {
-					return
-				}
-				io.Copy(io.Discard, req.Body)
-				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-			})
+			wg.Go(func() { handle(c) })
 		}
 	})
-	return ln.Addr().String(), conns, closed
 }
 
 // notSocket hides that a connection is a socket, so the pool cannot peek
@@ -627,28 +633,15 @@ func tlsFront(t *testing.T, addr string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-	})
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer c.Close()
-				b, err := net.Dial("tcp", addr)
-				if err != nil {
-					return
-				}
-				defer b.Close()
-				go io.Copy(b, c)
-				io.Copy(c, b)
-			})
+	serveEach(t, ln, func(c net.Conn) {
+		defer c.Close()
+		b, err := net.Dial("tcp", addr)
+		if err != nil {
+			return
 		}
+		defer b.Close()
+		go io.Copy(b, c)
+		io.Copy(c, b)
 	})
 	return ln.Addr().String()
 }
