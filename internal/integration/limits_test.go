@@ -103,7 +103,9 @@ func TestAgentStreamAndConnectionCaps(t *testing.T) {
 	}
 	rogue.Close()
 	e.waitConnected(2)
-	client := &http.Client{Timeout: 5 * time.Second}
+	// An answer takes milliseconds; the timeout only separates "slow on a
+	// loaded machine under -race" from "sent to the idle connection".
+	client := &http.Client{Timeout: 15 * time.Second}
 	for range 10 {
 		req, _ := http.NewRequest("GET", e.proxyURL()+"/api/v1/pods", nil)
 		req.Header.Set("Authorization", "Bearer "+aliceToken)
