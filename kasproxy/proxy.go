@@ -20,6 +20,7 @@ import (
 	"kubetunnel/internal/gitlabaccess"
 	"kubetunnel/internal/kubehttp"
 	"kubetunnel/tunnel"
+	"kubetunnel/tunnel/wire"
 )
 
 // Errors the proxy branches on.
@@ -517,7 +518,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w = p.cfg.Metrics.countingWriter(w)
 	}
 	var batch *batchWriter
-	if batchable(r, verb, rest) {
+	if verb == "get" && wire.Batchable(r) {
 		batch = newBatchWriter(w)
 		defer batch.stop()
 		w = batch
