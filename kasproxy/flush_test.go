@@ -108,7 +108,7 @@ func TestChunkedListBatched(t *testing.T) {
 }
 
 // A batched answer whose body pauses is still flushed within
-// wire.BatchFlushDelay: the caller gets what came before the pause.
+// batchFlushDelay: the caller gets what came before the pause.
 func TestChunkedListPauseFlushed(t *testing.T) {
 	gate := make(chan struct{})
 	p := New(Config{Users: fakeUsers{}, Tunnels: bodyTunnel{body: func() io.ReadCloser {

@@ -20,7 +20,6 @@ import (
 	"kubetunnel/internal/gitlabaccess"
 	"kubetunnel/internal/kubehttp"
 	"kubetunnel/tunnel"
-	"kubetunnel/tunnel/wire"
 )
 
 // Errors the proxy branches on.
@@ -518,7 +517,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w = p.cfg.Metrics.countingWriter(w)
 	}
 	var batch *batchWriter
-	if verb == "get" && wire.Batchable(r) {
+	if batchable(r, verb, rest) {
 		batch = newBatchWriter(w)
 		defer batch.stop()
 		w = batch

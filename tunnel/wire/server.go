@@ -82,9 +82,8 @@ func Serve(ctx context.Context, c net.Conn, br *bufio.Reader, h http.Handler, wa
 		RemoteAddr:    c.RemoteAddr().String(),
 	}
 	req = req.WithContext(ctx)
-	w := &ResponseWriter{c: c, br: br, bw: bw, req: req, header: http.Header{}, length: -1, batched: Batchable(req)}
+	w := &ResponseWriter{c: c, br: br, bw: bw, req: req, header: http.Header{}, length: -1}
 	defer w.releaseBody()
-	defer w.stopBatch()
 	var body *Body
 	if head.BodyLength != 0 {
 		body = BodyReader(br, head.BodyLength)
@@ -127,12 +126,6 @@ type ResponseWriter struct {
 	// body is bw for a body of known length over writeBufSize: a
 	// BodyFrameSize writer, returned to its pool when Serve returns.
 	body *bufio.Writer
-
-	// batched: a chunked answer's flushes go through batch (Batchable);
-	// mu serialises the handler's writes with batch's timer.
-	batched bool
-	mu      sync.Mutex
-	batch   BatchFlush
 
 	header      http.Header
 	wroteHeader bool
@@ -191,10 +184,6 @@ func (w *ResponseWriter) WriteHeader(code int) {
 }
 
 func (w *ResponseWriter) Write(p []byte) (int, error) {
-	if w.batched {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-	}
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
@@ -231,38 +220,12 @@ func (w *ResponseWriter) releaseBody() {
 	}
 }
 
-// Flush sends what is buffered; for a batched chunked answer, at most
-// BatchFlushDelay later.
+// Flush sends what is buffered.
 func (w *ResponseWriter) Flush() {
-	if w.batched {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-	}
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
-	if w.batched && w.chunked && !w.batch.Request(w.flushDue) {
-		return
-	}
 	w.flush()
-}
-
-func (w *ResponseWriter) flushDue() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.batch.Due() {
-		w.flush()
-	}
-}
-
-// stopBatch ends a batched answer's timer before the stream's buffer is
-// given back; nothing flushes later.
-func (w *ResponseWriter) stopBatch() {
-	if w.batched {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		w.batch.Stop()
-	}
 }
 
 func (w *ResponseWriter) flush() error {
@@ -289,7 +252,6 @@ func (w *ResponseWriter) Upgraded() (*bufio.Reader, net.Conn, error) {
 // one flush. False: the stream cannot carry another request (upgraded, a
 // write failed, or fewer bytes than the declared length were sent).
 func (w *ResponseWriter) finish() bool {
-	w.stopBatch()
 	if w.upgraded {
 		return false
 	}

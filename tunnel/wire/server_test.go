@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 )
@@ -17,23 +16,13 @@ import (
 // stream kas keeps open).
 type writesConn struct {
 	net.Conn
-	mu     sync.Mutex
 	writes [][]byte
 	closed chan struct{}
 }
 
 func (c *writesConn) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.writes = append(c.writes, bytes.Clone(p))
 	return len(p), nil
-}
-
-// count says how often piece was sent so far.
-func (c *writesConn) count(piece string) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return bytes.Count(bytes.Join(c.writes, nil), []byte(piece))
 }
 func (c *writesConn) Read([]byte) (int, error)         { <-c.closed; return 0, io.EOF }
 func (c *writesConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
@@ -45,13 +34,9 @@ func (c *writesConn) SetWriteDeadline(time.Time) error { return nil }
 // answer back.
 func serveOnce(t *testing.T, h http.HandlerFunc) (*writesConn, *ResponseHead, []byte) {
 	t.Helper()
-	return serveURI(t, "/list", &writesConn{closed: make(chan struct{})}, h)
-}
-
-func serveURI(t *testing.T, uri string, c *writesConn, h http.HandlerFunc) (*writesConn, *ResponseHead, []byte) {
-	t.Helper()
+	c := &writesConn{closed: make(chan struct{})}
 	defer c.Close()
-	req := AppendRequest(nil, &RequestHead{Method: "GET", URI: uri, Header: http.Header{}})
+	req := AppendRequest(nil, &RequestHead{Method: "GET", URI: "/list", Header: http.Header{}})
 	if !Serve(context.Background(), c, bufio.NewReader(bytes.NewReader(req)), h, time.Hour) {
 		t.Fatal("Serve: the stream cannot be reused after a complete answer")
 	}
@@ -99,7 +84,7 @@ func TestServeBodyFrames(t *testing.T) {
 		t.Errorf("small answer: %d writes, body %q; want one write of the head and body", len(c.writes), got)
 	}
 
-	c, rh, got = serveURI(t, "/api/v1/pods?watch=true", &writesConn{closed: make(chan struct{})}, func(w http.ResponseWriter, _ *http.Request) {
+	c, rh, got = serveOnce(t, func(w http.ResponseWriter, _ *http.Request) {
 		for range 3 {
 			_, _ = w.Write(bytes.Repeat([]byte("e"), 40<<10))
 			w.(http.Flusher).Flush()
@@ -112,63 +97,5 @@ func TestServeBodyFrames(t *testing.T) {
 		if len(wr) > writeBufSize {
 			t.Errorf("streamed answer: a write of %d bytes, more than the %d of a streamed body's buffer", len(wr), writeBufSize)
 		}
-	}
-}
-
-// A chunked answer to a GET of a list leaves in full buffers, not a
-// write per flush; a watch, a log and a proxied service keep a write per
-// flush.
-func TestServeChunkedListBatched(t *testing.T) {
-	const pieces = 100
-	h := func(w http.ResponseWriter, _ *http.Request) {
-		for range pieces {
-			_, _ = w.Write(bytes.Repeat([]byte("i"), 2<<10))
-			w.(http.Flusher).Flush()
-		}
-	}
-	c, rh, got := serveURI(t, "/api/v1/configmaps", &writesConn{closed: make(chan struct{})}, h)
-	if rh.BodyLength != -1 || len(got) != pieces*2<<10 {
-		t.Fatalf("list: length %d, %d bytes", rh.BodyLength, len(got))
-	}
-	if len(c.writes) > 10 {
-		t.Errorf("list: %d writes for %d flushed pieces, want them batched", len(c.writes), pieces)
-	}
-	for _, uri := range []string{"/api/v1/configmaps?watch=true", "/api/v1/watch/configmaps",
-		"/api/v1/namespaces/d/pods/p/log?follow=true", "/api/v1/namespaces/d/services/s:80/proxy/x"} {
-		c, _, _ := serveURI(t, uri, &writesConn{closed: make(chan struct{})}, h)
-		if len(c.writes) < pieces {
-			t.Errorf("%s: %d writes for %d flushed pieces, want one each", uri, len(c.writes), pieces)
-		}
-	}
-}
-
-// A batched answer that pauses is still sent within BatchFlushDelay.
-func TestServeChunkedListPause(t *testing.T) {
-	c := &writesConn{closed: make(chan struct{})}
-	gate := make(chan struct{})
-	done := make(chan []byte)
-	go func() {
-		_, _, got := serveURI(t, "/api/v1/configmaps", c, func(w http.ResponseWriter, _ *http.Request) {
-			for i := range 4 {
-				if i == 3 {
-					<-gate
-				}
-				_, _ = w.Write([]byte("0123456789"))
-				w.(http.Flusher).Flush()
-			}
-		})
-		done <- got
-	}()
-	start := time.Now()
-	for c.count("0123456789") < 3 {
-		if time.Since(start) > 10*time.Second {
-			t.Fatalf("the 3 pieces before the pause were not sent within 10 s (%d were)", c.count("0123456789"))
-		}
-		time.Sleep(time.Millisecond)
-	}
-	t.Logf("sent %v after the answer started", time.Since(start))
-	close(gate)
-	if got := <-done; len(got) != 40 {
-		t.Errorf("%d bytes, want 40", len(got))
 	}
 }
