@@ -516,8 +516,17 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if p.cfg.Metrics != nil {
 		w = p.cfg.Metrics.countingWriter(w)
 	}
+	var batch *batchWriter
+	if batchable(r, verb, rest) {
+		batch = newBatchWriter(w)
+		defer batch.stop()
+		w = batch
+	}
 	// ReverseProxy copies the request; rewrite edits the copy.
 	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), keyInfo, ri)))
+	if batch != nil {
+		batch.stop() // the flush below goes at once
+	}
 	// http.Server sends a small response only after the handler returns:
 	// send it now, so that the caller does not wait for the audit line
 	// and the metrics (the deferred func above). 1xx: the connection was

@@ -3,6 +3,7 @@ package tunnel
 import (
 	"bytes"
 	"encoding/binary"
+	"io"
 	"net"
 	"testing"
 )
@@ -28,7 +29,7 @@ func header(typ byte, length uint32) []byte {
 // through; the byte stream is unchanged.
 func TestFrameCoalescer(t *testing.T) {
 	rec := &recordingConn{}
-	c := &frameCoalescer{Conn: rec}
+	c := newFrameCoalescer(rec)
 	var want bytes.Buffer
 	write := func(p []byte) {
 		want.Write(p)
@@ -50,5 +51,46 @@ func TestFrameCoalescer(t *testing.T) {
 	}
 	if got := bytes.Join(rec.writes, nil); !bytes.Equal(got, want.Bytes()) {
 		t.Error("the byte stream changed")
+	}
+}
+
+// On a TCP connection the header and body go out with writev: the peer
+// reads the same bytes, in order, and a large body is not truncated.
+func TestFrameCoalescerTCP(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan []byte, 1)
+	go func() {
+		s, err := ln.Accept()
+		if err != nil {
+			got <- nil
+			return
+		}
+		defer s.Close()
+		b, _ := io.ReadAll(s)
+		got <- b
+	}()
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newFrameCoalescer(conn)
+	if !c.vec {
+		t.Fatal("a *net.TCPConn should be written with writev")
+	}
+	body := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
+	var want bytes.Buffer
+	for _, p := range [][]byte{header(yamuxTypeData, uint32(len(body))), body, header(1, 65536), header(yamuxTypeData, 3), []byte("abc")} {
+		want.Write(p)
+		if n, err := c.Write(p); n != len(p) || err != nil {
+			t.Fatalf("Write = %d, %v", n, err)
+		}
+	}
+	conn.Close()
+	if b := <-got; !bytes.Equal(b, want.Bytes()) {
+		t.Errorf("peer read %d bytes, want the %d written, in order", len(b), want.Len())
 	}
 }

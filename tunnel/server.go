@@ -212,7 +212,7 @@ func (s *Server) serveRaw(conn net.Conn) {
 		return
 	}
 	_ = conn.SetDeadline(time.Time{})
-	s.serveSession(&frameCoalescer{Conn: conn}, agent, h, conn.RemoteAddr().String())
+	s.serveSession(newFrameCoalescer(conn), agent, h, conn.RemoteAddr().String())
 }
 
 func (s *Server) baseContext() context.Context {

@@ -13,12 +13,13 @@ import (
 )
 
 // WebSocket buffer sizes. A write buffer holds one yamux frame (header and
-// body) so it goes out as one WebSocket frame in one system call; agentk,
-// the client, masks it in place there. Write buffers come from a pool and
-// are held only while a message is written, so an idle session holds
-// none: kas keeps thousands of sessions.
+// body; agentk sends a large body in frames of wire.BodyFrameSize) so it
+// goes out as one WebSocket frame in one system call; agentk, the client,
+// masks it in place there. Write buffers come from a pool and are held
+// only while a message is written, so an idle session holds none: kas
+// keeps thousands of sessions.
 const (
-	wsWriteBufferSize = 64 << 10
+	wsWriteBufferSize = 128<<10 + yamuxHeaderSize
 	// agentk has one session: a larger read buffer costs little and saves
 	// read system calls on big responses. kas reuses the 4 KiB buffer of
 	// the connection it hijacked.

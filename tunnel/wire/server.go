@@ -21,7 +21,18 @@ const DefaultWatchAfter = 10 * time.Millisecond
 // read of a streamed body leaves as one tunnel frame.
 const writeBufSize = 32<<10 + 16
 
-var bigWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, writeBufSize) }}
+// BodyFrameSize is the buffer of a body whose length is known and larger
+// than writeBufSize (a big list): each yamux frame, WebSocket message and
+// system call carries this much instead of one 32 KiB copy buffer's
+// worth, which is what costs CPU per byte on the tunnel (a frame costs
+// the same hand-offs and calls whatever its size). It is held only while
+// such a body is written.
+const BodyFrameSize = 128 << 10
+
+var (
+	bigWriters  = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, writeBufSize) }}
+	bodyWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, BodyFrameSize) }}
+)
 
 // aLongTimeAgo, as a read deadline, wakes a blocked read at once.
 var aLongTimeAgo = time.Unix(1, 0)
@@ -72,6 +83,7 @@ func Serve(ctx context.Context, c net.Conn, br *bufio.Reader, h http.Handler, wa
 	}
 	req = req.WithContext(ctx)
 	w := &ResponseWriter{c: c, br: br, bw: bw, req: req, header: http.Header{}, length: -1}
+	defer w.releaseBody()
 	var body *Body
 	if head.BodyLength != 0 {
 		body = BodyReader(br, head.BodyLength)
@@ -111,6 +123,9 @@ type ResponseWriter struct {
 	br  *bufio.Reader
 	bw  *bufio.Writer
 	req *http.Request
+	// body is bw for a body of known length over writeBufSize: a
+	// BodyFrameSize writer, returned to its pool when Serve returns.
+	body *bufio.Writer
 
 	header      http.Header
 	wroteHeader bool
@@ -156,6 +171,10 @@ func (w *ResponseWriter) WriteHeader(code int) {
 		bodyLength = 0
 	case w.length < 0:
 		w.chunked = true
+	case w.length > int64(w.bw.Available()) && w.bw.Buffered() == 0:
+		w.body = bodyWriters.Get().(*bufio.Writer)
+		w.body.Reset(w.c)
+		w.bw = w.body
 	}
 	w.err = WriteResponse(w.bw, &ResponseHead{Status: code, Header: h, BodyLength: bodyLength})
 	if code == http.StatusSwitchingProtocols {
@@ -190,6 +209,15 @@ func (w *ResponseWriter) Write(p []byte) (int, error) {
 	}
 	w.written += int64(len(p))
 	return len(p), nil
+}
+
+// releaseBody gives the body writer back, once nothing writes with it.
+func (w *ResponseWriter) releaseBody() {
+	if w.body != nil {
+		w.body.Reset(nil)
+		bodyWriters.Put(w.body)
+		w.body = nil
+	}
 }
 
 // Flush sends what is buffered.
