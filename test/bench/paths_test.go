@@ -352,12 +352,9 @@ func (c *wsNetConn) SetDeadline(t time.Time) error {
 	return errors.Join(c.SetReadDeadline(t), c.SetWriteDeadline(t))
 }
 
-// startYamux runs our tunnel package alone: a tunnel.Server takes the
-// connection as kas does, a tunnel.Dialer dials it as agentk does, and
-// the server side opens streams to the dialer side, which answers each
-// with the byte protocol.
-func (p *path) startYamux(withLink, ws bool) error {
-	ctx, cancel := context.WithCancel(context.Background())
+// tunnelServer is a started tunnel.Server that takes any agent, as kas's
+// tunnel listener does, and passes each session on until ctx ends.
+func tunnelServer(ctx context.Context) (*tunnel.Server, <-chan *tunnel.Session) {
 	sessions := make(chan *tunnel.Session, 1)
 	srv := &tunnel.Server{
 		Authenticate: func(context.Context, tunnel.Hello) (string, error) { return agentName, nil },
@@ -371,6 +368,16 @@ func (p *path) startYamux(withLink, ws bool) error {
 		Logger: discardLogger(),
 	}
 	srv.Start(ctx)
+	return srv, sessions
+}
+
+// startYamux runs our tunnel package alone: a tunnel.Server takes the
+// connection as kas does, a tunnel.Dialer dials it as agentk does, and
+// the server side opens streams to the dialer side, which answers each
+// with the byte protocol.
+func (p *path) startYamux(withLink, ws bool) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	srv, sessions := tunnelServer(ctx)
 	ln, err := listenLocal()
 	if err != nil {
 		cancel()

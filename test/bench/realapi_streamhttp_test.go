@@ -175,19 +175,7 @@ func benchServerAB(b *testing.B) {
 // opens a stream, and a stop that waits for everything to end.
 func abTunnel(ctx context.Context, serve func(net.Listener) error) (open func(context.Context) (net.Conn, error), stop func(), err error) {
 	ctx, cancel := context.WithCancel(ctx)
-	sessions := make(chan *tunnel.Session, 1)
-	srv := &tunnel.Server{
-		Authenticate: func(context.Context, tunnel.Hello) (string, error) { return agentName, nil },
-		OnSession: func(ctx context.Context, s *tunnel.Session) {
-			sessions <- s
-			select {
-			case <-ctx.Done():
-			case <-s.CloseChan():
-			}
-		},
-		Logger: discardLogger(),
-	}
-	srv.Start(ctx)
+	srv, sessions := tunnelServer(ctx)
 	ln, err := listenLocal()
 	if err != nil {
 		cancel()
