@@ -125,6 +125,9 @@ func TestAgentStreamAndConnectionCaps(t *testing.T) {
 // agentk had filled, is freed within limits.stream_close_timeout rather
 // than held for minutes.
 func TestStalledCallerReleasesStream(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits out limits.write_timeout (1 s): not in -short")
+	}
 	e := newEnv(t, "ws")
 	e.cfg.Limits.WriteTimeout = time.Second
 	e.cfg.Limits.StreamCloseTimeout = 500 * time.Millisecond

@@ -128,6 +128,9 @@ func TestKasRestarts(t *testing.T) {
 // A link that goes silent (packets dropped, no FIN or RST) is detected by
 // keepalive on both ends and the agent reconnects.
 func TestSilentLinkCutDetected(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for keepalives to time out: not in -short")
+	}
 	e := newEnv(t, "grpc")
 	e.start()
 	px := newBlackholeProxy(t, e.cfg.Agent.Listen.Address)
