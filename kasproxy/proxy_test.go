@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	clocktesting "k8s.io/utils/clock/testing"
 )
 
 func TestParsePath(t *testing.T) {
@@ -80,7 +82,9 @@ func TestVerb(t *testing.T) {
 }
 
 func TestFailureLimiter(t *testing.T) {
-	l := NewFailureLimiter(3, 50*time.Millisecond)
+	l := NewFailureLimiter(3, time.Minute)
+	clk := clocktesting.NewFakeClock(time.Now())
+	l.now = clk.Now
 	for range 3 {
 		if !l.Allow("a") {
 			t.Fatal("refused before the burst")
@@ -93,7 +97,11 @@ func TestFailureLimiter(t *testing.T) {
 	if !l.Allow("b") {
 		t.Fatal("another address is limited too")
 	}
-	time.Sleep(60 * time.Millisecond)
+	clk.Step(time.Minute)
+	if l.Allow("a") {
+		t.Fatal("allowed again at the window's end, not after it")
+	}
+	clk.Step(time.Nanosecond)
 	if !l.Allow("a") {
 		t.Fatal("still limited after the window")
 	}

@@ -20,6 +20,8 @@ type FailureLimiter struct {
 
 	mu      sync.Mutex // guards clients
 	clients map[string]*failures
+	// now is the clock; tests step a fake one through the window.
+	now func() time.Time
 }
 
 type failures struct {
@@ -29,7 +31,7 @@ type failures struct {
 
 // NewFailureLimiter makes a limiter.
 func NewFailureLimiter(burst int, window time.Duration) *FailureLimiter {
-	return &FailureLimiter{burst: burst, window: window, clients: map[string]*failures{}}
+	return &FailureLimiter{burst: burst, window: window, clients: map[string]*failures{}, now: time.Now}
 }
 
 // Allow reports whether addr may try to authenticate now.
@@ -40,7 +42,7 @@ func (l *FailureLimiter) Allow(addr string) bool {
 	if f == nil {
 		return true
 	}
-	if time.Since(f.since) > l.window {
+	if l.now().Sub(f.since) > l.window {
 		delete(l.clients, addr)
 		return true
 	}
@@ -52,12 +54,12 @@ func (l *FailureLimiter) Fail(addr string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	f := l.clients[addr]
-	if f == nil || time.Since(f.since) > l.window {
+	if f == nil || l.now().Sub(f.since) > l.window {
 		if len(l.clients) >= maxTrackedClients {
 			// Under a flood of addresses, forget rather than grow.
 			clear(l.clients)
 		}
-		f = &failures{since: time.Now()}
+		f = &failures{since: l.now()}
 		l.clients[addr] = f
 	}
 	f.count++
