@@ -58,14 +58,9 @@ users:
 	defer func() { cancel(); <-done }()
 	<-srv.Ready()
 	statusAs := func(token string) int {
-		req, _ := http.NewRequest("GET", "http://"+srv.Addr("observability").String()+"/api/v1/status", nil)
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
+		code, _ := tu.Do(t, "GET", "http://"+srv.Addr("observability").String()+"/api/v1/status", nil,
+			map[string]string{"Authorization": "Bearer " + token})
+		return code
 	}
 	if code := statusAs(aliceToken); code != http.StatusOK {
 		t.Fatalf("alice: /api/v1/status = %d, want 200", code)

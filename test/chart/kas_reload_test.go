@@ -84,14 +84,9 @@ func TestKasReloadsConfigMapVolume(t *testing.T) {
 	}
 	statusAs := func(token string) int {
 		t.Helper()
-		req, _ := http.NewRequest("GET", "http://"+srv.Addr("observability").String()+"/api/v1/status", nil)
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
+		code, _ := tu.Do(t, "GET", "http://"+srv.Addr("observability").String()+"/api/v1/status", nil,
+			map[string]string{"Authorization": "Bearer " + token})
+		return code
 	}
 	if code := statusAs(carolToken); code != http.StatusUnauthorized {
 		t.Fatalf("carol before the update: %d, want 401", code)
