@@ -9,15 +9,14 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 
 	"github.com/spf13/pflag"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 
 	"kubetunnel/agentk"
 	"kubetunnel/internal/logging"
+	"kubetunnel/internal/stopsignal"
 	"kubetunnel/version"
 )
 
@@ -152,14 +151,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "agentk: %v\n", err)
 		return 2
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	// After the first signal agentk drains (--drain-timeout); a second one
-	// stops it at once (Go's default action).
-	context.AfterFunc(ctx, func() {
-		stop()
+	// stops it at once.
+	ctx, stop := stopsignal.Context(context.Background(), func(os.Signal) {
 		logger.Info("Stop signal received: draining proxied requests (a second signal stops agentk at once)", "drain_timeout", opts.DrainTimeout)
 	})
+	defer stop()
 	if err := agent.Run(ctx); err != nil {
 		logger.Error("agentk failed", "err", err)
 		return 1

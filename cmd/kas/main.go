@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"kubetunnel/internal/logging"
+	"kubetunnel/internal/stopsignal"
 	"kubetunnel/kas"
 	"kubetunnel/version"
 )
@@ -141,14 +142,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 			}
 		}
 	}()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	// After the first signal kas drains; a second one stops it at once
-	// (Go's default action), as an impatient Ctrl-C expects.
-	context.AfterFunc(ctx, func() {
-		stop()
+	// After the first signal kas drains; a second one stops it at once, as
+	// an impatient Ctrl-C expects.
+	ctx, stop := stopsignal.Context(context.Background(), func(os.Signal) {
 		logger.Info("Stop signal received: draining (a second signal stops kas at once)")
 	})
+	defer stop()
 	if err := srv.Run(ctx); err != nil {
 		logger.Error("kas failed", "err", err)
 		return 1
