@@ -282,11 +282,11 @@ func (l *listeners) closeAll() {
 }
 
 // bind opens every listener the config asks for, or none.
-func (s *Server) bind() (l *listeners, err error) {
-	l = &listeners{}
+func (s *Server) bind() (_ *listeners, err error) {
+	l := &listeners{}
 	defer func() {
 		if err != nil {
-			l.closeAll()
+			l.closeAll() // l, not the nil the failing return gives
 		}
 	}()
 	al := s.cfg.Agent.Listen
