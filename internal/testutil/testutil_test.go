@@ -8,7 +8,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -29,6 +31,12 @@ func TestFreeAddrs(t *testing.T) {
 			t.Fatalf("addresses %v: want five distinct loopback addresses", addrs)
 		}
 		seen[a] = true
+		// Below the ephemeral range, where no outgoing connection or
+		// port-0 listener can take it meanwhile.
+		_, port, _ := net.SplitHostPort(a)
+		if p, _ := strconv.Atoi(port); p < 10000 || p >= ephemeralStart(t) {
+			t.Errorf("port %d: want one in [10000, %d)", p, ephemeralStart(t))
+		}
 		// Free again: a server can bind it.
 		ln, err := net.Listen("tcp", a)
 		if err != nil {
@@ -36,6 +44,18 @@ func TestFreeAddrs(t *testing.T) {
 		}
 		ln.Close()
 	}
+}
+
+func ephemeralStart(t *testing.T) int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.Atoi(strings.Fields(string(b))[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 func TestDo(t *testing.T) {
