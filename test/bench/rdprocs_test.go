@@ -3,14 +3,12 @@ package bench
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"net/url"
 	"os"
 	"os/exec"
@@ -75,34 +73,12 @@ func rdServerProc(apiURL, caFile, certFile, keyFile string) error {
 	if !pool.AppendCertsFromPEM(ca) {
 		return fmt.Errorf("no certificate in %s", caFile)
 	}
-	rd := remotedialer.New(func(r *http.Request) (string, bool, error) {
-		id := r.Header.Get("X-Tunnel-ID")
-		return id, id == rdClientKey, nil
-	}, remotedialer.DefaultErrorWriter)
-	dial := rd.Dialer(rdClientKey)
-	tr := &http.Transport{
-		DialContext:         func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx, "tcp", api.Host) },
-		TLSClientConfig:     &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
-		MaxIdleConnsPerHost: 100,
-		IdleConnTimeout:     90 * time.Second,
-		DisableCompression:  true,
-	}
-	rp := &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.SetURL(api)
-			pr.Out.Header.Set("Authorization", "Bearer "+agentkAPIToken)
-		},
-		Transport:     tr,
-		FlushInterval: -1,
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/connect", rd)
-	mux.Handle("/", rp)
+	rs := newRDServer(api, pool)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: mux}
+	srv := &http.Server{Handler: rs.mux}
 	if certFile == "" {
 		go srv.Serve(ln)
 		fmt.Println(ln.Addr().String(), ln.Addr().String())
@@ -115,7 +91,7 @@ func rdServerProc(apiURL, caFile, certFile, keyFile string) error {
 	if err != nil {
 		return errors.Join(err, ln.Close())
 	}
-	tlsSrv := &http.Server{Handler: rp}
+	tlsSrv := &http.Server{Handler: rs.proxy}
 	go srv.Serve(ln)
 	go tlsSrv.ServeTLS(front, certFile, keyFile)
 	fmt.Println(front.Addr().String(), ln.Addr().String())

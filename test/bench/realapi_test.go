@@ -166,20 +166,22 @@ func (e *proxyEnv) realAPITargets() ([]target, error) {
 	}, nil
 }
 
-// startRemotedialerAPI is Rancher's setup: the remotedialer server's
-// reverse proxy holds the cluster's token and talks TLS to the API server
-// over a connection the agent (remotedialer client) dials for it.
-func startRemotedialerAPI(e *proxyEnv) (string, error) {
+// rdServer is Rancher's setup on the server side: the remotedialer
+// server takes its agent on /connect, and a reverse proxy that holds the
+// cluster's token talks TLS to the API server over a connection the agent
+// (remotedialer client) dials for it.
+type rdServer struct {
+	rd    *remotedialer.Server
+	tr    *http.Transport // the proxy's, to the API server through the agent
+	proxy http.Handler    // API requests only
+	mux   http.Handler    // /connect and API requests
+}
+
+func newRDServer(api *url.URL, pool *x509.CertPool) *rdServer {
 	rd := remotedialer.New(func(r *http.Request) (string, bool, error) {
 		id := r.Header.Get("X-Tunnel-ID")
 		return id, id == rdClientKey, nil
 	}, remotedialer.DefaultErrorWriter)
-	api, err := url.Parse(e.cp.URL)
-	if err != nil {
-		return "", err
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(e.cp.CAData)
 	dial := rd.Dialer(rdClientKey)
 	tr := &http.Transport{
 		DialContext:         func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx, "tcp", api.Host) },
@@ -199,11 +201,23 @@ func startRemotedialerAPI(e *proxyEnv) (string, error) {
 	mux := http.NewServeMux()
 	mux.Handle("/connect", rd)
 	mux.Handle("/", rp)
+	return &rdServer{rd: rd, tr: tr, proxy: rp, mux: mux}
+}
+
+// startRemotedialerAPI runs an rdServer and its agent in this process.
+func startRemotedialerAPI(e *proxyEnv) (string, error) {
+	api, err := url.Parse(e.cp.URL)
+	if err != nil {
+		return "", err
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(e.cp.CAData)
+	rs := newRDServer(api, pool)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", err
 	}
-	srv := &http.Server{Handler: mux}
+	srv := &http.Server{Handler: rs.mux}
 	go srv.Serve(ln)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -213,14 +227,14 @@ func startRemotedialerAPI(e *proxyEnv) (string, error) {
 			func(string, string) bool { return true }, nil, &remotedialer.ConnectOpts{Backoff: remotedialer.Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second}})
 	}()
 	stopAtEnd(func() error {
-		tr.CloseIdleConnections()
+		rs.tr.CloseIdleConnections()
 		cancel()
 		srv.Close()
 		<-done
 		return nil
 	})
 	deadline := time.Now().Add(10 * time.Second)
-	for !rd.HasSession(rdClientKey) {
+	for !rs.rd.HasSession(rdClientKey) {
 		if time.Now().After(deadline) {
 			return "", errors.New("remotedialer client did not connect within 10s")
 		}
