@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"kubetunnel/internal/testutil"
 )
 
 // runMainEnv set makes the test binary run kas's main with its arguments,
@@ -94,15 +96,15 @@ git: {cache_dir: %s}
 		t.Fatal(err)
 	}
 	waitLine("the first signal", regexp.MustCompile(`Stop signal received`))
-	resp, err := http.Get("http://" + obs + "/readyz")
-	if err != nil {
-		t.Fatalf("/readyz during listen_grace_period: %v", err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "stopping") {
-		t.Errorf("/readyz during listen_grace_period: %s %q, want 503 stopping", resp.Status, body)
-	}
+	// kas logs the signal just before it starts stopping: /readyz turns
+	// 503 a moment later and stays so through listen_grace_period (60 s).
+	testutil.EventuallyNoError(t, 5*time.Second, "/readyz to say 503 stopping", func() error {
+		code, body := testutil.Do(t, "GET", "http://"+obs+"/readyz", nil, nil)
+		if code != http.StatusServiceUnavailable || !strings.Contains(string(body), "stopping") {
+			return fmt.Errorf("/readyz during listen_grace_period: %d %q, want 503 stopping", code, body)
+		}
+		return nil
+	})
 
 	start := time.Now()
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
