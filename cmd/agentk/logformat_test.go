@@ -24,7 +24,7 @@ import (
 
 // startAgentk runs agentk as a process with --log-format json and the
 // given --kas-address and token, and returns its combined output.
-func startAgentk(t *testing.T, kasAddress, token string) *syncBuffer {
+func startAgentk(t *testing.T, kasAddress, token string) *testutil.Buffer {
 	out, _, _ := startAgentkProc(t, kasAddress, token)
 	return out
 }
@@ -32,7 +32,7 @@ func startAgentk(t *testing.T, kasAddress, token string) *syncBuffer {
 // startAgentkProc is startAgentk, and also returns agentk's observability
 // address and a function that sends agentk SIGTERM and waits for it to
 // exit.
-func startAgentkProc(t *testing.T, kasAddress, token string) (out *syncBuffer, obs string, stop func() error) {
+func startAgentkProc(t *testing.T, kasAddress, token string) (out *testutil.Buffer, obs string, stop func() error) {
 	t.Helper()
 	dir := t.TempDir()
 	tokenFile := filepath.Join(dir, "token")
@@ -41,7 +41,7 @@ func startAgentkProc(t *testing.T, kasAddress, token string) (out *syncBuffer, o
 	cmd := exec.Command(os.Args[0], "--log-format", "json", "--token-file="+tokenFile, "--kas-address="+kasAddress,
 		"--server=https://127.0.0.1:1", "--observability-listen-address="+obs)
 	cmd.Env = append(os.Environ(), runMainEnv+"=1")
-	out = &syncBuffer{}
+	out = &testutil.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -137,7 +137,7 @@ func TestWSSToPlainListenerHint(t *testing.T) {
 
 // waitRecord waits up to 30 s for agentk to log a record that match
 // accepts, and returns the first.
-func waitRecord(t *testing.T, out *syncBuffer, match func(map[string]any) bool) map[string]any {
+func waitRecord(t *testing.T, out *testutil.Buffer, match func(map[string]any) bool) map[string]any {
 	t.Helper()
 	var found map[string]any
 	testutil.EventuallyNoError(t, 30*time.Second, "a dial error in agentk's log", func() error {
@@ -176,7 +176,7 @@ func TestBuildAndAgentInfo(t *testing.T) {
 	cmd := exec.Command(os.Args[0], "--token-file="+tokenFile, "--kas-address="+kas.Address,
 		"--server=https://127.0.0.1:1", "--observability-listen-address="+obs)
 	cmd.Env = append(os.Environ(), runMainEnv+"=1")
-	out := &syncBuffer{}
+	out := &testutil.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -9,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,7 +22,7 @@ func TestRepeatedFailureSummarized(t *testing.T) {
 	cfgFile := tlsKasConfig(t)
 	cmd := exec.Command(os.Args[0], "--config", cfgFile, "--log-format", "json")
 	cmd.Env = append(os.Environ(), runMainEnv+"=1")
-	var out lockedBuffer
+	var out testutil.Buffer
 	cmd.Stderr = &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -93,21 +91,4 @@ func TestRepeatedFailureSummarized(t *testing.T) {
 	if n, _ := recs[1]["repeated"].(float64); n != tries-1 || recs[1]["level"] != "WARN" || recs[1]["over"] == nil {
 		t.Errorf("summary %v: want WARN repeated=%d and over", recs[1], tries-1)
 	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

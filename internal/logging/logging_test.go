@@ -5,11 +5,12 @@ import (
 	"log"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 
 	"google.golang.org/grpc/grpclog"
 	"k8s.io/klog/v2"
+
+	"kubetunnel/internal/testutil"
 )
 
 // Repeats logs every failure (the handler summarises) and counts the
@@ -46,7 +47,7 @@ func TestStdlibWriter(t *testing.T) {
 // After RouteLibraries, klog, gRPC's logger and the log package write
 // JSON records through the logger, tagged with their component.
 func TestRouteLibraries(t *testing.T) {
-	var buf syncBuf
+	var buf testutil.Buffer
 	l, flush, err := New(&buf, FormatJSON, slog.LevelDebug)
 	if err != nil {
 		t.Fatal(err)
@@ -76,21 +77,4 @@ func TestRouteLibraries(t *testing.T) {
 			t.Errorf("%d component keys in %s", n, line)
 		}
 	}
-}
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

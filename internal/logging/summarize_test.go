@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"kubetunnel/internal/testutil"
 )
 
 // fakeClock runs timers when the test advances it.
@@ -76,7 +78,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-func jsonLines(t *testing.T, buf *syncBuf) []map[string]any {
+func jsonLines(t *testing.T, buf *testutil.Buffer) []map[string]any {
 	t.Helper()
 	var out []map[string]any
 	for _, l := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
@@ -92,7 +94,7 @@ func jsonLines(t *testing.T, buf *syncBuf) []map[string]any {
 	return out
 }
 
-func newSummarized(buf *syncBuf, clock Clock) (*slog.Logger, *Summarizer) {
+func newSummarized(buf *testutil.Buffer, clock Clock) (*slog.Logger, *Summarizer) {
 	s := Summarize(slog.NewJSONHandler(buf, nil), SummarizeOptions{Window: time.Minute, Clock: clock})
 	return slog.New(s), s
 }
@@ -101,7 +103,7 @@ func newSummarized(buf *syncBuf, clock Clock) (*slog.Logger, *Summarizer) {
 // summary a minute with the count; when it stops, nothing more; when it
 // comes back later, it is logged again in full.
 func TestSummarizeWindows(t *testing.T) {
-	var buf syncBuf
+	var buf testutil.Buffer
 	clock := newFakeClock()
 	l, _ := newSummarized(&buf, clock)
 	for range 36 { // 3 minutes
@@ -145,7 +147,7 @@ func jsonNum(v any) string {
 // port of "remote" do not make a difference; info lines are never
 // summarised; Flush logs what is open.
 func TestSummarizeWhatIsARepeat(t *testing.T) {
-	var buf syncBuf
+	var buf testutil.Buffer
 	clock := newFakeClock()
 	l, s := newSummarized(&buf, clock)
 	a, b := l.With("agent", "a"), l.With("agent", "b")
@@ -206,7 +208,7 @@ func TestSummarizeWhatIsARepeat(t *testing.T) {
 		}
 	}
 	// Flush forgot them: the next is logged in full.
-	buf.b.Reset()
+	buf.Reset()
 	l.Warn("TLS handshake failed", "remote", "10.0.0.2:4000", "err", "EOF")
 	if n := len(jsonLines(t, &buf)); n != 1 {
 		t.Errorf("after Flush: %d lines, want 1", n)
@@ -216,7 +218,7 @@ func TestSummarizeWhatIsARepeat(t *testing.T) {
 // A flood of distinct failures is logged line by line once the tracking
 // limit is reached: memory stays bounded and nothing is lost.
 func TestSummarizeBounded(t *testing.T) {
-	var buf syncBuf
+	var buf testutil.Buffer
 	clock := newFakeClock()
 	l, s := newSummarized(&buf, clock)
 	for i := range 3 * maxTracked {
@@ -256,7 +258,7 @@ func TestSummarizeText(t *testing.T) {
 // the timer on the goroutine that advances it), so windows end while the
 // others are logging, as a real timer's goroutine would.
 func TestSummarizeConcurrent(t *testing.T) {
-	var buf syncBuf
+	var buf testutil.Buffer
 	clock := newFakeClock()
 	s := Summarize(slog.NewJSONHandler(&buf, nil), SummarizeOptions{Clock: clock})
 	l := slog.New(s).With("agent", "a")

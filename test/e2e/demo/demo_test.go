@@ -1,18 +1,17 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"kubetunnel/internal/testutil"
 	"kubetunnel/internal/testutil/controlplane"
 	"kubetunnel/internal/testutil/stack"
 	"kubetunnel/test/realnode"
@@ -30,7 +29,7 @@ func TestMain(m *testing.M) { os.Exit(realnode.RunInNamespace(m)) }
 func TestDemo(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	var out syncBuffer
+	var out testutil.Buffer
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, &out, false, true) }()
 	banner := waitBanner(t, &out, done, 6*time.Minute)
@@ -70,7 +69,7 @@ func TestMakeDemoCtrlC(t *testing.T) {
 	cmd := exec.Command("make", "--no-print-directory", "-o", "build", "-o", "testbin", "demo", "DEMO_FLAGS=-light")
 	cmd.Dir = root
 	cmd.Env = notUnderMake()
-	var out syncBuffer
+	var out testutil.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -147,7 +146,7 @@ func notUnderMake() []string {
 }
 
 // waitBanner waits until the demo has printed its banner and returns it.
-func waitBanner(t *testing.T, out *syncBuffer, done chan error, timeout time.Duration) string {
+func waitBanner(t *testing.T, out *testutil.Buffer, done chan error, timeout time.Duration) string {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -199,23 +198,6 @@ func checkBanner(t *testing.T, banner, who string) {
 	if strings.Contains(banner, "$EDITOR ") {
 		t.Errorf("the banner has a bare $EDITOR:\n%s", banner)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // Where a piece of the real node is missing, make demo says which and
