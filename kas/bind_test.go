@@ -20,11 +20,7 @@ func TestBindFailureClosesTheOthers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer taken.Close()
-	addrs, err := tu.FreeAddrs(1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	agentAddr := addrs[0]
+	agentAddr := tu.FreeAddr(t)
 	doc := fmt.Sprintf(`agent:
   listen: {address: %q}
   kubernetes_api: {listen: {address: "127.0.0.1:0"}}
