@@ -22,11 +22,12 @@ import (
 // BenchmarkGetLatencyProcesses is BenchmarkGetLatency's paired GET with
 // kas and agentk as a user runs them: the real binaries, each in a process
 // of its own (bin/ of $KUBETUNNEL_BENCH_BIN, else built by the first run,
-// ~30 s), the client reaching kas as kubectl does (client-go's transport
-// over TLS, with the kubeconfig `kas kubeconfig` prints), kas writing its
-// audit line to a log file. The in-process
-// benchmark holds the client, kas and agentk in one Go process, and
-// leaves out the TLS hop and the log write. It also reports the CPU time
+// ~30 s), kas writing its audit line to a log file. Both front doors
+// (kas's and remotedialer's) are plain HTTP, as in BenchmarkRealAPIPaths;
+// with frontEnv set to "tls" both are TLS, and the client reaches kas as
+// kubectl does (client-go's transport with the kubeconfig `kas kubeconfig`
+// prints). The in-process benchmark holds the client, kas and agentk in
+// one Go process, and leaves out the log write. It also reports the CPU time
 // of the kas and agentk processes per proxied GET (from /proc), and the
 // same for rancher/remotedialer's server and agent, each run as a process
 // of its own (this test binary in rdProcEnv mode) in front of the same API
@@ -42,7 +43,11 @@ func BenchmarkGetLatencyProcesses(b *testing.B) {
 	// control plane knows that user by the benchmark's token.
 	stack.AgentkToken = agentkAPIToken
 	dir := b.TempDir()
-	st, err := stack.New(ctx, dir, os.Getenv("KUBETUNNEL_BENCH_BIN"), e.cp)
+	front := os.Getenv(frontEnv)
+	if front != "" && front != "tls" {
+		b.Fatalf("%s=%q: the only value is \"tls\"", frontEnv, front)
+	}
+	st, err := stack.New(ctx, dir, os.Getenv("KUBETUNNEL_BENCH_BIN"), e.cp, stack.Options{PlainAPI: front == ""})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -53,18 +58,24 @@ func BenchmarkGetLatencyProcesses(b *testing.B) {
 	if err := st.StartAgentk(ctx); err != nil {
 		b.Fatal(err)
 	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", st.Kubeconfig)
-	if err != nil {
-		b.Fatal(err)
-	}
-	// kas serves HTTP/1.1 only (its TLS listeners offer no h2), so this
-	// is what kubectl gets too.
-	viaKas, err := rest.HTTPClientFor(cfg)
-	if err != nil {
-		b.Fatal(err)
+	kasURL := st.APIURL()
+	var viaKas *http.Client
+	if front == "tls" {
+		// kas serves HTTP/1.1 only (its TLS listeners offer no h2), so
+		// this client-go transport is what kubectl gets too.
+		cfg, err := clientcmd.BuildConfigFromFlags("", st.Kubeconfig)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if viaKas, err = rest.HTTPClientFor(cfg); err != nil {
+			b.Fatal(err)
+		}
+		kasURL = cfg.Host
+	} else {
+		viaKas = &http.Client{Transport: &bearerTransport{token: st.UserToken, rt: &http.Transport{MaxIdleConnsPerHost: 100}}}
 	}
 	defer viaKas.CloseIdleConnections()
-	get := func(c *http.Client) error { return readOK(c.Get(cfg.Host + smallObject)) }
+	get := func(c *http.Client) error { return readOK(c.Get(kasURL + smallObject)) }
 	// agentk is ready once kas proxies a request through it.
 	deadline := time.Now().Add(30 * time.Second)
 	for err := get(viaKas); err != nil; err = get(viaKas) {
@@ -81,9 +92,7 @@ func BenchmarkGetLatencyProcesses(b *testing.B) {
 	}
 	rdSpec, rdScheme := "server "+e.cp.URL+" "+caFile, "http"
 	rdTransport := &http.Transport{MaxIdleConnsPerHost: 100}
-	switch v := os.Getenv(rdFrontEnv); v {
-	case "":
-	case "tls":
+	if front == "tls" {
 		pki, err := testpki.NewCA()
 		if err != nil {
 			b.Fatal(err)
@@ -105,8 +114,6 @@ func BenchmarkGetLatencyProcesses(b *testing.B) {
 		rdTransport.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 		rdSpec += " " + certFile + " " + keyFile
 		rdScheme = "https"
-	default:
-		b.Fatalf("%s=%q: the only value is \"tls\"", rdFrontEnv, v)
 	}
 	rdServer, rdAddrs, err := startRdProc(rdSpec, true)
 	if err != nil {
@@ -224,6 +231,25 @@ func BenchmarkGetLatencyProcesses(b *testing.B) {
 	b.ReportMetric(float64(lats[1].percentile(99)-lats[0].percentile(99))/1e3, "added-p99-us")
 	b.ReportMetric(float64(lats[2].percentile(50))/1e3, "via-rd-p50-us")
 	b.ReportMetric(float64(lats[2].percentile(50)-d)/1e3, "rd-added-p50-us")
+}
+
+// bearerTransport sends a token, as client-go's transport does, over the
+// plain HTTP front door client-go would not send it over.
+type bearerTransport struct {
+	token string
+	rt    http.RoundTripper
+}
+
+func (t *bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+t.token)
+	return t.rt.RoundTrip(r)
+}
+
+func (t *bearerTransport) CloseIdleConnections() {
+	if c, ok := t.rt.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
 }
 
 type statusError struct{ code int }

@@ -34,11 +34,11 @@ import (
 // connection the agent dials for it; its front door is plain HTTP.
 const rdProcEnv = "KUBETUNNEL_BENCH_REMOTEDIALER"
 
-// rdFrontEnv set to "tls" gives the remotedialer server process a TLS
-// front door, as kas's is in BenchmarkGetLatencyProcesses, to see how much
-// of the CPU difference the client's TLS is; unset, the front door is plain
-// HTTP, as in BenchmarkRealAPIPaths.
-const rdFrontEnv = "KUBETUNNEL_BENCH_RD_FRONT"
+// frontEnv set to "tls" gives both front doors in
+// BenchmarkGetLatencyProcesses, kas's and the remotedialer server
+// process's, TLS; unset, both are plain HTTP, as in BenchmarkRealAPIPaths
+// and as the proxy path's goals are set.
+const frontEnv = "KUBETUNNEL_BENCH_FRONT"
 
 func runRemotedialerProc(spec string) int {
 	f := strings.Fields(spec)

@@ -56,6 +56,7 @@ type Stack struct {
 	AgentArgs []string
 
 	agentToken string
+	plainAPI   bool
 	kas, agent *childproc.Process
 	kasLog     string
 	agentLog   string
@@ -73,6 +74,11 @@ type Options struct {
 	PollPeriod time.Duration
 	// WebhookSecret, when set, enables the push webhook with this secret.
 	WebhookSecret string
+	// PlainAPI serves kas's Kubernetes API listener on plain HTTP (for
+	// benchmarks that compare front doors alike). kubectl sends no token
+	// over plain HTTP, so the Stack then has no Kubeconfig: callers send
+	// UserToken to APIURL themselves.
+	PlainAPI bool
 }
 
 func New(ctx context.Context, dir, binDir string, cp *controlplane.ControlPlane, opts ...Options) (*Stack, error) {
@@ -137,9 +143,7 @@ func New(ctx context.Context, dir, binDir string, cp *controlplane.ControlPlane,
     poll_period: {poll}
   kubernetes_api:
     listen:
-      address: %s
-      certificate_file: %s
-      key_file: %s
+      address: %s{tls}
 observability:
   listen:
     address: %s
@@ -158,7 +162,7 @@ users:
     token_sha256: [%q]
     groups: [%s]
     agents: [%s]
-`, s.AgentAddr, s.APIAddr, certFile, keyFile, s.ObsAddr, filepath.Join(dir, "kas-cache"), ConfigProject, s.RepoDir,
+`, s.AgentAddr, s.APIAddr, s.ObsAddr, filepath.Join(dir, "kas-cache"), ConfigProject, s.RepoDir,
 		AgentName, ConfigProject, sha(s.agentToken), User, sha(s.UserToken), UserGroup, AgentName)
 	webhookFile := ""
 	if o.WebhookSecret != "" {
@@ -167,9 +171,17 @@ users:
 			return nil, err
 		}
 	}
-	cfg = strings.NewReplacer("{poll}", o.PollPeriod.String(), "{webhook}", fmt.Sprintf("%q", webhookFile)).Replace(cfg)
+	tlsKeys := fmt.Sprintf("\n      certificate_file: %s\n      key_file: %s", certFile, keyFile)
+	s.plainAPI = o.PlainAPI
+	if o.PlainAPI {
+		tlsKeys = ""
+	}
+	cfg = strings.NewReplacer("{poll}", o.PollPeriod.String(), "{webhook}", fmt.Sprintf("%q", webhookFile), "{tls}", tlsKeys).Replace(cfg)
 	if err := os.WriteFile(s.KasConfig, []byte(cfg), 0o600); err != nil {
 		return nil, err
+	}
+	if o.PlainAPI {
+		return s, nil
 	}
 	kc, err := exec.CommandContext(ctx, filepath.Join(binDir, "kas"), "kubeconfig", "--config", s.KasConfig,
 		"--agent", AgentName, "--user", User, "--token-file", filepath.Join(dir, "user-token"), "--ca-file", caFile).Output()
@@ -204,6 +216,16 @@ func (s *Stack) initRepo() error {
 	}
 	_, err := s.Commit("initial", map[string]string{"README.md": "The agent's config project.\n"})
 	return err
+}
+
+// APIURL is the agent's cluster through kas's Kubernetes API listener,
+// as a kubeconfig's server: https, or http with Options.PlainAPI.
+func (s *Stack) APIURL() string {
+	scheme := "https"
+	if s.plainAPI {
+		scheme = "http"
+	}
+	return scheme + "://" + s.APIAddr + "/agents/" + AgentName
 }
 
 // AgentConfigPath is the agent's config.yaml inside the repository.
