@@ -10,8 +10,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hashicorp/yamux"
 	"github.com/prometheus/client_golang/prometheus"
+	"kubetunnel/tunnel/mux"
 
 	"kubetunnel/internal/logging"
 	"kubetunnel/internal/streamhttp"
@@ -29,14 +29,14 @@ type connManager struct {
 	handler http.Handler // serves streams kas opens
 	// stopWatches ends the watches in flight cleanly (agentk stopping).
 	stopWatches func()
-	dialer      func(ctx context.Context) (*yamux.Session, error)
+	dialer      func(ctx context.Context) (*mux.Session, error)
 
 	mu      sync.Mutex // guards current, changed and lastErr
-	current *yamux.Session
+	current *mux.Session
 	changed chan struct{} // closed and replaced whenever current changes
 	lastErr error
 
-	goaway chan *yamux.Session
+	goaway chan *mux.Session
 
 	// failures keeps a refusal or dial error that repeats on every retry
 	// to one line and a summary every few retries.
@@ -56,7 +56,7 @@ func newConnManager(opts *Options, logger *slog.Logger, handler http.Handler, st
 		logger:      logger,
 		stopWatches: stopWatches,
 		changed:     make(chan struct{}),
-		goaway:      make(chan *yamux.Session, 1),
+		goaway:      make(chan *mux.Session, 1),
 		connected: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "agentk_tunnel_connected",
 			Help: "1 while agentk has a live connection to kas.",
@@ -71,7 +71,7 @@ func newConnManager(opts *Options, logger *slog.Logger, handler http.Handler, st
 	}
 	reg.MustRegister(m.connected, m.connects)
 	m.handler = m.withGoAway(handler)
-	m.dialer = func(ctx context.Context) (*yamux.Session, error) {
+	m.dialer = func(ctx context.Context) (*mux.Session, error) {
 		token, err := opts.token()
 		if err != nil {
 			return nil, err
@@ -107,7 +107,7 @@ type sessionKey struct{}
 func (m *connManager) withGoAway(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == tunnel.GoAwayPath && r.Method == http.MethodPost && !isProxied(r) {
-			sess, _ := r.Context().Value(sessionKey{}).(*yamux.Session)
+			sess, _ := r.Context().Value(sessionKey{}).(*mux.Session)
 			select {
 			case m.goaway <- sess:
 			default:
@@ -218,7 +218,7 @@ func (m *connManager) Run(ctx context.Context) error {
 // which): HTTP/1.1 (protocol 1, and kas's GoAway) or tunnel/wire head
 // frames (protocol 2). It returns when the session closes, or once it has
 // drained after ctx is done, after every handler.
-func (m *connManager) serve(ctx context.Context, sess *yamux.Session) {
+func (m *connManager) serve(ctx context.Context, sess *mux.Session) {
 	srv := &streamhttp.Server{
 		Handler: m.handler,
 		ConnContext: func(c context.Context, _ net.Conn) context.Context {
@@ -252,7 +252,7 @@ func (m *connManager) serve(ctx context.Context, sess *yamux.Session) {
 // GoAway; it sends new requests to another session of this agent),
 // watches end cleanly at once (clients re-watch), idle streams close,
 // and busy ones close after their answer.
-func (m *connManager) drain(sess *yamux.Session, srv *streamhttp.Server, served <-chan struct{}) {
+func (m *connManager) drain(sess *mux.Session, srv *streamhttp.Server, served <-chan struct{}) {
 	_ = sess.GoAway()
 	if m.stopWatches != nil {
 		m.stopWatches()
@@ -269,7 +269,7 @@ func (m *connManager) drain(sess *yamux.Session, srv *streamhttp.Server, served 
 	}
 }
 
-func (m *connManager) setCurrent(sess *yamux.Session) {
+func (m *connManager) setCurrent(sess *mux.Session) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.current = sess
@@ -283,7 +283,7 @@ func (m *connManager) setCurrent(sess *yamux.Session) {
 	m.changed = make(chan struct{})
 }
 
-func (m *connManager) clearIfCurrent(sess *yamux.Session) {
+func (m *connManager) clearIfCurrent(sess *mux.Session) {
 	m.mu.Lock()
 	cur := m.current
 	m.mu.Unlock()

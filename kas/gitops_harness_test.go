@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/yamux"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"kubetunnel/tunnel/mux"
 
 	"kubetunnel/api/rpc"
 	"kubetunnel/gitops/gitrepo"
@@ -95,7 +95,7 @@ func (e *env) getJSON(path string, v any) int {
 // as agentk dials them, without agentk's modules. Its gRPC client keeps
 // gRPC's default 4 MiB receive limit.
 type testAgent struct {
-	sess   *yamux.Session
+	sess   *mux.Session
 	cc     *grpc.ClientConn
 	gitops rpc.GitOpsClient
 	config rpc.ConfigurationClient

@@ -12,11 +12,12 @@ const (
 )
 
 // frameCoalescer joins each yamux data-frame header with the body written
-// right after it, for raw TCP and TLS connections. yamux writes them
+// right after it, for raw TCP and TLS connections. The mux writes them
 // separately, and each write would be a system call (and a TLS record), so
 // one frame would cost two of each. The bytes on the wire are
 // the same, in the same order: a held header is only delayed until the
-// next Write. Only yamux's send loop writes, so no lock is needed.
+// next Write. The mux writes a frame's header and body one after the
+// other under its session's write lock, so no lock is needed here.
 // (WebSocket connections do the same in wsConn, one message per frame.)
 //
 // On a plain TCP connection the header and body go out in one writev,

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -20,11 +21,13 @@ import (
 // this agentk and an old kas, interoperate.
 
 // echoOver opens a stream on sess and checks a 300 KB round trip.
-func echoOver(t *testing.T, sess *yamux.Session) {
+// echoOver opens a stream on sess (package mux's or hashicorp/yamux's)
+// and checks the peer echoes.
+func echoOver(t *testing.T, sess interface{ Open() (net.Conn, error) }) {
 	t.Helper()
-	st, err := sess.OpenStream()
+	st, err := sess.Open()
 	if err != nil {
-		t.Fatalf("OpenStream: %v", err)
+		t.Fatalf("Open: %v", err)
 	}
 	defer st.Close()
 	msg := bytes.Repeat([]byte("0123456789"), 30_000)
@@ -35,6 +38,20 @@ func echoOver(t *testing.T, sess *yamux.Session) {
 	}
 }
 
+// oldYamuxConfig is the hashicorp/yamux session an agentk or kas built
+// before package mux runs: the same window and keepalive.
+func oldYamuxConfig() *yamux.Config {
+	c := SessionConfig{}.withDefaults()
+	y := yamux.DefaultConfig()
+	y.AcceptBacklog = DefaultAcceptBacklog
+	y.KeepAliveInterval = c.KeepAliveInterval
+	y.ConnectionWriteTimeout = c.KeepAliveTimeout
+	y.MaxStreamWindowSize = c.MaxStreamWindow
+	y.StreamCloseTimeout = c.StreamCloseTimeout
+	y.LogOutput = io.Discard
+	return y
+}
+
 func TestOldAgentkNewKas(t *testing.T) {
 	ts := startServer(t, "ws")
 	hdr := http.Header{}
@@ -43,7 +60,7 @@ func TestOldAgentkNewKas(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sess, err := yamux.Client(&frameCoalescer{Conn: coder.NetConn(context.Background(), c, coder.MessageBinary)}, SessionConfig{}.yamux(nil))
+	sess, err := yamux.Client(&frameCoalescer{Conn: coder.NetConn(context.Background(), c, coder.MessageBinary)}, oldYamuxConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +74,7 @@ func TestNewAgentkOldKas(t *testing.T) {
 		if err != nil {
 			return
 		}
-		sess, err := yamux.Server(&frameCoalescer{Conn: coder.NetConn(context.Background(), c, coder.MessageBinary)}, SessionConfig{}.yamux(nil))
+		sess, err := yamux.Server(&frameCoalescer{Conn: coder.NetConn(context.Background(), c, coder.MessageBinary)}, oldYamuxConfig())
 		if err != nil {
 			return
 		}

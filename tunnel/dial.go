@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/hashicorp/yamux"
+	"kubetunnel/tunnel/mux"
 )
 
 // Dialer connects agentk to kas. The zero value is not usable: Address and
@@ -62,7 +62,7 @@ func ParseAddress(address string) (*url.URL, error) {
 
 // Dial connects, performs the handshake and returns the yamux session, on
 // which agentk is the client.
-func (d *Dialer) Dial(ctx context.Context) (*yamux.Session, error) {
+func (d *Dialer) Dial(ctx context.Context) (*mux.Session, error) {
 	u, err := ParseAddress(d.Address)
 	if err != nil {
 		return nil, err
@@ -83,7 +83,7 @@ func (d *Dialer) Dial(ctx context.Context) (*yamux.Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	sess, err := yamux.Client(conn, d.Session.yamux(d.Logger))
+	sess, err := mux.Client(conn, d.Session.mux(d.Logger))
 	if err != nil {
 		conn.Close()
 		return nil, err

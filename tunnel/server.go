@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/hashicorp/yamux"
 	"github.com/prometheus/client_golang/prometheus"
+	"kubetunnel/tunnel/mux"
 )
 
 // Authenticator decides whether a hello may connect. It returns the agent's
@@ -33,7 +33,7 @@ type Session struct {
 	// Protocol is the one kas and agentk agreed on in the handshake: 1,
 	// HTTP/1.1 on kas's streams; 2, tunnel/wire head frames.
 	Protocol int
-	*yamux.Session
+	*mux.Session
 }
 
 // Server accepts agent connections over WebSocket (as an http.Handler) or
@@ -226,7 +226,7 @@ func (s *Server) serveSession(conn net.Conn, agent string, h Hello, remote strin
 	if s.Metrics != nil {
 		conn = &countingConn{Conn: conn, in: s.Metrics.Bytes.WithLabelValues("from_agent"), out: s.Metrics.Bytes.WithLabelValues("to_agent")}
 	}
-	ys, err := yamux.Server(conn, s.Session.yamux(s.Logger))
+	ys, err := mux.Server(conn, s.Session.mux(s.Logger))
 	if err != nil {
 		conn.Close()
 		return

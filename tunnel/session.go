@@ -1,15 +1,13 @@
 package tunnel
 
 import (
-	"io"
-	"log"
 	"log/slog"
 	"time"
 
-	"github.com/hashicorp/yamux"
+	"kubetunnel/tunnel/mux"
 )
 
-// SessionConfig tunes the yamux session; the zero value uses the defaults.
+// SessionConfig tunes the stream multiplexer's session (package mux); the zero value uses the defaults.
 // Both ends should agree on keepalive so each detects a dead peer.
 type SessionConfig struct {
 	// KeepAliveInterval is how often a ping is sent on a silent link; keep it
@@ -48,20 +46,14 @@ func (c SessionConfig) withDefaults() SessionConfig {
 	return c
 }
 
-func (c SessionConfig) yamux(logger *slog.Logger) *yamux.Config {
+func (c SessionConfig) mux(logger *slog.Logger) *mux.Config {
 	c = c.withDefaults()
-	y := yamux.DefaultConfig()
-	y.AcceptBacklog = DefaultAcceptBacklog
-	y.EnableKeepAlive = true
-	y.KeepAliveInterval = c.KeepAliveInterval
-	y.ConnectionWriteTimeout = c.KeepAliveTimeout
-	y.MaxStreamWindowSize = c.MaxStreamWindow
-	y.StreamCloseTimeout = c.StreamCloseTimeout
-	y.LogOutput = nil
-	if logger == nil {
-		y.Logger = log.New(io.Discard, "", 0)
-	} else {
-		y.Logger = slog.NewLogLogger(logger.Handler(), slog.LevelDebug)
+	return &mux.Config{
+		AcceptBacklog:      DefaultAcceptBacklog,
+		KeepAliveInterval:  c.KeepAliveInterval,
+		WriteTimeout:       c.KeepAliveTimeout,
+		MaxStreamWindow:    c.MaxStreamWindow,
+		StreamCloseTimeout: c.StreamCloseTimeout,
+		Logger:             logger,
 	}
-	return y
 }

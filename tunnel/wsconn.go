@@ -33,16 +33,17 @@ const (
 // (gorilla wants one pool per buffer size).
 var wsWriteBuffers = &sync.Pool{}
 
-// wsConn carries the yamux byte stream in WebSocket binary messages:
-// one message per yamux frame. yamux writes a data frame's 12-byte header
-// and its body in two calls; wsConn holds the header and sends it in the
+// wsConn carries the multiplexer's byte stream (package mux, yamux's wire
+// format) in WebSocket binary messages: one message per frame. The mux
+// writes a data frame's 12-byte header and its body in two calls; wsConn holds the header and sends it in the
 // same message as the body, so each frame costs one WebSocket frame and
 // one system call instead of two. Message boundaries carry no meaning
 // (tunnel/PROTOCOL.md): a reader concatenates payloads, so a peer that
 // frames differently interoperates.
 //
-// Only yamux's send loop writes and only its receive loop reads, which is
-// the one-writer, one-reader concurrency gorilla/websocket allows.
+// The mux writes (and sets write deadlines) only under its session's
+// write lock, and only its receive loop reads, which is the one-writer,
+// one-reader concurrency gorilla/websocket allows.
 type wsConn struct {
 	c *websocket.Conn
 

@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/yamux"
 	"k8s.io/client-go/rest"
+	"kubetunnel/tunnel/mux"
 
 	"kubetunnel/agentk"
 	"kubetunnel/gitops/gitrepo"
@@ -132,7 +132,7 @@ func (e *env) dialer() *tunnel.Dialer {
 // dialRogue opens an authenticated tunnel session that does nothing else
 // (no gRPC stream, no proxy server): a misbehaving or stuck agent. It is
 // closed when the test ends.
-func (e *env) dialRogue() *yamux.Session {
+func (e *env) dialRogue() *mux.Session {
 	e.t.Helper()
 	sess, err := e.dialer().Dial(context.Background())
 	if err != nil {
@@ -144,7 +144,7 @@ func (e *env) dialRogue() *yamux.Session {
 
 // openStreams opens n streams on sess, as an agent may open its gRPC
 // streams; they are closed when the test ends.
-func openStreams(t *testing.T, sess *yamux.Session, n int) []net.Conn {
+func openStreams(t *testing.T, sess *mux.Session, n int) []net.Conn {
 	t.Helper()
 	streams := make([]net.Conn, 0, n)
 	t.Cleanup(func() {

@@ -20,7 +20,7 @@ import (
 	"kubetunnel/kas"
 	"kubetunnel/tunnel"
 
-	"github.com/hashicorp/yamux"
+	"kubetunnel/tunnel/mux"
 )
 
 // An unauthenticated client that opens many idle connections gets only
@@ -191,7 +191,7 @@ func TestConnectionCapHoldsUnderConcurrentHandshakes(t *testing.T) {
 		wg               sync.WaitGroup
 		mu               sync.Mutex
 		accepted, capped int
-		open             []*yamux.Session
+		open             []*mux.Session
 	)
 	start := make(chan struct{})
 	for range tries {

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/yamux"
+	"kubetunnel/tunnel/mux"
 
 	tu "kubetunnel/internal/testutil"
 )
@@ -339,16 +339,14 @@ func TestServerUnreadBody(t *testing.T) {
 }
 
 // yamuxPair is a yamux session pair over a pipe, closed at the end.
-func yamuxPair(t *testing.T) (client, server *yamux.Session) {
+func yamuxPair(t *testing.T) (client, server *mux.Session) {
 	t.Helper()
 	a, b := net.Pipe()
-	cfg := yamux.DefaultConfig()
-	cfg.LogOutput = io.Discard
-	client, err := yamux.Client(a, cfg)
+	client, err := mux.Client(a, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	server, err = yamux.Server(b, cfg)
+	server, err = mux.Server(b, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

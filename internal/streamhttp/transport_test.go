@@ -17,9 +17,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/yamux"
 	"go.uber.org/goleak"
 	clocktesting "k8s.io/utils/clock/testing"
+	"kubetunnel/tunnel/mux"
 
 	"kubetunnel/internal/testpki"
 	tu "kubetunnel/internal/testutil"
@@ -406,13 +406,11 @@ func TestTransportPoolLimits(t *testing.T) {
 // Over the real thing: yamux streams, served by net/http as agentk does.
 func TestTransportOverYamux(t *testing.T) {
 	a, b := net.Pipe()
-	cfg := yamux.DefaultConfig()
-	cfg.LogOutput = io.Discard
-	client, err := yamux.Client(a, cfg)
+	client, err := mux.Client(a, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srvSess, err := yamux.Server(b, cfg)
+	srvSess, err := mux.Server(b, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

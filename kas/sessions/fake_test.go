@@ -7,7 +7,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/hashicorp/yamux"
+	"kubetunnel/tunnel/mux"
 
 	"kubetunnel/tunnel"
 )
@@ -15,7 +15,7 @@ import (
 // fakeAgent is agentk's end of a test session: it serves handler on every
 // stream kas opens, and counts the GoAway requests kas sends.
 type fakeAgent struct {
-	yamux   *yamux.Session
+	yamux   *mux.Session
 	goAways atomic.Int32
 }
 
@@ -51,14 +51,14 @@ func newTestSession(t *testing.T, r *Registry, agent string, h http.Handler) (*S
 
 // yamuxPair is a tunnel session's two ends (kas, agentk) over an
 // in-memory connection, closed when the test ends.
-func yamuxPair(tb testing.TB) (server, client *yamux.Session) {
+func yamuxPair(tb testing.TB) (server, client *mux.Session) {
 	tb.Helper()
 	a, b := net.Pipe()
-	server, err := yamux.Server(a, nil)
+	server, err := mux.Server(a, nil)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	client, err = yamux.Client(b, nil)
+	client, err = mux.Client(b, nil)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -13,8 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/yamux"
 	"github.com/prometheus/client_golang/prometheus"
+	"kubetunnel/tunnel/mux"
 
 	"kubetunnel/internal/kubehttp"
 	"kubetunnel/internal/streamhttp"
@@ -224,14 +224,14 @@ func (r *Registry) RoundTripper(agent string) (http.RoundTripper, error) {
 			// agentk refused the stream: it sent GoAway (we learn it when
 			// opening one), or reset a stream opened just before its
 			// GoAway reached us. It served nothing of the request.
-			refused := errors.Is(err, yamux.ErrRemoteGoAway) || errors.Is(err, yamux.ErrConnectionReset)
+			refused := errors.Is(err, mux.ErrRemoteGoAway) || errors.Is(err, mux.ErrConnectionReset)
 			if !refused || (body != nil && body.Touched()) || attempt == maxAttempts {
 				return resp, err
 			}
 			if replay != nil {
 				req.Body = io.NopCloser(bytes.NewReader(replay))
 			}
-			if errors.Is(err, yamux.ErrRemoteGoAway) {
+			if errors.Is(err, mux.ErrRemoteGoAway) {
 				s.markGoneAway()
 			}
 			if s, err = r.Pick(agent); err != nil {

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/yamux"
 	"go.uber.org/goleak"
+	"kubetunnel/tunnel/mux"
 
 	"kubetunnel/internal/streamhttp"
 	"kubetunnel/internal/testutil"
@@ -24,7 +24,7 @@ import (
 // pair is kas's and agentk's ends of one yamux session on loopback TCP,
 // with agentk's stream server (HTTP/1.1 and protocol 2 by first byte).
 type pair struct {
-	kas        *yamux.Session
+	kas        *mux.Session
 	tr         *streamhttp.Transport
 	roundTrip  func(*http.Request) (*http.Response, error)
 	cancelled  chan string // paths whose request context ended early
@@ -48,8 +48,8 @@ func newPair(t *testing.T, protocol int) *pair {
 		t.Fatal(err)
 	}
 	sc := <-accepted
-	kasSess, _ := yamux.Server(sc, nil)
-	agentSess, _ := yamux.Client(cc, nil)
+	kasSess, _ := mux.Server(sc, nil)
+	agentSess, _ := mux.Client(cc, nil)
 	p := &pair{kas: kasSess, cancelled: make(chan string, 10), streamNext: make(chan struct{})}
 	srv := &streamhttp.Server{
 		Handler:     http.HandlerFunc(p.handle),
