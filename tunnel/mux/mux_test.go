@@ -501,3 +501,36 @@ func TestEmptyRead(t *testing.T) {
 		return err == io.EOF
 	}, func() string { return "an empty read never saw the peer's close" })
 }
+
+// A peer that stops reading the connection ends the session within
+// WriteTimeout (a writer does not hang), and every writer returns.
+func TestWriteTimeoutEndsSession(t *testing.T) {
+	a, b := tcpPair(t)
+	defer b.Close() // never read
+	s, _ := Client(a, &Config{WriteTimeout: 200 * time.Millisecond})
+	defer s.Close()
+	var wg sync.WaitGroup
+	start := time.Now()
+	// Each stream may send its initial window before any ACK: together
+	// far more than the socket buffers hold.
+	for range 200 {
+		st, err := s.OpenStream()
+		if err != nil {
+			break // the session already ended
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st.Write(make([]byte, initialWindow))
+		}()
+	}
+	wg.Wait()
+	select {
+	case <-s.CloseChan():
+	case <-time.After(5 * time.Second):
+		t.Fatal("session still open with its peer not reading")
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("writers returned after %v", d)
+	}
+}

@@ -11,9 +11,9 @@ import (
 // Paths in the order of the ladder, cheapest first, with what each is.
 var pathOrder = []struct{ name, what string }{
 	{"tcp", "raw TCP copy (the physical limit)"},
-	{"websocket", "one WebSocket connection per stream (gorilla/websocket, as the tunnel), no yamux"},
-	{"yamux-tcp", "our tunnel package (yamux) over raw TCP, no HTTP"},
-	{"yamux-ws", "our tunnel package (yamux) over WebSocket, no HTTP"},
+	{"websocket", "one WebSocket connection per stream (gorilla/websocket, as the tunnel), no multiplexer"},
+	{"yamux-tcp", "our tunnel package (its multiplexer, tunnel/mux: yamux's wire format) over raw TCP, no HTTP"},
+	{"yamux-ws", "our tunnel package (its multiplexer, tunnel/mux) over WebSocket, no HTTP"},
 	{"direct", "HTTP client → backend"},
 	{"proxy", "HTTP client → reverse proxy → backend (no tunnel)"},
 	{"kas-ws", "**us**: client → kas → tunnel over WebSocket → agentk → backend"},
@@ -376,11 +376,11 @@ func renderThroughput(w writer, r *results) {
 	for _, rtt := range rtts {
 		w(" %s |", ceiling(linkWindow, rtt))
 	}
-	w("\n| ceiling: one yamux stream (window %d MiB / RTT) |", tunnel.DefaultMaxStreamWindow>>20)
+	w("\n| ceiling: one tunnel stream (window %d MiB / RTT) |", tunnel.DefaultMaxStreamWindow>>20)
 	for _, rtt := range rtts {
 		w(" %s |", ceiling(tunnel.DefaultMaxStreamWindow, rtt))
 	}
-	w("\n\nA stream's window bounds it at window / RTT whatever the CPU: yamux grants the sender at most `tunnel.DefaultMaxStreamWindow` bytes ahead of what the receiver has read. remotedialer has no window: its receiver asks the sender to pause once 2 MiB (`MaxBuffer`) wait unread and to resume below 256 KiB; the sender keeps sending while the pause message travels, so it is bounded by the link alone.\n\n")
+	w("\n\nA stream's window bounds it at window / RTT whatever the CPU: the tunnel's multiplexer grants the sender at most `tunnel.DefaultMaxStreamWindow` bytes ahead of what the receiver has read. remotedialer has no window: its receiver asks the sender to pause once 2 MiB (`MaxBuffer`) wait unread and to resume below 256 KiB; the sender keeps sending while the pause message travels, so it is bounded by the link alone.\n\n")
 }
 
 // linkWindow is test/bench's link window (link_test.go).
