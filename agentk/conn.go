@@ -227,7 +227,7 @@ func (m *connManager) serve(ctx context.Context, sess *mux.Session) {
 		Logger:      m.logger,
 		OtherPrefix: wire.RequestMagic,
 		Other: func(ctx context.Context, c net.Conn, br *bufio.Reader) bool {
-			return wire.Serve(ctx, c, br, m.handler, 0)
+			return wire.Serve(ctx, c, br, m.handler)
 		},
 	}
 	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))

@@ -76,7 +76,7 @@ func BenchmarkForwardWire(b *testing.B) {
 			if _, err := br.Peek(1); err != nil {
 				return
 			}
-			if !wire.Serve(context.Background(), c, br, f, 0) {
+			if !wire.Serve(context.Background(), c, br, f) {
 				return
 			}
 		}

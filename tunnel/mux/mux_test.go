@@ -534,3 +534,57 @@ func TestWriteTimeoutEndsSession(t *testing.T) {
 		t.Fatalf("writers returned after %v", d)
 	}
 }
+
+// AfterPeerClose runs when the peer closes the stream, when it resets
+// it, and when the session ends; not after stop; at once when it is late.
+func TestAfterPeerClose(t *testing.T) {
+	client, server := pair(t, pairings[0])
+	open := func() (*Stream, *Stream) {
+		c, err := client.(*Session).OpenStream()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Write([]byte("x"))
+		sc, err := server.(*Session).AcceptStream()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c, sc
+	}
+	fired := func(sc *Stream) (chan struct{}, func() bool) {
+		ch := make(chan struct{})
+		return ch, sc.AfterPeerClose(func() { close(ch) })
+	}
+	wait := func(ch chan struct{}, what string) {
+		select {
+		case <-ch:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("AfterPeerClose did not run on %s", what)
+		}
+	}
+
+	c, sc := open()
+	ch, _ := fired(sc)
+	c.Close()
+	wait(ch, "the peer's close")
+	late, _ := fired(sc)
+	wait(late, "a stream already closed by the peer")
+
+	c, sc = open()
+	ch, stop := fired(sc)
+	if !stop() {
+		t.Fatal("stop did not report the function stopped")
+	}
+	c.Close()
+	io.ReadAll(sc) // EOF: the close arrived
+	select {
+	case <-ch:
+		t.Fatal("AfterPeerClose ran after stop")
+	default:
+	}
+
+	_, sc = open()
+	ch, _ = fired(sc)
+	client.Close()
+	wait(ch, "the session's end")
+}

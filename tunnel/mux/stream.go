@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"time"
 )
@@ -28,6 +29,7 @@ type Stream struct {
 	reset        bool
 	sessClosed   bool
 	closeTimer   *time.Timer
+	onPeerClose  []*peerCloseFunc
 	readDL       time.Time
 	writeDL      time.Time
 
@@ -43,6 +45,55 @@ func newStream(s *Session, id uint32) *Stream {
 		sendWindow: initialWindow,
 		recvNotify: make(chan struct{}, 1),
 		sendNotify: make(chan struct{}, 1),
+	}
+}
+
+type peerCloseFunc struct{ f func() }
+
+// AfterPeerClose arranges for f to run once the peer closes or resets the
+// stream, or the session ends (at once, on a goroutine of its own, if that
+// has happened). f runs on the session's receive loop: it must not block.
+// stop deregisters f, and reports whether that stopped it from running.
+//
+// It lets a server cancel a request when its caller goes away without a
+// goroutine or a timer per request (tunnel/wire's Serve).
+func (st *Stream) AfterPeerClose(f func()) (stop func() bool) {
+	e := &peerCloseFunc{f: f}
+	st.mu.Lock()
+	if st.remoteClosed || st.reset || st.sessionGone() {
+		st.mu.Unlock()
+		go f()
+		return func() bool { return false }
+	}
+	st.onPeerClose = append(st.onPeerClose, e)
+	st.mu.Unlock()
+	return func() bool {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		for i, x := range st.onPeerClose {
+			if x == e {
+				st.onPeerClose = slices.Delete(st.onPeerClose, i, i+1)
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// peerClosedLocked takes the AfterPeerClose functions to run, once the
+// stream can receive nothing more; under mu.
+func (st *Stream) peerClosedLocked() []*peerCloseFunc {
+	if !(st.remoteClosed || st.reset || st.sessClosed) {
+		return nil
+	}
+	fns := st.onPeerClose
+	st.onPeerClose = nil
+	return fns
+}
+
+func runPeerClose(fns []*peerCloseFunc) {
+	for _, e := range fns {
+		e.f()
 	}
 }
 
@@ -218,7 +269,9 @@ func (st *Stream) closeTimedOut() {
 	}
 	st.reset = true
 	st.chunks, st.off, st.buffered = nil, 0, 0
+	fns := st.peerClosedLocked()
 	st.mu.Unlock()
+	runPeerClose(fns)
 	notify(st.recvNotify)
 	notify(st.sendNotify)
 	st.s.removeStream(st)
@@ -239,7 +292,9 @@ func (st *Stream) data(flags uint16, p []byte) error {
 		st.buffered += n
 	}
 	ack, remove := st.flagsLocked(flags)
+	fns := st.peerClosedLocked()
 	st.mu.Unlock()
+	runPeerClose(fns)
 	st.after(ack, remove)
 	notify(st.recvNotify)
 	return nil
@@ -250,7 +305,9 @@ func (st *Stream) windowUpdate(flags uint16, delta uint32) {
 	st.mu.Lock()
 	st.sendWindow += delta
 	ack, remove := st.flagsLocked(flags)
+	fns := st.peerClosedLocked()
 	st.mu.Unlock()
+	runPeerClose(fns)
 	st.after(ack, remove)
 	notify(st.sendNotify)
 	if flags&(flagFIN|flagRST) != 0 {
@@ -308,7 +365,9 @@ func (st *Stream) forceClose() {
 	if st.closeTimer != nil {
 		st.closeTimer.Stop()
 	}
+	fns := st.peerClosedLocked()
 	st.mu.Unlock()
+	runPeerClose(fns)
 	notify(st.recvNotify)
 	notify(st.sendNotify)
 }

@@ -10,12 +10,8 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
-	"time"
+	"sync/atomic"
 )
-
-// DefaultWatchAfter is how long a request without a body runs before its
-// stream is watched for kas closing it (see Serve).
-const DefaultWatchAfter = 10 * time.Millisecond
 
 // writeBufSize fits a 32 KiB copy buffer and its chunk header, so each
 // read of a streamed body leaves as one tunnel frame.
@@ -34,19 +30,17 @@ var (
 	bodyWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, BodyFrameSize) }}
 )
 
-// aLongTimeAgo, as a read deadline, wakes a blocked read at once.
-var aLongTimeAgo = time.Unix(1, 0)
-
 // Serve answers the next request on a protocol-2 stream with h; br reads
 // c (its next byte is RequestMagic). The handler runs on the caller's
-// goroutine. A request without a body that is still running after
-// watchAfter (a watch, logs -f) is cancelled when kas closes the stream.
-// Serve returns once the answer is sent; keep says whether the stream
-// can carry the next request (else the caller closes it).
+// goroutine. A request without a body (a watch, logs -f) is cancelled
+// when kas closes or resets the stream, if c can say so (PeerCloser, as
+// the tunnel's streams can); on other conns it runs to its end. Serve
+// returns once the answer is sent; keep says whether the stream can
+// carry the next request (else the caller closes it).
 //
 // The ResponseWriter is an http.Flusher; after WriteHeader(101) its
 // Upgraded method gives the raw stream.
-func Serve(ctx context.Context, c net.Conn, br *bufio.Reader, h http.Handler, watchAfter time.Duration) (keep bool) {
+func Serve(ctx context.Context, c net.Conn, br *bufio.Reader, h http.Handler) (keep bool) {
 	bw := bigWriters.Get().(*bufio.Writer)
 	bw.Reset(c)
 	defer func() {
@@ -88,16 +82,19 @@ func Serve(ctx context.Context, c net.Conn, br *bufio.Reader, h http.Handler, wa
 	if head.BodyLength != 0 {
 		body = BodyReader(br, head.BodyLength)
 		req.Body = body
-	} else if !head.Upgrade {
-		if watchAfter <= 0 {
-			watchAfter = DefaultWatchAfter
-		}
-		w.watch = time.AfterFunc(watchAfter, func() { w.watchStream(cancel) })
+	} else if pc, ok := c.(PeerCloser); ok && !head.Upgrade {
+		// Nothing else reads the stream while a request without a body
+		// runs, and kas sends nothing more on it: its close is the
+		// caller going away. (No goroutine or timer per request: either
+		// costs a thread wake-up per request on an idle core.)
+		stop := pc.AfterPeerClose(func() {
+			w.peerGone.Store(true)
+			cancel()
+		})
+		defer stop()
 	}
-	defer w.stopWatch()
 	h.ServeHTTP(w, req)
-	w.stopWatch()
-	if w.peerGone || !w.finish() {
+	if w.peerGone.Load() || !w.finish() {
 		return false // kas is gone: no final chunk, the stream closes
 	}
 	if body != nil && !body.Done() {
@@ -136,10 +133,13 @@ type ResponseWriter struct {
 	written     int64
 	err         error
 
-	watch    *time.Timer
-	watchMu  sync.Mutex
-	watched  chan struct{}
-	peerGone bool // the watch saw kas close the stream
+	peerGone atomic.Bool // kas closed the stream while the handler ran
+}
+
+// PeerCloser is a stream that runs f when its peer closes or resets it
+// (tunnel/mux's Stream); stop deregisters f.
+type PeerCloser interface {
+	AfterPeerClose(f func()) (stop func() bool)
 }
 
 func (w *ResponseWriter) Header() http.Header { return w.header }
@@ -265,50 +265,4 @@ func (w *ResponseWriter) finish() bool {
 		w.err = WriteLastChunk(w.bw)
 	}
 	return w.flush() == nil && (w.noBody || w.length < 0 || w.written == w.length)
-}
-
-// watchStream waits for kas to close the stream (the caller went away)
-// and cancels the request then. Nothing else reads the stream while a
-// request without a body runs; kas sends nothing more on it.
-func (w *ResponseWriter) watchStream(cancel context.CancelFunc) {
-	w.watchMu.Lock()
-	if w.watched != nil { // stopWatch came first
-		w.watchMu.Unlock()
-		return
-	}
-	done := make(chan struct{})
-	w.watched = done
-	w.watchMu.Unlock()
-	defer close(done)
-	if _, err := w.br.Peek(1); !isTimeout(err) {
-		w.peerGone = true
-		cancel()
-	}
-}
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
-}
-
-// stopWatch ends the watch: a timer that has not fired is stopped; a
-// running watch is woken with a read deadline in the past and waited for.
-func (w *ResponseWriter) stopWatch() {
-	t := w.watch
-	w.watch = nil
-	if t == nil || t.Stop() {
-		return
-	}
-	w.watchMu.Lock()
-	done := w.watched
-	if done == nil {
-		w.watched = make(chan struct{})
-	}
-	w.watchMu.Unlock()
-	if done == nil {
-		return
-	}
-	_ = w.c.SetReadDeadline(aLongTimeAgo)
-	<-done
-	_ = w.c.SetReadDeadline(time.Time{})
 }

@@ -37,7 +37,7 @@ func serveOnce(t *testing.T, h http.HandlerFunc) (*writesConn, *ResponseHead, []
 	c := &writesConn{closed: make(chan struct{})}
 	defer c.Close()
 	req := AppendRequest(nil, &RequestHead{Method: "GET", URI: "/list", Header: http.Header{}})
-	if !Serve(context.Background(), c, bufio.NewReader(bytes.NewReader(req)), h, time.Hour) {
+	if !Serve(context.Background(), c, bufio.NewReader(bytes.NewReader(req)), h) {
 		t.Fatal("Serve: the stream cannot be reused after a complete answer")
 	}
 	br := bufio.NewReader(bytes.NewReader(bytes.Join(c.writes, nil)))
