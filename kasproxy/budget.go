@@ -14,7 +14,7 @@ const (
 	// a caller that reads nothing for this long is cut off.
 	DefaultWriteTimeout = time.Minute
 	// DefaultStallAfter is how long a write to a caller must block before
-	// the response counts as stalled.
+	// the response counts as stalled (seen within 1.25 × that: stallWatch).
 	DefaultStallAfter = time.Second
 	// DefaultMaxBufferedBytesPerUser bounds what one caller's stalled
 	// responses may hold in kas (16 streams at the default 16 MiB window).
@@ -88,13 +88,12 @@ type guardedWriter struct {
 	http.ResponseWriter
 	rc         *http.ResponseController
 	timeout    time.Duration
-	stallAfter time.Duration
+	watch      *stallWatch
 	b          *budget
 	user       string
 	ri         *reqInfo
 
-	mu      sync.Mutex // guards timer, writing, charged and cut
-	timer   *time.Timer
+	mu      sync.Mutex // guards writing, charged and cut
 	writing bool
 	charged bool
 	cut     bool
@@ -102,7 +101,7 @@ type guardedWriter struct {
 
 func (p *Proxy) guard(w http.ResponseWriter, user string, ri *reqInfo) *guardedWriter {
 	return &guardedWriter{ResponseWriter: w, rc: http.NewResponseController(w), timeout: p.cfg.WriteTimeout,
-		stallAfter: p.cfg.StallAfter, b: p.budget, user: user, ri: ri}
+		watch: p.stalls, b: p.budget, user: user, ri: ri}
 }
 
 func (w *guardedWriter) Write(p []byte) (int, error) {
@@ -121,14 +120,10 @@ func (w *guardedWriter) guarded(write func() error) error {
 	_ = w.rc.SetWriteDeadline(time.Now().Add(w.timeout))
 	w.mu.Lock()
 	w.writing = true
-	if w.timer == nil {
-		w.timer = time.AfterFunc(w.stallAfter, w.stalled)
-	} else {
-		w.timer.Reset(w.stallAfter)
-	}
 	w.mu.Unlock()
+	w.watch.begin(w)
 	err := write()
-	w.timer.Stop()
+	w.watch.end(w)
 	w.mu.Lock()
 	w.writing = false
 	if w.charged {
@@ -146,7 +141,7 @@ func (w *guardedWriter) guarded(write func() error) error {
 	return err
 }
 
-// stalled runs when a write has blocked for stallAfter: it charges the
+// stalled runs when a write has blocked for StallAfter (stallWatch): it charges the
 // budget, or, over budget, cuts the response (a past deadline makes the
 // blocked write fail, and the proxy then closes the stream).
 func (w *guardedWriter) stalled() {

@@ -154,6 +154,7 @@ type Proxy struct {
 	watches kubehttp.Watches
 	// budget for responses whose callers stopped reading
 	budget *budget
+	stalls *stallWatch
 }
 
 type ctxKey int
@@ -207,7 +208,8 @@ func New(cfg Config) *Proxy {
 		cfg.MaxBufferedBytes = DefaultMaxBufferedBytes
 	}
 	p := &Proxy{cfg: cfg, perAgent: map[string]int{}, perUser: map[slotKey]int{},
-		budget: newBudget(cfg.StreamWindow, cfg.MaxBufferedBytesPerUser, cfg.MaxBufferedBytes)}
+		budget: newBudget(cfg.StreamWindow, cfg.MaxBufferedBytesPerUser, cfg.MaxBufferedBytes),
+		stalls: newStallWatch(cfg.StallAfter)}
 	p.budget.metrics = cfg.Metrics
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:   p.rewrite,
