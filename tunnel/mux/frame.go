@@ -3,6 +3,7 @@ package mux
 import (
 	"encoding/binary"
 	"fmt"
+	"sync"
 )
 
 // The frame header, as yamux defines it: version(1) type(1) flags(2)
@@ -55,4 +56,33 @@ func (h *header) stream() uint32 { return binary.BigEndian.Uint32(h[4:]) }
 func (h *header) length() uint32 { return binary.BigEndian.Uint32(h[8:]) }
 func (h *header) String() string {
 	return fmt.Sprintf("version %d type %d flags %#x stream %d length %d", h.version(), h.typ(), h.flags(), h.stream(), h.length())
+}
+
+// Big frames' payloads come from a pool and go back once read: a bulk
+// transfer (a list, logs) moves in 128 KiB frames (tunnel/wire's
+// BodyFrameSize), and a fresh buffer for each made the garbage collector
+// run every few MB. Other payloads are allocated as they come. The range
+// is narrow so that a pooled buffer is at most a third larger than what
+// it holds: a stream's unread data stays near its window in memory.
+const (
+	pooledFrameMin = 96 << 10
+	pooledFrameCap = 128 << 10
+)
+
+var frameBufs = sync.Pool{New: func() any { b := make([]byte, pooledFrameCap); return &b }}
+
+func getFrameBuf(n int) []byte {
+	if n < pooledFrameMin || n > pooledFrameCap {
+		return make([]byte, n)
+	}
+	return (*frameBufs.Get().(*[]byte))[:n]
+}
+
+// putFrameBuf takes back a payload that has been read to its end.
+func putFrameBuf(b []byte) {
+	if cap(b) != pooledFrameCap {
+		return
+	}
+	b = b[:cap(b)]
+	frameBufs.Put(&b)
 }

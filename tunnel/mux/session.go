@@ -462,7 +462,7 @@ func (s *Session) handleStream(h *header) error {
 		if n > s.cfg.MaxStreamWindow {
 			return &errProtocol{fmt.Sprintf("stream %d: a data frame of %d bytes, over the window of %d", id, n, s.cfg.MaxStreamWindow)}
 		}
-		p = make([]byte, n)
+		p = getFrameBuf(int(n))
 		if _, err := io.ReadFull(s.br, p); err != nil {
 			return err
 		}

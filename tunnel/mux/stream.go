@@ -123,6 +123,7 @@ func (st *Stream) Read(p []byte) (int, error) {
 				n += c
 				st.off += c
 				if st.off == len(st.chunks[0]) {
+					putFrameBuf(st.chunks[0])
 					st.chunks[0] = nil
 					st.chunks = st.chunks[1:]
 					st.off = 0
