@@ -58,31 +58,40 @@ func (h *header) String() string {
 	return fmt.Sprintf("version %d type %d flags %#x stream %d length %d", h.version(), h.typ(), h.flags(), h.stream(), h.length())
 }
 
-// Big frames' payloads come from a pool and go back once read: a bulk
-// transfer (a list, logs) moves in 128 KiB frames (tunnel/wire's
-// BodyFrameSize), and a fresh buffer for each made the garbage collector
-// run every few MB. Other payloads are allocated as they come. The range
-// is narrow so that a pooled buffer is at most a third larger than what
-// it holds: a stream's unread data stays near its window in memory.
-const (
-	pooledFrameMin = 96 << 10
-	pooledFrameCap = 128 << 10
-)
+// Received payloads are kept in buffers from size-class pools and go
+// back once read: a bulk transfer (a list, logs) moves in 32 and 128 KiB
+// frames (tunnel/wire), and a fresh buffer for each made the garbage
+// collector run every few MB. Frames under smallFrame are copied into
+// the stream's last buffer when it has room, so a peer sending tiny
+// frames cannot make a window's worth of data take many times its size
+// in memory: what a stream holds unread stays under twice its window.
+const smallFrame = 16 << 10
 
-var frameBufs = sync.Pool{New: func() any { b := make([]byte, pooledFrameCap); return &b }}
+var frameClasses = [...]int{16 << 10, 32<<10 + 1024, 64 << 10, 128 << 10}
 
+var framePools [len(frameClasses)]sync.Pool
+
+// getFrameBuf returns a buffer of length n from the smallest class that
+// holds it (or, past the largest class, a new one).
 func getFrameBuf(n int) []byte {
-	if n < pooledFrameMin || n > pooledFrameCap {
-		return make([]byte, n)
+	for i, c := range frameClasses {
+		if n <= c {
+			if b, ok := framePools[i].Get().(*[]byte); ok {
+				return (*b)[:n]
+			}
+			return make([]byte, n, c)
+		}
 	}
-	return (*frameBufs.Get().(*[]byte))[:n]
+	return make([]byte, n)
 }
 
-// putFrameBuf takes back a payload that has been read to its end.
+// putFrameBuf takes back a buffer that has been read to its end.
 func putFrameBuf(b []byte) {
-	if cap(b) != pooledFrameCap {
-		return
+	for i, c := range frameClasses {
+		if cap(b) == c {
+			b = b[:0]
+			framePools[i].Put(&b)
+			return
+		}
 	}
-	b = b[:cap(b)]
-	frameBufs.Put(&b)
 }

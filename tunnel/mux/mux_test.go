@@ -588,3 +588,42 @@ func TestAfterPeerClose(t *testing.T) {
 	client.Close()
 	wait(ch, "the session's end")
 }
+
+// A peer that fills a stream's window with one-byte frames does not make
+// it take many times the window in memory: small frames are packed.
+func TestTinyFramesArePacked(t *testing.T) {
+	a, b := tcpPair(t)
+	defer a.Close()
+	s, _ := Server(b, nil)
+	defer s.Close()
+	go io.Copy(io.Discard, a)
+	var h header
+	h.encode(typeWindowUpdate, flagSYN, 1, 0)
+	frames := append([]byte{}, h[:]...)
+	for range initialWindow {
+		h.encode(typeData, 0, 1, 1)
+		frames = append(append(frames, h[:]...), 'x')
+	}
+	go a.Write(frames)
+	st, err := s.AcceptStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var chunks, held int
+	waitFor(t, func() bool {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		chunks, held = len(st.chunks), 0
+		for _, c := range st.chunks {
+			held += cap(c)
+		}
+		return st.buffered == initialWindow
+	}, func() string { return "the window's worth of frames did not arrive" })
+	if held > 2*initialWindow {
+		t.Fatalf("%d one-byte frames are held in %d chunks of %d bytes in all, over twice the window", initialWindow, chunks, held)
+	}
+	got, err := io.ReadAll(io.LimitReader(st, initialWindow))
+	if err != nil || len(got) != initialWindow || got[0] != 'x' || got[len(got)-1] != 'x' {
+		t.Fatalf("read %d bytes, %v", len(got), err)
+	}
+}

@@ -280,7 +280,10 @@ func (st *Stream) closeTimedOut() {
 }
 
 // data takes a data frame's payload and flags, from the receive loop.
-func (st *Stream) data(flags uint16, p []byte) error {
+// A small payload is the receive loop's scratch buffer: it is copied into
+// the last chunk when that has room, else into a new pooled one; a large
+// one is a pooled buffer kept as it is.
+func (st *Stream) data(flags uint16, p []byte, small bool) error {
 	st.mu.Lock()
 	n := uint32(len(p))
 	if n > st.recvWindow {
@@ -289,7 +292,15 @@ func (st *Stream) data(flags uint16, p []byte) error {
 	}
 	st.recvWindow -= n
 	if n > 0 && !st.reset && !st.sessClosed {
-		st.chunks = append(st.chunks, p)
+		last := len(st.chunks) - 1
+		switch {
+		case small && last >= 0 && cap(st.chunks[last])-len(st.chunks[last]) >= len(p):
+			st.chunks[last] = append(st.chunks[last], p...)
+		case small:
+			st.chunks = append(st.chunks, append(getFrameBuf(smallFrame)[:0], p...))
+		default:
+			st.chunks = append(st.chunks, p)
+		}
 		st.buffered += n
 	}
 	ack, remove := st.flagsLocked(flags)
