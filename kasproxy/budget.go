@@ -86,12 +86,12 @@ func (b *budget) Used() int64 {
 // write (and flush) and the budget charged while a write is stalled.
 type guardedWriter struct {
 	http.ResponseWriter
-	rc         *http.ResponseController
-	timeout    time.Duration
-	watch      *stallWatch
-	b          *budget
-	user       string
-	ri         *reqInfo
+	rc      *http.ResponseController
+	timeout time.Duration
+	watch   *stallWatch
+	b       *budget
+	user    string
+	ri      *reqInfo
 
 	mu      sync.Mutex // guards writing, charged and cut
 	writing bool
