@@ -303,11 +303,7 @@ func (st *Stream) data(flags uint16, p []byte, small bool) error {
 		}
 		st.buffered += n
 	}
-	ack, remove := st.flagsLocked(flags)
-	fns := st.peerClosedLocked()
-	st.mu.Unlock()
-	runPeerClose(fns)
-	st.after(ack, remove)
+	st.flagsAndUnlock(flags)
 	notify(st.recvNotify)
 	return nil
 }
@@ -316,15 +312,21 @@ func (st *Stream) data(flags uint16, p []byte, small bool) error {
 func (st *Stream) windowUpdate(flags uint16, delta uint32) {
 	st.mu.Lock()
 	st.sendWindow += delta
+	st.flagsAndUnlock(flags)
+	notify(st.sendNotify)
+	if flags&(flagFIN|flagRST) != 0 {
+		notify(st.recvNotify)
+	}
+}
+
+// flagsAndUnlock applies a frame's flags, unlocks mu (held by the
+// caller), and then does what they call for outside the lock.
+func (st *Stream) flagsAndUnlock(flags uint16) {
 	ack, remove := st.flagsLocked(flags)
 	fns := st.peerClosedLocked()
 	st.mu.Unlock()
 	runPeerClose(fns)
 	st.after(ack, remove)
-	notify(st.sendNotify)
-	if flags&(flagFIN|flagRST) != 0 {
-		notify(st.recvNotify)
-	}
 }
 
 // flagsLocked applies ACK, FIN and RST; under mu.
