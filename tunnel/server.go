@@ -141,6 +141,11 @@ var wsUpgrader = websocket.Upgrader{
 
 // ServeHTTP accepts a WebSocket upgrade from agentk.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// Counted before the upgrade answer leaves: once the agent has it,
+	// Wait must wait for this session. (Counted after it, a session the
+	// agent already had could start after Wait returned.)
+	s.wg.Add(1)
+	defer s.wg.Done()
 	h, perr := HelloFromHeader(r.Header)
 	agent, refused := s.check(r.Context(), h, perr)
 	if refused != nil {
@@ -154,8 +159,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	conn := net.Conn(newWSConn(c))
-	s.wg.Add(1)
-	defer s.wg.Done()
 	s.serveSession(conn, agent, h, r.RemoteAddr)
 }
 
