@@ -460,22 +460,14 @@ func (s *Session) handleStream(h *header) error {
 	if n > s.cfg.MaxStreamWindow {
 		return &errProtocol{fmt.Sprintf("stream %d: a data frame of %d bytes, over the window of %d", id, n, s.cfg.MaxStreamWindow)}
 	}
-	if n < smallFrame {
-		// Read into a scratch buffer, then copied into the stream's last
-		// buffer (the scratch is pooled: an idle session holds none).
-		scratch := getFrameBuf(smallFrame)
-		defer putFrameBuf(scratch)
-		p := scratch[:n]
+	var p []byte
+	if n > 0 {
+		p = getFrameBuf(int(n))
 		if _, err := io.ReadFull(s.br, p); err != nil {
 			return err
 		}
-		return st.data(flags, p, true)
 	}
-	p := getFrameBuf(int(n))
-	if _, err := io.ReadFull(s.br, p); err != nil {
-		return err
-	}
-	return st.data(flags, p, false)
+	return st.data(flags, p)
 }
 
 // incoming registers a stream the peer opens.

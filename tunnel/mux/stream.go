@@ -107,7 +107,7 @@ func notify(ch chan struct{}) {
 	}
 }
 
-// ended reports whether nothing more will arrive or leave; under mu.
+// sessionGone reports whether the session has ended; under mu.
 func (st *Stream) sessionGone() bool { return st.sessClosed || st.s.closed.Load() }
 
 // Read reads what the peer sent; io.EOF after its close. An empty p
@@ -279,11 +279,11 @@ func (st *Stream) closeTimedOut() {
 	_ = st.s.writeFrame(typeWindowUpdate, flagRST, st.id, 0, nil)
 }
 
-// data takes a data frame's payload and flags, from the receive loop.
-// A small payload is the receive loop's scratch buffer: it is copied into
-// the last chunk when that has room, else into a new pooled one; a large
-// one is a pooled buffer kept as it is.
-func (st *Stream) data(flags uint16, p []byte, small bool) error {
+// data takes a data frame's payload (a getFrameBuf buffer) and flags,
+// from the receive loop. A small payload is copied into the last chunk
+// when that has room, and its buffer goes back; otherwise the buffer is
+// kept as a chunk (a small payload's has room for the next ones).
+func (st *Stream) data(flags uint16, p []byte) error {
 	st.mu.Lock()
 	n := uint32(len(p))
 	if n > st.recvWindow {
@@ -291,16 +291,16 @@ func (st *Stream) data(flags uint16, p []byte, small bool) error {
 		return &errProtocol{fmt.Sprintf("stream %d: %d bytes over a window of %d", st.id, n, st.recvWindow)}
 	}
 	st.recvWindow -= n
-	if n > 0 && !st.reset && !st.sessClosed {
-		last := len(st.chunks) - 1
-		switch {
-		case small && last >= 0 && cap(st.chunks[last])-len(st.chunks[last]) >= len(p):
-			st.chunks[last] = append(st.chunks[last], p...)
-		case small:
-			st.chunks = append(st.chunks, append(getFrameBuf(smallFrame)[:0], p...))
-		default:
-			st.chunks = append(st.chunks, p)
-		}
+	switch last := len(st.chunks) - 1; {
+	case n == 0:
+	case st.reset || st.sessClosed:
+		putFrameBuf(p)
+	case n < smallFrame && last >= 0 && cap(st.chunks[last])-len(st.chunks[last]) >= len(p):
+		st.chunks[last] = append(st.chunks[last], p...)
+		st.buffered += n
+		putFrameBuf(p)
+	default:
+		st.chunks = append(st.chunks, p)
 		st.buffered += n
 	}
 	st.flagsAndUnlock(flags)
