@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/textproto"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -127,8 +128,11 @@ func closedByPeer(c *conn) bool {
 	if c.SetReadDeadline(time.Time{}) != nil {
 		return true
 	}
+	if err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		return false // the usual answer (tunnel/mux's), without errors.As's reflection
+	}
 	var ne net.Error
-	return err != nil && !(errors.As(err, &ne) && ne.Timeout())
+	return !(errors.As(err, &ne) && ne.Timeout())
 }
 
 // aLongTimeAgo is a deadline that has passed.

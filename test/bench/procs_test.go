@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"kubetunnel/internal/testpki"
+	"kubetunnel/kas"
 	"kubetunnel/internal/testutil/stack"
 )
 
@@ -47,7 +48,10 @@ func BenchmarkGetLatencyProcesses(b *testing.B) {
 	if front != "" && front != "tls" {
 		b.Fatalf("%s=%q: the only value is \"tls\"", frontEnv, front)
 	}
-	st, err := stack.New(ctx, dir, os.Getenv("KUBETUNNEL_BENCH_BIN"), e.cp, stack.Options{PlainAPI: front == ""})
+	st, err := stack.New(ctx, dir, os.Getenv("KUBETUNNEL_BENCH_BIN"), e.cp, stack.Options{PlainAPI: front == "",
+		// kas's own poll period, not the tests' 1 s: git polls are not
+		// the proxy's work, and a user's kas polls this often.
+		PollPeriod: kas.DefaultPollPeriod})
 	if err != nil {
 		b.Fatal(err)
 	}
