@@ -16,8 +16,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"kubetunnel/internal/testpki"
-	"kubetunnel/kas"
 	"kubetunnel/internal/testutil/stack"
+	"kubetunnel/kas"
 )
 
 // BenchmarkGetLatencyProcesses is BenchmarkGetLatency's paired GET with
