@@ -196,7 +196,7 @@ func ReadResponse(r *bufio.Reader) (*ResponseHead, error) {
 }
 
 // readFrame reads one frame from r and decodes it with fields, in place
-// in r's buffer when it fits (decoded strings are copies).
+// in r's buffer when it fits (decoded strings share one copy of the frame).
 func readFrame(r *bufio.Reader, magic byte, fields func(d *decoder, flags byte)) error {
 	hdr, err := r.Peek(5)
 	if err != nil {
@@ -230,7 +230,9 @@ func readFrame(r *bufio.Reader, magic byte, fields func(d *decoder, flags byte))
 		}
 		return err
 	}
-	d := &decoder{b: buf}
+	// One copy of the frame: every string decoded from it is a piece of
+	// it, not an allocation of its own.
+	d := &decoder{b: buf, s: string(buf)}
 	fields(d, d.byte())
 	if inPlace {
 		r.Discard(n)
@@ -240,7 +242,8 @@ func readFrame(r *bufio.Reader, magic byte, fields func(d *decoder, flags byte))
 
 // decoder reads the fields of a frame; the first error sticks.
 type decoder struct {
-	b   []byte
+	b   []byte // what is left to decode
+	s   string // the whole frame, for strings: d.b is its tail
 	err error
 }
 
@@ -289,9 +292,9 @@ func (d *decoder) string() string {
 		d.fail("string past the frame's end")
 		return ""
 	}
-	s := string(d.b[:n])
+	off := len(d.s) - len(d.b)
 	d.b = d.b[n:]
-	return s
+	return d.s[off : off+int(n)]
 }
 
 func (d *decoder) header() http.Header {
@@ -303,7 +306,11 @@ func (d *decoder) header() http.Header {
 		return nil
 	}
 	h := make(http.Header, min(n, 64))
-	for range n {
+	// One backing array for the values: a field seen once (nearly all)
+	// takes a one-element piece of it; a repeated one grows its own.
+	// Capped like the map: n is the peer's word.
+	vals := make([]string, min(n, 64))
+	for i := range n {
 		k := d.string()
 		v := d.string()
 		if d.err != nil {
@@ -314,7 +321,12 @@ func (d *decoder) header() http.Header {
 			return nil
 		}
 		k = http.CanonicalHeaderKey(k)
-		h[k] = append(h[k], v)
+		if old, ok := h[k]; ok || i >= uint64(len(vals)) {
+			h[k] = append(old, v)
+		} else {
+			vals[i] = v
+			h[k] = vals[i : i+1 : i+1]
+		}
 	}
 	return h
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"reflect"
@@ -44,6 +45,31 @@ func TestHeadRoundTrip(t *testing.T) {
 		}
 		if !reflect.DeepEqual(got, h) {
 			t.Errorf("round trip:\n got %+v\nwant %+v", got, h)
+		}
+	}
+}
+
+// Decoded header values share one backing array: appending to one field
+// must not touch another, past the first 64 fields too.
+func TestHeadValuesIndependent(t *testing.T) {
+	h := &RequestHead{Method: "GET", URI: "/", Header: http.Header{"Kas-Proxy-Group": {"a", "b", "c"}}}
+	for i := range 70 {
+		h.Header.Set(fmt.Sprintf("X-F%02d", i), fmt.Sprint(i))
+	}
+	got, err := ReadRequest(bufio.NewReader(bytes.NewReader(AppendRequest(nil, h))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got.Header, h.Header) {
+		t.Fatalf("round trip:\n got %v\nwant %v", got.Header, h.Header)
+	}
+	for i := range 70 {
+		k := fmt.Sprintf("X-F%02d", i)
+		got.Header[k] = append(got.Header[k], "added")
+	}
+	for i := range 70 {
+		if v := got.Header[fmt.Sprintf("X-F%02d", i)]; len(v) != 2 || v[0] != fmt.Sprint(i) {
+			t.Fatalf("X-F%02d = %q after appending to every field: want [%d added]", i, v, i)
 		}
 	}
 }
