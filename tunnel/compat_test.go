@@ -60,7 +60,7 @@ func TestOldAgentkNewKas(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sess, err := yamux.Client(&frameCoalescer{Conn: coder.NetConn(context.Background(), c, coder.MessageBinary)}, oldYamuxConfig())
+	sess, err := yamux.Client(coder.NetConn(context.Background(), c, coder.MessageBinary), oldYamuxConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +74,7 @@ func TestNewAgentkOldKas(t *testing.T) {
 		if err != nil {
 			return
 		}
-		sess, err := yamux.Server(&frameCoalescer{Conn: coder.NetConn(context.Background(), c, coder.MessageBinary)}, oldYamuxConfig())
+		sess, err := yamux.Server(coder.NetConn(context.Background(), c, coder.MessageBinary), oldYamuxConfig())
 		if err != nil {
 			return
 		}

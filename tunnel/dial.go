@@ -203,7 +203,7 @@ func (d *Dialer) dialRaw(ctx context.Context, u *url.URL) (net.Conn, error) {
 	// Deadlines belong to the handshake only: yamux runs its own keepalive,
 	// and a deadline on the shared connection would close every stream.
 	_ = conn.SetDeadline(time.Time{})
-	return newFrameCoalescer(conn), nil
+	return newFrameConn(conn), nil
 }
 
 // dialThroughProxy honours HTTPS_PROXY/HTTP_PROXY/NO_PROXY with an HTTP

@@ -158,8 +158,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.logger().Info("WebSocket upgrade failed", "remote", r.RemoteAddr, "err", err)
 		return
 	}
-	conn := net.Conn(newWSConn(c))
-	s.serveSession(conn, agent, h, r.RemoteAddr)
+	s.serveSession(newWSConn(c), agent, h, r.RemoteAddr)
 }
 
 // ServeListener accepts raw TCP (or TLS) connections from ln until ctx is
@@ -215,7 +214,7 @@ func (s *Server) serveRaw(conn net.Conn) {
 		return
 	}
 	_ = conn.SetDeadline(time.Time{})
-	s.serveSession(newFrameCoalescer(conn), agent, h, conn.RemoteAddr().String())
+	s.serveSession(newFrameConn(conn), agent, h, conn.RemoteAddr().String())
 }
 
 func (s *Server) baseContext() context.Context {
@@ -225,9 +224,9 @@ func (s *Server) baseContext() context.Context {
 	return s.ctx
 }
 
-func (s *Server) serveSession(conn net.Conn, agent string, h Hello, remote string) {
+func (s *Server) serveSession(conn sessionConn, agent string, h Hello, remote string) {
 	if s.Metrics != nil {
-		conn = &countingConn{Conn: conn, in: s.Metrics.Bytes.WithLabelValues("from_agent"), out: s.Metrics.Bytes.WithLabelValues("to_agent")}
+		conn = &countingConn{sessionConn: conn, in: s.Metrics.Bytes.WithLabelValues("from_agent"), out: s.Metrics.Bytes.WithLabelValues("to_agent")}
 	}
 	ys, err := mux.Server(conn, s.Session.mux(s.Logger))
 	if err != nil {

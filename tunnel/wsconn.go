@@ -1,7 +1,6 @@
 package tunnel
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -34,12 +33,12 @@ const (
 var wsWriteBuffers = &sync.Pool{}
 
 // wsConn carries the multiplexer's byte stream (package mux, yamux's wire
-// format) in WebSocket binary messages: one message per frame. The mux
-// writes a data frame's 12-byte header and its body in two calls; wsConn holds the header and sends it in the
-// same message as the body, so each frame costs one WebSocket frame and
-// one system call instead of two. Message boundaries carry no meaning
+// format) in WebSocket binary messages: one message per frame, header and
+// body together (WriteFrame), so each frame costs one WebSocket frame and
+// one system call. Message boundaries carry no meaning
 // (tunnel/PROTOCOL.md): a reader concatenates payloads, so a peer that
-// frames differently interoperates.
+// frames differently (hashicorp/yamux writes a header and its body
+// separately: two messages) interoperates.
 //
 // The mux writes (and sets write deadlines) only under its session's
 // write lock, and only its receive loop reads, which is the one-writer,
@@ -49,9 +48,6 @@ type wsConn struct {
 
 	r       io.Reader // the message being read, nil between messages
 	readErr error     // sticky: gorilla panics on repeated reads after a failure
-
-	hdr  [yamuxHeaderSize]byte
-	held bool
 }
 
 func newWSConn(c *websocket.Conn) *wsConn {
@@ -93,29 +89,29 @@ func (w *wsConn) Read(p []byte) (int, error) {
 	}
 }
 
+// Write sends p as one message.
 func (w *wsConn) Write(p []byte) (int, error) {
-	if !w.held && len(p) == yamuxHeaderSize && p[1] == yamuxTypeData && binary.BigEndian.Uint32(p[8:]) > 0 {
-		copy(w.hdr[:], p)
-		w.held = true
-		return len(p), nil
-	}
-	mw, err := w.c.NextWriter(websocket.BinaryMessage)
-	if err != nil {
-		return 0, err
-	}
-	if w.held {
-		w.held = false
-		if _, err := mw.Write(w.hdr[:]); err != nil {
-			return 0, err
-		}
-	}
-	if _, err := mw.Write(p); err != nil {
-		return 0, err
-	}
-	if err := mw.Close(); err != nil {
+	if err := w.WriteFrame(p, nil); err != nil {
 		return 0, err
 	}
 	return len(p), nil
+}
+
+// WriteFrame sends a frame's header and body as one message.
+func (w *wsConn) WriteFrame(hdr, body []byte) error {
+	mw, err := w.c.NextWriter(websocket.BinaryMessage)
+	if err != nil {
+		return err
+	}
+	if _, err := mw.Write(hdr); err != nil {
+		return err
+	}
+	if len(body) > 0 {
+		if _, err := mw.Write(body); err != nil {
+			return err
+		}
+	}
+	return mw.Close()
 }
 
 // Close says goodbye with a close frame when it can, then closes the

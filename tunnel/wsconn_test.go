@@ -103,15 +103,19 @@ func unmask(p []byte) (payload []byte, final bool) {
 	return out, p[0]&0x80 != 0
 }
 
-// A yamux data frame (header, then body, in two writes) leaves agentk as
-// one WebSocket frame in one write; other frames pass as they are.
+// A frame's header and body (WriteFrame) leave agentk as one WebSocket
+// frame in one write; a Write (a frame without a body) is one too.
 func TestWSConnOneFramePerYamuxFrame(t *testing.T) {
 	c, sc := dialScripted(t, nil)
 	body := bytes.Repeat([]byte("x"), 40<<10)
-	for _, p := range [][]byte{header(yamuxTypeData, uint32(len(body))), body, header(1, 65536), header(yamuxTypeData, 3), []byte("abc")} {
-		if n, err := c.Write(p); n != len(p) || err != nil {
-			t.Fatalf("Write = %d, %v", n, err)
-		}
+	if err := c.WriteFrame(header(0, uint32(len(body))), body); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := c.Write(header(1, 65536)); n != yamuxHeaderSize || err != nil {
+		t.Fatalf("Write = %d, %v", n, err)
+	}
+	if err := c.WriteFrame(header(0, 3), []byte("abc")); err != nil {
+		t.Fatal(err)
 	}
 	if len(sc.written) != 3 {
 		t.Fatalf("%d writes on the connection, want 3 (data, window update, data)", len(sc.written))
@@ -124,7 +128,7 @@ func TestWSConnOneFramePerYamuxFrame(t *testing.T) {
 		}
 		got = append(got, payload...)
 	}
-	want := bytes.Join([][]byte{header(yamuxTypeData, uint32(len(body))), body, header(1, 65536), header(yamuxTypeData, 3), []byte("abc")}, nil)
+	want := bytes.Join([][]byte{header(0, uint32(len(body))), body, header(1, 65536), header(0, 3), []byte("abc")}, nil)
 	if !bytes.Equal(got, want) {
 		t.Error("the byte stream changed")
 	}

@@ -58,8 +58,46 @@ func theirs(client bool) func(net.Conn) session {
 	}
 }
 
+// framed gives a session a connection that writes frames whole
+// (FrameWriter), as tunnel's connections do.
+func framed(f func(net.Conn) session) func(net.Conn) session {
+	return func(c net.Conn) session { return f(&frameConn{Conn: c}) }
+}
+
+// frameConn is a FrameWriter that checks what the session gives it: a
+// Write is a frame without a body, a WriteFrame a header and its body.
+type frameConn struct {
+	net.Conn
+	mu            sync.Mutex
+	writes, whole int
+	bad           error
+}
+
+func (c *frameConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	c.writes++
+	if len(p) != headerSize && c.bad == nil {
+		c.bad = errors.New("a Write that is not a header alone")
+	}
+	c.mu.Unlock()
+	return c.Conn.Write(p)
+}
+
+func (c *frameConn) WriteFrame(hdr, body []byte) error {
+	c.mu.Lock()
+	c.whole++
+	if (len(hdr) != headerSize || len(body) == 0) && c.bad == nil {
+		c.bad = errors.New("a WriteFrame without a header and a body")
+	}
+	c.mu.Unlock()
+	_, err := c.Conn.Write(append(append([]byte{}, hdr...), body...))
+	return err
+}
+
 var pairings = []pairing{
 	{"ours-ours", ours(true, nil), ours(false, nil)},
+	{"ours-ours-framed", framed(ours(true, nil)), framed(ours(false, nil))},
+	{"framed-hashicorp", framed(ours(true, nil)), theirs(false)},
 	{"ours-hashicorp", ours(true, nil), theirs(false)},
 	{"hashicorp-ours", theirs(true), ours(false, nil)},
 }
@@ -625,5 +663,34 @@ func TestTinyFramesArePacked(t *testing.T) {
 	got, err := io.ReadAll(io.LimitReader(st, initialWindow))
 	if err != nil || len(got) != initialWindow || got[0] != 'x' || got[len(got)-1] != 'x' {
 		t.Fatalf("read %d bytes, %v", len(got), err)
+	}
+}
+
+// On a FrameWriter, every frame with a body is one WriteFrame and every
+// other frame one Write of its header.
+func TestFrameWriterGetsWholeFrames(t *testing.T) {
+	a, b := tcpPair(t)
+	fc := &frameConn{Conn: a}
+	client, _ := Client(fc, nil)
+	server, _ := Server(b, nil)
+	defer client.Close()
+	defer server.Close()
+	go func() {
+		st, err := server.AcceptStream()
+		if err == nil {
+			_, _ = io.Copy(st, st)
+			st.Close()
+		}
+	}()
+	if err := roundTrip(client, 3*initialWindow); err != nil {
+		t.Fatal(err)
+	}
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	if fc.bad != nil {
+		t.Fatal(fc.bad)
+	}
+	if fc.whole == 0 || fc.writes == 0 {
+		t.Fatalf("%d WriteFrame and %d Write calls: want data frames through WriteFrame, window updates through Write", fc.whole, fc.writes)
 	}
 }

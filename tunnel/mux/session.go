@@ -84,7 +84,8 @@ type Session struct {
 	writeMu  sync.Mutex
 	hdr      header // the header being written, under writeMu
 	deadline interface{ SetWriteDeadline(time.Time) error }
-	writeDL  time.Time // the write deadline in force, under writeMu
+	writeDL  time.Time   // the write deadline in force, under writeMu
+	frames   FrameWriter // conn, when it writes a frame whole
 
 	mu      sync.Mutex
 	streams map[uint32]*Stream
@@ -134,6 +135,7 @@ func newSession(conn io.ReadWriteCloser, cfg *Config, client bool) *Session {
 		recvDone:   make(chan struct{}),
 	}
 	s.deadline, _ = conn.(interface{ SetWriteDeadline(time.Time) error })
+	s.frames, _ = conn.(FrameWriter)
 	if client {
 		s.nextID = 1
 	} else {
@@ -316,17 +318,32 @@ func (s *Session) writeFrame(typ uint8, flags uint16, id, length uint32, body []
 		}
 	}
 	s.hdr.encode(typ, flags, id, length)
-	if _, err := s.conn.Write(s.hdr[:]); err != nil {
+	var err error
+	switch {
+	case len(body) > 0 && s.frames != nil:
+		err = s.frames.WriteFrame(s.hdr[:], body)
+	case len(body) > 0:
+		if _, err = s.conn.Write(s.hdr[:]); err == nil {
+			_, err = s.conn.Write(body)
+		}
+	default:
+		_, err = s.conn.Write(s.hdr[:])
+	}
+	if err != nil {
 		s.shutdown(fmt.Errorf("mux: write: %w", err))
 		return ErrSessionShutdown
 	}
-	if len(body) > 0 {
-		if _, err := s.conn.Write(body); err != nil {
-			s.shutdown(fmt.Errorf("mux: write: %w", err))
-			return ErrSessionShutdown
-		}
-	}
 	return nil
+}
+
+// FrameWriter is a connection that sends a frame's header and body
+// together: as one WebSocket message, one writev, one TLS record. A
+// Session on one writes each frame that has a body with one WriteFrame
+// (frames without a body, with one Write); on another connection it
+// writes the header and the body with a Write each, as hashicorp/yamux
+// does. Either way the bytes on the wire are the same.
+type FrameWriter interface {
+	WriteFrame(hdr, body []byte) error
 }
 
 // queue hands a frame to ctrlLoop, for the receive loop, which must not

@@ -25,29 +25,33 @@ func header(typ byte, length uint32) []byte {
 	return h
 }
 
-// A data frame's header and body become one write; other frames pass
-// through; the byte stream is unchanged.
-func TestFrameCoalescer(t *testing.T) {
+// A frame's header and body become one write on a connection that is not
+// TCP (TLS); a Write passes through; the byte stream is unchanged.
+func TestFrameConnJoins(t *testing.T) {
 	rec := &recordingConn{}
-	c := newFrameCoalescer(rec)
+	c := newFrameConn(rec)
+	if c.vec {
+		t.Fatal("only a *net.TCPConn is written with writev")
+	}
 	var want bytes.Buffer
-	write := func(p []byte) {
-		want.Write(p)
-		if n, err := c.Write(p); n != len(p) || err != nil {
-			t.Fatalf("Write = %d, %v", n, err)
+	frame := func(hdr, body []byte) {
+		want.Write(hdr)
+		want.Write(body)
+		if err := c.WriteFrame(hdr, body); err != nil {
+			t.Fatalf("WriteFrame: %v", err)
 		}
 	}
-	write(header(yamuxTypeData, 5))
-	write([]byte("hello"))
-	write(header(1, 65536)) // window update: no body follows
-	write(header(yamuxTypeData, 0))
-	write(header(yamuxTypeData, 3))
-	write([]byte("abc"))
-	if len(rec.writes) != 4 {
-		t.Fatalf("%d writes, want 4 (data, window update, empty data, data)", len(rec.writes))
+	frame(header(0, 5), []byte("hello"))
+	want.Write(header(1, 65536))
+	if n, err := c.Write(header(1, 65536)); n != yamuxHeaderSize || err != nil {
+		t.Fatalf("Write = %d, %v", n, err)
 	}
-	if len(rec.writes[0]) != 17 || len(rec.writes[3]) != 15 {
-		t.Errorf("data frames not joined: %d and %d bytes", len(rec.writes[0]), len(rec.writes[3]))
+	frame(header(0, 3), []byte("abc"))
+	if len(rec.writes) != 3 {
+		t.Fatalf("%d writes, want 3 (data, window update, data)", len(rec.writes))
+	}
+	if len(rec.writes[0]) != 17 || len(rec.writes[2]) != 15 {
+		t.Errorf("data frames not joined: %d and %d bytes", len(rec.writes[0]), len(rec.writes[2]))
 	}
 	if got := bytes.Join(rec.writes, nil); !bytes.Equal(got, want.Bytes()) {
 		t.Error("the byte stream changed")
@@ -56,7 +60,7 @@ func TestFrameCoalescer(t *testing.T) {
 
 // On a TCP connection the header and body go out with writev: the peer
 // reads the same bytes, in order, and a large body is not truncated.
-func TestFrameCoalescerTCP(t *testing.T) {
+func TestFrameConnTCP(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -77,16 +81,23 @@ func TestFrameCoalescerTCP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := newFrameCoalescer(conn)
+	c := newFrameConn(conn)
 	if !c.vec {
 		t.Fatal("a *net.TCPConn should be written with writev")
 	}
 	body := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
 	var want bytes.Buffer
-	for _, p := range [][]byte{header(yamuxTypeData, uint32(len(body))), body, header(1, 65536), header(yamuxTypeData, 3), []byte("abc")} {
-		want.Write(p)
-		if n, err := c.Write(p); n != len(p) || err != nil {
-			t.Fatalf("Write = %d, %v", n, err)
+	for _, f := range [][2][]byte{{header(0, uint32(len(body))), body}, {header(1, 65536), nil}, {header(0, 3), []byte("abc")}} {
+		want.Write(f[0])
+		want.Write(f[1])
+		var err error
+		if f[1] == nil {
+			_, err = c.Write(f[0])
+		} else {
+			err = c.WriteFrame(f[0], f[1])
+		}
+		if err != nil {
+			t.Fatal(err)
 		}
 	}
 	conn.Close()
