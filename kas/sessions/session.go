@@ -71,7 +71,7 @@ func (s *Session) ID() uint64 { return s.id }
 
 // OpenStream opens a stream to agentk (for a proxied HTTP request).
 func (s *Session) OpenStream(ctx context.Context) (net.Conn, error) {
-	st, err := s.Session.OpenStream()
+	st, err := s.Session.OpenStreamContext(ctx)
 	if err != nil {
 		return nil, err
 	}

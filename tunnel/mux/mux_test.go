@@ -2,6 +2,7 @@ package mux
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"errors"
 	"io"
@@ -472,6 +473,39 @@ func TestAcceptBacklog(t *testing.T) {
 	}
 	if _, err := roundTripAccepted(client, server); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A peer that stops accepting streams fills the open slots; a caller
+// waiting for one gives up with its context, and the next open goes
+// through once the peer accepts again.
+func TestOpenStreamContext(t *testing.T) {
+	a, b := tcpPair(t)
+	client, _ := Client(a, &Config{AcceptBacklog: 2})
+	server, _ := Server(b, &Config{AcceptBacklog: 64})
+	defer client.Close()
+	defer server.Close()
+	for range 2 {
+		if _, err := client.OpenStream(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if _, err := client.OpenStreamContext(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("OpenStreamContext with both slots held = %v, want context.DeadlineExceeded", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("OpenStreamContext gave up after %v, want about 50ms", d)
+	}
+	if _, err := server.AcceptStream(); err != nil {
+		t.Fatal(err)
+	}
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel2()
+	if _, err := client.OpenStreamContext(ctx2); err != nil {
+		t.Fatalf("OpenStreamContext after the peer accepted one: %v", err)
 	}
 }
 

@@ -2,6 +2,7 @@ package mux
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -176,6 +177,13 @@ func (s *Session) Open() (net.Conn, error) {
 // OpenStream opens a stream. It waits while AcceptBacklog streams opened
 // here are not yet acknowledged by the peer.
 func (s *Session) OpenStream() (*Stream, error) {
+	return s.OpenStreamContext(context.Background())
+}
+
+// OpenStreamContext is OpenStream that stops waiting for an open slot
+// when ctx is done: a peer that stops accepting streams while it still
+// answers pings would otherwise hold the caller until the session ends.
+func (s *Session) OpenStreamContext(ctx context.Context) (*Stream, error) {
 	if s.IsClosed() {
 		return nil, ErrSessionShutdown
 	}
@@ -186,6 +194,8 @@ func (s *Session) OpenStream() (*Stream, error) {
 	case s.synSem <- struct{}{}:
 	case <-s.shutdownCh:
 		return nil, ErrSessionShutdown
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
 	s.mu.Lock()
 	id := s.nextID
