@@ -322,15 +322,22 @@ var holPaths = []string{pathDirect, pathKasWS, pathKasTCP, pathRemotedialer}
 // requests' p50/p99 in both conditions.
 func BenchmarkHeadOfLine(b *testing.B) {
 	_, ps := withPaths(b, holPaths, false)
+	// The paths take turns round by round, so drift in the machine's
+	// speed falls on all of them alike.
+	free := make(map[string]*latencies)
+	stalled := make(map[string]*latencies)
+	freeFailed := make(map[string]int64)
+	stalledFailed := make(map[string]int64)
 	for _, p := range ps {
-		var free, stalled latencies
-		var freeFailed, stalledFailed int64
-		for round := range holRounds {
+		free[p.name], stalled[p.name] = &latencies{}, &latencies{}
+	}
+	for round := range holRounds {
+		for _, p := range rotated(ps, round) {
 			var slice latencies
 			n, err := openLoop(p, holRate, holSlice, &slice)
-			freeFailed += n
+			freeFailed[p.name] += n
 			b.Logf("%s round %d without stall: p50 %v p99 %v, %d failed (the first: %v)", p.name, round, slice.percentile(50), slice.percentile(99), n, err)
-			free.add(slice.d...)
+			free[p.name].add(slice.d...)
 
 			ctx, cancel := context.WithCancel(context.Background())
 			body, err := p.get(ctx, transferSize)
@@ -341,17 +348,20 @@ func BenchmarkHeadOfLine(b *testing.B) {
 			time.Sleep(holFill) // let it fill every window on the way
 			slice = latencies{}
 			n, err = openLoop(p, holRate, holSlice, &slice)
-			stalledFailed += n
+			stalledFailed[p.name] += n
 			b.Logf("%s round %d with stall: p50 %v p99 %v, %d failed (the first: %v)", p.name, round, slice.percentile(50), slice.percentile(99), n, err)
-			stalled.add(slice.d...)
+			stalled[p.name].add(slice.d...)
 			cancel()
 			body.Close()
 		}
+	}
+	for _, p := range ps {
+		f, st := free[p.name], stalled[p.name]
 		reportSub(b, p.name+"/stall=no", map[string]float64{
-			"p50-us": micros(free.percentile(50)), "p99-us": micros(free.percentile(99)), "failed": float64(freeFailed),
+			"p50-us": micros(f.percentile(50)), "p99-us": micros(f.percentile(99)), "failed": float64(freeFailed[p.name]),
 		})
 		reportSub(b, p.name+"/stall=yes", map[string]float64{
-			"p50-us": micros(stalled.percentile(50)), "p99-us": micros(stalled.percentile(99)), "failed": float64(stalledFailed),
+			"p50-us": micros(st.percentile(50)), "p99-us": micros(st.percentile(99)), "failed": float64(stalledFailed[p.name]),
 		})
 	}
 }

@@ -434,7 +434,7 @@ func renderHOL(w writer, r *results) {
 		return
 	}
 	w("### Head-of-line blocking (`BenchmarkHeadOfLine`)\n\n")
-	w("Small GETs at 200 req/s (open loop) in 2 s slices, alternating without and with one 1 GiB response on the same path whose client reads nothing (given 0.5 s to fill every window and buffer on the way), three times each.\n\n")
+	w("Small GETs at 200 req/s (open loop) in 2 s slices, alternating without and with one 1 GiB response on the same path whose client reads nothing (given 0.5 s to fill every window and buffer on the way), three times each; the paths take turns round by round.\n\n")
 	w("| path | p50 / p99 without | p50 / p99 with a stalled stream | p99 change |\n|---|---|---|---|\n")
 	for _, p := range pathOrder {
 		n := "HeadOfLine/" + p.name
