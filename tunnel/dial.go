@@ -73,7 +73,7 @@ func (d *Dialer) Dial(ctx context.Context) (*mux.Session, error) {
 	}
 	hctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	var conn net.Conn
+	var conn sessionConn // mux writes each frame whole on it
 	switch u.Scheme {
 	case "ws", "wss":
 		conn, err = d.dialWebSocket(hctx, u)
@@ -106,7 +106,7 @@ func (d *Dialer) netDial(ctx context.Context, addr string) (net.Conn, error) {
 	return nd.DialContext(ctx, "tcp", addr)
 }
 
-func (d *Dialer) dialWebSocket(ctx context.Context, u *url.URL) (net.Conn, error) {
+func (d *Dialer) dialWebSocket(ctx context.Context, u *url.URL) (sessionConn, error) {
 	hdr := http.Header{}
 	for k, vs := range d.Header {
 		for _, v := range vs {
@@ -165,7 +165,7 @@ func (d *Dialer) explainUpgradeFailure(u *url.URL, resp *http.Response, err erro
 	}
 }
 
-func (d *Dialer) dialRaw(ctx context.Context, u *url.URL) (net.Conn, error) {
+func (d *Dialer) dialRaw(ctx context.Context, u *url.URL) (sessionConn, error) {
 	conn, err := d.dialThroughProxy(ctx, u)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to kas at %s: %w", u.Redacted(), err)
