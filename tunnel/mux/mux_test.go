@@ -128,6 +128,19 @@ func tcpPair(t testing.TB) (net.Conn, net.Conn) {
 	return a, b
 }
 
+// sessions is a client and a server Session of ours on a loopback
+// connection, closed when the test ends.
+func sessions(t *testing.T, clientCfg, serverCfg *Config) (client, server *Session) {
+	a, b := tcpPair(t)
+	client, _ = Client(a, clientCfg)
+	server, _ = Server(b, serverCfg)
+	t.Cleanup(func() {
+		client.Close()
+		server.Close()
+	})
+	return client, server
+}
+
 func pair(t *testing.T, p pairing) (client, server session) {
 	a, b := tcpPair(t)
 	client, server = p.client(a), p.server(b)
@@ -442,11 +455,7 @@ func TestCloseEndsStreams(t *testing.T) {
 // More unaccepted streams than the backlog: the extra ones are reset,
 // and the session goes on.
 func TestAcceptBacklog(t *testing.T) {
-	a, b := tcpPair(t)
-	client, _ := Client(a, &Config{AcceptBacklog: 64})
-	server, _ := Server(b, &Config{AcceptBacklog: 2})
-	defer client.Close()
-	defer server.Close()
+	client, server := sessions(t, &Config{AcceptBacklog: 64}, &Config{AcceptBacklog: 2})
 	var conns []*Stream
 	for range 4 {
 		c, err := client.OpenStream()
@@ -480,11 +489,7 @@ func TestAcceptBacklog(t *testing.T) {
 // waiting for one gives up with its context, and the next open goes
 // through once the peer accepts again.
 func TestOpenStreamContext(t *testing.T) {
-	a, b := tcpPair(t)
-	client, _ := Client(a, &Config{AcceptBacklog: 2})
-	server, _ := Server(b, &Config{AcceptBacklog: 64})
-	defer client.Close()
-	defer server.Close()
+	client, server := sessions(t, &Config{AcceptBacklog: 2}, &Config{AcceptBacklog: 64})
 	for range 2 {
 		if _, err := client.OpenStream(); err != nil {
 			t.Fatal(err)
