@@ -18,7 +18,8 @@ const batchFlushDelay = 5 * time.Millisecond
 // a system call, a chunk and a deadline per tunnel frame, for nothing:
 // the API server writes a list as fast as it encodes it. Only GETs of
 // objects and lists qualify; watches, logs (follow), proxied services
-// and port-forward or exec stream, and keep a flush per write.
+// and port-forward or exec stream, and keep a flush per write, as does
+// a GET answered with a streaming content type (batchWriter.WriteHeader).
 func batchable(r *http.Request, verb, rest string) bool {
 	if verb != "get" || r.Method != http.MethodGet || strings.Contains(r.URL.RawQuery, "follow") {
 		return false
@@ -59,7 +60,19 @@ func (w *batchWriter) Write(p []byte) (int, error) {
 func (w *batchWriter) WriteHeader(code int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if streamingType(w.Header().Get("Content-Type")) {
+		// The answer is a stream of events, whatever the request looked
+		// like (an aggregated API's plain GET): every flush goes at once.
+		w.stopped = true
+	}
 	w.ResponseWriter.WriteHeader(code)
+}
+
+// streamingType reports a content type whose writes are events that must
+// reach the caller one by one: server-sent events, or a Kubernetes watch
+// stream (application/json;stream=watch and its protobuf twin).
+func streamingType(ct string) bool {
+	return strings.HasPrefix(ct, "text/event-stream") || strings.Contains(ct, "stream=watch")
 }
 
 // Flush schedules a flush; the first one (the head) goes at once, so a

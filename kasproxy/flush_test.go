@@ -61,11 +61,18 @@ func (b *pieceBody) Read(p []byte) (int, error) {
 }
 func (b *pieceBody) Close() error { return nil }
 
-type bodyTunnel struct{ body func() io.ReadCloser }
+type bodyTunnel struct {
+	body        func() io.ReadCloser
+	contentType string // of the answer, when set
+}
 
 func (t bodyTunnel) RoundTripper(string) (http.RoundTripper, error) {
 	return RoundTripperFunc(func(r *http.Request) (*http.Response, error) {
-		return &http.Response{StatusCode: 200, Header: http.Header{}, Body: t.body(), ContentLength: -1, Request: r}, nil
+		h := http.Header{}
+		if t.contentType != "" {
+			h.Set("Content-Type", t.contentType)
+		}
+		return &http.Response{StatusCode: 200, Header: h, Body: t.body(), ContentLength: -1, Request: r}, nil
 	}), nil
 }
 
@@ -103,6 +110,19 @@ func TestChunkedListBatched(t *testing.T) {
 		rec := serveRecorded(p, path)
 		if rec.flushes < pieces {
 			t.Errorf("%s: %d flushes for %d pieces, want one each", path, rec.flushes, pieces)
+		}
+	}
+}
+
+// A plain GET answered with a stream of events (an aggregated API's
+// server-sent events, a watch stream) is flushed piece by piece.
+func TestStreamingAnswerNotBatched(t *testing.T) {
+	const pieces = 20
+	for _, ct := range []string{"text/event-stream", "application/json;stream=watch", "application/vnd.kubernetes.protobuf;stream=watch"} {
+		p := New(Config{Users: fakeUsers{}, Tunnels: bodyTunnel{contentType: ct, body: func() io.ReadCloser { return &pieceBody{n: pieces, size: 100} }}})
+		rec := serveRecorded(p, "/agents/prod/apis/events.example.com/v1/stream")
+		if rec.flushes < pieces {
+			t.Errorf("%s: %d flushes for %d pieces, want one each", ct, rec.flushes, pieces)
 		}
 	}
 }
