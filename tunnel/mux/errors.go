@@ -20,6 +20,8 @@ var (
 	ErrStreamsExhausted = errors.New("mux: streams exhausted")
 	// ErrKeepAliveTimeout: the peer did not answer a ping in time.
 	ErrKeepAliveTimeout = errors.New("mux: keepalive timeout")
+	// ErrStreamOpenTimeout: the peer did not accept a stream in time.
+	ErrStreamOpenTimeout = errors.New("mux: stream open timeout")
 	// ErrTimeout: a stream's read or write deadline passed.
 	ErrTimeout error = timeoutError{}
 )

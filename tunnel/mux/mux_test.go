@@ -420,6 +420,37 @@ func TestKeepAliveTimeout(t *testing.T) {
 	}
 }
 
+// A peer that answers pings but never accepts a stream opened to it
+// ends the session after StreamOpenTimeout; one that accepts does not.
+func TestStreamOpenTimeout(t *testing.T) {
+	cfg := &Config{KeepAliveInterval: 20 * time.Millisecond, StreamOpenTimeout: 100 * time.Millisecond}
+	client, server := sessions(t, cfg, nil)
+	// The server accepts the first stream, then none.
+	if _, err := client.OpenStream(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := server.AcceptStream(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // three open timeouts, fifteen keepalives
+	if client.IsClosed() {
+		t.Fatal("the session ended although the peer accepted its stream")
+	}
+	if _, err := client.OpenStream(); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	select {
+	case <-client.CloseChan():
+		t.Logf("session ended %v after the open", time.Since(start))
+	case <-time.After(5 * time.Second):
+		t.Fatal("the session outlived a stream its peer never accepted")
+	}
+	if d := time.Since(start); d < 100*time.Millisecond {
+		t.Fatalf("the session ended %v after the open, before StreamOpenTimeout", d)
+	}
+}
+
 // Close ends every stream: a blocked Read returns, writes fail.
 func TestCloseEndsStreams(t *testing.T) {
 	client, server := pair(t, pairings[0])

@@ -34,6 +34,13 @@ type Config struct {
 	// peer's close before it is reset. Default 5 minutes; negative:
 	// never.
 	StreamCloseTimeout time.Duration
+	// StreamOpenTimeout ends the session when a stream opened here is
+	// not acknowledged for that long: the peer answers pings but no
+	// longer accepts streams (hashicorp/yamux's default: 75 s, which is
+	// the default here too; negative: never). It is checked at each
+	// keepalive, so only with KeepAliveInterval set, and only to within
+	// one KeepAliveInterval.
+	StreamOpenTimeout time.Duration
 	// Logger gets protocol errors and keepalive failures; nil discards.
 	Logger *slog.Logger
 }
@@ -42,6 +49,7 @@ const (
 	defaultAcceptBacklog      = 256
 	defaultWriteTimeout       = 10 * time.Second
 	defaultStreamCloseTimeout = 5 * time.Minute
+	defaultStreamOpenTimeout  = 75 * time.Second
 )
 
 func (c *Config) withDefaults() Config {
@@ -60,6 +68,9 @@ func (c *Config) withDefaults() Config {
 	}
 	if o.StreamCloseTimeout == 0 {
 		o.StreamCloseTimeout = defaultStreamCloseTimeout
+	}
+	if o.StreamOpenTimeout == 0 {
+		o.StreamOpenTimeout = defaultStreamOpenTimeout
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -207,6 +218,7 @@ func (s *Session) OpenStreamContext(ctx context.Context) (*Stream, error) {
 	s.nextID += 2
 	st := newStream(s, id)
 	st.awaitingACK = true
+	st.opened = time.Now()
 	st.recvWindow = s.cfg.MaxStreamWindow
 	s.streams[id] = st
 	s.mu.Unlock()
@@ -311,8 +323,8 @@ func (s *Session) shutdown(err error) {
 	})
 }
 
-// writeFrame writes one frame: the header, then the body in a second
-// write (the tunnel's connections join a data header with its body).
+// writeFrame writes one frame: header and body in one WriteFrame on a
+// FrameWriter, else the header, then the body in a second write.
 func (s *Session) writeFrame(typ uint8, flags uint16, id, length uint32, body []byte) error {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
@@ -387,7 +399,12 @@ func (s *Session) keepalive() {
 	defer t.Stop()
 	for {
 		select {
-		case <-t.C:
+		case now := <-t.C:
+			if s.openTimedOut(now) {
+				s.cfg.Logger.Warn("Tunnel peer has not accepted a stream opened long ago: closing the session", "timeout", s.cfg.StreamOpenTimeout)
+				s.shutdown(ErrStreamOpenTimeout)
+				return
+			}
 			if _, err := s.Ping(); err != nil {
 				if errors.Is(err, ErrKeepAliveTimeout) {
 					s.cfg.Logger.Warn("Tunnel peer did not answer a keepalive ping: closing the session", "timeout", s.cfg.WriteTimeout)
@@ -399,6 +416,29 @@ func (s *Session) keepalive() {
 			return
 		}
 	}
+}
+
+// openTimedOut reports whether a stream opened here has waited for the
+// peer's acknowledgement for StreamOpenTimeout by now.
+func (s *Session) openTimedOut(now time.Time) bool {
+	if s.cfg.StreamOpenTimeout < 0 {
+		return false
+	}
+	s.mu.Lock()
+	streams := make([]*Stream, 0, len(s.streams))
+	for _, st := range s.streams {
+		streams = append(streams, st)
+	}
+	s.mu.Unlock()
+	for _, st := range streams {
+		st.mu.Lock()
+		late := st.awaitingACK && now.Sub(st.opened) >= s.cfg.StreamOpenTimeout
+		st.mu.Unlock()
+		if late {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Session) recvLoop() {

@@ -24,6 +24,7 @@ type Stream struct {
 	// awaitingACK: opened here and not acknowledged yet; the stream holds
 	// one of the session's open slots until the ACK (or its end).
 	awaitingACK  bool
+	opened       time.Time // when this side opened it (for StreamOpenTimeout)
 	localClosed  bool
 	remoteClosed bool
 	reset        bool
