@@ -128,6 +128,24 @@ func tcpPair(t testing.TB) (net.Conn, net.Conn) {
 	return a, b
 }
 
+// streamWithByte opens a stream between our own sessions and writes one
+// byte ("x") on it; sc is the server's end, the byte not read yet.
+func streamWithByte(t *testing.T) (client, server session, c, sc net.Conn) {
+	t.Helper()
+	client, server = pair(t, pairings[0])
+	c, err := client.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if sc, err = server.Accept(); err != nil {
+		t.Fatal(err)
+	}
+	return client, server, c, sc
+}
+
 // sessions is a client and a server Session of ours on a loopback
 // connection, closed when the test ends.
 func sessions(t *testing.T, clientCfg, serverCfg *Config) (client, server *Session) {
@@ -314,10 +332,7 @@ func waitFor(t *testing.T, ok func() bool, what func() string) {
 // A read deadline ends a waiting Read with a timeout net.Error, and a
 // deadline in the past wakes one at once (streamhttp relies on both).
 func TestReadDeadline(t *testing.T) {
-	client, server := pair(t, pairings[0])
-	c, _ := client.Open()
-	c.Write([]byte("x"))
-	sc, _ := server.Accept()
+	_, _, c, sc := streamWithByte(t)
 	io.ReadFull(sc, make([]byte, 1))
 	sc.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
 	_, err := sc.Read(make([]byte, 1))
@@ -453,10 +468,7 @@ func TestStreamOpenTimeout(t *testing.T) {
 
 // Close ends every stream: a blocked Read returns, writes fail.
 func TestCloseEndsStreams(t *testing.T) {
-	client, server := pair(t, pairings[0])
-	c, _ := client.Open()
-	c.Write([]byte("x"))
-	sc, _ := server.Accept()
+	client, server, _, sc := streamWithByte(t)
 	io.ReadFull(sc, make([]byte, 1))
 	done := make(chan error, 1)
 	go func() {
@@ -591,10 +603,7 @@ func TestProtocolErrorsEndTheSession(t *testing.T) {
 // yet (with a past deadline: a timeout), data waiting, the peer's close.
 // streamhttp's idle pool checks its streams this way.
 func TestEmptyRead(t *testing.T) {
-	client, server := pair(t, pairings[0])
-	c, _ := client.Open()
-	c.Write([]byte("x"))
-	sc, _ := server.Accept()
+	_, _, c, sc := streamWithByte(t)
 	if n, err := sc.Read(nil); n != 0 || err != nil {
 		t.Fatalf("empty read with data waiting: %d, %v", n, err)
 	}
