@@ -11,11 +11,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"kubetunnel/tunnel/mux"
 
 	"kubetunnel/internal/logging"
 	"kubetunnel/internal/streamhttp"
 	"kubetunnel/tunnel"
+	"kubetunnel/tunnel/mux"
 	"kubetunnel/tunnel/wire"
 	"kubetunnel/version"
 )

@@ -14,12 +14,12 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"kubetunnel/tunnel/mux"
 
 	"kubetunnel/internal/kubehttp"
 	"kubetunnel/internal/streamhttp"
 	"kubetunnel/kasproxy"
 	"kubetunnel/tunnel"
+	"kubetunnel/tunnel/mux"
 )
 
 // The pool of idle proxy connections (tunnel streams) kept per session.
