@@ -43,10 +43,15 @@ func (f *forwarder) forward(w *wire.ResponseWriter, r *http.Request, id *identit
 		resp.Body = b
 	}
 	defer resp.Body.Close()
-	h := w.Header()
-	for k, vs := range resp.Header {
-		h[k] = vs
+	// The response is this request's own: its header map becomes the
+	// answer's rather than being copied.
+	if !w.AdoptHeader(resp.Header) {
+		h := w.Header()
+		for k, vs := range resp.Header {
+			h[k] = vs
+		}
 	}
+	h := w.Header()
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		f.splice(w, resp)
 		return

@@ -10,6 +10,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/textproto"
 	"strconv"
 	"strings"
 	"sync"
@@ -388,19 +389,20 @@ func (w *response) writeHead(code int) {
 	w.bw.WriteString("\r\n")
 }
 
-// writeField writes one header line, with CR and LF in the value (which
-// would split the response) turned into spaces, as net/http does.
+// writeField writes one header line as net/http's Header.Write does: CR
+// and LF in the value (which would split the message) become spaces, and
+// the value is trimmed.
 func writeField(bw *bufio.Writer, k, v string) {
+	if strings.ContainsAny(v, "\r\n") {
+		v = newlineToSpace.Replace(v)
+	}
 	bw.WriteString(k)
 	bw.WriteString(": ")
-	bw.WriteString(strings.Map(func(r rune) rune {
-		if r == '\r' || r == '\n' {
-			return ' '
-		}
-		return r
-	}, strings.TrimSpace(v)))
+	bw.WriteString(textproto.TrimString(v))
 	bw.WriteString("\r\n")
 }
+
+var newlineToSpace = strings.NewReplacer("\n", " ", "\r", " ")
 
 func (w *response) Write(p []byte) (int, error) {
 	if w.hijacked {

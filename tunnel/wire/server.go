@@ -76,7 +76,7 @@ func Serve(ctx context.Context, c net.Conn, br *bufio.Reader, h http.Handler) (k
 		RemoteAddr:    c.RemoteAddr().String(),
 	}
 	req = req.WithContext(ctx)
-	w := &ResponseWriter{c: c, br: br, bw: bw, req: req, header: http.Header{}, length: -1}
+	w := &ResponseWriter{c: c, br: br, bw: bw, req: req, length: -1}
 	defer w.releaseBody()
 	var body *Body
 	if head.BodyLength != 0 {
@@ -142,7 +142,25 @@ type PeerCloser interface {
 	AfterPeerClose(f func()) (stop func() bool)
 }
 
-func (w *ResponseWriter) Header() http.Header { return w.header }
+func (w *ResponseWriter) Header() http.Header {
+	if w.header == nil {
+		w.header = http.Header{}
+	}
+	return w.header
+}
+
+// AdoptHeader makes h the response's header, in place of the one Header
+// returns, if nothing was set there yet and the head is not written:
+// a handler relaying a response it owns (agentk's, the API server's)
+// hands its header over instead of copying it entry by entry. It
+// reports whether h was taken.
+func (w *ResponseWriter) AdoptHeader(h http.Header) bool {
+	if w.wroteHeader || len(w.header) != 0 || h == nil {
+		return false
+	}
+	w.header = h
+	return true
+}
 
 // WriteHeader sends the head. Informational answers other than 101 are
 // dropped: the request's body is already on its way.
@@ -257,7 +275,7 @@ func (w *ResponseWriter) finish() bool {
 	}
 	if !w.wroteHeader {
 		if _, ok := w.header["Content-Length"]; !ok {
-			w.header.Set("Content-Length", "0")
+			w.Header().Set("Content-Length", "0")
 		}
 		w.WriteHeader(http.StatusOK)
 	}
