@@ -220,25 +220,39 @@ func New(cfg Config) *Proxy {
 		// ReverseProxy does by itself for ContentLength -1.
 		FlushInterval: 0,
 		BufferPool:    kubehttp.CopyBuffers,
-		ErrorHandler:  p.errorHandler,
-		ErrorLog:      slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			p.fail(w, r, info(r.Context()), err)
+		},
+		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
 		ModifyResponse: func(resp *http.Response) error {
-			ri := info(resp.Request.Context())
-			ri.status = resp.StatusCode
-			if cfg.GitLab != nil {
-				gitlabaccess.StripClusterCORS(resp.Header)
-			}
-			if ri.verb == "watch" && resp.StatusCode == http.StatusOK {
-				b, ok := p.watches.Track(resp.Body)
-				if !ok {
-					return errShuttingDown
-				}
-				resp.Body = b
-			}
-			return nil
+			return p.modifyResponse(resp, info(resp.Request.Context()))
 		},
 	}
 	return p
+}
+
+// modifyResponse notes the agent's answer for the audit line and the
+// metrics, and tracks a watch (StopWatches ends it).
+func (p *Proxy) modifyResponse(resp *http.Response, ri *reqInfo) error {
+	ri.status = resp.StatusCode
+	if p.cfg.GitLab != nil {
+		gitlabaccess.StripClusterCORS(resp.Header)
+	}
+	if ri.verb == "watch" && resp.StatusCode == http.StatusOK {
+		b, ok := p.watches.Track(resp.Body)
+		if !ok {
+			return errShuttingDown
+		}
+		resp.Body = b
+	}
+	return nil
+}
+
+// reverseProxy proxies r through httputil.ReverseProxy, which copies the
+// request (rewrite edits the copy) and, after a 101, splices the two
+// connections.
+func (p *Proxy) reverseProxy(w http.ResponseWriter, r *http.Request, ri *reqInfo) {
+	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), keyInfo, ri)))
 }
 
 // RoundTripperFunc adapts a function to http.RoundTripper (as
@@ -312,6 +326,12 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	out.Host = "agentk"
 	out.RequestURI = ""
 	kubehttp.StripCallerHeaders(out.Header)
+	p.addIdentity(out, ri)
+}
+
+// addIdentity finishes the request agentk gets, once the caller's
+// credentials and Kas-* headers are gone: who the caller is, for agentk.
+func (p *Proxy) addIdentity(out *http.Request, ri *reqInfo) {
 	// This server has answered any "Expect: 100-continue" already; the
 	// next hop gets the body at once.
 	out.Header.Del("Expect")
@@ -510,8 +530,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer batch.stop()
 		w = batch
 	}
-	// ReverseProxy copies the request; rewrite edits the copy.
-	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), keyInfo, ri)))
+	if isUpgrade(r.Header) {
+		p.reverseProxy(w, r, ri)
+	} else {
+		p.forward(w, r, ri)
+	}
 	if batch != nil {
 		batch.stop() // the flush below goes at once
 	}
@@ -559,8 +582,8 @@ func IsInternalPath(rest string) bool {
 	return c == strings.TrimSuffix(tunnel.InternalPathPrefix, "/") || strings.HasPrefix(c, tunnel.InternalPathPrefix)
 }
 
-func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
-	ri := info(r.Context())
+// fail answers a request the agent did not answer.
+func (p *Proxy) fail(w http.ResponseWriter, r *http.Request, ri *reqInfo, err error) {
 	ri.err = err
 	agent := ri.agent
 	switch {
