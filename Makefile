@@ -146,6 +146,7 @@ fuzz:
 	$(GO) test -run XXX -fuzz FuzzParseManifests -fuzztime $(FUZZTIME) ./gitops/apply
 	$(GO) test -run XXX -fuzz FuzzStripCallerHeaders -fuzztime $(FUZZTIME) ./internal/kubehttp
 	$(GO) test -run XXX -fuzz FuzzTransportResponse -fuzztime $(FUZZTIME) ./internal/streamhttp
+	$(GO) test -run XXX -fuzz FuzzPlainResponse -fuzztime $(FUZZTIME) ./internal/streamhttp
 	$(GO) test -run XXX -fuzz FuzzServerRequest -fuzztime $(FUZZTIME) ./internal/streamhttp
 	$(GO) test -run XXX -fuzz FuzzParseAgentInfo -fuzztime $(FUZZTIME) ./internal/gitlab
 	$(GO) test -run XXX -fuzz FuzzParseAllowedAgents -fuzztime $(FUZZTIME) ./internal/gitlab

@@ -384,6 +384,9 @@ func plainASCII(s string) bool {
 // other than 101) responses to the request's httptrace, as http.Transport
 // does: ReverseProxy relays them to its caller that way.
 func readResponse(ctx context.Context, br *bufio.Reader, req *http.Request) (*http.Response, error) {
+	if resp, ok := readPlainResponse(br, req); ok {
+		return resp, nil
+	}
 	trace := httptrace.ContextClientTrace(ctx)
 	for {
 		resp, err := http.ReadResponse(br, req)
