@@ -93,10 +93,11 @@ type guardedWriter struct {
 	user    string
 	ri      *reqInfo
 
-	mu      sync.Mutex // guards writing, charged and cut
-	writing bool
-	charged bool
-	cut     bool
+	mu          sync.Mutex // guards deadlineSet, writing, charged and cut
+	deadlineSet time.Time  // when guarded last set the write deadline
+	writing     bool
+	charged     bool
+	cut         bool
 }
 
 func (p *Proxy) guard(w http.ResponseWriter, user string, ri *reqInfo) *guardedWriter {
@@ -117,10 +118,20 @@ func (w *guardedWriter) Flush() {
 // guarded runs a write with the deadline and, if it blocks past
 // stallAfter, with the response charged to the budget.
 func (w *guardedWriter) guarded(write func() error) error {
-	_ = w.rc.SetWriteDeadline(time.Now().Add(w.timeout))
+	// A deadline this response set less than timeout/64 ago is kept: the
+	// write still gets 63/64 of the timeout at least, and a small
+	// answer's two or three writes cost one timer update, not one each.
+	now := time.Now()
 	w.mu.Lock()
+	renew := w.deadlineSet.IsZero() || now.Sub(w.deadlineSet) >= w.timeout/64
+	if renew {
+		w.deadlineSet = now
+	}
 	w.writing = true
 	w.mu.Unlock()
+	if renew {
+		_ = w.rc.SetWriteDeadline(now.Add(w.timeout))
+	}
 	w.watch.begin(w)
 	err := write()
 	w.watch.end(w)
