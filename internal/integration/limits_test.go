@@ -103,6 +103,12 @@ func TestAgentStreamAndConnectionCaps(t *testing.T) {
 	}
 	rogue.Close()
 	e.waitConnected(2)
+	// The real agentk's connection is the working one once agentk has
+	// opened its gRPC stream on it (kas then prefers it); after the kas
+	// restart above that may take a moment longer than the rogue steps.
+	tu.Eventually(t, 10*time.Second, "agentk's gRPC stream on its connection", func() bool {
+		return metrics.Gather(t, e.kas.Metrics()).Get("kas_tunnel_streams_open", "direction", "from_agent") >= 1
+	})
 	// An answer takes milliseconds; the timeout only separates "slow on a
 	// loaded machine under -race" from "sent to the idle connection".
 	client := &http.Client{Timeout: 15 * time.Second}
