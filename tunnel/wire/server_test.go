@@ -99,3 +99,26 @@ func TestServeBodyFrames(t *testing.T) {
 		}
 	}
 }
+
+// AdoptHeader takes a handler's header map only while the answer's is
+// untouched: what the handler set first is not dropped.
+func TestAdoptHeader(t *testing.T) {
+	_, rh, _ := serveOnce(t, func(w http.ResponseWriter, _ *http.Request) {
+		if !w.(*ResponseWriter).AdoptHeader(http.Header{"Content-Type": {"application/json"}, "Content-Length": {"2"}}) {
+			t.Error("AdoptHeader declined an untouched header")
+		}
+		w.Write([]byte("{}"))
+	})
+	if rh.Header.Get("Content-Type") != "application/json" {
+		t.Errorf("adopted header not sent: %v", rh.Header)
+	}
+	_, rh, _ = serveOnce(t, func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("X-Set-First", "1")
+		if w.(*ResponseWriter).AdoptHeader(http.Header{"Content-Type": {"text/plain"}}) {
+			t.Error("AdoptHeader replaced a header the handler had set")
+		}
+	})
+	if rh.Header.Get("X-Set-First") != "1" || rh.Header.Get("Content-Type") != "" {
+		t.Errorf("header %v, want the handler's own", rh.Header)
+	}
+}
