@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"kubetunnel/internal/kubehttp"
@@ -56,7 +55,7 @@ func (f *forwarder) forward(w *wire.ResponseWriter, r *http.Request, id *identit
 		f.splice(w, resp)
 		return
 	}
-	removeHopHeaders(h)
+	kubehttp.RemoveHopHeaders(h)
 	if resp.ContentLength >= 0 {
 		h.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
 	} else {
@@ -123,21 +122,4 @@ func (f *forwarder) splice(w *wire.ResponseWriter, resp *http.Response) {
 	c.Close()
 	_ = c.SetReadDeadline(time.Unix(1, 0))
 	<-done
-}
-
-// hopHeaders are a connection's own, not passed on (RFC 9110 7.6.1).
-var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
-	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
-
-func removeHopHeaders(h http.Header) {
-	for _, v := range h["Connection"] {
-		for k := range strings.SplitSeq(v, ",") {
-			if k = strings.TrimSpace(k); k != "" {
-				h.Del(k)
-			}
-		}
-	}
-	for _, k := range hopHeaders {
-		delete(h, k)
-	}
 }

@@ -45,7 +45,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, ri *reqInfo) {
 		p.fail(w, r, ri, errors.New("the agent switched protocols for a request that asked for no upgrade"))
 		return
 	}
-	removeHopHeaders(resp.Header)
+	kubehttp.RemoveHopHeaders(resp.Header)
 	if err := p.modifyResponse(resp, ri); err != nil {
 		resp.Body.Close()
 		p.fail(w, r, ri, err)
@@ -115,7 +115,7 @@ func (p *Proxy) outRequest(r *http.Request, ri *reqInfo) *http.Request {
 	}
 	out.Header = make(http.Header, len(r.Header)+2)
 	for k, vs := range r.Header {
-		if isHopHeader(k) || kubehttp.IsCallerHeader(k) || slices.Contains(listed, k) {
+		if kubehttp.IsHopHeader(k) || kubehttp.IsCallerHeader(k) || slices.Contains(listed, k) {
 			continue
 		}
 		switch k {
@@ -184,25 +184,4 @@ func flushEachWrite(resp *http.Response) bool {
 // attach, port-forward): Connection names Upgrade.
 func isUpgrade(h http.Header) bool {
 	return httpguts.HeaderValuesContainsToken(h["Connection"], "Upgrade")
-}
-
-// hopHeaders are a connection's own, not passed on (RFC 9110 7.6.1).
-var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
-	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
-
-func isHopHeader(k string) bool { return slices.Contains(hopHeaders, k) }
-
-// removeHopHeaders drops the hop-by-hop headers of an answer, and those
-// its Connection header names.
-func removeHopHeaders(h http.Header) {
-	for _, v := range h["Connection"] {
-		for f := range strings.SplitSeq(v, ",") {
-			if f = textproto.TrimString(f); f != "" {
-				h.Del(f)
-			}
-		}
-	}
-	for _, k := range hopHeaders {
-		delete(h, k)
-	}
 }

@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httputil"
+	"net/textproto"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -188,3 +190,25 @@ func (b *GuardedBody) Close() error { return nil }
 
 // Touched reports whether any byte of the body has been read.
 func (b *GuardedBody) Touched() bool { return b.read.Load() }
+
+// hopHeaders are a connection's own, not passed on (RFC 9110 7.6.1).
+var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+
+// IsHopHeader says whether k (canonical) is a hop-by-hop header.
+func IsHopHeader(k string) bool { return slices.Contains(hopHeaders, k) }
+
+// RemoveHopHeaders drops the hop-by-hop headers of a message, and those
+// its Connection header names, as httputil.ReverseProxy does.
+func RemoveHopHeaders(h http.Header) {
+	for _, v := range h["Connection"] {
+		for f := range strings.SplitSeq(v, ",") {
+			if f = textproto.TrimString(f); f != "" {
+				h.Del(f)
+			}
+		}
+	}
+	for _, k := range hopHeaders {
+		delete(h, k)
+	}
+}
