@@ -157,3 +157,31 @@ func TestChunkedListPauseFlushed(t *testing.T) {
 		t.Errorf("%d bytes written, %d flushed (%d flushes); want 4 KiB both", rec.written, flushed, flushes)
 	}
 }
+
+// A watch's head reaches the caller before any event: kubectl get -w
+// counts the watch as started once it has the head, and a quiet watch may
+// send nothing for minutes.
+func TestWatchHeadFlushedBeforeEvents(t *testing.T) {
+	gate := make(chan struct{})
+	p := New(Config{Users: fakeUsers{}, Tunnels: bodyTunnel{body: func() io.ReadCloser {
+		return &pieceBody{n: 1, size: 100, gate: gate}
+	}}})
+	rec := &flushRecorder{header: http.Header{}}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		serveInto(p, "/agents/prod/api/v1/namespaces/default/configmaps?watch=true", rec)
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for flushes, _ := rec.state(); flushes == 0; flushes, _ = rec.state() {
+		if time.Now().After(deadline) {
+			t.Fatal("the watch's head was not flushed before its first event")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(gate)
+	<-done
+	if rec.written != 100 {
+		t.Errorf("%d bytes written, want the event's 100", rec.written)
+	}
+}

@@ -68,7 +68,13 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, ri *reqInfo) {
 		h.Add("Trailer", strings.Join(keys, ", "))
 	}
 	w.WriteHeader(resp.StatusCode)
-	if err := p.copyBody(w, resp.Body, flushEachWrite(resp)); err != nil {
+	flush := flushEachWrite(resp)
+	if flush {
+		// A watch may send nothing for minutes; its caller (kubectl get
+		// -w) counts it as started once the head arrives.
+		_ = http.NewResponseController(w).Flush()
+	}
+	if err := p.copyBody(w, resp.Body, flush); err != nil {
 		resp.Body.Close()
 		// Not a clean end: the caller sees the response cut short.
 		panic(http.ErrAbortHandler)
