@@ -127,35 +127,38 @@ lint:
 	$(GO) vet ./...
 	$(TESTMOD) vet ./...
 
-# Run each fuzz target for a while (make fuzz FUZZTIME=1m).
+# Run each fuzz target for a while (make fuzz FUZZTIME=1m). A new
+# interesting input is minimised for at most FUZZMINIMIZE: go test's
+# default (60 s) would spend a short run minimising instead of fuzzing.
 FUZZTIME ?= 20s
+FUZZMINIMIZE ?= 5s
 fuzz:
-	$(GO) test -run XXX -fuzz FuzzReadHello -fuzztime $(FUZZTIME) ./tunnel
-	$(GO) test -run XXX -fuzz FuzzHelloFromHeader -fuzztime $(FUZZTIME) ./tunnel
-	$(GO) test -run XXX -fuzz FuzzReadReply -fuzztime $(FUZZTIME) ./tunnel
-	$(GO) test -run XXX -fuzz FuzzWSConnRead -fuzztime $(FUZZTIME) ./tunnel
-	$(GO) test -run XXX -fuzz FuzzSession -fuzztime $(FUZZTIME) ./tunnel/mux
-	$(GO) test -run XXX -fuzz 'FuzzParse$$' -fuzztime $(FUZZTIME) ./agentcfg
-	$(GO) test -run XXX -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./internal/yamlconf
-	$(GO) test -run XXX -fuzz FuzzParsePath -fuzztime $(FUZZTIME) ./kasproxy
-	$(GO) test -run XXX -fuzz FuzzClientAddr -fuzztime $(FUZZTIME) ./kasproxy
-	$(GO) test -run XXX -fuzz FuzzGitLabAPIPath -fuzztime $(FUZZTIME) ./kasproxy
-	$(GO) test -run XXX -fuzz FuzzVerifyToken -fuzztime $(FUZZTIME) ./kas/replicas
-	$(GO) test -run XXX -fuzz FuzzMatch -fuzztime $(FUZZTIME) ./gitops/manifests
-	$(GO) test -run XXX -fuzz FuzzUnmatched -fuzztime $(FUZZTIME) ./gitops/manifests
-	$(GO) test -run XXX -fuzz FuzzParseManifests -fuzztime $(FUZZTIME) ./gitops/apply
-	$(GO) test -run XXX -fuzz FuzzStripCallerHeaders -fuzztime $(FUZZTIME) ./internal/kubehttp
-	$(GO) test -run XXX -fuzz FuzzTransportResponse -fuzztime $(FUZZTIME) ./internal/streamhttp
-	$(GO) test -run XXX -fuzz FuzzPlainResponse -fuzztime $(FUZZTIME) ./internal/streamhttp
-	$(GO) test -run XXX -fuzz FuzzServerRequest -fuzztime $(FUZZTIME) ./internal/streamhttp
-	$(GO) test -run XXX -fuzz FuzzParseAgentInfo -fuzztime $(FUZZTIME) ./internal/gitlab
-	$(GO) test -run XXX -fuzz FuzzParseAllowedAgents -fuzztime $(FUZZTIME) ./internal/gitlab
-	$(GO) test -run XXX -fuzz FuzzParseCredential -fuzztime $(FUZZTIME) ./internal/gitlabaccess
-	$(GO) test -run XXX -fuzz FuzzParseAuthorization -fuzztime $(FUZZTIME) ./internal/gitlabaccess
-	$(GO) test -run XXX -fuzz FuzzParseAgentID -fuzztime $(FUZZTIME) ./internal/gitlabaccess
-	$(GO) test -run XXX -fuzz FuzzStripQuery -fuzztime $(FUZZTIME) ./internal/gitlabaccess
-	$(GO) test -run XXX -fuzz FuzzParseIdentityHeader -fuzztime $(FUZZTIME) ./internal/gitlabaccess
-	$(GO) test -run XXX -fuzz FuzzReadRequest -fuzztime $(FUZZTIME) ./tunnel/wire
+	$(GO) test -run XXX -fuzz FuzzReadHello -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./tunnel
+	$(GO) test -run XXX -fuzz FuzzHelloFromHeader -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./tunnel
+	$(GO) test -run XXX -fuzz FuzzReadReply -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./tunnel
+	$(GO) test -run XXX -fuzz FuzzWSConnRead -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./tunnel
+	$(GO) test -run XXX -fuzz FuzzSession -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./tunnel/mux
+	$(GO) test -run XXX -fuzz 'FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./agentcfg
+	$(GO) test -run XXX -fuzz FuzzDecode -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./internal/yamlconf
+	$(GO) test -run XXX -fuzz FuzzParsePath -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./kasproxy
+	$(GO) test -run XXX -fuzz FuzzClientAddr -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./kasproxy
+	$(GO) test -run XXX -fuzz FuzzGitLabAPIPath -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./kasproxy
+	$(GO) test -run XXX -fuzz FuzzVerifyToken -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./kas/replicas
+	$(GO) test -run XXX -fuzz FuzzMatch -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./gitops/manifests
+	$(GO) test -run XXX -fuzz FuzzUnmatched -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./gitops/manifests
+	$(GO) test -run XXX -fuzz FuzzParseManifests -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./gitops/apply
+	$(GO) test -run XXX -fuzz FuzzStripCallerHeaders -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./internal/kubehttp
+	$(GO) test -run XXX -fuzz FuzzTransportResponse -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./internal/streamhttp
+	$(GO) test -run XXX -fuzz FuzzPlainResponse -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./internal/streamhttp
+	$(GO) test -run XXX -fuzz FuzzServerRequest -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./internal/streamhttp
+	$(GO) test -run XXX -fuzz FuzzParseAgentInfo -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./internal/gitlab
+	$(GO) test -run XXX -fuzz FuzzParseAllowedAgents -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./internal/gitlab
+	$(GO) test -run XXX -fuzz FuzzParseCredential -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./internal/gitlabaccess
+	$(GO) test -run XXX -fuzz FuzzParseAuthorization -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./internal/gitlabaccess
+	$(GO) test -run XXX -fuzz FuzzParseAgentID -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./internal/gitlabaccess
+	$(GO) test -run XXX -fuzz FuzzStripQuery -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./internal/gitlabaccess
+	$(GO) test -run XXX -fuzz FuzzParseIdentityHeader -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./internal/gitlabaccess
+	$(GO) test -run XXX -fuzz FuzzReadRequest -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./tunnel/wire
 
 clean:
 	rm -rf bin
