@@ -6,9 +6,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
-	"net/textproto"
 	"net/url"
-	"slices"
 	"strings"
 
 	"golang.org/x/net/http/httpguts"
@@ -80,17 +78,14 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, ri *reqInfo) {
 		panic(http.ErrAbortHandler)
 	}
 	resp.Body.Close() // now, not deferred: it fills resp.Trailer
-	if len(resp.Trailer) == announced {
-		for k, vs := range resp.Trailer {
-			for _, v := range vs {
-				h.Add(k, v)
-			}
-		}
-	} else {
-		for k, vs := range resp.Trailer {
-			for _, v := range vs {
-				h.Add(http.TrailerPrefix+k, v)
-			}
+	// Trailers the head did not announce go out with net/http's prefix.
+	prefix := ""
+	if len(resp.Trailer) != announced {
+		prefix = http.TrailerPrefix
+	}
+	for k, vs := range resp.Trailer {
+		for _, v := range vs {
+			h.Add(prefix+k, v)
 		}
 	}
 }
@@ -111,17 +106,9 @@ func (p *Proxy) outRequest(r *http.Request, ri *reqInfo) *http.Request {
 	if r.ContentLength == 0 {
 		out.Body = nil // nothing to send (as ReverseProxy)
 	}
-	var listed []string // headers Connection names: this hop's too
-	for _, v := range r.Header["Connection"] {
-		for f := range strings.SplitSeq(v, ",") {
-			if f = textproto.TrimString(f); f != "" {
-				listed = append(listed, textproto.CanonicalMIMEHeaderKey(f))
-			}
-		}
-	}
 	out.Header = make(http.Header, len(r.Header)+2)
 	for k, vs := range r.Header {
-		if kubehttp.IsHopHeader(k) || kubehttp.IsCallerHeader(k) || slices.Contains(listed, k) {
+		if kubehttp.IsCallerHeader(k) {
 			continue
 		}
 		switch k {
@@ -130,6 +117,7 @@ func (p *Proxy) outRequest(r *http.Request, ri *reqInfo) *http.Request {
 		}
 		out.Header[k] = vs
 	}
+	kubehttp.RemoveHopHeaders(out.Header)
 	if httpguts.HeaderValuesContainsToken(r.Header["Te"], "trailers") {
 		out.Header["Te"] = []string{"trailers"}
 	}

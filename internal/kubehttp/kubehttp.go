@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/textproto"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -194,9 +193,6 @@ func (b *GuardedBody) Touched() bool { return b.read.Load() }
 // hopHeaders are a connection's own, not passed on (RFC 9110 7.6.1).
 var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
 	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
-
-// IsHopHeader says whether k (canonical) is a hop-by-hop header.
-func IsHopHeader(k string) bool { return slices.Contains(hopHeaders, k) }
 
 // RemoveHopHeaders drops the hop-by-hop headers of a message, and those
 // its Connection header names, as httputil.ReverseProxy does.
