@@ -6,9 +6,6 @@ import (
 	"kubetunnel/tunnel/mux"
 )
 
-// yamux frame header: version(1) type(1) flags(2) stream(4) length(4).
-const yamuxHeaderSize = 12
-
 // sessionConn is what a session runs on: a connection that writes a
 // frame's header and body together (mux.FrameWriter), wsConn or
 // frameConn.

@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"testing"
+
+	"kubetunnel/tunnel/mux"
 )
 
 type recordingConn struct {
@@ -19,7 +21,7 @@ func (r *recordingConn) Write(p []byte) (int, error) {
 }
 
 func header(typ byte, length uint32) []byte {
-	h := make([]byte, yamuxHeaderSize)
+	h := make([]byte, mux.HeaderSize)
 	h[1] = typ
 	binary.BigEndian.PutUint32(h[8:], length)
 	return h
@@ -43,7 +45,7 @@ func TestFrameConnJoins(t *testing.T) {
 	}
 	frame(header(0, 5), []byte("hello"))
 	want.Write(header(1, 65536))
-	if n, err := c.Write(header(1, 65536)); n != yamuxHeaderSize || err != nil {
+	if n, err := c.Write(header(1, 65536)); n != mux.HeaderSize || err != nil {
 		t.Fatalf("Write = %d, %v", n, err)
 	}
 	frame(header(0, 3), []byte("abc"))

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"kubetunnel/tunnel/mux"
 )
 
 // WebSocket buffer sizes. A write buffer holds one yamux frame (header and
@@ -18,7 +20,7 @@ import (
 // only while a message is written, so an idle session holds none: kas
 // keeps thousands of sessions.
 const (
-	wsWriteBufferSize = 128<<10 + yamuxHeaderSize
+	wsWriteBufferSize = 128<<10 + mux.HeaderSize
 	// agentk has one session: a larger read buffer costs little and saves
 	// read system calls on big responses. kas reuses the 4 KiB buffer of
 	// the connection it hijacked.

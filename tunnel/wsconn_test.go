@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"kubetunnel/tunnel/mux"
 )
 
 // scriptedConn is the kas end of a WebSocket as agentk's dialer sees it:
@@ -111,7 +113,7 @@ func TestWSConnOneFramePerYamuxFrame(t *testing.T) {
 	if err := c.WriteFrame(header(0, uint32(len(body))), body); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := c.Write(header(1, 65536)); n != yamuxHeaderSize || err != nil {
+	if n, err := c.Write(header(1, 65536)); n != mux.HeaderSize || err != nil {
 		t.Fatalf("Write = %d, %v", n, err)
 	}
 	if err := c.WriteFrame(header(0, 3), []byte("abc")); err != nil {

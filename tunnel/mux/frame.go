@@ -8,7 +8,7 @@ import (
 
 // The frame header, as yamux defines it: version(1) type(1) flags(2)
 // stream(4) length(4), big-endian.
-const headerSize = 12
+const HeaderSize = 12
 
 const protoVersion = 0
 
@@ -39,7 +39,7 @@ const (
 // both ends assume it, so it is part of the wire format.
 const initialWindow = 256 << 10
 
-type header [headerSize]byte
+type header [HeaderSize]byte
 
 func (h *header) encode(typ uint8, flags uint16, id, length uint32) {
 	h[0] = protoVersion

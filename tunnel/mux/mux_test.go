@@ -77,7 +77,7 @@ type frameConn struct {
 func (c *frameConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	c.writes++
-	if len(p) != headerSize && c.bad == nil {
+	if len(p) != HeaderSize && c.bad == nil {
 		c.bad = errors.New("a Write that is not a header alone")
 	}
 	c.mu.Unlock()
@@ -87,7 +87,7 @@ func (c *frameConn) Write(p []byte) (int, error) {
 func (c *frameConn) WriteFrame(hdr, body []byte) error {
 	c.mu.Lock()
 	c.whole++
-	if (len(hdr) != headerSize || len(body) == 0) && c.bad == nil {
+	if (len(hdr) != HeaderSize || len(body) == 0) && c.bad == nil {
 		c.bad = errors.New("a WriteFrame without a header and a body")
 	}
 	c.mu.Unlock()
