@@ -1,6 +1,7 @@
 package realnode
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -107,6 +108,9 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, retErr error) {
 	opts.logf("images built in %s", time.Since(began).Round(time.Millisecond))
 
 	dir := os.Getenv(envDir)
+	if err := checkDisk(cmp.Or(dir, os.TempDir())); err != nil {
+		return nil, err
+	}
 	if dir == "" {
 		if dir, err = os.MkdirTemp("", "ktn-"); err != nil {
 			return nil, err

@@ -9,6 +9,15 @@ import (
 	"kubetunnel/test/realnode/images"
 )
 
+// evictionFree is the free space (node and image filesystem) below which
+// the node's kubelet evicts pods; minFreeDisk, more than that, is what
+// Start asks for before it starts a node, so that a nearly full disk is
+// an error that says so instead of evicted pods halfway through a test.
+const (
+	evictionFree        = "256Mi"
+	minFreeDisk  uint64 = 1 << 30
+)
+
 // containerdConfig is containerd 1.6's config (version 2). Everything it
 // writes stays under dir: its root and state, runc's state, the pods'
 // network namespaces (netns_mounts_under_state_dir), so cleanup finds it.
@@ -86,9 +95,13 @@ func cniConfig(dir string) string {
 // kubelet serves the API server's exec, attach, logs and port-forward
 // requests without authenticating them: it listens only inside the node's
 // namespace. Eviction and image GC thresholds are set low so that a small
-// or busy disk does not evict the test pods.
+// or busy disk does not evict the test pods. The disk thresholds are
+// absolute, not percentages: the kubelet takes a percentage of the
+// filesystem's size, which on a large thin-provisioned disk (252 GB here)
+// makes even 1 % (2.5 GB) more than is free, and the node then evicts
+// agentk and taints itself (disk-pressure) in the middle of a test.
 func kubeletConfig(dir, cgroupName string) string {
-	return strings.NewReplacer("{dir}", dir, "{cgroup}", cgroupName, "{ip}", NodeIP).Replace(`apiVersion: kubelet.config.k8s.io/v1beta1
+	return strings.NewReplacer("{dir}", dir, "{cgroup}", cgroupName, "{ip}", NodeIP, "{minfree}", evictionFree).Replace(`apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 failCgroupV1: false
 cgroupDriver: cgroupfs
@@ -113,9 +126,9 @@ resolvConf: /etc/resolv.conf
 serializeImagePulls: false
 evictionHard:
   memory.available: "1Mi"
-  nodefs.available: "1%"
+  nodefs.available: "{minfree}"
   nodefs.inodesFree: "1%"
-  imagefs.available: "1%"
+  imagefs.available: "{minfree}"
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 nodeStatusReportFrequency: 10s

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 )
 
 // Sentinel errors: what is missing for a real node, and what to do.
@@ -17,6 +18,9 @@ var (
 	ErrMissing = errors.New("missing")
 	// ErrNotInNamespace: Start was called outside the node's namespace
 	// (use Main or Reexec).
+	// ErrLowDisk: the node's directory has less free space than a node
+	// needs (its pods would be evicted for disk pressure).
+	ErrLowDisk        = errors.New("not enough free disk for a real node")
 	ErrNotInNamespace = errors.New("realnode.Start must run inside the node's network namespace: call it from Main or after Reexec")
 )
 
@@ -40,6 +44,20 @@ var requirements = []requirement{
 	{filepath.Join(CNIDir, "bridge"), "containernetworking-plugins", true},
 	{filepath.Join(CNIDir, "host-local"), "containernetworking-plugins", true},
 	{filepath.Join(CNIDir, "loopback"), "containernetworking-plugins", true},
+}
+
+// checkDisk fails with ErrLowDisk when dir's filesystem has less than
+// minFreeDisk available.
+func checkDisk(dir string) error {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return fmt.Errorf("free space of %s: %w", dir, err)
+	}
+	if free := st.Bavail * uint64(st.Bsize); free < minFreeDisk {
+		return fmt.Errorf("%w: %d MiB free on %s, at least %d MiB needed; free some space (go clean -cache, old files in %s)",
+			ErrLowDisk, free>>20, dir, minFreeDisk>>20, os.TempDir())
+	}
+	return nil
 }
 
 // Check reports everything a real node lacks on this machine, or nil.

@@ -41,6 +41,32 @@ func TestCheckNamesMissingPackages(t *testing.T) {
 	}
 }
 
+// A nearly full disk stops Start before it starts a node, with an error
+// that says how much is free and what to do, instead of a node that
+// evicts its pods for disk pressure halfway through a test.
+func TestCheckDiskRefusesANearlyFullDisk(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal(ErrNotRoot)
+	}
+	small := t.TempDir()
+	if err := unix.Mount("tmpfs", small, "tmpfs", 0, "size=64m"); err != nil {
+		t.Fatalf("mount a 64 MiB tmpfs: %v", err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(small, 0) })
+	err := checkDisk(small)
+	if !errors.Is(err, ErrLowDisk) {
+		t.Fatalf("checkDisk on a 64 MiB filesystem: %v, want ErrLowDisk", err)
+	}
+	for _, want := range []string{"64 MiB free on " + small, "at least 1024 MiB needed", "go clean -cache"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not say %q: %v", want, err)
+		}
+	}
+	if err := checkDisk(os.TempDir()); err != nil {
+		t.Errorf("checkDisk on this machine's %s: %v", os.TempDir(), err)
+	}
+}
+
 // cleanup removes what a node leaves when its test process was killed: a
 // process in the node's cgroups, a mount under its directory, the cgroups
 // and the directory; a second run finds nothing to do.
