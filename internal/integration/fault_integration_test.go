@@ -442,11 +442,13 @@ func (f *faultEnv) expectRecovery() {
 // gauge are back at zero.
 func (f *faultEnv) expectNothingOpen() {
 	f.t.Helper()
-	tu.Eventually(f.t, 10*time.Second, "open streams and proxied requests back at zero", func() bool {
+	tu.EventuallyNoError(f.t, 10*time.Second, "open streams and proxied requests back at zero", func() error {
 		m := metrics.Gather(f.t, f.kas.Metrics())
-		return m.Get("kas_tunnel_streams_open", "direction", "to_agent") == 0 &&
-			m.Get("kas_tunnel_streams_open", "direction", "from_agent") == 0 &&
-			m.Sum("kas_proxy_inflight") == 0
+		to, from := m.Get("kas_tunnel_streams_open", "direction", "to_agent"), m.Get("kas_tunnel_streams_open", "direction", "from_agent")
+		if inflight := m.Sum("kas_proxy_inflight"); to != 0 || from != 0 || inflight != 0 {
+			return fmt.Errorf("streams open to_agent %v, from_agent %v; proxied requests in flight %v", to, from, inflight)
+		}
+		return nil
 	})
 }
 

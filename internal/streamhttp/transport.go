@@ -61,8 +61,9 @@ type Transport struct {
 	// now tells idle streams' age; tests step a fake clock (nil: time.Now).
 	now func() time.Time
 
-	mu   sync.Mutex // guards idle
-	idle []*conn    // most recently used last
+	mu     sync.Mutex // guards idle and closed
+	idle   []*conn    // most recently used last
+	closed bool       // Close was called: nothing goes back to idle
 }
 
 func (t *Transport) clock() time.Time {
@@ -144,7 +145,7 @@ var aLongTimeAgo = time.Unix(1, 0)
 func (t *Transport) put(c *conn) {
 	c.idleSince = t.clock()
 	t.mu.Lock()
-	if len(t.idle) < t.maxIdle() {
+	if !t.closed && len(t.idle) < t.maxIdle() {
 		t.idle = append(t.idle, c)
 		c = nil
 	}
@@ -163,6 +164,18 @@ func (t *Transport) CloseIdleConnections() {
 	for _, c := range idle {
 		c.Close()
 	}
+}
+
+// Close closes every idle stream, and every stream a response in
+// progress hands back after: for a pool whose far end is gone (kas's
+// pool of a tunnel session that ended). CloseIdleConnections would leave
+// such a stream idle, open as far as its owner can tell, until the pool
+// itself was dropped. Requests already sent finish; new ones still dial.
+func (t *Transport) Close() {
+	t.mu.Lock()
+	t.closed = true
+	t.mu.Unlock()
+	t.CloseIdleConnections()
 }
 
 // IdleConns is the number of idle streams in the pool.

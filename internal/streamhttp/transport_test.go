@@ -33,16 +33,20 @@ func TestMain(m *testing.M) {
 // Transport that dials it and counts the connections it accepted.
 type server struct {
 	*httptest.Server
-	conns atomic.Int64
-	tr    *Transport
+	conns       atomic.Int64
+	closedConns atomic.Int64
+	tr          *Transport
 }
 
 func newServer(t *testing.T, h http.HandlerFunc) *server {
 	t.Helper()
 	s := &server{Server: httptest.NewUnstartedServer(h)}
 	s.Config.ConnState = func(_ net.Conn, st http.ConnState) {
-		if st == http.StateNew {
+		switch st {
+		case http.StateNew:
 			s.conns.Add(1)
+		case http.StateClosed:
+			s.closedConns.Add(1)
 		}
 	}
 	s.Start()
@@ -118,6 +122,34 @@ func TestTransportReusesAfterExactRead(t *testing.T) {
 	if n := s.conns.Load(); n != 1 {
 		t.Errorf("used %d streams, want 1", n)
 	}
+}
+
+// A response that ends after Close (a watch its server ended while the
+// pool's far end went away) hands back a stream that Close closes rather
+// than keeps idle.
+func TestTransportCloseClosesStreamsHandedBackLater(t *testing.T) {
+	release := make(chan struct{})
+	s := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.(http.Flusher).Flush()
+		<-release
+		io.WriteString(w, "end")
+	})
+	resp, err := s.get(t, context.Background(), "/watch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.tr.Close()
+	close(release)
+	if got := readAll(t, resp); got != "end" {
+		t.Fatalf("body %q", got)
+	}
+	if n := s.tr.IdleConns(); n != 0 {
+		t.Errorf("after Close, a finished response left %d idle streams, want 0", n)
+	}
+	// The server sees the stream closed: its connection ends.
+	tu.Eventually(t, 5*time.Second, "the server's connection to close", func() bool {
+		return s.closedConns.Load() == 1
+	})
 }
 
 // Closing a body before its end closes the stream: that is how a caller

@@ -133,7 +133,11 @@ func (r *Registry) Remove(s *Session) {
 			break
 		}
 	}
-	s.transport.CloseIdleConnections()
+	// Close, not CloseIdleConnections: a response still being read (a
+	// watch agentk ended as it stopped) hands its stream back after this,
+	// and that stream must close too, not sit idle in a dead session's
+	// pool with kas_tunnel_streams_open counting it.
+	s.transport.Close()
 	if len(list) == 0 {
 		if _, ok := r.byAgent[s.Agent]; ok && r.cfg.OnAgent != nil {
 			r.cfg.OnAgent(s.Agent, false)
