@@ -148,6 +148,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	agent, err := agentk.New(&opts, logger, level)
 	if err != nil {
+		flushLog() // the log holds lines for a moment (logging.BatchWriter)
 		fmt.Fprintf(stderr, "agentk: %v\n", err)
 		return 2
 	}

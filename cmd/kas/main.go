@@ -109,15 +109,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// outages itself ("Agent registry (Redis) unreachable"), so the
 	// client's own lines are debug detail.
 	redis.SetLogger(redisLogger{logger.With("component", "redis")})
-	cfg, err := kas.LoadConfig(*configFile)
-	if err != nil {
+	// The log holds lines for a moment (logging.BatchWriter): they go
+	// out before an error written straight to stderr.
+	fail := func(err error) int {
+		flushLog()
 		fmt.Fprintf(stderr, "kas: %v\n", err)
 		return 1
 	}
+	cfg, err := kas.LoadConfig(*configFile)
+	if err != nil {
+		return fail(err)
+	}
 	srv, err := kas.New(cfg, logger)
 	if err != nil {
-		fmt.Fprintf(stderr, "kas: %v\n", err)
-		return 1
+		return fail(err)
 	}
 	srv.ConfigFile = *configFile
 	srv.ConfigPollPeriod = *reloadPeriod

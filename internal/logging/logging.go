@@ -26,21 +26,24 @@ const (
 )
 
 // New returns a logger writing to w in format (text or json) at level,
-// with repeats summarised (Summarize, default window); flush logs the
-// summaries still open, for a main to call before it exits.
+// with repeats summarised (Summarize, default window) and lines that
+// follow each other closely written together (BatchWriter,
+// DefaultFlushDelay); flush logs the summaries still open and writes
+// what is held, for a main to call before it exits.
 func New(w io.Writer, format string, level slog.Leveler) (logger *slog.Logger, flush func(), err error) {
 	opts := &slog.HandlerOptions{Level: level}
+	bw := NewBatchWriter(w, DefaultFlushDelay)
 	var h slog.Handler
 	switch format {
 	case FormatText, "":
-		h = slog.NewTextHandler(w, opts)
+		h = slog.NewTextHandler(bw, opts)
 	case FormatJSON:
-		h = slog.NewJSONHandler(w, opts)
+		h = slog.NewJSONHandler(bw, opts)
 	default:
 		return nil, nil, fmt.Errorf("--log-format %q: want text or json", format)
 	}
-	s := Summarize(h, SummarizeOptions{})
-	return slog.New(s), s.Flush, nil
+	s := Summarize(flushOnWarn{h, bw}, SummarizeOptions{})
+	return slog.New(s), func() { s.Flush(); bw.Flush() }, nil
 }
 
 // RouteLibraries sends what libraries log on their own through logger:

@@ -1,0 +1,171 @@
+package logging
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// writes records each Write the BatchWriter makes.
+type writes struct {
+	mu    sync.Mutex
+	calls []string
+	err   error
+}
+
+func (w *writes) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.calls = append(w.calls, string(p))
+	if w.err != nil {
+		return 0, w.err
+	}
+	return len(p), nil
+}
+
+func (w *writes) get() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]string(nil), w.calls...)
+}
+
+func waitWrites(t *testing.T, w *writes, n int) []string {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got := w.get()
+		if len(got) >= n || time.Now().After(deadline) {
+			return got
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A line after a quiet spell goes out at once; the lines right after it
+// are held and leave together, in order, in one write, by themselves.
+func TestBatchWriterHoldsABurst(t *testing.T) {
+	w := &writes{}
+	b := NewBatchWriter(w, 50*time.Millisecond)
+	fmt.Fprintln(b, "first")
+	if got := w.get(); len(got) != 1 || got[0] != "first\n" {
+		t.Fatalf("after the first line: writes %q, want it written at once", got)
+	}
+	for i := range 100 {
+		fmt.Fprintf(b, "line %d\n", i)
+	}
+	if got := w.get(); len(got) != 1 {
+		t.Fatalf("the burst was written before the delay: %d writes", len(got))
+	}
+	got := waitWrites(t, w, 2)
+	if len(got) != 2 {
+		t.Fatalf("the burst was not written within 5s of a 50ms delay: %d writes", len(got))
+	}
+	var want strings.Builder
+	for i := range 100 {
+		fmt.Fprintf(&want, "line %d\n", i)
+	}
+	if got[1] != want.String() {
+		t.Errorf("the burst's write:\n%q\nwant the 100 lines in order", got[1])
+	}
+	time.Sleep(60 * time.Millisecond) // quiet again: the next line is not held
+	fmt.Fprintln(b, "later")
+	if got := w.get(); len(got) != 3 || got[2] != "later\n" {
+		t.Errorf("a line after a quiet spell: writes %q, want it written at once", got)
+	}
+}
+
+// A burst larger than maxBatch is written when it reaches it, not held.
+func TestBatchWriterBoundsWhatItHolds(t *testing.T) {
+	w := &writes{}
+	b := NewBatchWriter(w, time.Hour)
+	line := strings.Repeat("x", 1023) + "\n"
+	for range 1 + maxBatch/len(line) {
+		b.Write([]byte(line))
+	}
+	got := w.get()
+	if len(got) != 2 || len(got[1]) != maxBatch {
+		lens := make([]int, len(got))
+		for i, c := range got {
+			lens[i] = len(c)
+		}
+		t.Fatalf("writes of %v bytes, want 1024 then %d (a full batch)", lens, maxBatch)
+	}
+	b.Flush()
+	if got := w.get(); len(got) != 2 {
+		t.Errorf("Flush with nothing held wrote %d bytes", len(got[len(got)-1]))
+	}
+}
+
+// A warning or an error through New's handler leaves before the call
+// returns, with the info lines held before it, in order.
+func TestWarningFlushesHeldLines(t *testing.T) {
+	w := &writes{}
+	b := NewBatchWriter(w, time.Hour)
+	l := slog.New(flushOnWarn{slog.NewTextHandler(b, nil), b})
+	l.Info("one")
+	l.Info("two") // held
+	l.With("agent", "a").Warn("three")
+	got := strings.Join(w.get(), "")
+	if n := strings.Count(got, "\n"); n != 3 {
+		t.Fatalf("written when Warn returned: %d lines, want 3:\n%s", n, got)
+	}
+	for i, want := range []string{"msg=one", "msg=two", "msg=three agent=a"} {
+		if line := strings.Split(got, "\n")[i]; !strings.Contains(line, want) {
+			t.Errorf("line %d: %q, want %s", i, line, want)
+		}
+	}
+}
+
+// A failed write of held lines is returned by the next Write.
+func TestBatchWriterReportsAFailedFlush(t *testing.T) {
+	w := &writes{}
+	b := NewBatchWriter(w, time.Hour)
+	b.Write([]byte("a\n"))
+	b.Write([]byte("b\n"))
+	w.err = errors.New("disk full")
+	b.Flush()
+	if _, err := b.Write([]byte("c\n")); err == nil || err.Error() != "disk full" {
+		t.Errorf("Write after a failed flush: %v, want disk full", err)
+	}
+}
+
+// New's logger: a quiet process's line is written when the call returns,
+// and flush writes the lines that followed it.
+func TestNewWritesAtOnceWhenQuiet(t *testing.T) {
+	var buf syncBuffer
+	l, flush, err := New(&buf, FormatJSON, slog.LevelInfo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Info("Agent connected", "agent", "a")
+	if !strings.Contains(buf.String(), `"msg":"Agent connected"`) {
+		t.Fatalf("the first line was not written when Info returned: %q", buf.String())
+	}
+	l.Info("Proxied request")
+	flush()
+	if n := strings.Count(buf.String(), "\n"); n != 2 {
+		t.Errorf("after flush: %d lines, want 2:\n%s", n, buf.String())
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
