@@ -221,8 +221,8 @@ func (m *connManager) Run(ctx context.Context) error {
 func (m *connManager) serve(ctx context.Context, sess *mux.Session) {
 	srv := &streamhttp.Server{
 		Handler: m.handler,
-		ConnContext: func(c context.Context, _ net.Conn) context.Context {
-			return context.WithValue(c, sessionKey{}, sess)
+		ConnContext: func(c context.Context, nc net.Conn) context.Context {
+			return wire.StreamContext(context.WithValue(c, sessionKey{}, sess), nc)
 		},
 		Logger:      m.logger,
 		OtherPrefix: wire.RequestMagic,

@@ -61,7 +61,14 @@ func Serve(ctx context.Context, c net.Conn, br *bufio.Reader, h http.Handler) (k
 		refuse(bw, http.StatusBadRequest, err.Error())
 		return false
 	}
-	ctx, cancel := context.WithCancel(ctx)
+	// A request without a body on a stream whose context ends with the
+	// stream (StreamContext) runs in that context; others get one of
+	// their own, which kas's close of the stream cancels if c can say so.
+	bound := head.BodyLength == 0 && !head.Upgrade && ctx.Value(streamKey{}) == c
+	cancel := context.CancelFunc(func() {})
+	if !bound {
+		ctx, cancel = context.WithCancel(ctx)
+	}
 	defer cancel()
 	req := &http.Request{
 		Method:        head.Method,
@@ -82,7 +89,7 @@ func Serve(ctx context.Context, c net.Conn, br *bufio.Reader, h http.Handler) (k
 	if head.BodyLength != 0 {
 		body = BodyReader(br, head.BodyLength)
 		req.Body = body
-	} else if pc, ok := c.(PeerCloser); ok && !head.Upgrade {
+	} else if pc, ok := c.(PeerCloser); ok && !head.Upgrade && !bound {
 		// Nothing else reads the stream while a request without a body
 		// runs, and kas sends nothing more on it: its close is the
 		// caller going away. (No goroutine or timer per request: either
@@ -94,6 +101,9 @@ func Serve(ctx context.Context, c net.Conn, br *bufio.Reader, h http.Handler) (k
 		defer stop()
 	}
 	h.ServeHTTP(w, req)
+	if bound && ctx.Err() != nil {
+		w.peerGone.Store(true) // or the server stops: the stream ends either way
+	}
 	if w.peerGone.Load() || !w.finish() {
 		return false // kas is gone: no final chunk, the stream closes
 	}
@@ -140,6 +150,28 @@ type ResponseWriter struct {
 // (tunnel/mux's Stream); stop deregisters f.
 type PeerCloser interface {
 	AfterPeerClose(f func()) (stop func() bool)
+}
+
+// streamKey marks a context made by StreamContext; its value is the stream.
+type streamKey struct{}
+
+// StreamContext returns ctx for every request Serve answers on c: it is
+// cancelled when the peer closes or resets c or its session ends, so
+// Serve runs a request without a body in it as it is, instead of making
+// each request a context of its own and registering it with c (a
+// cancelCtx, a registration with the parent's and one with c's, per
+// request). c must be a PeerCloser whose every end runs its functions
+// (a tunnel/mux stream: every stream ends with one of those), or ctx is
+// returned unchanged: nothing else would cancel the context and release
+// it from its parent.
+func StreamContext(ctx context.Context, c net.Conn) context.Context {
+	pc, ok := c.(PeerCloser)
+	if !ok {
+		return ctx
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	pc.AfterPeerClose(cancel)
+	return context.WithValue(ctx, streamKey{}, c)
 }
 
 func (w *ResponseWriter) Header() http.Header {

@@ -70,6 +70,11 @@ func newPair(t *testing.T, protocol int) *pair {
 			return wire.Serve(ctx, c, br, http.HandlerFunc(p.handle))
 		},
 	}
+	if protocol == 3 {
+		// Protocol 2 as agentk serves it: requests without a body run in
+		// their stream's context.
+		srv.ConnContext = wire.StreamContext
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan struct{})
 	go func() {
@@ -79,7 +84,7 @@ func newPair(t *testing.T, protocol int) *pair {
 	tr := &streamhttp.Transport{Dial: func(context.Context) (net.Conn, error) { return kasSess.OpenStream() }}
 	p.tr = tr
 	p.roundTrip = tr.RoundTrip
-	if protocol == 2 {
+	if protocol >= 2 {
 		p.roundTrip = tr.RoundTripWire
 	}
 	t.Cleanup(func() {
@@ -122,6 +127,9 @@ func (p *pair) handle(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
+	case "/ctx":
+		io.Copy(io.Discard, r.Body)
+		fmt.Fprintf(w, "%p", r.Context())
 	case "/upgrade":
 		var rd io.Reader
 		var c net.Conn
@@ -153,8 +161,8 @@ func (p *pair) handle(w http.ResponseWriter, r *http.Request) {
 func TestBothProtocolsThroughYamux(t *testing.T) {
 	ignore := goleak.IgnoreCurrent()
 	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
-	for _, protocol := range []int{1, 2} {
-		t.Run(fmt.Sprintf("protocol%d", protocol), func(t *testing.T) {
+	for _, protocol := range []int{1, 2, 3} {
+		t.Run(modeName(protocol), func(t *testing.T) {
 			p := newPair(t, protocol)
 			do := func(method, path string, body io.Reader, length int64) (*http.Response, []byte) {
 				t.Helper()
@@ -279,9 +287,24 @@ func TestBothProtocolsThroughYamux(t *testing.T) {
 // A caller whose context ends mid-body stops reading, and the far end
 // sees the request cancelled (the stream closes under it).
 func TestProtocol2CancelMidBody(t *testing.T) {
+	for _, protocol := range []int{2, 3} {
+		t.Run(modeName(protocol), func(t *testing.T) { testCancelMidBody(t, protocol) })
+	}
+}
+
+// modeName names newPair's protocol argument: 3 is protocol 2 with
+// wire.StreamContext, as agentk serves it.
+func modeName(protocol int) string {
+	if protocol == 3 {
+		return "protocol2-stream-context"
+	}
+	return fmt.Sprintf("protocol%d", protocol)
+}
+
+func testCancelMidBody(t *testing.T, protocol int) {
 	ignore := goleak.IgnoreCurrent()
 	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
-	p := newPair(t, 2)
+	p := newPair(t, protocol)
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, "GET", "http://agentk/stream", nil)
 	resp, err := p.roundTrip(req)
@@ -309,6 +332,41 @@ func TestProtocol2CancelMidBody(t *testing.T) {
 	case <-p.cancelled:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the far end did not see the cancel")
+	}
+}
+
+// With StreamContext, the requests without a body that one stream
+// carries run in the stream's context, one after the other (no context of
+// their own), and a request with a body still gets its own.
+func TestStreamContextServesRequestsInTheStreamsContext(t *testing.T) {
+	ignore := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
+	p := newPair(t, 3)
+	ctxOf := func(method string, body io.Reader) string {
+		t.Helper()
+		req, _ := http.NewRequest(method, "http://agentk/ctx", body)
+		resp, err := p.roundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%s /ctx: %d %v", method, resp.StatusCode, err)
+		}
+		return string(b)
+	}
+	first := ctxOf("GET", nil)
+	for i := range 5 {
+		if got := ctxOf("GET", nil); got != first {
+			t.Fatalf("GET %d ran in context %s, the first in %s: not the stream's", i+2, got, first)
+		}
+	}
+	if got := ctxOf("POST", strings.NewReader("x")); got == first {
+		t.Errorf("a request with a body ran in the stream's context %s", got)
+	}
+	if n := p.tr.IdleConns(); n != 1 {
+		t.Errorf("%d idle streams after 7 requests in turn, want 1", n)
 	}
 }
 
