@@ -1,7 +1,6 @@
 package logging
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"kubetunnel/internal/testutil"
 )
 
 // writes records each Write the BatchWriter makes.
@@ -137,7 +138,7 @@ func TestBatchWriterReportsAFailedFlush(t *testing.T) {
 // New's logger: a quiet process's line is written when the call returns,
 // and flush writes the lines that followed it.
 func TestNewWritesAtOnceWhenQuiet(t *testing.T) {
-	var buf syncBuffer
+	var buf testutil.Buffer
 	l, flush, err := New(&buf, FormatJSON, slog.LevelInfo)
 	if err != nil {
 		t.Fatal(err)
@@ -151,21 +152,4 @@ func TestNewWritesAtOnceWhenQuiet(t *testing.T) {
 	if n := strings.Count(buf.String(), "\n"); n != 2 {
 		t.Errorf("after flush: %d lines, want 2:\n%s", n, buf.String())
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
