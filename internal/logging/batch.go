@@ -8,40 +8,51 @@ import (
 	"time"
 )
 
-// DefaultFlushDelay is how long a log line that follows another closely
-// may wait before it is written.
+// DefaultFlushDelay is the window in which a BatchWriter writes up to
+// DefaultBurst lines at once and holds the rest.
 const DefaultFlushDelay = 100 * time.Millisecond
+
+// DefaultBurst is how many lines a window writes at once (160 a second):
+// more than a person reads or a test's few requests log, far fewer than
+// kas's audit lines under load.
+const DefaultBurst = 16
 
 // maxBatch is what a BatchWriter holds at most: more is written at once.
 const maxBatch = 64 << 10
 
-// BatchWriter writes log lines to w, one system call for a burst of
-// lines instead of one per line. A line that comes when nothing was
-// written for delay goes out at once, so a quiet process logs as an
+// BatchWriter writes log lines to w, one system call for a flood of
+// lines instead of one per line. A window of delay starts with the first
+// line after the last one ended; its first burst lines are written as
+// they come, so a process that logs at a human rate logs as an
 // unbuffered one does (an operator tailing the log, a test reading it
-// after one action); lines that follow it within delay are held and
-// written together delay after that write, or when 64 KiB are held.
-// Under a steady load (kas's audit line per proxied request) that is one
-// write per delay rather than one per request. What is held is lost if
-// the process is killed (SIGKILL, OOM): at most delay's worth of lines.
-// Flush writes what is held; New's handler flushes before it returns from
-// every warning and error, so the lines that explain a failure are never
-// the ones held.
+// right after a few requests), and the lines after those are held and
+// written together when the window ends, or when 64 KiB are held. Under
+// load (kas's audit line per proxied request, thousands a second) that
+// is burst+1 writes per window rather than one per request. What is held
+// is lost if the process is killed (SIGKILL, OOM): at most delay's worth
+// of lines past the burst. Flush writes what is held; New's handler
+// flushes before it returns from every warning and error, so the lines
+// that explain a failure are never the ones held.
 type BatchWriter struct {
 	w     io.Writer
 	delay time.Duration
+	burst int
 
-	mu    sync.Mutex
-	buf   []byte
-	last  time.Time   // when w was last written
-	timer *time.Timer // armed while buf holds lines
-	err   error       // the last write's; returned by the next Write
+	mu      sync.Mutex
+	buf     []byte
+	window  time.Time   // when the current window started
+	written int         // lines written at once in it
+	timer   *time.Timer // armed while buf holds lines
+	err     error       // the last held write's; returned by the next Write
 }
 
-// NewBatchWriter returns a BatchWriter on w; delay <= 0 writes every
-// line at once.
-func NewBatchWriter(w io.Writer, delay time.Duration) *BatchWriter {
-	return &BatchWriter{w: w, delay: delay}
+// NewBatchWriter returns a BatchWriter on w; delay <= 0 or burst <= 0
+// writes every line at once.
+func NewBatchWriter(w io.Writer, delay time.Duration, burst int) *BatchWriter {
+	if delay <= 0 || burst <= 0 {
+		delay, burst = 0, 0
+	}
+	return &BatchWriter{w: w, delay: delay, burst: burst}
 }
 
 // Write takes one line (slog's handlers write a record with one Write).
@@ -52,17 +63,23 @@ func (b *BatchWriter) Write(p []byte) (int, error) {
 		b.err = nil
 		return 0, err
 	}
+	if b.delay == 0 {
+		return b.w.Write(p)
+	}
 	now := time.Now()
-	if len(b.buf) == 0 && (b.delay <= 0 || now.Sub(b.last) >= b.delay) {
-		b.last = now
+	if len(b.buf) == 0 && now.Sub(b.window) >= b.delay {
+		b.window, b.written = now, 0
+	}
+	if len(b.buf) == 0 && b.written < b.burst {
+		b.written++
 		return b.w.Write(p)
 	}
 	b.buf = append(b.buf, p...)
 	switch {
 	case len(b.buf) >= maxBatch:
-		b.flushLocked(now)
+		b.flushLocked()
 	case b.timer == nil:
-		b.timer = time.AfterFunc(b.delay-now.Sub(b.last), b.Flush)
+		b.timer = time.AfterFunc(b.delay-now.Sub(b.window), b.Flush)
 	}
 	return len(p), nil
 }
@@ -71,10 +88,10 @@ func (b *BatchWriter) Write(p []byte) (int, error) {
 func (b *BatchWriter) Flush() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.flushLocked(time.Now())
+	b.flushLocked()
 }
 
-func (b *BatchWriter) flushLocked(now time.Time) {
+func (b *BatchWriter) flushLocked() {
 	if b.timer != nil {
 		b.timer.Stop()
 		b.timer = nil
@@ -85,7 +102,6 @@ func (b *BatchWriter) flushLocked(now time.Time) {
 	if _, err := b.w.Write(b.buf); err != nil {
 		b.err = err
 	}
-	b.last = now
 	if cap(b.buf) > maxBatch {
 		b.buf = nil // a burst's buffer is not kept for a quiet process
 	} else {

@@ -47,33 +47,42 @@ func waitWrites(t *testing.T, w *writes, n int) []string {
 	}
 }
 
-// A line after a quiet spell goes out at once; the lines right after it
-// are held and leave together, in order, in one write, by themselves.
-func TestBatchWriterHoldsABurst(t *testing.T) {
+// A window's first burst lines go out at once; the lines after them are
+// held and leave together, in order, in one write.
+func TestBatchWriterHoldsAFlood(t *testing.T) {
 	w := &writes{}
-	b := NewBatchWriter(w, 50*time.Millisecond)
-	fmt.Fprintln(b, "first")
-	if got := w.get(); len(got) != 1 || got[0] != "first\n" {
-		t.Fatalf("after the first line: writes %q, want it written at once", got)
+	b := NewBatchWriter(w, time.Hour, 3)
+	for _, l := range []string{"a", "b", "c"} {
+		fmt.Fprintln(b, l)
 	}
-	for i := range 100 {
-		fmt.Fprintf(b, "line %d\n", i)
-	}
-	if got := w.get(); len(got) != 1 {
-		t.Fatalf("the burst was written before the delay: %d writes", len(got))
-	}
-	got := waitWrites(t, w, 2)
-	if len(got) != 2 {
-		t.Fatalf("the burst was not written within 5s of a 50ms delay: %d writes", len(got))
+	if got := w.get(); len(got) != 3 || got[2] != "c\n" {
+		t.Fatalf("the burst's lines: writes %q, want each written at once", got)
 	}
 	var want strings.Builder
 	for i := range 100 {
+		fmt.Fprintf(b, "line %d\n", i)
 		fmt.Fprintf(&want, "line %d\n", i)
 	}
-	if got[1] != want.String() {
-		t.Errorf("the burst's write:\n%q\nwant the 100 lines in order", got[1])
+	if got := w.get(); len(got) != 3 {
+		t.Fatalf("the flood was written before the window ended: %d writes", len(got))
 	}
-	time.Sleep(60 * time.Millisecond) // quiet again: the next line is not held
+	b.Flush()
+	if got := w.get(); len(got) != 4 || got[3] != want.String() {
+		t.Errorf("the flood's write:\n%q\nwant the 100 lines in order, in one write", got[3:])
+	}
+}
+
+// The window's end writes what is held by itself; a line after a quiet
+// spell goes out at once again.
+func TestBatchWriterWindowEnds(t *testing.T) {
+	w := &writes{}
+	b := NewBatchWriter(w, 50*time.Millisecond, 1)
+	fmt.Fprintln(b, "first")
+	fmt.Fprintln(b, "held")
+	if got := waitWrites(t, w, 2); len(got) != 2 || got[1] != "held\n" {
+		t.Fatalf("writes %q: the held line was not written within 5s of a 50ms window", got)
+	}
+	time.Sleep(60 * time.Millisecond)
 	fmt.Fprintln(b, "later")
 	if got := w.get(); len(got) != 3 || got[2] != "later\n" {
 		t.Errorf("a line after a quiet spell: writes %q, want it written at once", got)
@@ -83,7 +92,7 @@ func TestBatchWriterHoldsABurst(t *testing.T) {
 // A burst larger than maxBatch is written when it reaches it, not held.
 func TestBatchWriterBoundsWhatItHolds(t *testing.T) {
 	w := &writes{}
-	b := NewBatchWriter(w, time.Hour)
+	b := NewBatchWriter(w, time.Hour, 1)
 	line := strings.Repeat("x", 1023) + "\n"
 	for range 1 + maxBatch/len(line) {
 		b.Write([]byte(line))
@@ -106,7 +115,7 @@ func TestBatchWriterBoundsWhatItHolds(t *testing.T) {
 // returns, with the info lines held before it, in order.
 func TestWarningFlushesHeldLines(t *testing.T) {
 	w := &writes{}
-	b := NewBatchWriter(w, time.Hour)
+	b := NewBatchWriter(w, time.Hour, 1)
 	l := slog.New(flushOnWarn{slog.NewTextHandler(b, nil), b})
 	l.Info("one")
 	l.Info("two") // held
@@ -125,7 +134,7 @@ func TestWarningFlushesHeldLines(t *testing.T) {
 // A failed write of held lines is returned by the next Write.
 func TestBatchWriterReportsAFailedFlush(t *testing.T) {
 	w := &writes{}
-	b := NewBatchWriter(w, time.Hour)
+	b := NewBatchWriter(w, time.Hour, 1)
 	b.Write([]byte("a\n"))
 	b.Write([]byte("b\n"))
 	w.err = errors.New("disk full")
@@ -135,21 +144,25 @@ func TestBatchWriterReportsAFailedFlush(t *testing.T) {
 	}
 }
 
-// New's logger: a quiet process's line is written when the call returns,
-// and flush writes the lines that followed it.
+// New's logger writes the first DefaultBurst lines of a window when each
+// call returns, holds the next, and flush writes it.
 func TestNewWritesAtOnceWhenQuiet(t *testing.T) {
 	var buf testutil.Buffer
 	l, flush, err := New(&buf, FormatJSON, slog.LevelInfo)
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.Info("Agent connected", "agent", "a")
-	if !strings.Contains(buf.String(), `"msg":"Agent connected"`) {
-		t.Fatalf("the first line was not written when Info returned: %q", buf.String())
+	for i := range DefaultBurst {
+		l.Info("Proxied request", "n", i)
+		if n := strings.Count(buf.String(), "\n"); n != i+1 {
+			t.Fatalf("after line %d returned: %d lines written, want them all", i+1, n)
+		}
 	}
-	l.Info("Proxied request")
+	// The next is held (unless the 100 ms window passed meanwhile, on a
+	// stalled machine); flush writes it either way.
+	l.Info("Proxied request", "n", DefaultBurst)
 	flush()
-	if n := strings.Count(buf.String(), "\n"); n != 2 {
-		t.Errorf("after flush: %d lines, want 2:\n%s", n, buf.String())
+	if n := strings.Count(buf.String(), "\n"); n != DefaultBurst+1 {
+		t.Errorf("after flush: %d lines, want %d:\n%s", n, DefaultBurst+1, buf.String())
 	}
 }

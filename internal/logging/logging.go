@@ -26,13 +26,13 @@ const (
 )
 
 // New returns a logger writing to w in format (text or json) at level,
-// with repeats summarised (Summarize, default window) and lines that
-// follow each other closely written together (BatchWriter,
-// DefaultFlushDelay); flush logs the summaries still open and writes
+// with repeats summarised (Summarize, default window) and a flood of
+// lines written a window at a time (BatchWriter, DefaultFlushDelay and
+// DefaultBurst); flush logs the summaries still open and writes
 // what is held, for a main to call before it exits.
 func New(w io.Writer, format string, level slog.Leveler) (logger *slog.Logger, flush func(), err error) {
 	opts := &slog.HandlerOptions{Level: level}
-	bw := NewBatchWriter(w, DefaultFlushDelay)
+	bw := NewBatchWriter(w, DefaultFlushDelay, DefaultBurst)
 	var h slog.Handler
 	switch format {
 	case FormatText, "":

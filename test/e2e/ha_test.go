@@ -242,7 +242,7 @@ func TestHARedisOutage(t *testing.T) {
 	})
 	t.Logf("cross-replica requests back %v after Redis restarted empty", time.Since(start).Round(time.Millisecond))
 	for _, r := range c.Replicas {
-		if !strings.Contains(r.Log(), "Agent registry (Redis) reachable again") && r == other {
+		if r == other && !strings.Contains(stack.WaitLog(r.Log, "Agent registry (Redis) reachable again"), "Agent registry (Redis) reachable again") {
 			t.Errorf("replica %d did not log the recovery", r.Index)
 		}
 	}

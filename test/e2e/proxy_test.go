@@ -53,7 +53,8 @@ func TestKubectlThroughKas(t *testing.T) {
 		t.Errorf("list of %d bytes, want the six 1 MB objects whole", len(out))
 	}
 	// The kas audit log names the user, agent, verb and path, never the token.
-	if log := s.KasLog(); !strings.Contains(log, `msg="Proxied request" user=alice agent=demo verb=delete path=/api/v1/namespaces/`+ns+`/configmaps/hello status=200`) {
+	line := `msg="Proxied request" user=alice agent=demo verb=delete path=/api/v1/namespaces/` + ns + `/configmaps/hello status=200`
+	if log := s.WaitKasLog(line); !strings.Contains(log, line) {
 		t.Errorf("no audit line for the delete:\n%s", log)
 	} else if strings.Contains(log, s.UserToken) {
 		t.Error("kas logged the user's token")
@@ -246,7 +247,7 @@ func TestAgentkStopDuringWatch(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("kubectl watch did not end when agentk stopped")
 	}
-	if log := s.AgentLog(); !strings.Contains(log, "Stop signal received: draining") {
+	if log := s.WaitAgentLog("Stop signal received: draining"); !strings.Contains(log, "Stop signal received: draining") {
 		t.Errorf("agentk did not log its drain:\n%s", log)
 	}
 }
@@ -269,9 +270,9 @@ func TestKasKilledFiveTimes(t *testing.T) {
 		})
 		t.Logf("kill %d: back in %v", i+1, time.Since(start).Round(time.Millisecond))
 	}
-	if n := strings.Count(s.AgentLog(), "Connected to kas"); n < 6 {
-		t.Errorf("agentk connected %d times, want 6", n)
-	}
+	testutil.Eventually(t, 10*time.Second, "agentk's log to say it connected 6 times", func() bool {
+		return strings.Count(s.AgentLog(), "Connected to kas") >= 6
+	})
 }
 
 // watchKubectl starts kubectl get --watch-only on resource and returns
