@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -35,7 +36,9 @@ import (
 // server, set up as in BenchmarkRealAPIPaths (plain HTTP front door, the
 // server holding the token, TLS to the API server through the tunnel),
 // its GETs taking turns with kas's: procs/rd-procs-cpu is kas+agentk's CPU
-// per GET over remotedialer's.
+// per GET over remotedialer's. The *-cs/get metrics are each process's
+// context switches per GET (its threads blocking or being woken: the
+// hand-offs and waiting system calls it makes), from /proc.
 func BenchmarkGetLatencyProcesses(b *testing.B) {
 	e := sharedProxyEnv(b)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -182,6 +185,14 @@ func BenchmarkGetLatencyProcesses(b *testing.B) {
 	rdServerBefore, rdErr1 := pidCPU(rdServer.pid())
 	rdAgentBefore, rdErr2 := pidCPU(rdAgent.pid())
 	rdErr := errors.Join(rdErr1, rdErr2)
+	// Context switches of the four processes over the loop: a thread
+	// that blocks (a system call that waits, a futex) or is woken costs
+	// one, so they count the hand-offs each process makes per GET.
+	pids, pidErr := childPIDs("kas", "agentk")
+	if pidErr == nil {
+		pids["rd-server"], pids["rd-agent"] = rdServer.pid(), rdAgent.pid()
+	}
+	switchesBefore, swErr := switchesOf(pids, pidErr)
 	gets := 0
 	for n := 0; b.Loop(); n++ {
 		gets++
@@ -228,6 +239,14 @@ func BenchmarkGetLatencyProcesses(b *testing.B) {
 	if rdErr != nil {
 		b.Logf("no CPU per GET of the remotedialer processes: %v", rdErr)
 	}
+	if switchesAfter, err := switchesOf(pids, swErr); err == nil {
+		n := float64(gets)
+		for _, name := range []string{"kas", "agentk", "rd-server", "rd-agent"} {
+			b.ReportMetric(float64(switchesAfter[name]-switchesBefore[name])/n, name+"-cs/get")
+		}
+	} else {
+		b.Logf("no context switches per GET: %v", err)
+	}
 	d := lats[0].percentile(50)
 	b.ReportMetric(float64(d)/1e3, "direct-p50-us")
 	b.ReportMetric(float64(lats[1].percentile(50))/1e3, "via-kas-p50-us")
@@ -259,3 +278,20 @@ func (t *bearerTransport) CloseIdleConnections() {
 type statusError struct{ code int }
 
 func (e *statusError) Error() string { return http.StatusText(e.code) }
+
+// switchesOf reads pidSwitches for every process in pids; err (from
+// finding them) passes through.
+func switchesOf(pids map[string]int, err error) (map[string]int64, error) {
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]int64, len(pids))
+	for name, pid := range pids {
+		n, err := pidSwitches(pid)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		out[name] = n
+	}
+	return out, nil
+}

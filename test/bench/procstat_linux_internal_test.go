@@ -42,3 +42,41 @@ func TestChildCPU(t *testing.T) {
 		t.Error("childCPU found a child named no-such-child")
 	}
 }
+
+// TestChildSwitches checks that childPIDs finds a child by its command
+// name and that pidSwitches counts the switches of a child that sleeps
+// again and again (each sleep blocks its thread once).
+func TestChildSwitches(t *testing.T) {
+	cmd := exec.Command("sh", "-c", "while :; do sleep 0.01; done")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	}()
+	pids, err := childPIDs("sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pids["sh"] != cmd.Process.Pid {
+		t.Fatalf("childPIDs(sh) = %d, want %d", pids["sh"], cmd.Process.Pid)
+	}
+	// The shell waits for each sleep it starts: at least one switch per
+	// round, 50 rounds in 0.5 s.
+	before, err := pidSwitches(cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	after, err := pidSwitches(cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after-before < 10 {
+		t.Errorf("pidSwitches rose by %d over 0.5 s of a shell starting a sleep every 10 ms, want ≥ 10", after-before)
+	}
+	if _, err := childPIDs("sh", "no-such-child"); err == nil {
+		t.Error("childPIDs found a child named no-such-child")
+	}
+}

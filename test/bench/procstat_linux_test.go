@@ -96,3 +96,73 @@ func pidCPU(pid int) (time.Duration, error) {
 	}
 	return time.Duration(utime+stime) * time.Second / userHZ, nil
 }
+
+// childPIDs is the process ID of the child process of this one with
+// each command name in names (the first found, if there are more).
+func childPIDs(names ...string) (map[string]int, error) {
+	stats, err := filepath.Glob("/proc/[0-9]*/stat")
+	if err != nil {
+		return nil, err
+	}
+	self := os.Getpid()
+	out := make(map[string]int, len(names))
+	for _, path := range stats {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			continue // the process exited since the glob
+		}
+		comm, fields, err := parseProcStat(data)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		ppid, _ := strconv.Atoi(fields[1])
+		if ppid != self {
+			continue
+		}
+		for _, n := range names {
+			if comm == n && out[n] == 0 {
+				out[n], _ = strconv.Atoi(filepath.Base(filepath.Dir(path)))
+			}
+		}
+	}
+	for _, n := range names {
+		if out[n] == 0 {
+			return nil, fmt.Errorf("no child process named %q", n)
+		}
+	}
+	return out, nil
+}
+
+// pidSwitches is how many times the threads of process pid have been
+// switched out so far (voluntary and not: a thread that blocks in a
+// system call or a futex, or is preempted), summed over
+// /proc/<pid>/task/*/status. A thread that has exited is not counted;
+// the Go runtime keeps its threads.
+func pidSwitches(pid int) (int64, error) {
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/[0-9]*/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	if len(tasks) == 0 {
+		return 0, fmt.Errorf("no threads of process %d in /proc", pid)
+	}
+	var n int64
+	for _, path := range tasks {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			continue // the thread exited since the glob
+		}
+		for line := range bytes.SplitSeq(data, []byte("\n")) {
+			k, v, ok := bytes.Cut(line, []byte(":"))
+			if !ok || !bytes.HasSuffix(k, []byte("ctxt_switches")) {
+				continue
+			}
+			c, err := strconv.ParseInt(string(bytes.TrimSpace(v)), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("%s: %s: %w", path, k, err)
+			}
+			n += c
+		}
+	}
+	return n, nil
+}
