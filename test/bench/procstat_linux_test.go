@@ -23,32 +23,22 @@ func childCPU(names ...string) (map[string]time.Duration, error) {
 	for _, n := range names {
 		want[n] = true
 	}
-	stats, err := filepath.Glob("/proc/[0-9]*/stat")
-	if err != nil {
-		return nil, err
-	}
-	self := os.Getpid()
 	out := make(map[string]time.Duration, len(names))
-	for _, path := range stats {
-		data, err := os.ReadFile(path)
-		if err != nil {
-			continue // the process exited since the glob
+	err := eachChild(func(comm string, _ int, fields []string) error {
+		if !want[comm] {
+			return nil
 		}
-		comm, fields, err := parseProcStat(data)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		// fields[0] is field 3 (state): ppid is field 4, utime 14, stime 15.
-		ppid, _ := strconv.Atoi(fields[1])
-		if ppid != self || !want[comm] {
-			continue
-		}
+		// fields[0] is field 3 (state): utime is field 14, stime 15.
 		utime, err1 := strconv.ParseInt(fields[11], 10, 64)
 		stime, err2 := strconv.ParseInt(fields[12], 10, 64)
 		if err1 != nil || err2 != nil {
-			return nil, fmt.Errorf("%s: utime %q, stime %q", path, fields[11], fields[12])
+			return fmt.Errorf("utime %q, stime %q", fields[11], fields[12])
 		}
 		out[comm] += time.Duration(utime+stime) * time.Second / userHZ
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	for _, n := range names {
 		if _, ok := out[n]; !ok {
@@ -56,6 +46,36 @@ func childCPU(names ...string) (map[string]time.Duration, error) {
 		}
 	}
 	return out, nil
+}
+
+// eachChild calls fn with the command name, process ID and
+// /proc/<pid>/stat fields after the name of every child process of this
+// one; an error of fn's stops it.
+func eachChild(fn func(comm string, pid int, fields []string) error) error {
+	stats, err := filepath.Glob("/proc/[0-9]*/stat")
+	if err != nil {
+		return err
+	}
+	self := os.Getpid()
+	for _, path := range stats {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			continue // the process exited since the glob
+		}
+		comm, fields, err := parseProcStat(data)
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		// fields[1] is field 4, the parent's process ID.
+		if ppid, _ := strconv.Atoi(fields[1]); ppid != self {
+			continue
+		}
+		pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(path)))
+		if err := fn(comm, pid, fields); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	return nil
 }
 
 // parseProcStat splits /proc/<pid>/stat into the command name (which
@@ -100,30 +120,17 @@ func pidCPU(pid int) (time.Duration, error) {
 // childPIDs is the process ID of the child process of this one with
 // each command name in names (the first found, if there are more).
 func childPIDs(names ...string) (map[string]int, error) {
-	stats, err := filepath.Glob("/proc/[0-9]*/stat")
-	if err != nil {
-		return nil, err
-	}
-	self := os.Getpid()
 	out := make(map[string]int, len(names))
-	for _, path := range stats {
-		data, err := os.ReadFile(path)
-		if err != nil {
-			continue // the process exited since the glob
-		}
-		comm, fields, err := parseProcStat(data)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		ppid, _ := strconv.Atoi(fields[1])
-		if ppid != self {
-			continue
-		}
+	err := eachChild(func(comm string, pid int, _ []string) error {
 		for _, n := range names {
 			if comm == n && out[n] == 0 {
-				out[n], _ = strconv.Atoi(filepath.Base(filepath.Dir(path)))
+				out[n] = pid
 			}
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	for _, n := range names {
 		if out[n] == 0 {
