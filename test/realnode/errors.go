@@ -18,10 +18,10 @@ var (
 	ErrMissing = errors.New("missing")
 	// ErrNotInNamespace: Start was called outside the node's namespace
 	// (use Main or Reexec).
+	ErrNotInNamespace = errors.New("realnode.Start must run inside the node's network namespace: call it from Main or after Reexec")
 	// ErrLowDisk: the node's directory has less free space than a node
 	// needs (its pods would be evicted for disk pressure).
-	ErrLowDisk        = errors.New("not enough free disk for a real node")
-	ErrNotInNamespace = errors.New("realnode.Start must run inside the node's network namespace: call it from Main or after Reexec")
+	ErrLowDisk = errors.New("not enough free disk for a real node")
 )
 
 // CNIDir is where Debian's containernetworking-plugins installs the plugins.
