@@ -572,7 +572,7 @@ current-context: group/agents:ci
 	if _, stderr, err := kubectl(t, kc, "", "get", "configmaps"); err == nil || !strings.Contains(stderr, "cannot list resource") {
 		t.Fatalf("the job through the other replica: err %v, %s", err, stderr)
 	}
-	if log := stack.WaitLog(replicas[0].output, "listener=private_api user=gitlab:ci_job:"); !strings.Contains(log, "listener=private_api user=gitlab:ci_job:") {
+	if log, ok := stack.WaitLog(replicas[0].output, "listener=private_api user=gitlab:ci_job:"); !ok {
 		t.Fatalf("replica 0 did not serve the forwarded request:\n%s", log)
 	}
 }

@@ -54,7 +54,7 @@ func TestKubectlThroughKas(t *testing.T) {
 	}
 	// The kas audit log names the user, agent, verb and path, never the token.
 	line := `msg="Proxied request" user=alice agent=demo verb=delete path=/api/v1/namespaces/` + ns + `/configmaps/hello status=200`
-	if log := s.WaitKasLog(line); !strings.Contains(log, line) {
+	if log, ok := s.WaitKasLog(line); !ok {
 		t.Errorf("no audit line for the delete:\n%s", log)
 	} else if strings.Contains(log, s.UserToken) {
 		t.Error("kas logged the user's token")
@@ -247,7 +247,7 @@ func TestAgentkStopDuringWatch(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("kubectl watch did not end when agentk stopped")
 	}
-	if log := s.WaitAgentLog("Stop signal received: draining"); !strings.Contains(log, "Stop signal received: draining") {
+	if log, ok := s.WaitAgentLog("Stop signal received: draining"); !ok {
 		t.Errorf("agentk did not log its drain:\n%s", log)
 	}
 }

@@ -310,20 +310,23 @@ func (s *Stack) KasLog() string   { return readFile(s.kasLog) }
 func (s *Stack) AgentLog() string { return readFile(s.agentLog) }
 
 // WaitKasLog and WaitAgentLog wait up to 10 s for the log to contain
-// want, and return it (what it has if the wait timed out). An INFO line
-// may reach the log a moment after the request that caused it: kas and
-// agentk write a flood of lines a window at a time (logging.BatchWriter).
-func (s *Stack) WaitKasLog(want string) string   { return WaitLog(s.KasLog, want) }
-func (s *Stack) WaitAgentLog(want string) string { return WaitLog(s.AgentLog, want) }
+// want, as WaitLog. An INFO line may reach the log a moment after the
+// request that caused it: kas and agentk write a flood of lines a window
+// at a time (logging.BatchWriter).
+func (s *Stack) WaitKasLog(want string) (string, bool)   { return WaitLog(s.KasLog, want) }
+func (s *Stack) WaitAgentLog(want string) (string, bool) { return WaitLog(s.AgentLog, want) }
 
 // WaitLog polls log (a process's output so far) for up to 10 s until it
-// contains want, and returns what it last read.
-func WaitLog(log func() string, want string) string {
+// contains want, and returns what it last read and whether want was in it.
+func WaitLog(log func() string, want string) (string, bool) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		out := log()
-		if strings.Contains(out, want) || time.Now().After(deadline) {
-			return out
+		if strings.Contains(out, want) {
+			return out, true
+		}
+		if time.Now().After(deadline) {
+			return out, false
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
