@@ -12,10 +12,14 @@ import (
 // DefaultBurst lines at once and holds the rest.
 const DefaultFlushDelay = 100 * time.Millisecond
 
-// DefaultBurst is how many lines a window writes at once (160 a second):
-// more than a person reads or a test's few requests log, far fewer than
-// kas's audit lines under load.
-const DefaultBurst = 16
+// DefaultBurst is how many lines a window writes at once (20 a second):
+// what a process logging at a human rate logs in a row (a connection and
+// its first configuration), far fewer than kas's audit lines under load.
+// Each write is a system call, which on a virtual machine costs more
+// than formatting the line: with 16, kas's audit line at 150 proxied
+// GETs a second was a write per request and 2 % of kas+agentk's CPU per
+// GET (docs/benchmarks.md, "The audit line's write").
+const DefaultBurst = 2
 
 // maxBatch is what a BatchWriter holds at most: more is written at once.
 const maxBatch = 64 << 10
