@@ -1,9 +1,15 @@
 package kasproxy
 
 import (
+	"context"
+	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -104,5 +110,53 @@ func TestFailureLimiter(t *testing.T) {
 	clk.Step(time.Nanosecond)
 	if !l.Allow("a") {
 		t.Fatal("still limited after the window")
+	}
+}
+
+// orderedEvents records, in order, the audit lines a handler gets and
+// the flushes of a response.
+type orderedEvents struct {
+	mu     sync.Mutex
+	events []string
+	header http.Header
+}
+
+func (e *orderedEvents) add(s string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.events = append(e.events, s)
+}
+
+func (e *orderedEvents) Enabled(context.Context, slog.Level) bool { return true }
+func (e *orderedEvents) Handle(_ context.Context, r slog.Record) error {
+	e.add("log: " + r.Message)
+	return nil
+}
+func (e *orderedEvents) WithAttrs([]slog.Attr) slog.Handler { return e }
+func (e *orderedEvents) WithGroup(string) slog.Handler      { return e }
+
+func (e *orderedEvents) Header() http.Header         { return e.header }
+func (e *orderedEvents) WriteHeader(int)             {}
+func (e *orderedEvents) Write(p []byte) (int, error) { return len(p), nil }
+func (e *orderedEvents) Flush()                      { e.add("flush") }
+
+// A proxied answer is audited before its last flush: when the caller
+// has the whole answer, its audit line is written (and the handler has
+// nothing left to do that would race the caller's next request).
+func TestAuditedBeforeTheAnswerLeaves(t *testing.T) {
+	ev := &orderedEvents{header: http.Header{}}
+	small := func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Length", "2")
+		io.WriteString(w, "ok")
+	}
+	p := New(Config{Users: fakeUsers{}, Tunnels: &recordingTunnel{handler: small}, Logger: slog.New(ev)})
+	r := httptest.NewRequest(http.MethodGet, "/agents/prod/api/v1/namespaces/default/configmaps/x", nil)
+	r.Header.Set("Authorization", "Bearer alice-token")
+	p.ServeHTTP(ev, r)
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	want := []string{"log: Proxied request", "flush"}
+	if !slices.Equal(ev.events, want) {
+		t.Errorf("events %q, want %q", ev.events, want)
 	}
 }
