@@ -9,7 +9,8 @@ import (
 )
 
 // DefaultFlushDelay is the window in which a BatchWriter writes up to
-// DefaultBurst lines at once and holds the rest.
+// DefaultBurst lines at once and holds the rest (for at most twice as
+// long).
 const DefaultFlushDelay = 100 * time.Millisecond
 
 // DefaultBurst is how many lines a window writes at once (20 a second):
@@ -29,14 +30,16 @@ const maxBatch = 64 << 10
 // line after the last one ended; its first burst lines are written as
 // they come, so a process that logs at a human rate logs as an
 // unbuffered one does (an operator tailing the log, a test reading it
-// right after a few requests), and the lines after those are held and
-// written together when the window ends, or when 64 KiB are held. Under
-// load (kas's audit line per proxied request, thousands a second) that
-// is burst+1 writes per window rather than one per request. What is held
-// is lost if the process is killed (SIGKILL, OOM): at most delay's worth
-// of lines past the burst. Flush writes what is held; New's handler
-// flushes before it returns from every warning and error, so the lines
-// that explain a failure are never the ones held.
+// right after a few requests), and the lines after those are held. What
+// a window held is written with the first line after the window's end,
+// which starts a window that holds from its start, or, if no line comes,
+// delay after the window's end; or as soon as 64 KiB are held. Under a
+// steady flood (kas's audit line per proxied request, hundreds a second)
+// that is one write per window rather than one per request, and no
+// timer fires. What is held is lost if the process is killed (SIGKILL,
+// OOM): at most 2×delay's worth of lines. Flush writes what is held;
+// New's handler flushes before it returns from every warning and error,
+// so the lines that explain a failure are never the ones held.
 type BatchWriter struct {
 	w     io.Writer
 	delay time.Duration
@@ -71,7 +74,16 @@ func (b *BatchWriter) Write(p []byte) (int, error) {
 		return b.w.Write(p)
 	}
 	now := time.Now()
-	if len(b.buf) == 0 && now.Sub(b.window) >= b.delay {
+	over := now.Sub(b.window) >= b.delay
+	if over && len(b.buf) > 0 {
+		// Still a flood: what the window held leaves with this line, and
+		// the next window holds from its start.
+		b.buf = append(b.buf, p...)
+		b.flushLocked()
+		b.window, b.written = now, b.burst
+		return len(p), nil
+	}
+	if over {
 		b.window, b.written = now, 0
 	}
 	if len(b.buf) == 0 && b.written < b.burst {
@@ -83,7 +95,10 @@ func (b *BatchWriter) Write(p []byte) (int, error) {
 	case len(b.buf) >= maxBatch:
 		b.flushLocked()
 	case b.timer == nil:
-		b.timer = time.AfterFunc(b.delay-now.Sub(b.window), b.Flush)
+		// Late, so that under a steady flood the next line writes what
+		// is held and the timer never fires: a timer firing in an idle
+		// process wakes a thread for it.
+		b.timer = time.AfterFunc(2*b.delay-now.Sub(b.window), b.Flush)
 	}
 	return len(p), nil
 }

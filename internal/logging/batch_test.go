@@ -89,6 +89,30 @@ func TestBatchWriterWindowEnds(t *testing.T) {
 	}
 }
 
+// Under a steady flood the first line after a window's end writes what
+// the window held, with itself, and the next window holds from its
+// start: one write a window and no timer (the timer, later, is for a
+// flood that stops).
+func TestBatchWriterFloodFlushesByNextLine(t *testing.T) {
+	w := &writes{}
+	b := NewBatchWriter(w, 50*time.Millisecond, 1)
+	fmt.Fprintln(b, "a")
+	fmt.Fprintln(b, "b") // held
+	time.Sleep(60 * time.Millisecond)
+	fmt.Fprintln(b, "c")
+	got := w.get()
+	if len(got) != 2 || got[1] != "b\nc\n" {
+		t.Fatalf("after a line past the window's end: writes %q, want [a b+c]", got)
+	}
+	fmt.Fprintln(b, "d")
+	if got := w.get(); len(got) != 2 {
+		t.Fatalf("a line right after: writes %q, want it held", got)
+	}
+	if got := waitWrites(t, w, 3); len(got) != 3 || got[2] != "d\n" {
+		t.Errorf("writes %q: the held line was not written when the flood stopped", got)
+	}
+}
+
 // A burst larger than maxBatch is written when it reaches it, not held.
 func TestBatchWriterBoundsWhatItHolds(t *testing.T) {
 	w := &writes{}
