@@ -377,8 +377,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// answer is recorded before its final flush rather than after: work
 	// left after the answer leaves races the caller's next request on
 	// the connection, which then wakes net/http's background read
-	// instead of finding the handler gone (3 % of kas+agentk's CPU per
-	// GET, docs/benchmarks.md, "The audit line before the answer").
+	// instead of finding the handler gone (kas's context switches per
+	// GET 16.0 -> 15.3, docs/benchmarks.md, "The audit line before the
+	// answer").
 	recorded := false
 	done := func() {
 		if recorded {
