@@ -141,8 +141,9 @@ func (e *orderedEvents) Write(p []byte) (int, error) { return len(p), nil }
 func (e *orderedEvents) Flush()                      { e.add("flush") }
 
 // A proxied answer is audited before its last flush: when the caller
-// has the whole answer, its audit line is written (and the handler has
-// nothing left to do that would race the caller's next request).
+// has the whole answer, its audit line has gone to the logger, and the
+// handler has nothing left to do that would race the caller's next
+// request.
 func TestAuditedBeforeTheAnswerLeaves(t *testing.T) {
 	ev := &orderedEvents{header: http.Header{}}
 	small := func(w http.ResponseWriter, _ *http.Request) {
