@@ -63,13 +63,22 @@ func NewBatchWriter(w io.Writer, delay time.Duration, burst int) *BatchWriter {
 }
 
 // Write takes one line (slog's handlers write a record with one Write).
+// A failed write of held lines is returned by the next Write, which
+// still takes its own line: one failure (a full disk freed since) does
+// not also lose the line after it.
 func (b *BatchWriter) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if err := b.err; err != nil {
-		b.err = nil
-		return 0, err
+	held := b.err
+	b.err = nil
+	n, err := b.writeLocked(p)
+	if err == nil && held != nil {
+		return n, held
 	}
+	return n, err
+}
+
+func (b *BatchWriter) writeLocked(p []byte) (int, error) {
 	if b.delay == 0 {
 		return b.w.Write(p)
 	}

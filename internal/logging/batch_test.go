@@ -155,7 +155,8 @@ func TestWarningFlushesHeldLines(t *testing.T) {
 	}
 }
 
-// A failed write of held lines is returned by the next Write.
+// A failed write of held lines is returned by the next Write, whose own
+// line is not lost with it.
 func TestBatchWriterReportsAFailedFlush(t *testing.T) {
 	w := &writes{}
 	b := NewBatchWriter(w, time.Hour, 1)
@@ -163,8 +164,15 @@ func TestBatchWriterReportsAFailedFlush(t *testing.T) {
 	b.Write([]byte("b\n"))
 	w.err = errors.New("disk full")
 	b.Flush()
+	w.mu.Lock()
+	w.err = nil // the disk has room again
+	w.mu.Unlock()
 	if _, err := b.Write([]byte("c\n")); err == nil || err.Error() != "disk full" {
 		t.Errorf("Write after a failed flush: %v, want disk full", err)
+	}
+	b.Flush()
+	if got := w.get(); got[len(got)-1] != "c\n" {
+		t.Errorf("writes %q: the line after the failure was lost", got)
 	}
 }
 
