@@ -6,17 +6,25 @@ import (
 	"time"
 )
 
-// TestChildCPU checks that childCPU and pidCPU see the CPU time a busy
-// child process spends, and that childCPU names a child it cannot find.
-func TestChildCPU(t *testing.T) {
-	cmd := exec.Command("sh", "-c", "while :; do :; done")
+// startShell starts sh -c script as a child of this process, killed
+// when the test ends.
+func startShell(t *testing.T, script string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command("sh", "-c", script)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() {
+	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
-	}()
+	})
+	return cmd
+}
+
+// TestChildCPU checks that childCPU and pidCPU see the CPU time a busy
+// child process spends, and that childCPU names a child it cannot find.
+func TestChildCPU(t *testing.T) {
+	cmd := startShell(t, "while :; do :; done")
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		cpu, err := childCPU("sh")
@@ -47,14 +55,7 @@ func TestChildCPU(t *testing.T) {
 // name and that pidSwitches counts the switches of a child that sleeps
 // again and again (each sleep blocks its thread once).
 func TestChildSwitches(t *testing.T) {
-	cmd := exec.Command("sh", "-c", "while :; do sleep 0.01; done")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	}()
+	cmd := startShell(t, "while :; do sleep 0.01; done")
 	pids, err := childPIDs("sh")
 	if err != nil {
 		t.Fatal(err)
