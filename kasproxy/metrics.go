@@ -44,7 +44,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"code", "verb"}),
 		Duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "kas_proxy_request_duration_seconds",
-			Help:    "Time to serve a proxied request, to the end of the response (watches included).",
+			Help:    "Time to serve a proxied request, until kas has written the whole response (watches included).",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
 		}, []string{"verb"}),
 		Inflight: prometheus.NewGauge(prometheus.GaugeOpts{
