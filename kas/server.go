@@ -515,6 +515,7 @@ func (s *Server) startGracePeriod(ctx, serveCtx context.Context, stopServing con
 func (s *Server) serveProxy(ctx context.Context, ln net.Listener) error {
 	// No read timeout: request bodies stream (exec, port-forward).
 	srv := s.httpServer(s.proxy, 0)
+	ln = httpserve.LazyClientWatch(srv, ln)
 	stop := context.AfterFunc(ctx, s.proxy.StopWatches)
 	defer stop()
 	return httpserve.ServeServer(ctx, ln, srv, s.cfg.Agent.Listen.DrainTimeout)

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"kubetunnel/internal/gitlabaccess"
+	"kubetunnel/internal/httpserve"
 	"kubetunnel/internal/kubehttp"
 	"kubetunnel/tunnel"
 )
@@ -174,7 +175,10 @@ type reqInfo struct {
 	rest         string // the API path
 	verb         string
 	rt           http.RoundTripper // the agent's tunnel
-	status       int
+	// watch notices the caller leaving (httpserve.LazyClientWatch);
+	// nil where net/http does that itself.
+	watch  *httpserve.ClientWatch
+	status int
 	err          error
 }
 
@@ -543,6 +547,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer batch.stop()
 		w = batch
 	}
+	r, ri.watch = httpserve.WatchClient(r)
+	defer ri.watch.Stop()
 	if isUpgrade(r.Header) {
 		p.reverseProxy(w, r, ri)
 	} else {

@@ -83,7 +83,11 @@ func newFakeAPI(t *testing.T) *fakeAPI {
 		case strings.HasPrefix(r.URL.Path, "/watch"):
 			f.watches.Add(1)
 			defer f.watches.Add(-1)
-			testutil.ServeWatch(w, r, 50*time.Millisecond, nil)
+			every := 50 * time.Millisecond
+			if r.URL.Query().Has("silent") {
+				every = time.Hour // one event, then nothing: a quiet watch
+			}
+			testutil.ServeWatch(w, r, every, nil)
 			return
 		}
 		s := seen{Path: r.URL.Path, Query: r.URL.RawQuery, Auth: auth,

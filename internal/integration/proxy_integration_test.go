@@ -223,6 +223,31 @@ func TestProxyStreamLimit(t *testing.T) {
 	tu.Eventually(t, 5*time.Second, "a free slot", func() bool { code, _ := e.call("GET", "/api", aliceToken, nil, nil); return code == 200 })
 }
 
+// A caller that leaves a quiet watch (no event to write that would fail)
+// ends it in the cluster: kas notices the connection closing, on its
+// plain HTTP listener too, where net/http's own watch of the caller is
+// made lazy (httpserve.LazyClientWatch).
+func TestProxyCallerLeavingAQuietWatchEndsIt(t *testing.T) {
+	e, _ := startWithConfig(t, "")
+	for range 3 {
+		req, _ := http.NewRequest("GET", e.proxyURL()+"/watch/pods?watch=true&silent=1", nil)
+		req.Header.Set("Authorization", "Bearer "+aliceToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("watch: %v %v", err, resp)
+		}
+		if _, err := bufio.NewReader(resp.Body).ReadString('\n'); err != nil {
+			t.Fatalf("first event: %v", err)
+		}
+		tu.Eventually(t, 5*time.Second, "the watch in the cluster", func() bool { return e.api.watches.Load() == 1 })
+		resp.Body.Close() // closes the connection: the body was not read to its end
+		tu.Eventually(t, 5*time.Second, "the watch to end in the cluster", func() bool { return e.api.watches.Load() == 0 })
+		tu.Eventually(t, 5*time.Second, "kas_proxy_inflight back at 0", func() bool {
+			return metrics.Gather(t, e.kas.Metrics()).Sum("kas_proxy_inflight") == 0
+		})
+	}
+}
+
 // Several agentk replicas of one agent: requests spread over them, and
 // when one goes the others carry on.
 func TestProxySpreadsOverReplicas(t *testing.T) {
