@@ -149,6 +149,7 @@ fuzz:
 	$(GO) test -run XXX -fuzz FuzzParseManifests -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./gitops/apply
 	$(GO) test -run XXX -fuzz FuzzStripCallerHeaders -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./internal/kubehttp
 	$(GO) test -run XXX -fuzz FuzzTransportResponse -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./internal/streamhttp
+	$(GO) test -run XXX -fuzz FuzzFastAsNetHTTP -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./internal/httpserve
 	$(GO) test -run XXX -fuzz FuzzPlainResponse -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./internal/streamhttp
 	$(GO) test -run XXX -fuzz FuzzServerRequest -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./internal/streamhttp
 	$(GO) test -run XXX -fuzz FuzzParseAgentInfo -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./internal/gitlab

@@ -515,10 +515,9 @@ func (s *Server) startGracePeriod(ctx, serveCtx context.Context, stopServing con
 func (s *Server) serveProxy(ctx context.Context, ln net.Listener) error {
 	// No read timeout: request bodies stream (exec, port-forward).
 	srv := s.httpServer(s.proxy, 0)
-	ln = httpserve.LazyClientWatch(srv, ln)
 	stop := context.AfterFunc(ctx, s.proxy.StopWatches)
 	defer stop()
-	return httpserve.ServeServer(ctx, ln, srv, s.cfg.Agent.Listen.DrainTimeout)
+	return httpserve.ServeFast(ctx, ln, srv, s.cfg.Agent.Listen.DrainTimeout)
 }
 
 func (s *Server) authenticate(ctx context.Context, h tunnel.Hello) (string, error) {

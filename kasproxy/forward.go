@@ -69,8 +69,8 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, ri *reqInfo) {
 	flush := flushEachWrite(resp)
 	if flush {
 		// A watch may send nothing for minutes: from here a caller that
-		// leaves must end it (net/http's own watch of the caller is lazy
-		// on kas's plain HTTP/1.1 listener). Its caller (kubectl get
+		// leaves must end it (on kas's plain HTTP/1.1 listener, net/http
+		// does not watch the caller of a GET). Its caller (kubectl get
 		// -w) counts it as started once the head arrives.
 		ri.watch.Start()
 		_ = http.NewResponseController(w).Flush()

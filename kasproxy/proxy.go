@@ -175,8 +175,8 @@ type reqInfo struct {
 	rest         string // the API path
 	verb         string
 	rt           http.RoundTripper // the agent's tunnel
-	// watch notices the caller leaving (httpserve.LazyClientWatch);
-	// nil where net/http does that itself.
+	// watch notices the caller leaving (httpserve.ServeFast); nil
+	// where net/http does that itself.
 	watch  *httpserve.ClientWatch
 	status int
 	err          error
@@ -547,7 +547,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer batch.stop()
 		w = batch
 	}
-	r, ri.watch = httpserve.WatchClient(r)
+	ri.watch = httpserve.WatchClient(r)
 	defer ri.watch.Stop()
 	if isUpgrade(r.Header) {
 		p.reverseProxy(w, r, ri)

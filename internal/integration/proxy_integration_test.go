@@ -225,8 +225,8 @@ func TestProxyStreamLimit(t *testing.T) {
 
 // A caller that leaves a quiet watch (no event to write that would fail)
 // ends it in the cluster: kas notices the connection closing, on its
-// plain HTTP listener too, where net/http's own watch of the caller is
-// made lazy (httpserve.LazyClientWatch).
+// plain HTTP listener too, where httpserve.ServeFast answers a GET
+// without net/http's watch of the caller.
 func TestProxyCallerLeavingAQuietWatchEndsIt(t *testing.T) {
 	e, _ := startWithConfig(t, "")
 	for range 3 {
