@@ -4,56 +4,16 @@ import (
 	"context"
 	"errors"
 	"net"
-	"sync"
 
 	"google.golang.org/grpc/credentials"
 
 	"kubetunnel/kas/identity"
 )
 
-// streamListener hands streams that agents open to one grpc.Server. Each
-// conn carries the session it came from, which agentCreds turns into the
+// tunnelAddr is the address of kas's gRPC listener (Server.grpcLn, an
+// httpserve.ConnListener): the streams agents open to it. Each conn
+// carries the session it came from, which agentCreds turns into the
 // peer's AuthInfo so a handler knows which agent is calling.
-type streamListener struct {
-	conns  chan net.Conn
-	done   chan struct{}
-	closed sync.Once
-}
-
-var _ net.Listener = (*streamListener)(nil)
-
-func newStreamListener() *streamListener {
-	return &streamListener{conns: make(chan net.Conn), done: make(chan struct{})}
-}
-
-// deliver passes conn to the gRPC server, or closes it if the listener is
-// closed or ctx ends first.
-func (l *streamListener) deliver(ctx context.Context, conn net.Conn) {
-	select {
-	case l.conns <- conn:
-	case <-l.done:
-		conn.Close()
-	case <-ctx.Done():
-		conn.Close()
-	}
-}
-
-func (l *streamListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.conns:
-		return c, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *streamListener) Close() error {
-	l.closed.Do(func() { close(l.done) })
-	return nil
-}
-
-func (l *streamListener) Addr() net.Addr { return tunnelAddr{} }
-
 type tunnelAddr struct{}
 
 func (tunnelAddr) Network() string { return "tunnel" }

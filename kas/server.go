@@ -52,7 +52,7 @@ type Server struct {
 	reload  *reloader
 	tunnel  *tunnel.Server
 	grpc    *grpc.Server
-	grpcLn  *streamListener
+	grpcLn  *httpserve.ConnListener
 	proxy   *kasproxy.Proxy
 	gitops  *gitops.Server
 	status  *status.Store
@@ -136,7 +136,7 @@ func New(cfg *Config, logger *slog.Logger) (*Server, error) {
 		gitlab:   glClient,
 		metrics:  reg,
 		users:    newUserRegistry(cfg),
-		grpcLn:   newStreamListener(),
+		grpcLn:   httpserve.NewConnListener(tunnelAddr{}),
 		addrs:    map[string]net.Addr{},
 		ready:    make(chan struct{}),
 		Getenv:   os.Getenv,
@@ -582,7 +582,7 @@ func (s *Server) handleSession(ctx context.Context, ts *tunnel.Session) {
 	defer wg.Wait()
 	wg.Go(func() {
 		s.sessions.AcceptStreams(sess, func(st net.Conn) {
-			s.grpcLn.deliver(ctx, &agentConn{Conn: st, agent: agent})
+			s.grpcLn.Give(ctx, &agentConn{Conn: st, agent: agent})
 		})
 	})
 	s.sessions.Serve(ctx, sess, log)

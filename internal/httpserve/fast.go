@@ -38,7 +38,7 @@ import (
 // ConnState hooks only to connections srv serves.
 func ServeFast(ctx context.Context, ln net.Listener, srv *http.Server, grace time.Duration) error {
 	f := &fastServer{srv: srv, conns: map[*fastConn]struct{}{},
-		handoff: &handoffListener{addr: ln.Addr(), conns: make(chan net.Conn), closed: make(chan struct{})}}
+		handoff: NewConnListener(ln.Addr())}
 	f.base = context.WithValue(context.Background(), http.ServerContextKey, srv)
 	srvDone := make(chan error, 1)
 	go func() { srvDone <- srv.Serve(f.handoff) }()
@@ -74,12 +74,13 @@ func ServeFast(ctx context.Context, ln net.Listener, srv *http.Server, grace tim
 type fastServer struct {
 	srv     *http.Server
 	base    context.Context
-	handoff *handoffListener
+	handoff *ConnListener // what srv accepts from
 
-	mu      sync.Mutex
-	conns   map[*fastConn]struct{}
-	closing bool
-	wg      sync.WaitGroup
+	mu       sync.Mutex
+	conns    map[*fastConn]struct{}
+	closing  bool // under mu
+	stopping atomic.Bool
+	wg       sync.WaitGroup
 }
 
 func (f *fastServer) accept(ln net.Listener) error {
@@ -102,7 +103,7 @@ func (f *fastServer) accept(ln net.Listener) error {
 		}
 		delay = 0
 		if _, ok := c.(*tls.Conn); ok {
-			f.handoff.give(c)
+			f.handoff.Give(context.Background(), c)
 			continue
 		}
 		fc := &fastConn{f: f, c: c}
@@ -119,11 +120,7 @@ func (f *fastServer) accept(ln net.Listener) error {
 	}
 }
 
-func (f *fastServer) isClosing() bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.closing
-}
+func (f *fastServer) isClosing() bool { return f.stopping.Load() }
 
 // shutdown closes the idle connections, lets the active ones finish
 // their request until ctx ends, then closes them and cancels their
@@ -131,6 +128,7 @@ func (f *fastServer) isClosing() bool {
 func (f *fastServer) shutdown(ctx context.Context) {
 	f.mu.Lock()
 	f.closing = true
+	f.stopping.Store(true)
 	for fc := range f.conns {
 		if !fc.active {
 			fc.c.Close()
@@ -155,7 +153,12 @@ func (f *fastServer) shutdown(ctx context.Context) {
 		}
 	}
 	f.mu.Unlock()
-	<-done
+	// As http.Server.Close, not forever: a handler that ignores its
+	// context must not hold up the stop.
+	select {
+	case <-done:
+	case <-time.After(time.Second):
+	}
 }
 
 func (f *fastServer) logf(format string, args ...any) {
@@ -283,7 +286,7 @@ func (fc *fastConn) serve() {
 			handedOff = true
 			handedOver.Add(1)
 			_ = fc.c.SetReadDeadline(time.Time{})
-			f.handoff.give(&replayConn{Conn: fc.c, pending: fc.rec})
+			f.handoff.Give(context.Background(), &replayConn{Conn: fc.c, pending: fc.rec})
 			return
 		}
 		if cap(fc.rec) > 64<<10 {
@@ -415,39 +418,6 @@ func idleTimeout(srv *http.Server) time.Duration {
 	return srv.ReadTimeout
 }
 
-// handoffListener is what srv accepts from: connections ServeFast
-// gives it.
-type handoffListener struct {
-	addr   net.Addr
-	conns  chan net.Conn
-	closed chan struct{}
-	once   sync.Once
-}
-
-func (l *handoffListener) give(c net.Conn) {
-	select {
-	case l.conns <- c:
-	case <-l.closed:
-		c.Close()
-	}
-}
-
-func (l *handoffListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.conns:
-		return c, nil
-	case <-l.closed:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *handoffListener) Close() error {
-	l.once.Do(func() { close(l.closed) })
-	return nil
-}
-
-func (l *handoffListener) Addr() net.Addr { return l.addr }
-
 // replayConn gives the bytes ServeFast read of a request it handed over
 // before the rest of the connection.
 type replayConn struct {
@@ -464,20 +434,6 @@ func (c *replayConn) Read(p []byte) (int, error) {
 	return c.Conn.Read(p)
 }
 
-// CloseWrite passes through: net/http half-closes before closing a
-// connection it refused, so that the client reads the answer.
-func (c *replayConn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return nil
-}
-
-// ReadFrom passes through, keeping sendfile/splice for net/http and for
-// a hijacked connection's copy.
-func (c *replayConn) ReadFrom(r io.Reader) (int64, error) {
-	if rf, ok := c.Conn.(io.ReaderFrom); ok {
-		return rf.ReadFrom(r)
-	}
-	return io.Copy(struct{ io.Writer }{c.Conn}, r)
-}
+// CloseWrite and ReadFrom pass through (closeWrite, readFrom).
+func (c *replayConn) CloseWrite() error                   { return closeWrite(c.Conn) }
+func (c *replayConn) ReadFrom(r io.Reader) (int64, error) { return readFrom(c.Conn, r) }

@@ -112,20 +112,6 @@ func (c *limitConn) Close() error {
 	return err
 }
 
-// CloseWrite passes through, so that net/http can half-close before
-// closing a connection it refused (431, 400): without it, the client gets
-// a reset instead of the answer.
-func (c *limitConn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return nil
-}
-
-// ReadFrom passes through, keeping sendfile/splice for net/http.
-func (c *limitConn) ReadFrom(r io.Reader) (int64, error) {
-	if rf, ok := c.Conn.(io.ReaderFrom); ok {
-		return rf.ReadFrom(r)
-	}
-	return io.Copy(struct{ io.Writer }{c.Conn}, r)
-}
+// CloseWrite and ReadFrom pass through (closeWrite, readFrom).
+func (c *limitConn) CloseWrite() error                   { return closeWrite(c.Conn) }
+func (c *limitConn) ReadFrom(r io.Reader) (int64, error) { return readFrom(c.Conn, r) }
