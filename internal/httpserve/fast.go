@@ -91,8 +91,7 @@ func (f *fastServer) accept(ln net.Listener) error {
 			if f.isClosing() {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
+			if te, ok := err.(interface{ Temporary() bool }); ok && te.Temporary() {
 				// As net/http: a temporary failure (too many open
 				// files) waits and retries.
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)

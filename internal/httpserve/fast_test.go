@@ -544,3 +544,47 @@ func FuzzFastAsNetHTTP(f *testing.F) {
 		}
 	})
 }
+
+// A temporary accept failure (too many open files) is waited out, as
+// net/http does, not the end of the listener.
+func TestFastAcceptRetriesTemporaryErrors(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl := &flakyListener{Listener: ln, fails: 3}
+	srv := &http.Server{Handler: caseHandler()}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ServeFast(ctx, fl, srv, time.Second) }()
+	if got := transcript(t, ln.Addr().String(), "GET /small HTTP/1.1\r\nHost: x\r\n\r\n"); !strings.HasSuffix(got, "hello") {
+		t.Errorf("after temporary accept errors: %q", got)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("ServeFast: %v", err)
+	}
+}
+
+type flakyListener struct {
+	net.Listener
+	mu    sync.Mutex
+	fails int
+}
+
+func (l *flakyListener) Accept() (net.Conn, error) {
+	l.mu.Lock()
+	if l.fails > 0 {
+		l.fails--
+		l.mu.Unlock()
+		return nil, temporaryError{}
+	}
+	l.mu.Unlock()
+	return l.Listener.Accept()
+}
+
+type temporaryError struct{}
+
+func (temporaryError) Error() string   { return "accept: too many open files" }
+func (temporaryError) Temporary() bool { return true }
+func (temporaryError) Timeout() bool   { return false }
