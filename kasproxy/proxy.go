@@ -179,7 +179,7 @@ type reqInfo struct {
 	// where net/http does that itself.
 	watch  *httpserve.ClientWatch
 	status int
-	err          error
+	err    error
 }
 
 // New makes a proxy.
