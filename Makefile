@@ -18,7 +18,7 @@ TESTMOD := $(GO) -C test
 
 # Packages whose tests run with the race detector: the tunnel, and the code
 # on both ends of it.
-RACE_PKGS := ./tunnel/... ./kas/... ./agentk/... ./kasproxy/... ./internal/streamhttp/... ./internal/integration/...
+RACE_PKGS := ./tunnel/... ./kas/... ./agentk/... ./kasproxy/... ./internal/httpserve/... ./internal/streamhttp/... ./internal/integration/...
 
 .PHONY: all build testbin images-local test test-short test-e2e test-chart demo lint docs fuzz images deploy-manifest clean bench
 
@@ -60,7 +60,7 @@ images-local:
 # so that it neither slows the other packages nor is slowed by them.
 test: build testbin lint
 	$(GO) test -race -timeout 20m $(RACE_PKGS)
-	$(GO) test -timeout 30m $$($(GO) list ./... | grep -v -E '^kubetunnel/(tunnel|kas|agentk|kasproxy|internal/streamhttp|internal/integration)(/|$$)')
+	$(GO) test -timeout 30m $$($(GO) list ./... | grep -v -E '^kubetunnel/(tunnel|kas|agentk|kasproxy|internal/httpserve|internal/streamhttp|internal/integration)(/|$$)')
 	$(TESTMOD) test -timeout 30m $$($(TESTMOD) list ./... | grep -v -x kubetunnel/test/load)
 	$(TESTMOD) test -timeout 10m -v ./load
 
