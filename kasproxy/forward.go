@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/net/http/httpguts"
 
+	"kubetunnel/internal/httpserve"
 	"kubetunnel/internal/kubehttp"
 )
 
@@ -72,7 +73,9 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, ri *reqInfo) {
 		// leaves must end it (on kas's plain HTTP/1.1 listener, net/http
 		// does not watch the caller of a GET). Its caller (kubectl get
 		// -w) counts it as started once the head arrives.
-		ri.watch.Start()
+		cw := httpserve.WatchClient(r)
+		cw.Start()
+		defer cw.Stop()
 		_ = http.NewResponseController(w).Flush()
 	}
 	if err := p.copyBody(w, resp.Body, flush); err != nil {

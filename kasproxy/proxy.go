@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"kubetunnel/internal/gitlabaccess"
-	"kubetunnel/internal/httpserve"
 	"kubetunnel/internal/kubehttp"
 	"kubetunnel/tunnel"
 )
@@ -175,11 +174,8 @@ type reqInfo struct {
 	rest         string // the API path
 	verb         string
 	rt           http.RoundTripper // the agent's tunnel
-	// watch notices the caller leaving (httpserve.ServeFast); nil
-	// where net/http does that itself.
-	watch  *httpserve.ClientWatch
-	status int
-	err    error
+	status       int
+	err          error
 }
 
 // New makes a proxy.
@@ -547,8 +543,6 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer batch.stop()
 		w = batch
 	}
-	ri.watch = httpserve.WatchClient(r)
-	defer ri.watch.Stop()
 	if isUpgrade(r.Header) {
 		p.reverseProxy(w, r, ri)
 	} else {

@@ -3,6 +3,7 @@ package httpserve
 import (
 	"context"
 	"net/http"
+	"sync/atomic"
 	"time"
 )
 
@@ -12,9 +13,10 @@ import (
 // *ClientWatch (nil) does nothing: net/http watches the request's
 // connection itself.
 type ClientWatch struct {
-	fc     *fastConn
-	cancel context.CancelFunc
-	done   chan struct{} // closed when the watching read returned
+	fc       *fastConn
+	cancel   context.CancelFunc
+	done     chan struct{} // closed when the watching read returned
+	stopping atomic.Bool   // Stop ends the read: not the client leaving
 }
 
 // WatchClient returns the watch for r's connection, nil for a request
@@ -51,10 +53,7 @@ func (w *ClientWatch) read() {
 	// The handler does not read the connection (a request ServeFast
 	// answers has no body), so the buffer is this goroutine's.
 	_, err := w.fc.br.Peek(1)
-	w.fc.f.mu.Lock()
-	stopping := w.fc.stopping
-	w.fc.f.mu.Unlock()
-	if err != nil && !stopping {
+	if err != nil && !w.stopping.Load() {
 		w.cancel()
 	}
 }
@@ -65,15 +64,10 @@ func (w *ClientWatch) Stop() {
 	if w == nil || w.done == nil {
 		return
 	}
-	w.fc.f.mu.Lock()
-	w.fc.stopping = true
-	w.fc.f.mu.Unlock()
+	w.stopping.Store(true)
 	_ = w.fc.c.SetReadDeadline(aLongTimeAgo)
 	<-w.done
 	_ = w.fc.c.SetReadDeadline(time.Time{})
-	w.fc.f.mu.Lock()
-	w.fc.stopping = false
-	w.fc.f.mu.Unlock()
 }
 
 // aLongTimeAgo is a read deadline that ends a blocked read at once.

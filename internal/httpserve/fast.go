@@ -191,8 +191,6 @@ type fastConn struct {
 	// under f.mu
 	active bool
 	cancel context.CancelFunc // the current request's
-	// stopping is set while a ClientWatch's read is being ended.
-	stopping bool
 }
 
 type fastConnKey struct{}

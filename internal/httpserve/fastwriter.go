@@ -151,7 +151,6 @@ func (w *fastWriter) finish() bool {
 		w.WriteHeader(http.StatusOK)
 	}
 	_ = w.body.Flush()
-	w.done, w.body = true, nil
 	bw := w.fc.bw
 	if !w.headWritten {
 		w.writeHead(nil)
